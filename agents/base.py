@@ -1,0 +1,21 @@
+"""The agent protocol: act on a batch of observations, reset per sub-environment."""
+
+from __future__ import annotations
+
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+
+@runtime_checkable
+class Agent(Protocol):
+    """Something that acts in `num_envs` worlds at once.
+
+    `act` takes a batch of observations, uint8 (N, H, W, 3), and returns one action per world in
+    the batched form Gymnasium's vector envs expect (e.g. int64 (N,) for a Discrete space).
+    `reset(mask)` tells the agent which worlds started a new episode, bool (N,).
+    """
+
+    def act(self, obs: np.ndarray) -> Any: ...
+
+    def reset(self, mask: np.ndarray) -> None: ...

@@ -1,0 +1,194 @@
+"""The `worldsim` command: subcommands configured by Hydra overrides (`key=value`).
+
+Each subcommand composes its YAML from `conf/` on top of a typed schema (worldsim/config.py), turns
+it into the dataclass, and hands that to library code. Bad keys and values end with one line
+naming the problem and exit status 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
+
+USAGE = """usage: worldsim COMMAND [key=value ...]
+
+commands:
+  demo                         the main job on the embedded default (collect a Crafter dataset, summarise it)
+  collect                      record a policy in a real world:  worldsim collect env=crafter episodes=N policy=random out=PATH
+  import-video DIR             mp4 files (+ VPT .jsonl actions) to episodes:  worldsim import-video DIR out=PATH size=64
+  info STORE                   episodes, frames, spaces, sizes and compression of an episode store  [--json]
+  presets                      model size presets with parameter counts
+
+`worldsim COMMAND --help` prints the command's configuration with its defaults.
+"""
+
+
+class CLIError(Exception):
+    """A problem with what the user asked for: printed as one line, exit status 2."""
+
+
+def compose(config_name: str, overrides: list[str]) -> Any:
+    """Compose conf/<config_name>.yaml with Hydra `overrides` into its typed dataclass."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.errors import HydraException
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    from worldsim.config import register_configs
+
+    if not CONF_DIR.is_dir():
+        raise CLIError(f"config folder {CONF_DIR} is missing; install worldsim from its repository (pip install -e .)")
+    register_configs()
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(config_dir=str(CONF_DIR), version_base=None):
+            cfg = hydra_compose(config_name=config_name, overrides=overrides)
+        return OmegaConf.to_object(cfg)
+    except (HydraException, OmegaConfBaseException) as e:
+        reasons = [str(e).strip().splitlines()[0]]
+        cause = e.__cause__
+        while cause is not None:
+            reasons.append(str(cause).strip().splitlines()[0])
+            cause = cause.__cause__
+        raise CLIError(": ".join(dict.fromkeys(r for r in reasons if r))) from None
+
+
+def _config_help(config_name: str) -> str:
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from omegaconf import OmegaConf
+
+    from worldsim.config import register_configs
+
+    register_configs()
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base=None):
+        cfg = hydra_compose(config_name=config_name)
+    return OmegaConf.to_yaml(cfg)
+
+
+def cmd_collect(args: list[str]) -> None:
+    """worldsim collect env=crafter episodes=N policy=random out=PATH: record a policy in a real world (appends)."""
+    from worldsim.data.collect import collect
+
+    cfg = compose("collect", args)
+    result = collect(cfg)
+    print(f"wrote {result.episodes} episodes, {result.frames} frames to {result.path} in {result.seconds:.1f} s "
+          f"({result.steps / max(result.seconds, 1e-9):.0f} env steps/s); the store now holds {result.total_episodes} episodes")
+
+
+def cmd_import_video(args: list[str]) -> None:
+    """worldsim import-video DIR out=PATH: mp4 files (and VPT .jsonl actions beside them) to episodes."""
+    from worldsim.data.import_video import import_videos
+
+    positional = [a for a in args if "=" not in a]
+    if len(positional) != 1:
+        raise CLIError("import-video takes one folder of .mp4 files: worldsim import-video DIR out=PATH")
+    overrides = [a for a in args if "=" in a] + [f"src={positional[0]}"]
+    result = import_videos(compose("import_video", overrides))
+    print(f"imported {result.videos} videos as {result.episodes} episodes ({result.frames} frames, "
+          f"{result.with_actions} with VPT actions) into {result.path}")
+
+
+def cmd_info(args: list[str]) -> None:
+    """worldsim info STORE [--json]: episodes, frames, spaces, sizes on disk and compression ratio."""
+    from worldsim.data.info import describe, format_info
+    from worldsim.data.store import EpisodeStore
+
+    as_json = "--json" in args
+    paths = [a for a in args if a != "--json"]
+    if len(paths) != 1:
+        raise CLIError("info takes one store: worldsim info STORE [--json]")
+    d = describe(EpisodeStore.open(paths[0], mode="r"))
+    print(json.dumps(d, indent=2) if as_json else format_info(d))
+
+
+def cmd_presets(args: list[str]) -> None:
+    """worldsim presets: the model size presets with their parameter counts."""
+    from worldsim.models.ae_presets import preset_table as ae_table
+    from worldsim.models.presets import preset_table as dit_table
+
+    for title, rows in (("autoencoder", ae_table()), ("diffusion transformer", dit_table())):
+        print(f"{title} presets")
+        if rows:
+            keys = list(rows[0])
+            widths = [max(len(str(k)), *(len(_fmt(r[k])) for r in rows)) for k in keys]
+            print("  " + "  ".join(str(k).ljust(w) for k, w in zip(keys, widths)))
+            for r in rows:
+                print("  " + "  ".join(_fmt(r[k]).ljust(w) for k, w in zip(keys, widths)))
+        print()
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, int) and v >= 10_000:
+        return f"{v / 1e6:.2f}M"
+    return str(v)
+
+
+def cmd_demo(args: list[str]) -> None:
+    """Collect a small Crafter dataset with a random policy and summarise it."""
+    from worldsim.data.collect import collect
+    from worldsim.data.info import describe, format_info
+    from worldsim.data.store import EpisodeStore
+
+    out = Path("runs") / "demo" / time.strftime("%Y%m%d-%H%M%S")
+    store = out / "crafter.zarr"
+    cfg = compose("collect", [f"out={store}", "episodes=8", "env=crafter", *args])
+    print(f"[demo] collecting {cfg.episodes} {cfg.env.name} episodes with a {cfg.policy} policy into {cfg.out}")
+    result = collect(cfg)
+    print(f"[demo] {result.frames} frames in {result.seconds:.1f} s\n")
+    print(format_info(describe(EpisodeStore.open(cfg.out))))
+    print(f"\n[demo] everything is under {out.resolve()}")
+
+
+COMMANDS: dict[str, tuple[Callable[[list[str]], None], str | None]] = {
+    "demo": (cmd_demo, "collect"),
+    "collect": (cmd_collect, "collect"),
+    "import-video": (cmd_import_video, "import_video"),
+    "info": (cmd_info, None),
+    "presets": (cmd_presets, None),
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(USAGE)
+        return 0
+    name, args = argv[0], argv[1:]
+    if name not in COMMANDS:
+        print(f"worldsim: unknown command {name!r}\n\n{USAGE}", file=sys.stderr)
+        return 2
+    handler, config_name = COMMANDS[name]
+    if "--help" in args or "-h" in args:
+        print((handler.__doc__ or "").strip() or USAGE)
+        if config_name:
+            print(f"\nconfiguration (override with key=value):\n{_config_help(config_name)}")
+        return 0
+    from worldsim.data.store import StoreError
+    from worldsim.spaces import ActionError
+
+    try:
+        handler(args)
+    except (CLIError, StoreError, ActionError, ValueError) as e:
+        if os.environ.get("WORLDSIM_DEBUG"):
+            raise
+        print(f"worldsim {name}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"\nworldsim {name}: interrupted; completed episodes are saved", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

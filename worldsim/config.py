@@ -1,0 +1,61 @@
+"""Typed configs for the command-line entry points, registered in Hydra's ConfigStore.
+
+The YAML files under `conf/` fill these dataclasses; because the schema is a structured config, a
+misspelt or unknown key fails at start-up with a message naming it. Library code receives the
+dataclass instances (via `OmegaConf.to_object`), never a DictConfig.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING
+
+
+@dataclass
+class EnvConfig:
+    """A real world from `envs/`."""
+
+    name: str = "crafter"  # short name: crafter | probe | minedojo (see envs.REAL_ENVS)
+    size: int = 64  # observation height and width in pixels
+    max_episode_steps: int | None = None  # None: the world's own default
+    kwargs: dict[str, Any] = field(default_factory=dict)  # world-specific constructor arguments
+
+
+@dataclass
+class CollectConfig:
+    """`worldsim collect`: roll a policy in a real world and record episodes."""
+
+    env: EnvConfig = MISSING  # chosen with env=crafter|probe|minedojo
+    out: str = MISSING  # episode store path; appended to if it exists
+    episodes: int = 10  # episodes to add to the store
+    policy: str = "random"  # a name from agents.POLICIES
+    num_envs: int = 2  # worlds stepped in parallel
+    vector: str = "async"  # async (one process per world) | sync (all in this process)
+    seed: int = 0  # episode j of the store is reset with seed + j, so a resumed run adds new worlds
+    fps: float | None = None  # recorded frame rate; None: the world's render_fps
+    progress: bool = True  # show a progress bar
+
+
+@dataclass
+class ImportVideoConfig:
+    """`worldsim import-video DIR`: mp4 files to action-free (or VPT-action) episodes."""
+
+    src: str = MISSING  # folder of .mp4 files (searched recursively)
+    out: str = MISSING  # episode store path; appended to if it exists
+    size: int = 64  # frames are resized (centre-cropped to square first when square=true)
+    square: bool = True  # centre-crop to a square before resizing
+    fps: float | None = None  # resample to this frame rate; None keeps the first video's
+    max_frames: int | None = None  # cut each video into episodes of at most this many frames
+    actions: str = "auto"  # auto: import a VPT .jsonl beside a video if present | none: never
+    progress: bool = True
+
+
+def register_configs() -> None:
+    """Register the schemas; the YAML files under conf/ name them in their defaults lists."""
+    cs = ConfigStore.instance()
+    cs.store(name="collect_schema", node=CollectConfig)
+    cs.store(name="import_video_schema", node=ImportVideoConfig)
+    cs.store(group="env", name="env_schema", node=EnvConfig)

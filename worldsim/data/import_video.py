@@ -1,0 +1,194 @@
+"""Turn a folder of mp4 files into episodes, with Minecraft VPT actions where a .jsonl sits beside a video.
+
+The VPT contractor format (OpenAI's Video PreTraining data) has one JSON object per video frame:
+``{"mouse": {"dx": .., "dy": .., "buttons": [0, ..]}, "keyboard": {"keys": ["key.keyboard.w", ..]},
+...}``; line i is what the player did after seeing frame i, so it leads to frame i + 1. We map it
+to a Dict space: `buttons` (MultiDiscrete of 0/1 per named button) and `camera` (pitch, yaw in
+degrees, mouse pixels times 360 / 2400 as VPT does). When frames are dropped to lower the frame
+rate, the actions between two kept frames are merged: buttons held in any of them, camera summed.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+from gymnasium import spaces
+from PIL import Image
+from tqdm.auto import tqdm
+
+from worldsim.config import ImportVideoConfig
+from worldsim.data.store import EpisodeStore, StoreError
+from worldsim.spaces import pack_action
+
+VPT_KEYS = {
+    "key.keyboard.w": "forward", "key.keyboard.s": "back", "key.keyboard.a": "left", "key.keyboard.d": "right",
+    "key.keyboard.space": "jump", "key.keyboard.left.shift": "sneak", "key.keyboard.left.control": "sprint",
+    "key.keyboard.q": "drop", "key.keyboard.e": "inventory", "key.keyboard.f": "swapHands",
+    "key.keyboard.escape": "ESC", **{f"key.keyboard.{i}": f"hotbar.{i}" for i in range(1, 10)},
+}
+VPT_MOUSE_BUTTONS = {0: "attack", 1: "use", 2: "pickItem"}
+VPT_BUTTONS = list(dict.fromkeys([*VPT_KEYS.values(), *VPT_MOUSE_BUTTONS.values()]))
+VPT_CAMERA_DEGREES_PER_PIXEL = 360.0 / 2400.0
+VPT_CAMERA_LIMIT = 180.0  # degrees per step; larger jumps are clipped
+VPT_ACTION_SPACE = spaces.Dict({
+    "buttons": spaces.MultiDiscrete([2] * len(VPT_BUTTONS)),
+    "camera": spaces.Box(-VPT_CAMERA_LIMIT, VPT_CAMERA_LIMIT, shape=(2,), dtype=np.float32),
+})
+
+
+@dataclass
+class ImportResult:
+    path: str
+    videos: int
+    episodes: int
+    frames: int
+    with_actions: int  # episodes that carry VPT actions
+
+
+def vpt_action(line: dict) -> tuple[np.ndarray, np.ndarray]:
+    """One VPT jsonl record -> (buttons int64 (len(VPT_BUTTONS),) of 0/1, camera float32 (2,) pitch, yaw in degrees)."""
+    buttons = np.zeros(len(VPT_BUTTONS), dtype=np.int64)
+    for key in line.get("keyboard", {}).get("keys", []):
+        if key in VPT_KEYS:
+            buttons[VPT_BUTTONS.index(VPT_KEYS[key])] = 1
+    mouse = line.get("mouse", {})
+    for b in mouse.get("buttons", []):
+        if b in VPT_MOUSE_BUTTONS:
+            buttons[VPT_BUTTONS.index(VPT_MOUSE_BUTTONS[b])] = 1
+    camera = np.array([mouse.get("dy", 0.0), mouse.get("dx", 0.0)], dtype=np.float32) * VPT_CAMERA_DEGREES_PER_PIXEL
+    return buttons, camera
+
+
+def read_vpt_actions(path: Path) -> list[dict]:
+    records = []
+    with open(path) as f:
+        for n, text in enumerate(f, 1):
+            text = text.strip()
+            if not text:
+                continue
+            try:
+                records.append(json.loads(text))
+            except json.JSONDecodeError as e:
+                raise StoreError(f"{path}:{n} is not valid JSON ({e.msg}); expected one VPT action object per line") from None
+    return records
+
+
+def _prepare(frame: np.ndarray, size: int, square: bool) -> np.ndarray:
+    """(H, W, 3) uint8 -> (size, size, 3) uint8, centre-cropped to a square first when `square`."""
+    h, w = frame.shape[:2]
+    if square and h != w:
+        m = min(h, w)
+        top, left = (h - m) // 2, (w - m) // 2
+        frame = frame[top : top + m, left : left + m]
+    return np.asarray(Image.fromarray(frame).resize((size, size), Image.BILINEAR))
+
+
+def _decode(path: Path, fps: float | None) -> Iterator[tuple[int, np.ndarray]]:
+    """Yield (source frame index, rgb (H, W, 3) uint8) for the frames kept at `fps` (all when None)."""
+    import av
+
+    try:
+        container = av.open(str(path))
+    except av.error.FFmpegError as e:
+        raise StoreError(f"cannot read video {path}: {e}") from None
+    with container:
+        stream = container.streams.video[0]
+        next_time = 0.0  # time of the next output frame; a source slower than `fps` keeps every frame
+        for i, frame in enumerate(container.decode(stream)):
+            t = float(frame.time) if frame.time is not None else i / float(stream.average_rate or 1)
+            if fps is None or t + 1e-3 >= next_time:
+                if fps is not None:
+                    next_time += 1.0 / fps
+                yield i, frame.to_ndarray(format="rgb24")
+
+
+def video_fps(path: Path) -> float:
+    import av
+
+    with av.open(str(path)) as c:
+        rate = c.streams.video[0].average_rate
+    if not rate:
+        raise StoreError(f"{path} does not declare a frame rate; pass fps=")
+    return float(rate)
+
+
+def import_videos(cfg: ImportVideoConfig) -> ImportResult:
+    """Import every .mp4 under `cfg.src` into the store at `cfg.out` (created, or appended to)."""
+    src = Path(cfg.src)
+    if not src.is_dir():
+        raise StoreError(f"{src} is not a folder of videos")
+    videos = sorted(src.rglob("*.mp4"))
+    if not videos:
+        raise StoreError(f"no .mp4 files under {src}")
+    if cfg.actions not in ("auto", "none"):
+        raise ValueError(f"actions must be 'auto' or 'none', got {cfg.actions!r}")
+    if cfg.max_frames is not None and cfg.max_frames < 2:
+        raise ValueError(f"max_frames must be at least 2, got {cfg.max_frames}")
+    action_files = {v: v.with_suffix(".jsonl") for v in videos if cfg.actions == "auto" and v.with_suffix(".jsonl").exists()}
+    fps = cfg.fps or video_fps(videos[0])
+
+    if Path(cfg.out).exists():
+        store = EpisodeStore.open(cfg.out, mode="a")
+        if tuple(store.frame_size) != (cfg.size, cfg.size):
+            raise StoreError(f"cannot append to {cfg.out}: its frames are {tuple(store.frame_size)}, not {(cfg.size, cfg.size)}")
+        if action_files and store.action_space != VPT_ACTION_SPACE:
+            raise StoreError(f"cannot append VPT actions to {cfg.out}: its action space is {store.action_space}")
+    else:
+        store = EpisodeStore.create(
+            cfg.out, env_id="video", frame_size=(cfg.size, cfg.size), fps=fps,
+            action_space=VPT_ACTION_SPACE if action_files else None,
+            source={"kind": "import-video", "src": str(src.resolve()), "format": "vpt-jsonl" if action_files else None},
+        )
+    episodes = frames = with_actions = 0
+    for video in tqdm(videos, unit="video", desc="import", disable=not cfg.progress):
+        records = read_vpt_actions(action_files[video]) if video in action_files else None
+        for episode in _episodes(video, records, cfg, fps, store.action_space is not None):
+            store.append_episode(**episode)
+            episodes += 1
+            frames += len(episode["obs"])
+            with_actions += int(episode["has_action"].any())
+    return ImportResult(str(cfg.out), len(videos), episodes, frames, with_actions)
+
+
+def _episodes(video: Path, records: list[dict] | None, cfg: ImportVideoConfig, fps: float, store_has_actions: bool):
+    """Yield append_episode keyword arguments for one video, cut into pieces of at most max_frames."""
+    limit = cfg.max_frames or np.iinfo(np.int64).max
+    obs, acts, has = [], [], []
+    last_source = None
+    for source, rgb in _decode(video, fps if cfg.fps else None):
+        if len(obs) == limit:
+            yield _episode(obs, acts, has, store_has_actions)
+            obs, acts, has = [], [], []
+        action, present = None, False
+        if records is not None and obs and last_source is not None:
+            # line i leads to frame i + 1: frame `source` follows lines last_source .. source - 1
+            lines = records[last_source:source]
+            if len(lines) == source - last_source:
+                parts = [vpt_action(r) for r in lines]
+                buttons = np.max([p[0] for p in parts], axis=0)
+                camera = np.clip(np.sum([p[1] for p in parts], axis=0), -VPT_CAMERA_LIMIT, VPT_CAMERA_LIMIT)
+                action, present = {"buttons": buttons, "camera": camera.astype(np.float32)}, True
+        obs.append(_prepare(rgb, cfg.size, cfg.square))
+        acts.append(pack_action(VPT_ACTION_SPACE, action) if present else None)
+        has.append(present)
+        last_source = source
+    if len(obs) >= 2 or (obs and cfg.max_frames is None):
+        yield _episode(obs, acts, has, store_has_actions)
+
+
+def _episode(obs, acts, has, store_has_actions: bool) -> dict:
+    n = len(obs)
+    truncated = np.zeros(n, dtype=bool)
+    truncated[-1] = True  # the clip ends; the world did not
+    episode = dict(obs=np.stack(obs), reward=np.zeros(n, np.float32), terminated=np.zeros(n, bool), truncated=truncated)
+    if store_has_actions:
+        width = len(VPT_BUTTONS) + 2
+        episode["action"] = np.stack([a if a is not None else np.zeros(width, np.float32) for a in acts])
+        episode["has_action"] = np.asarray(has, dtype=bool)
+    else:
+        episode["has_action"] = np.zeros(n, dtype=bool)
+    return episode
