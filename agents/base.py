@@ -13,9 +13,11 @@ class Agent(Protocol):
 
     `act` takes a batch of observations, uint8 (N, H, W, 3), and returns one action per world in
     the batched form Gymnasium's vector envs expect (e.g. int64 (N,) for a Discrete space).
-    `reset(mask)` tells the agent which worlds started a new episode, bool (N,).
+    `reset(mask, seeds)` tells the agent which worlds started a new episode, bool (N,), and
+    optionally the seed of each new episode, so a stochastic agent can make an episode depend
+    on its seed alone.
     """
 
     def act(self, obs: np.ndarray) -> Any: ...
 
-    def reset(self, mask: np.ndarray) -> None: ...
+    def reset(self, mask: np.ndarray, seeds: list[int | None] | None = None) -> None: ...

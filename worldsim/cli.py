@@ -53,10 +53,11 @@ def compose(config_name: str, overrides: list[str]) -> Any:
             cfg = hydra_compose(config_name=config_name, overrides=overrides)
         return OmegaConf.to_object(cfg)
     except (HydraException, OmegaConfBaseException) as e:
-        reasons = [str(e).strip().splitlines()[0]]
-        cause = e.__cause__
+        reasons, cause = [], e
         while cause is not None:
-            reasons.append(str(cause).strip().splitlines()[0])
+            lines = [ln.strip() for ln in str(cause).strip().splitlines() if ln.strip()]
+            lines = [ln for ln in lines if not ln.startswith(("full_key:", "object_type=", "To append", "Config search path", "provider="))]
+            reasons.append(" ".join(lines).rstrip("."))
             cause = cause.__cause__
         raise CLIError(": ".join(dict.fromkeys(r for r in reasons if r))) from None
 

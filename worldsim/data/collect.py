@@ -58,15 +58,13 @@ class _Episode:
             self.state.setdefault(key, []).append(value)
 
     def arrays(self) -> dict[str, Any]:
-        has_action = np.ones(len(self.obs), dtype=bool)
-        has_action[0] = False
+        """Keyword arguments of `EpisodeStore.append_episode`: T + 1 observations, T steps."""
         return dict(
             obs=np.stack(self.obs),
-            action=np.stack(self.action),
-            has_action=has_action,
-            reward=np.asarray(self.reward, dtype=np.float32),
-            terminated=np.asarray(self.terminated, dtype=bool),
-            truncated=np.asarray(self.truncated, dtype=bool),
+            action=np.stack(self.action[1:]) if len(self.action) > 1 else None,
+            reward=np.asarray(self.reward[1:], dtype=np.float32),
+            terminated=np.asarray(self.terminated[1:], dtype=bool),
+            truncated=np.asarray(self.truncated[1:], dtype=bool),
             state={k: np.stack(v) for k, v in self.state.items()} or None,
         )
 
@@ -139,7 +137,7 @@ def collect(cfg: CollectConfig) -> CollectResult:
     vector_cls = AsyncVectorEnv if cfg.vector == "async" and num_envs > 1 else SyncVectorEnv
     vec = vector_cls([factory] * num_envs, autoreset_mode=AutoresetMode.DISABLED)
     space = vec.single_action_space
-    agent = make_policy(cfg.policy, space, num_envs, seed=cfg.seed + store.num_episodes)
+    agent = make_policy(cfg.policy, space, num_envs, seed=cfg.seed)
 
     first = store.num_episodes
     stop = first + cfg.episodes
@@ -153,7 +151,9 @@ def collect(cfg: CollectConfig) -> CollectResult:
     bar = tqdm(total=cfg.episodes, unit="ep", desc=f"collect {cfg.env.name}", disable=not cfg.progress)
     no_action = np.zeros_like(pack_action(space, space.sample()))
     try:
-        obs, info = vec.reset(seed=[cfg.seed + int(j) for j in episode_of])
+        seeds = [cfg.seed + int(j) for j in episode_of]
+        obs, info = vec.reset(seed=seeds)
+        agent.reset(np.ones(num_envs, dtype=bool), seeds)
         for i in range(num_envs):
             running[i].add(obs[i], no_action, 0.0, False, False, _row(info.get("state"), i))
         while to_write < stop:
@@ -183,7 +183,7 @@ def collect(cfg: CollectConfig) -> CollectResult:
                     seeds[i] = cfg.seed + next_episode
                     next_episode += 1
                 obs, info = vec.reset(seed=seeds, options={"reset_mask": done.copy()})
-                agent.reset(done)
+                agent.reset(done, seeds)
                 for i in np.flatnonzero(done):
                     running[i].add(obs[i], no_action, 0.0, False, False, _row(info.get("state"), i))
     finally:

@@ -22,7 +22,6 @@ from tqdm.auto import tqdm
 
 from worldsim.config import ImportVideoConfig
 from worldsim.data.store import EpisodeStore, StoreError
-from worldsim.spaces import pack_action
 
 VPT_KEYS = {
     "key.keyboard.w": "forward", "key.keyboard.s": "back", "key.keyboard.a": "left", "key.keyboard.d": "right",
@@ -150,7 +149,7 @@ def import_videos(cfg: ImportVideoConfig) -> ImportResult:
             store.append_episode(**episode)
             episodes += 1
             frames += len(episode["obs"])
-            with_actions += int(episode["has_action"].any())
+            with_actions += int(episode.get("action") is not None)
     return ImportResult(str(cfg.out), len(videos), episodes, frames, with_actions)
 
 
@@ -173,7 +172,7 @@ def _episodes(video: Path, records: list[dict] | None, cfg: ImportVideoConfig, f
                 camera = np.clip(np.sum([p[1] for p in parts], axis=0), -VPT_CAMERA_LIMIT, VPT_CAMERA_LIMIT)
                 action, present = {"buttons": buttons, "camera": camera.astype(np.float32)}, True
         obs.append(_prepare(rgb, cfg.size, cfg.square))
-        acts.append(pack_action(VPT_ACTION_SPACE, action) if present else None)
+        acts.append(action)
         has.append(present)
         last_source = source
     if len(obs) >= 2 or (obs and cfg.max_frames is None):
@@ -181,14 +180,12 @@ def _episodes(video: Path, records: list[dict] | None, cfg: ImportVideoConfig, f
 
 
 def _episode(obs, acts, has, store_has_actions: bool) -> dict:
-    n = len(obs)
-    truncated = np.zeros(n, dtype=bool)
-    truncated[-1] = True  # the clip ends; the world did not
-    episode = dict(obs=np.stack(obs), reward=np.zeros(n, np.float32), terminated=np.zeros(n, bool), truncated=truncated)
-    if store_has_actions:
-        width = len(VPT_BUTTONS) + 2
-        episode["action"] = np.stack([a if a is not None else np.zeros(width, np.float32) for a in acts])
-        episode["has_action"] = np.asarray(has, dtype=bool)
-    else:
-        episode["has_action"] = np.zeros(n, dtype=bool)
+    """Keyword arguments of `EpisodeStore.append_episode`; row 0's action is dropped (nothing led to it)."""
+    steps = len(obs) - 1
+    truncated = np.zeros(steps, dtype=bool)
+    if steps:
+        truncated[-1] = True  # the clip ends; the world did not
+    episode = dict(obs=np.stack(obs), truncated=truncated)
+    if store_has_actions and any(has[1:]):
+        episode["action"] = acts[1:]  # None where no action was recorded
     return episode
