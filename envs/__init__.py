@@ -1,0 +1,44 @@
+"""The real worlds, each behind the same Gymnasium adapter contract.
+
+Every env here is a `gymnasium.Env` with declared spaces, ``(H, W, 3)`` uint8 RGB observations
+at a configurable ``size`` (default 64), seeding through ``reset(seed=...)``, ``terminated``
+separate from ``truncated``, and ground truth in ``info["state"]``: a dict of numpy arrays whose
+shapes and dtypes are fixed per env instance, described by ``env.state_spec()``.
+
+Importing this package is cheap: the worlds are registered with Gymnasium by entry-point
+strings and each world's module (and optional dependency) is imported only when it is made.
+"""
+
+from __future__ import annotations
+
+import gymnasium as gym
+
+REAL_ENVS: dict[str, str] = {
+    "crafter": "worldsim-real/Crafter-v0",
+    "probe": "worldsim-real/Probe-v0",
+    "minedojo": "worldsim-real/MineDojo-v0",
+}
+_ENTRY_POINTS = {
+    "crafter": "envs.crafter:CrafterEnv",
+    "probe": "envs.probe.env:ProbeWorldEnv",
+    "minedojo": "envs.minedojo:MineDojoEnv",
+}
+
+for _name, _id in REAL_ENVS.items():
+    if _id not in gym.registry:
+        # No max_episode_steps here: each env truncates itself, so no TimeLimit wrapper is added.
+        gym.register(id=_id, entry_point=_ENTRY_POINTS[_name])
+
+
+def make_real_env(name: str, **kwargs) -> gym.Env:
+    """Make a real world by short name ("crafter", "probe", "minedojo"); kwargs go to its env.
+
+    Raises:
+        ValueError: unknown name.
+    """
+    if name not in REAL_ENVS:
+        raise ValueError(f"unknown real env {name!r}; known: {', '.join(REAL_ENVS)}")
+    return gym.make(REAL_ENVS[name], **kwargs)
+
+
+__all__ = ["REAL_ENVS", "make_real_env"]
