@@ -109,7 +109,8 @@ def cmd_info(args: list[str]) -> None:
     paths = [a for a in args if a != "--json"]
     if len(paths) != 1:
         raise CLIError("info takes one store: worldsim info STORE [--json]")
-    d = describe(EpisodeStore.open(paths[0], mode="r"))
+    with EpisodeStore.open(paths[0], mode="r") as store:
+        d = describe(store)
     print(json.dumps(d, indent=2) if as_json else format_info(d))
 
 
@@ -147,7 +148,8 @@ def cmd_demo(args: list[str]) -> None:
     print(f"[demo] collecting {cfg.episodes} {cfg.env.name} episodes with a {cfg.policy} policy into {cfg.out}")
     result = collect(cfg)
     print(f"[demo] {result.frames} frames in {result.seconds:.1f} s\n")
-    print(format_info(describe(EpisodeStore.open(cfg.out))))
+    with EpisodeStore.open(cfg.out) as store:
+        print(format_info(describe(store)))
     print(f"\n[demo] everything is under {out.resolve()}")
 
 

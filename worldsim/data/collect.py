@@ -126,18 +126,22 @@ def collect(cfg: CollectConfig) -> CollectResult:
     if cfg.vector not in ("async", "sync"):
         raise ValueError(f"vector must be 'async' or 'sync', got {cfg.vector!r}")
     kwargs = env_kwargs(cfg)
+    num_envs = min(cfg.num_envs, cfg.episodes)
     probe_env = envs.make_real_env(cfg.env.name, **kwargs)  # spaces, fps and state spec
     try:
+        agent = make_policy(cfg.policy, probe_env.action_space, num_envs, seed=cfg.seed)
         store = open_or_create(cfg, probe_env)
     finally:
         probe_env.close()
 
-    num_envs = min(cfg.num_envs, cfg.episodes)
     factory = partial(envs.make_real_env, cfg.env.name, **kwargs)
     vector_cls = AsyncVectorEnv if cfg.vector == "async" and num_envs > 1 else SyncVectorEnv
-    vec = vector_cls([factory] * num_envs, autoreset_mode=AutoresetMode.DISABLED)
+    try:
+        vec = vector_cls([factory] * num_envs, autoreset_mode=AutoresetMode.DISABLED)
+    except BaseException:
+        store.close()
+        raise
     space = vec.single_action_space
-    agent = make_policy(cfg.policy, space, num_envs, seed=cfg.seed)
 
     first = store.num_episodes
     stop = first + cfg.episodes
@@ -189,6 +193,7 @@ def collect(cfg: CollectConfig) -> CollectResult:
     finally:
         bar.close()
         vec.close()
+        store.close()
     return CollectResult(
         path=str(cfg.out),
         episodes=to_write - first,

@@ -143,13 +143,14 @@ def import_videos(cfg: ImportVideoConfig) -> ImportResult:
             source={"kind": "import-video", "src": str(src.resolve()), "format": "vpt-jsonl" if action_files else None},
         )
     episodes = frames = with_actions = 0
-    for video in tqdm(videos, unit="video", desc="import", disable=not cfg.progress):
-        records = read_vpt_actions(action_files[video]) if video in action_files else None
-        for episode in _episodes(video, records, cfg, fps, store.action_space is not None):
-            store.append_episode(**episode)
-            episodes += 1
-            frames += len(episode["obs"])
-            with_actions += int(episode.get("action") is not None)
+    with store:
+        for video in tqdm(videos, unit="video", desc="import", disable=not cfg.progress):
+            records = read_vpt_actions(action_files[video]) if video in action_files else None
+            for episode in _episodes(video, records, cfg, fps, store.action_space is not None):
+                store.append_episode(**episode)
+                episodes += 1
+                frames += len(episode["obs"])
+                with_actions += int(episode.get("action") is not None)
     return ImportResult(str(cfg.out), len(videos), episodes, frames, with_actions)
 
 

@@ -1,0 +1,48 @@
+"""The worldsim command: typed configs, clear one-line errors, exit codes."""
+
+import pytest
+
+from worldsim.cli import CLIError, compose, main
+from worldsim.config import CollectConfig, EnvConfig
+
+
+def test_compose_gives_the_typed_dataclass():
+    cfg = compose("collect", ["out=/tmp/x.zarr", "env=probe", "episodes=3", "env.kwargs.family=permanence"])
+    assert isinstance(cfg, CollectConfig) and isinstance(cfg.env, EnvConfig)
+    assert (cfg.env.name, cfg.episodes, cfg.env.kwargs["family"]) == ("probe", 3, "permanence")
+
+
+@pytest.mark.parametrize(
+    "override, words",
+    [
+        ("episdes=3", ["episdes", "not in"]),
+        ("env.sise=3", ["sise", "EnvConfig"]),
+        ("episodes=abc", ["abc", "Integer"]),
+        ("env=nope", ["env/nope", "crafter", "probe"]),
+    ],
+)
+def test_bad_overrides_fail_at_start_naming_the_key(override, words, capsys):
+    assert main(["collect", "out=/tmp/never.zarr", override]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1, err  # one line, no traceback
+    for w in words:
+        assert w in err
+
+
+def test_missing_mandatory_value_is_named():
+    with pytest.raises(CLIError, match="out"):
+        compose("collect", [])
+
+
+def test_unknown_command_and_help(capsys):
+    assert main(["frobnicate"]) == 2
+    assert "unknown command" in capsys.readouterr().err
+    assert main(["collect", "--help"]) == 0
+    out = capsys.readouterr().out
+    assert "episodes: 10" in out and "name: crafter" in out
+
+
+def test_info_on_a_missing_store_is_one_clear_line(tmp_path, capsys):
+    assert main(["info", str(tmp_path / "missing.zarr")]) == 2
+    err = capsys.readouterr().err
+    assert "missing.zarr" in err and err.count("\n") == 1
