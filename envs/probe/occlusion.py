@@ -1,11 +1,12 @@
 """How much of each ball is visible, computed from geometry (never from pixels).
 
 A ball's visibility is the fraction of its disc's area not covered by any occluder rectangle,
-estimated on a fixed set of `N_SAMPLES` points spread evenly over the unit disc (a sunflower
-pattern). It is exactly 0.0 when the disc lies inside the occluders and exactly 1.0 when it
-touches none; in between it is accurate to about ``1 / N_SAMPLES`` (a disc that only grazes an
-occluder may still read 1.0). Balls hiding each other
-and the pusher are not counted: occluders are the only thing drawn over balls.
+estimated on `N_SAMPLES` points spread evenly over the disc (a sunflower pattern), with
+`N_RIM` more points on its rim deciding the two ends exactly enough for pixels: it is 0.0 only
+when every sample and rim point is covered (no pixel of the ball can show), 1.0 only when none
+is, and otherwise at least ``1 / N_SAMPLES`` and at most ``1 - 1 / N_SAMPLES``. In between it is
+accurate to about ``1 / N_SAMPLES``. Balls hiding each other and the pusher are not counted:
+occluders are the only thing drawn over balls.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 N_SAMPLES = 96
+N_RIM = 64
 
 
 def _sunflower(n: int) -> np.ndarray:
@@ -23,7 +25,8 @@ def _sunflower(n: int) -> np.ndarray:
     return np.stack([rho * np.cos(theta), rho * np.sin(theta)], axis=1)
 
 
-_UNIT_DISC = _sunflower(N_SAMPLES)  # (S, 2)
+_ANGLES = 2 * np.pi * np.arange(N_RIM) / N_RIM
+_UNIT_DISC = np.concatenate([_sunflower(N_SAMPLES), np.stack([np.cos(_ANGLES), np.sin(_ANGLES)], 1)])  # (S + R, 2)
 
 
 def visible_fraction(pos: np.ndarray, radius: np.ndarray, occluders: np.ndarray) -> np.ndarray:
@@ -41,5 +44,9 @@ def visible_fraction(pos: np.ndarray, radius: np.ndarray, occluders: np.ndarray)
     pts = pos[:, None, :] + radius[:, None, None] * _UNIT_DISC[None]  # (n, S, 2)
     x, y = pts[..., 0, None], pts[..., 1, None]  # (n, S, 1)
     x0, y0, x1, y1 = (occluders[None, None, :, i] for i in range(4))  # (1, 1, m)
-    hidden = ((x >= x0) & (x <= x1) & (y >= y0) & (y <= y1)).any(axis=-1)  # (n, S)
-    return (1.0 - hidden.mean(axis=1)).astype(np.float32)
+    hidden = ((x >= x0) & (x <= x1) & (y >= y0) & (y <= y1)).any(axis=-1)  # (n, S + R)
+    visible = 1.0 - hidden[:, :N_SAMPLES].mean(axis=1)
+    lo, hi = 1.0 / N_SAMPLES, 1.0 - 1.0 / N_SAMPLES
+    visible = np.where(hidden.all(axis=1), 0.0, np.clip(visible, lo, 1.0))  # any point shows: not 0
+    visible = np.where(~hidden.any(axis=1), 1.0, np.minimum(visible, hi))  # any point hidden: not 1
+    return visible.astype(np.float32)
