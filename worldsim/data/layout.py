@@ -135,8 +135,9 @@ def episode_rows(
         raise StoreError("reward holds NaN or infinite values")
     for name, flags in (("terminated", terminated), ("truncated", truncated)):
         out[name] = _step_rows(name, flags, steps, bool)
-        if out[name][:-1].any():
-            first = int(np.flatnonzero(out[name][:-1])[0])
+        early = out[name][1:-1]  # steps 0 .. T - 2
+        if early.any():
+            first = int(np.flatnonzero(early)[0])
             raise StoreError(f"{name} is True at step {first}, before the episode's last step {steps - 1}")
     out.update(_state_rows(layout, state, rows))
     return out
