@@ -170,8 +170,8 @@ class CrafterEnv(gym.Env):
     def _state(self) -> dict[str, np.ndarray]:
         player = self._env._player
         return {
-            "player_pos": np.asarray(player.pos, np.int64).reshape(2),
-            "player_facing": np.asarray(player.facing, np.int64).reshape(2),
+            "player_pos": np.array(player.pos, np.int64).reshape(2),
+            "player_facing": np.array(player.facing, np.int64).reshape(2),
             "inventory": np.array([player.inventory[k] for k in INVENTORY_KEYS], np.int64),
             "achievements": np.array([player.achievements[k] for k in ACHIEVEMENT_KEYS], np.int64),
             "sleeping": np.array(bool(player.sleeping)),

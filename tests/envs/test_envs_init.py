@@ -1,0 +1,58 @@
+"""Registration of the real worlds with Gymnasium and `make_real_env`."""
+
+import subprocess
+import sys
+
+import gymnasium as gym
+import numpy as np
+import pytest
+
+from envs import REAL_ENVS, make_real_env
+from envs.minedojo import MineDojoUnavailable
+
+
+def test_all_ids_are_registered():
+    assert REAL_ENVS == {
+        "crafter": "worldsim-real/Crafter-v0",
+        "probe": "worldsim-real/Probe-v0",
+        "minedojo": "worldsim-real/MineDojo-v0",
+    }
+    for env_id in REAL_ENVS.values():
+        assert env_id in gym.registry
+
+
+def test_importing_envs_imports_no_world():
+    code = "import sys, envs; print(sorted(m for m in sys.modules if m.startswith(('envs.', 'crafter', 'minedojo'))))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+def test_make_real_env_probe_passes_kwargs():
+    env = make_real_env("probe", size=(48, 80), family="push", max_episode_steps=3)
+    obs, info = env.reset(seed=0)
+    assert obs.shape == (48, 80, 3) and info["family"] == "push"
+    assert env.spec.id == REAL_ENVS["probe"]
+    truncated = [env.step(0)[3] for _ in range(3)]
+    assert truncated == [False, False, True]
+
+
+def test_make_real_env_crafter():
+    pytest.importorskip("crafter")
+    env = make_real_env("crafter", size=32)
+    obs, info = env.reset(seed=0)
+    assert obs.shape == (32, 32, 3) and obs.dtype == np.uint8 and "state" in info
+
+
+def test_make_real_env_minedojo_fails_clearly_without_the_game():
+    try:
+        import minedojo  # noqa: F401
+    except ImportError:
+        with pytest.raises(MineDojoUnavailable, match="worldsim\\[minedojo\\]"):
+            make_real_env("minedojo")
+    else:
+        pytest.skip("minedojo is installed")
+
+
+def test_unknown_name_lists_the_known_ones():
+    with pytest.raises(ValueError, match="crafter, probe, minedojo"):
+        make_real_env("atari")
