@@ -1,0 +1,193 @@
+import dataclasses
+
+import pytest
+import torch
+from gymnasium import spaces
+
+from worldsim.models.dit import DiT, DiTConfig, DiTOutput
+from worldsim.models.presets import PRESETS, build_dit, dit_config, parameter_count, preset_table
+from worldsim.spaces import space_to_json
+
+C, K, N_ACTIONS = 4, 2, 5
+
+
+def _model(**overrides) -> DiT:
+    """Tiny DiT whose zero-initialised (adaLN-Zero) weights are randomised, so outputs depend on inputs."""
+    torch.manual_seed(0)
+    config = dict(latent_channels=C, action_space=space_to_json(spaces.Discrete(N_ACTIONS)), action_substeps=K,
+                  reward_head=True, termination_head=True)
+    model = build_dit("tiny", **{**config, **overrides})
+    with torch.no_grad():
+        for p in model.parameters():
+            if (p == 0).all():
+                p.normal_(std=0.2)
+    return model.eval()
+
+
+def _inputs(b=2, t=5, h=8, w=6, seed=1):
+    g = torch.Generator().manual_seed(seed)
+    return dict(
+        x=torch.randn(b, t, C, h, w, generator=g),
+        noise_level=torch.rand(b, t, generator=g),
+        actions=torch.randint(0, N_ACTIONS, (b, t, K, 1), generator=g),
+        action_mask=torch.rand(b, t, K, generator=g) > 0.3,
+        frame_index=torch.tensor([0, 5, 17, 18, 19, 20, 21][:t]).repeat(b, 1),
+    )
+
+
+def _frames(inputs, sl):
+    return {k: v[:, sl] for k, v in inputs.items()}
+
+
+def test_adaln_zero_init_predicts_zero():
+    model = build_dit("tiny", latent_channels=C)
+    out = model(torch.randn(1, 2, C, 4, 4), torch.rand(1, 2))
+    assert isinstance(out, DiTOutput) and out.reward is None and out.termination_logit is None
+    assert torch.count_nonzero(out.prediction) == 0
+
+
+@pytest.mark.parametrize("t,h,w", [(1, 4, 4), (3, 8, 6), (2, 6, 10)])
+def test_any_resolution_aspect_and_length(t, h, w):
+    model = _model()
+    out = model(**_inputs(b=2, t=t, h=h, w=w))
+    assert out.prediction.shape == (2, t, C, h, w)
+    assert out.reward.shape == (2, t) and out.termination_logit.shape == (2, t)
+    assert torch.isfinite(out.prediction).all()
+
+
+def test_gradients_reach_every_parameter():
+    model = _model().train()
+    out = model(**_inputs(t=3))
+    (out.prediction.square().mean() + out.reward.mean() + out.termination_logit.mean()).backward()
+    missing = [n for n, p in model.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
+    assert missing == []
+
+
+@pytest.mark.parametrize("what", ["x", "noise_level", "actions"])
+def test_frame_causality(what):
+    model = _model()
+    a = _inputs(t=5)
+    b = {k: v.clone() for k, v in a.items()}
+    b["action_mask"][:, 3] = True
+    a["action_mask"][:, 3] = True
+    if what == "x":
+        b["x"][:, 3] += 1.0
+    elif what == "noise_level":
+        b["noise_level"][:, 3] = 1 - b["noise_level"][:, 3]
+    else:
+        b["actions"][:, 3] = (b["actions"][:, 3] + 1) % N_ACTIONS
+    out_a, out_b = model(**a), model(**b)
+    for field in ("prediction", "reward", "termination_logit"):
+        ya, yb = getattr(out_a, field), getattr(out_b, field)
+        torch.testing.assert_close(ya[:, :3], yb[:, :3], atol=0, rtol=0)  # the past is untouched, bit for bit
+        assert not torch.allclose(ya[:, 3:], yb[:, 3:])  # the changed frame and later ones react
+
+
+def test_cache_equals_full_recomputation():
+    model = _model()
+    inputs = _inputs(t=5)
+    full = model(**inputs)
+    cache = model.build_cache(**_frames(inputs, slice(0, 3)))
+    assert cache.num_frames == 3 and cache.batch_size == 2 and cache.tokens_per_frame == 12
+    new = model(**_frames(inputs, slice(3, 5)), cache=cache)
+    torch.testing.assert_close(new.prediction, full.prediction[:, 3:], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(new.reward, full.reward[:, 3:], atol=1e-5, rtol=1e-5)
+    # a cache grown frame by frame (as a rollout does) is the same as one built at once
+    grown = model.build_cache(**_frames(inputs, slice(0, 1)))
+    grown = model.build_cache(**_frames(inputs, slice(1, 3)), cache=grown)
+    again = model(**_frames(inputs, slice(3, 5)), cache=grown)
+    torch.testing.assert_close(again.prediction, full.prediction[:, 3:], atol=1e-5, rtol=1e-5)
+    # return_cache on a denoising pass appends exactly these frames
+    extended = model(**_frames(inputs, slice(3, 4)), cache=cache, return_cache=True).cache
+    assert extended.num_frames == 4
+    torch.testing.assert_close(extended.frame_index, inputs["frame_index"][:, :4])
+    last = model(**_frames(inputs, slice(4, 5)), cache=extended)
+    torch.testing.assert_close(last.prediction, full.prediction[:, 4:], atol=1e-5, rtol=1e-5)
+
+
+def test_cache_trimming_keeps_the_right_frames():
+    model = _model()
+    inputs = _inputs(t=4)
+    cache = model.build_cache(**inputs)
+    kept = cache.keep_last(2)
+    assert kept.num_frames == 2 and kept.keys[0].shape[2] == 2 * cache.tokens_per_frame
+    torch.testing.assert_close(kept.frame_index, inputs["frame_index"][:, 2:])
+    torch.testing.assert_close(kept.keys[1], cache.keys[1][:, :, 2 * 12:])
+    picked = cache.select([0, 3])
+    torch.testing.assert_close(picked.values[0], torch.cat([cache.values[0][:, :, :12], cache.values[0][:, :, 36:]], 2))
+    assert cache.keep_last(10).num_frames == 4
+    with pytest.raises(ValueError, match="out of range"):
+        cache.select([4])
+    # the trimmed cache still conditions a new frame (an approximation, so only shapes are checked)
+    assert model(**_frames(_inputs(t=1, seed=3), slice(0, 1)), cache=kept).prediction.shape == (2, 1, C, 8, 6)
+
+
+def test_time_index_sparsity_matters_but_a_constant_shift_does_not():
+    model = _model()
+    inputs = _inputs(t=4)
+    base = model(**inputs).prediction
+    dense = model(**{**inputs, "frame_index": torch.arange(4).repeat(2, 1)}).prediction
+    shifted = model(**{**inputs, "frame_index": inputs["frame_index"] + 37}).prediction
+    assert not torch.allclose(base[:, 1:], dense[:, 1:], atol=1e-3)
+    torch.testing.assert_close(shifted, base, atol=1e-4, rtol=1e-4)
+
+
+def test_no_actions_uses_the_null_embedding():
+    model = _model()
+    inputs = _inputs(t=3)
+    masked = model(**{**inputs, "action_mask": torch.zeros(2, 3, K, dtype=torch.bool)}).prediction
+    none = model(**{**inputs, "actions": None, "action_mask": None}).prediction
+    torch.testing.assert_close(masked, none)
+    free = _model(action_space=None)
+    assert free(inputs["x"], inputs["noise_level"]).prediction.shape == inputs["x"].shape
+
+
+def test_clear_errors():
+    model = _model()
+    good = _inputs(t=3)
+    cases = [
+        ({"x": torch.randn(2, 3, C + 1, 8, 6)}, "channels"),
+        ({"x": torch.randn(2, 3, C, 7, 6)}, "divisible by the patch size"),
+        ({"x": torch.randn(3, C, 8, 6)}, r"\(B, T, C, h, w\)"),
+        ({"noise_level": torch.rand(2, 4)}, "noise_level has shape"),
+        ({"noise_level": torch.full((2, 3), 1.5)}, r"\[0, 1\]"),
+        ({"actions": torch.zeros(2, 3, K, 2, dtype=torch.long)}, "Discrete"),
+        ({"actions": torch.zeros(1, 3, K, 1, dtype=torch.long)}, "actions have shape"),
+        ({"action_mask": torch.ones(2, 3, K + 1, dtype=torch.bool)}, "action_mask"),
+        ({"actions": torch.full((2, 3, K, 1), N_ACTIONS)}, "outside"),
+        ({"frame_index": torch.zeros(2, 2, dtype=torch.long)}, "frame_index"),
+        ({"frame_index": torch.zeros(2, 3)}, "frame_index"),
+    ]
+    for change, message in cases:
+        with pytest.raises(ValueError, match=message):
+            model(**{**good, **change})
+    with pytest.raises(ValueError, match="action-free"):
+        _model(action_space=None)(**good)
+    cache = model.build_cache(**good)
+    with pytest.raises(ValueError, match="batch size"):
+        model(**_frames(_inputs(b=1, t=1), slice(0, 1)), cache=cache)
+    with pytest.raises(ValueError, match="patches"):
+        model(**_frames(_inputs(t=1, h=4, w=4), slice(0, 1)), cache=cache)
+    with pytest.raises(ValueError, match="frame_index is required"):
+        model(**{**_frames(_inputs(t=1), slice(0, 1)), "frame_index": None}, cache=cache)
+
+
+def test_config_validation():
+    with pytest.raises(ValueError, match="temporal_patch"):
+        DiTConfig(temporal_patch=2)
+    with pytest.raises(ValueError, match="divisible by 8"):
+        DiTConfig(dim=96, heads=8)
+
+
+def test_presets_registry_and_table():
+    assert set(PRESETS) == {"tiny", "small", "base", "large"}
+    with pytest.raises(ValueError, match="tiny, small, base, large"):
+        dit_config("huge")
+    assert dit_config("small", depth=3).depth == 3
+    table = preset_table(latent_channels=C)
+    assert [r["name"] for r in table] == list(PRESETS)
+    counts = [r["parameters"] for r in table]
+    assert counts == sorted(counts) and counts[0] < 1_000_000 < counts[-1]
+    tiny = build_dit("tiny", latent_channels=C)
+    assert table[0]["parameters"] == sum(p.numel() for p in tiny.parameters())
+    assert parameter_count(dataclasses.replace(tiny.config, depth=4)) > table[0]["parameters"]

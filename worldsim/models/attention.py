@@ -1,0 +1,53 @@
+"""Self-attention that is causal at frame granularity, with 3-D rotary positions and past keys/values."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from torch import Tensor, nn
+
+from worldsim.models.rotary import apply_rotary
+
+
+def frame_causal_mask(frames: int, tokens_per_frame: int, past_frames: int = 0, device: torch.device | None = None) -> Tensor:
+    """Bool (L_q, L_k) mask, True where a query may attend.
+
+    Queries are the `frames * tokens_per_frame` tokens of the new frames; keys are the
+    `past_frames` cached frames followed by the new frames. A token of new frame i sees every
+    token of every cached frame and of new frames j <= i (its own frame included).
+    """
+    q_frame = torch.arange(frames, device=device).repeat_interleave(tokens_per_frame) + past_frames
+    k_frame = torch.arange(past_frames + frames, device=device).repeat_interleave(tokens_per_frame)
+    return k_frame[None, :] <= q_frame[:, None]  # (L_q, L_k)
+
+
+class FrameCausalAttention(nn.Module):
+    """Multi-head self-attention with optional QK RMS-norm, rotary positions and cached keys/values."""
+
+    def __init__(self, dim: int, heads: int, qk_norm: bool) -> None:
+        super().__init__()
+        if dim % heads != 0:
+            raise ValueError(f"dim {dim} is not divisible by heads {heads}")
+        self.heads = heads
+        head_dim = dim // heads
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.q_norm = nn.RMSNorm(head_dim, eps=1e-6) if qk_norm else nn.Identity()
+        self.k_norm = nn.RMSNorm(head_dim, eps=1e-6) if qk_norm else nn.Identity()
+        self.proj = nn.Linear(dim, dim)
+
+    def forward(
+        self, x: Tensor, rope: tuple[Tensor, Tensor], mask: Tensor, past: tuple[Tensor, Tensor] | None = None
+    ) -> tuple[Tensor, tuple[Tensor, Tensor]]:
+        """x (B, L, dim), rope (cos, sin) each (B, L, head_dim / 2), mask (L, L_past + L) bool.
+
+        Returns the output (B, L, dim) and this call's keys and values, each (B, heads, L, head_dim),
+        keys already rotated, ready to be cached.
+        """
+        q, k, v = rearrange(self.qkv(x), "b l (three h d) -> three b h l d", three=3, h=self.heads)
+        q, k = apply_rotary(self.q_norm(q), *rope), apply_rotary(self.k_norm(k), *rope)
+        new = (k, v)
+        if past is not None:
+            k, v = torch.cat([past[0], k], dim=2), torch.cat([past[1], v], dim=2)  # (B, heads, L_past + L, head_dim)
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)  # (B, heads, L, head_dim)
+        return self.proj(rearrange(out, "b h l d -> b l (h d)")), new

@@ -1,0 +1,275 @@
+"""Spacetime-patch diffusion transformer conditioned on per-frame noise level and actions.
+
+The model knows nothing about diffusion (as in facebookresearch/DiT): it maps noisy latent frames,
+each frame's noise level and the actions each frame covers to a prediction of the same shape; the
+objective (`worldsim.diffusion.objective`) decides what the prediction means.
+
+Tokens are p x p x 1 patches of each latent frame, positioned by 3-D rotary embeddings over (true
+time index, patch row, patch column). Attention is causal at frame granularity: a frame sees itself
+and the frames before it in the sequence, which makes the key/value cache (`KVCache`) exact.
+Conditioning is per frame through adaLN-Zero (noise-level embedding + action embedding).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from einops import rearrange, repeat
+from torch import Tensor, nn
+
+from worldsim.models.actions import ActionEncoder
+from worldsim.models.attention import FrameCausalAttention, frame_causal_mask
+from worldsim.models.embeddings import NoiseLevelEmbedder, PatchEmbed, patch_positions, unpatchify
+from worldsim.models.kv_cache import KVCache
+from worldsim.models.rotary import Rotary3D, axis_dims
+from worldsim.spaces import space_from_json
+
+
+@dataclass
+class DiTConfig:
+    """Architecture of the diffusion transformer; presets live in `worldsim.models.presets`."""
+
+    latent_channels: int = 16  # C of the autoencoder's latents
+    patch_size: int = 2  # spatial patch side in latent pixels; latent h and w must be divisible by it
+    temporal_patch: int = 1  # latent frames per token; only 1: causality, noise levels and the cache are per frame
+    dim: int = 384  # token width
+    depth: int = 12  # transformer blocks
+    heads: int = 6  # attention heads; dim / heads must be divisible by 8 (3-D rotary split)
+    mlp_ratio: float = 4.0  # MLP hidden width / dim
+    qk_norm: bool = True  # RMS-norm queries and keys: keeps attention logits bounded in bf16 at scale
+    action_space: dict[str, Any] | None = None  # worldsim.spaces.space_to_json of the action space; None: action-free
+    action_substeps: int = 1  # k: actions per latent frame, the autoencoder's temporal compression
+    reward_head: bool = False  # predict a per-frame reward from pooled final tokens
+    termination_head: bool = False  # predict a per-frame termination logit
+    rope_theta_time: float = 10_000.0  # rotary base over time: resolves offsets from 1 to thousands of frames
+    rope_theta_space: float = 100.0  # rotary base over patch rows/columns: grids are tens of patches
+
+    def __post_init__(self) -> None:
+        if self.temporal_patch != 1:
+            raise ValueError(
+                f"temporal_patch={self.temporal_patch}: only 1 is supported, because frame-causal attention, "
+                "per-frame noise levels and the key/value cache all work one latent frame at a time"
+            )
+        if self.dim % self.heads != 0:
+            raise ValueError(f"dim {self.dim} is not divisible by heads {self.heads}")
+        axis_dims(self.dim // self.heads)  # raises if the head dimension cannot be split over (t, h, w)
+        if self.patch_size < 1 or self.action_substeps < 1:
+            raise ValueError(f"patch_size and action_substeps must be >= 1, got {self.patch_size}, {self.action_substeps}")
+
+
+@dataclass
+class DiTOutput:
+    """What one forward pass returns; reward / termination only when the config enables the heads."""
+
+    prediction: Tensor  # (B, T, C, h, w): the objective's target (velocity for rectified flow)
+    reward: Tensor | None = None  # (B, T) predicted reward of each frame
+    termination_logit: Tensor | None = None  # (B, T) logit of "the episode ended at this frame"
+    cache: KVCache | None = field(default=None, repr=False)  # input cache + these frames, if asked for
+
+
+def modulate(x: Tensor, shift: Tensor, scale: Tensor) -> Tensor:
+    """x (B, T, N, D) shifted and scaled per frame by shift, scale (B, T, 1, D)."""
+    return x * (1 + scale) + shift
+
+
+class DiTBlock(nn.Module):
+    """A DiT block with adaLN-Zero conditioning and frame-causal self-attention."""
+
+    def __init__(self, dim: int, heads: int, mlp_ratio: float, qk_norm: bool) -> None:
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
+        self.attn = FrameCausalAttention(dim, heads, qk_norm)
+        self.norm2 = nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
+        hidden = int(dim * mlp_ratio)
+        self.mlp = nn.Sequential(nn.Linear(dim, hidden), nn.GELU(approximate="tanh"), nn.Linear(hidden, dim))
+        self.adaLN_modulation = nn.Sequential(nn.SiLU(), nn.Linear(dim, 6 * dim))
+
+    def forward(self, x: Tensor, c: Tensor, rope: tuple[Tensor, Tensor], mask: Tensor, past=None):
+        """x (B, T, N, D), c (B, T, D) -> (x, this block's (keys, values))."""
+        frames = x.shape[1]
+        mods = self.adaLN_modulation(c)[:, :, None].chunk(6, dim=-1)  # six of (B, T, 1, D)
+        shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp = mods
+        h = rearrange(modulate(self.norm1(x), shift_msa, scale_msa), "b t n d -> b (t n) d")
+        h, kv = self.attn(h, rope, mask, past)
+        x = x + gate_msa * rearrange(h, "b (t n) d -> b t n d", t=frames)
+        x = x + gate_mlp * self.mlp(modulate(self.norm2(x), shift_mlp, scale_mlp))
+        return x, kv
+
+
+class FinalLayer(nn.Module):
+    """adaLN-modulated projection of each token back to a p x p x C patch."""
+
+    def __init__(self, dim: int, patch: int, channels: int) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
+        self.linear = nn.Linear(dim, patch * patch * channels)
+        self.adaLN_modulation = nn.Sequential(nn.SiLU(), nn.Linear(dim, 2 * dim))
+
+    def forward(self, x: Tensor, c: Tensor) -> Tensor:
+        """x (B, T, N, D), c (B, T, D) -> (B, T, N, p * p * C)."""
+        shift, scale = self.adaLN_modulation(c)[:, :, None].chunk(2, dim=-1)
+        return self.linear(modulate(self.norm(x), shift, scale))
+
+
+class FrameHead(nn.Module):
+    """A scalar per frame from the mean of its final tokens (reward or termination logit)."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.mlp = nn.Sequential(nn.LayerNorm(dim), nn.Linear(dim, dim), nn.SiLU(), nn.Linear(dim, 1))
+
+    def forward(self, x: Tensor) -> Tensor:
+        """(B, T, N, D) -> (B, T)."""
+        return self.mlp(x.mean(dim=2)).squeeze(-1)
+
+
+class DiT(nn.Module):
+    """Video diffusion transformer over spacetime patches; see the module docstring."""
+
+    def __init__(self, config: DiTConfig) -> None:
+        super().__init__()
+        self.config = config
+        c = config
+        self.patch_embed = PatchEmbed(c.latent_channels, c.patch_size, c.dim)
+        self.noise_embed = NoiseLevelEmbedder(c.dim)
+        self.action_space = None if c.action_space is None else space_from_json(c.action_space)
+        self.action_encoder = None if self.action_space is None else ActionEncoder(self.action_space, c.dim, c.action_substeps)
+        self.rotary = Rotary3D(c.dim // c.heads, c.rope_theta_time, c.rope_theta_space)
+        self.blocks = nn.ModuleList(DiTBlock(c.dim, c.heads, c.mlp_ratio, c.qk_norm) for _ in range(c.depth))
+        self.final = FinalLayer(c.dim, c.patch_size, c.latent_channels)
+        self.reward_head = FrameHead(c.dim) if c.reward_head else None
+        self.termination_head = FrameHead(c.dim) if c.termination_head else None
+        self.initialize_weights()
+
+    def initialize_weights(self) -> None:
+        """DiT's initialisation: Xavier linears, zeroed adaLN modulations and output (adaLN-Zero)."""
+        for module in self.modules():
+            if isinstance(module, nn.Linear):
+                nn.init.xavier_uniform_(module.weight)
+                nn.init.zeros_(module.bias)
+        for layer in (self.noise_embed.mlp[0], self.noise_embed.mlp[2]):
+            nn.init.normal_(layer.weight, std=0.02)
+        for block in self.blocks:
+            nn.init.zeros_(block.adaLN_modulation[-1].weight)
+            nn.init.zeros_(block.adaLN_modulation[-1].bias)
+        nn.init.zeros_(self.final.adaLN_modulation[-1].weight)
+        nn.init.zeros_(self.final.adaLN_modulation[-1].bias)
+        nn.init.zeros_(self.final.linear.weight)
+        nn.init.zeros_(self.final.linear.bias)
+
+    def forward(
+        self,
+        x: Tensor,
+        noise_level: Tensor,
+        actions: Tensor | None = None,
+        action_mask: Tensor | None = None,
+        frame_index: Tensor | None = None,
+        cache: KVCache | None = None,
+        return_cache: bool = False,
+    ) -> DiTOutput:
+        """Predict for every frame of `x`, attending causally to `cache` (if any) and earlier frames of `x`.
+
+        x: (B, T, C, h, w) noisy latents; h, w divisible by patch_size; any T >= 1.
+        noise_level: (B, T) float in [0, 1]; 0 clean, 1 pure noise.
+        actions: (B, T, k, D) packed actions (D = packed_dim(space), k = action_substeps) or None
+            (no actions: every frame gets the null embedding).
+        action_mask: (B, T, k) bool, False = no action; None with actions given means all True.
+        frame_index: (B, T) integer true time index of each frame; None means 0..T-1 after the
+            cache's frames. Required with a cache (positions must continue the cached ones).
+        cache: keys/values of earlier clean frames of the same batch (from `build_cache`).
+        return_cache: also return `cache` extended by these frames' keys/values.
+        """
+        batch, frames, _, height, width = self._check(x, noise_level, actions, action_mask, frame_index, cache)
+        p = self.config.patch_size
+        grid_h, grid_w = height // p, width // p
+        tokens = self.patch_embed(x)  # (B, T, N, D)
+        n = tokens.shape[2]
+        if frame_index is None:
+            frame_index = repeat(torch.arange(frames, device=x.device), "t -> b t", b=batch)
+        cond = self.noise_embed(noise_level)  # (B, T, D)
+        if self.action_encoder is not None:
+            cond = cond + self._action_embedding(actions, action_mask, batch, frames)
+        cond = cond.to(tokens.dtype)
+        rows, cols = patch_positions(grid_h, grid_w, x.device)
+        rope = self.rotary(
+            repeat(frame_index, "b t -> b (t n)", n=n), repeat(rows, "n -> b (t n)", b=batch, t=frames),
+            repeat(cols, "n -> b (t n)", b=batch, t=frames),
+        )  # cos, sin: (B, T * N, head_dim / 2)
+        past_frames = 0 if cache is None else cache.num_frames
+        mask = frame_causal_mask(frames, n, past_frames, x.device)  # (T * N, (F + T) * N)
+        keys, values = [], []
+        for i, block in enumerate(self.blocks):
+            past = None if cache is None else (cache.keys[i], cache.values[i])
+            tokens, (k, v) = block(tokens, cond, rope, mask, past)
+            keys.append(k)
+            values.append(v)
+        out = DiTOutput(prediction=unpatchify(self.final(tokens, cond), p, self.config.latent_channels, grid_h))
+        if self.reward_head is not None:
+            out.reward = self.reward_head(tokens)
+        if self.termination_head is not None:
+            out.termination_logit = self.termination_head(tokens)
+        if return_cache:
+            new = KVCache(keys, values, n, frame_index.long())
+            out.cache = new if cache is None else cache.append(new)
+        return out
+
+    @torch.no_grad()
+    def build_cache(
+        self,
+        x: Tensor,
+        noise_level: Tensor,
+        actions: Tensor | None = None,
+        action_mask: Tensor | None = None,
+        frame_index: Tensor | None = None,
+        cache: KVCache | None = None,
+    ) -> KVCache:
+        """Encode context frames once: `cache` (if any) extended by the keys/values of `x`'s frames.
+
+        Arguments as in `forward`; context frames are usually clean (noise_level 0).
+        """
+        return self(x, noise_level, actions, action_mask, frame_index, cache=cache, return_cache=True).cache
+
+    def _action_embedding(self, actions: Tensor | None, mask: Tensor | None, batch: int, frames: int) -> Tensor:
+        if actions is None:
+            return self.action_encoder.null_embedding(batch, frames)
+        if mask is None:
+            mask = torch.ones(actions.shape[:3], dtype=torch.bool, device=actions.device)
+        return self.action_encoder(actions, mask)
+
+    def _check(self, x, noise_level, actions, action_mask, frame_index, cache) -> tuple[int, int, int, int, int]:
+        """Raise ValueError naming the problem when the inputs do not fit the model or each other."""
+        c = self.config
+        if x.ndim != 5:
+            raise ValueError(f"latents must be (B, T, C, h, w), got shape {tuple(x.shape)}")
+        batch, frames, channels, height, width = x.shape
+        if channels != c.latent_channels:
+            raise ValueError(f"latents have {channels} channels, the model expects latent_channels={c.latent_channels}")
+        if height % c.patch_size or width % c.patch_size:
+            raise ValueError(f"latent size {height}x{width} is not divisible by the patch size {c.patch_size}")
+        if noise_level.shape != (batch, frames):
+            raise ValueError(f"noise_level has shape {tuple(noise_level.shape)}, expected (B, T) = {(batch, frames)}")
+        if noise_level.numel() and not bool(((noise_level >= 0) & (noise_level <= 1)).all()):
+            raise ValueError("noise_level must lie in [0, 1] (0 clean, 1 pure noise)")
+        if frame_index is not None:
+            if frame_index.shape != (batch, frames) or frame_index.is_floating_point():
+                raise ValueError(f"frame_index must be integer (B, T) = {(batch, frames)}, got {frame_index.dtype} {tuple(frame_index.shape)}")
+        if actions is not None:
+            if self.action_encoder is None:
+                raise ValueError("this model is action-free (config.action_space is None) but actions were given")
+            if actions.shape[:2] != (batch, frames):
+                raise ValueError(f"actions have shape {tuple(actions.shape)}, expected (B, T, k, D) with (B, T) = {(batch, frames)}")
+        elif action_mask is not None:
+            raise ValueError("action_mask given without actions")
+        if cache is not None:
+            if frame_index is None:
+                raise ValueError("frame_index is required with a cache (the new frames' true time indices)")
+            if cache.batch_size != batch:
+                raise ValueError(f"cache has batch size {cache.batch_size}, latents have {batch}")
+            if len(cache.keys) != c.depth:
+                raise ValueError(f"cache has {len(cache.keys)} layers, the model has depth {c.depth}")
+            n = (height // c.patch_size) * (width // c.patch_size)
+            if cache.tokens_per_frame != n:
+                raise ValueError(f"cache was built from frames of {cache.tokens_per_frame} patches, these have {n}")
+        return batch, frames, channels, height, width
