@@ -87,7 +87,8 @@ class EpisodeStore:
         committed = self._attrs["committed_episodes"]
         if not isinstance(committed, int) or committed < 0 or committed > self._ends_array.shape[0]:
             raise StoreError(
-                f"{path}: committed_episodes={committed!r} but meta/episode_ends has {self._ends_array.shape[0]} entries"
+                f"{path}: committed_episodes={committed!r} but meta/episode_ends has "
+                f"{self._ends_array.shape[0]} entries; the store is corrupt"
             )
         self._ends = np.asarray(self._ends_array[:committed], dtype=np.int64)
         if committed and (np.any(np.diff(self._ends) < 0) or self._ends[0] < 0):
@@ -403,7 +404,8 @@ def _check_format(attrs: dict[str, Any], path: Path) -> None:
         raise StoreError(f"{path} is a Zarr group but not a worldsim episode store (no worldsim_format attribute)")
     if not isinstance(version, int) or version > FORMAT_VERSION:
         raise StoreError(
-            f"{path} has worldsim_format {version!r}, newer than this code's {FORMAT_VERSION}; upgrade worldsim to read it"
+            f"{path} has worldsim_format {version!r}, newer than this code's {FORMAT_VERSION}; "
+            "upgrade worldsim to read it"
         )
     missing = {"env_id", "action_space", "frame_size", "fps", "committed_episodes"} - set(attrs)
     if missing:
