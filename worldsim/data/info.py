@@ -32,6 +32,7 @@ def describe(store: EpisodeStore) -> dict[str, Any]:
         "bytes_on_disk": int(stored),
         "bytes_uncompressed": int(raw),
         "compression_ratio": float(raw / stored) if stored else None,
+        "uncommitted_rows": int(store.uncommitted_rows),  # left by a killed writer; trimmed by the next append
     }
 
 
@@ -50,4 +51,5 @@ def format_info(d: dict[str, Any]) -> str:
         f"action space   {d['action_space'] or 'none (action-free video)'}",
         f"arrays         {', '.join(d['keys'])}",
         f"on disk        {d['bytes_on_disk'] * mib:.2f} MiB  (uncompressed {d['bytes_uncompressed'] * mib:.2f} MiB, ratio {ratio})",
-    ])
+    ] + ([f"uncommitted    {d['uncommitted_rows']} rows past the last episode (a writer was killed; "
+          "ignored, and trimmed by the next append)"] if d["uncommitted_rows"] else []))
