@@ -32,6 +32,8 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
+from envs.frame_size import parse_size
+
 # Fixed orders copied from crafter/data.yaml (crafter 1.8), so state arrays line up across runs;
 # `CrafterEnv` checks them against the installed crafter.
 INVENTORY_KEYS = (
@@ -56,13 +58,6 @@ def _import_crafter():
             "CrafterEnv needs the 'crafter' package: pip install 'worldsim[crafter]'"
         ) from e
     return crafter
-
-
-def _parse_size(size: int | tuple[int, int]) -> tuple[int, int]:
-    h, w = (size, size) if isinstance(size, (int, np.integer)) else tuple(size)
-    if int(h) <= 0 or int(w) <= 0:
-        raise ValueError(f"frame size must be positive, got {size!r}")
-    return int(h), int(w)
 
 
 class CrafterEnv(gym.Env):
@@ -97,7 +92,7 @@ class CrafterEnv(gym.Env):
             sorted(crafter.constants.achievements)
         ) != ACHIEVEMENT_KEYS or len(crafter.constants.actions) != N_ACTIONS:
             raise ImportError("installed crafter has different items/achievements/actions than 1.8")
-        self.size = _parse_size(size)
+        self.size = parse_size(size)
         h, w = self.size
         self.max_episode_steps = int(max_episode_steps)
         self.render_mode = render_mode

@@ -35,6 +35,8 @@ import numpy as np
 from einops import rearrange
 from gymnasium import spaces
 
+from envs.frame_size import parse_size
+
 ACTION_NVEC = (3, 3, 4, 25, 25, 8, 244, 36)  # MineDojo's documented MultiDiscrete action space
 NOOP_ACTION = np.array([0, 0, 0, 12, 12, 0, 0, 0], np.int64)  # camera bins 12 = no rotation
 STATE_SPEC: dict[str, tuple[tuple[int, ...], np.dtype]] = {
@@ -176,8 +178,7 @@ class MineDojoEnv(gym.Env):
     ):
         if render_mode not in (None, "rgb_array"):
             raise ValueError(f"render_mode must be None or 'rgb_array', got {render_mode!r}")
-        h, w = (size, size) if isinstance(size, (int, np.integer)) else tuple(size)
-        self.size = (int(h), int(w))
+        self.size = parse_size(size)
         self.max_episode_steps = int(max_episode_steps)
         self.render_mode = render_mode
         minedojo = import_minedojo()

@@ -47,7 +47,8 @@ from gymnasium import spaces
 
 from envs.probe.occlusion import visible_fraction
 from envs.probe.physics import PhysicsConfig, WorldState, step
-from envs.probe.render import Renderer, parse_size
+from envs.frame_size import parse_size
+from envs.probe.render import Renderer
 from envs.probe.scenarios import FAMILIES, MAX_BALLS, MAX_OCCLUDERS, Scenario, make_scenario
 
 ACTION_NAMES = ("noop", "left", "right", "up", "down")

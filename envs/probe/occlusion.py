@@ -39,8 +39,23 @@ def visible_fraction(pos: np.ndarray, radius: np.ndarray, occluders: np.ndarray)
         (n,) float32 in [0, 1].
     """
     n = pos.shape[0]
+    out = np.ones(n, np.float32)
     if occluders.shape[0] == 0 or n == 0:
-        return np.ones(n, np.float32)
+        return out
+    # Bounding boxes settle most balls without sampling: clear of every occluder, or inside one.
+    x, y, r = pos[:, 0, None], pos[:, 1, None], radius[:, None]  # (n, 1)
+    x0, y0, x1, y1 = occluders.T  # (m,) each
+    touches = ((x + r >= x0) & (x - r <= x1) & (y + r >= y0) & (y - r <= y1)).any(axis=1)  # (n,)
+    inside = ((x - r >= x0) & (x + r <= x1) & (y - r >= y0) & (y + r <= y1)).any(axis=1)  # (n,)
+    out[inside] = 0.0
+    todo = touches & ~inside
+    if todo.any():
+        out[todo] = _sampled(pos[todo], radius[todo], occluders)
+    return out
+
+
+def _sampled(pos: np.ndarray, radius: np.ndarray, occluders: np.ndarray) -> np.ndarray:
+    """`visible_fraction` from the sample points, for discs that straddle an occluder edge."""
     pts = pos[:, None, :] + radius[:, None, None] * _UNIT_DISC[None]  # (n, S, 2)
     x, y = pts[..., 0, None], pts[..., 1, None]  # (n, S, 1)
     x0, y0, x1, y1 = (occluders[None, None, :, i] for i in range(4))  # (1, 1, m)

@@ -23,6 +23,7 @@ Occluders are purely visual and live in `scenarios.Scenario`, not here.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -85,37 +86,44 @@ def step(state: WorldState, pusher_cmd: np.ndarray, cfg: PhysicsConfig) -> None:
         cfg: the constants.
     """
     h = cfg.dt / cfg.substeps
-    g = np.array([0.0, -cfg.gravity])
+    drift = np.array([0.0, -0.5 * cfg.gravity * h * h])  # exact displacement due to gravity
+    kick = np.array([0.0, -cfg.gravity * h])
+    ii, jj = _pairs(len(state.radius))
+    pair_reach2 = (state.radius[ii] + state.radius[jj]) ** 2  # (P,)
+    lo = state.radius[:, None]  # (n, 1): lowest allowed centre coordinate
+    hi = np.array([cfg.width, cfg.height]) - state.radius[:, None]  # (n, 2)
+    cmd = (float(pusher_cmd[0]), float(pusher_cmd[1]))
     for _ in range(cfg.substeps):
-        _move_pusher(state, pusher_cmd, h, cfg)
-        state.pos += state.vel * h + 0.5 * g * h * h
-        state.vel += g * h
-        _collide_balls(state)
+        _move_pusher(state, cmd, h, cfg)
+        state.pos += state.vel * h + drift
+        state.vel += kick
+        _collide_balls(state, ii, jj, pair_reach2)
         _collide_pusher(state, cfg.pusher_radius)
-        _collide_walls(state, cfg)
+        _collide_walls(state, lo, hi, cfg.rest_speed)
 
 
-def _move_pusher(state: WorldState, cmd: np.ndarray, h: float, cfg: PhysicsConfig) -> None:
+@functools.lru_cache(maxsize=None)
+def _pairs(n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Index arrays ``(i, j)`` of all ball pairs with ``i < j``."""
+    return np.triu_indices(n, k=1)
+
+
+def _move_pusher(state: WorldState, cmd: tuple[float, float], h: float, cfg: PhysicsConfig) -> None:
     r = cfg.pusher_radius
-    old = state.pusher_pos.copy()
-    new = old + cmd * h
-    new[0] = min(max(new[0], r), cfg.width - r)
-    new[1] = min(max(new[1], r), cfg.height - r)
-    state.pusher_pos = new
-    state.pusher_vel = (new - old) / h  # the velocity it actually had, after clamping
+    x0, y0 = float(state.pusher_pos[0]), float(state.pusher_pos[1])
+    x = min(max(x0 + cmd[0] * h, r), cfg.width - r)
+    y = min(max(y0 + cmd[1] * h, r), cfg.height - r)
+    state.pusher_pos = np.array([x, y])
+    state.pusher_vel = np.array([(x - x0) / h, (y - y0) / h])  # what it actually did, after clamping
 
 
-def _collide_balls(state: WorldState) -> None:
-    n = len(state.radius)
-    if n < 2:
+def _collide_balls(state: WorldState, ii: np.ndarray, jj: np.ndarray, reach2: np.ndarray) -> None:
+    if len(ii) == 0:
         return
-    d = state.pos[None, :, :] - state.pos[:, None, :]  # (n, n, 2): d[i, j] = pos_j - pos_i
-    dist2 = np.einsum("ijk,ijk->ij", d, d)
-    reach = state.radius[:, None] + state.radius[None, :]
-    hit = np.triu(dist2 < reach**2, k=1)
-    if not hit.any():
-        return
-    for i, j in zip(*np.nonzero(hit)):  # rare: only touching pairs
+    d = state.pos[jj] - state.pos[ii]  # (P, 2)
+    hit = np.nonzero((d * d).sum(axis=1) < reach2)[0]
+    for k in hit:  # rare: only touching pairs
+        i, j = ii[k], jj[k]
         delta = state.pos[j] - state.pos[i]
         dist = float(np.hypot(delta[0], delta[1]))
         normal = delta / dist if dist > 1e-12 else np.array([1.0, 0.0])
@@ -132,31 +140,29 @@ def _collide_balls(state: WorldState) -> None:
 
 def _collide_pusher(state: WorldState, pusher_radius: float) -> None:
     delta = state.pos - state.pusher_pos  # (n, 2)
-    dist = np.hypot(delta[:, 0], delta[:, 1])  # (n,)
-    reach = state.radius + pusher_radius
-    for i in np.nonzero(dist < reach)[0]:
-        normal = delta[i] / dist[i] if dist[i] > 1e-12 else np.array([0.0, 1.0])
+    reach = state.radius + pusher_radius  # (n,)
+    for i in np.nonzero((delta * delta).sum(axis=1) < reach * reach)[0]:
+        dist = float(np.hypot(delta[i, 0], delta[i, 1]))
+        normal = delta[i] / dist if dist > 1e-12 else np.array([0.0, 1.0])
         rel = float(np.dot(state.vel[i] - state.pusher_vel, normal))
         if rel < 0:  # ball slower than the pusher along the normal: it is carried along
             state.vel[i] -= rel * normal
         state.pos[i] = state.pusher_pos + reach[i] * normal
 
 
-def _collide_walls(state: WorldState, cfg: PhysicsConfig) -> None:
-    e = state.restitution
-    r = state.radius
-    rest = cfg.rest_speed
-    for axis, upper in ((0, cfg.width), (1, cfg.height)):
-        p = state.pos[:, axis]
-        v = state.vel[:, axis]
-        low = p < r
-        if low.any():
-            p[low] = r[low]
-            v[low] = np.where(v[low] < 0, -e * v[low], v[low])
-            if axis == 1:  # floor: stop tiny bounces so resting balls stay put
-                settle = low & (np.abs(v) < rest)
-                v[settle] = 0.0
-        high = p > upper - r
-        if high.any():
-            p[high] = upper - r[high]
-            v[high] = np.where(v[high] > 0, -e * v[high], v[high])
+def _collide_walls(state: WorldState, lo: np.ndarray, hi: np.ndarray, rest_speed: float) -> None:
+    """Clamp balls into the box, reflecting the normal velocity with restitution.
+
+    Args:
+        lo: (n, 1) lowest allowed centre coordinate (the radius); hi: (n, 2) highest.
+    """
+    pos, vel, e = state.pos, state.vel, state.restitution
+    below, above = pos < lo, pos > hi  # (n, 2) each
+    if not (below.any() or above.any()):
+        return
+    np.clip(pos, lo, hi, out=pos)
+    bounce = (below & (vel < 0)) | (above & (vel > 0))
+    vel[bounce] *= -e
+    # floor: a bounce too slow to matter ends in rest, so resting balls do not jitter
+    settle = below[:, 1] & (np.abs(vel[:, 1]) < rest_speed)
+    vel[settle, 1] = 0.0

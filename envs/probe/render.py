@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from envs.frame_size import parse_size
+
 # Distinct, saturated ball colours: evaluation finds each ball in a frame by its colour.
 PALETTE = np.array(
     [
@@ -27,14 +29,6 @@ PALETTE = np.array(
 BACKGROUND = np.array([24, 24, 32], np.uint8)  # near-black, slightly blue
 OCCLUDER = np.array([128, 128, 128], np.uint8)  # neutral grey: no hue to confuse with a ball
 PUSHER = np.array([245, 245, 245], np.uint8)  # white
-
-
-def parse_size(size: int | tuple[int, int]) -> tuple[int, int]:
-    """``(H, W)`` from an int (square) or a pair; raises ValueError on non-positive sizes."""
-    h, w = (size, size) if isinstance(size, (int, np.integer)) else tuple(size)
-    if int(h) <= 0 or int(w) <= 0:
-        raise ValueError(f"frame size must be positive, got {size!r}")
-    return int(h), int(w)
 
 
 def world_to_pixel(pos: np.ndarray, size: tuple[int, int], width: float, height: float) -> np.ndarray:
