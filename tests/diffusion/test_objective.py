@@ -1,0 +1,136 @@
+import pytest
+import torch
+from gymnasium import spaces
+
+from worldsim.diffusion.objective import (
+    ObjectiveConfig,
+    add_noise,
+    diffusion_loss,
+    sample_noise_levels,
+    velocity_target,
+)
+from worldsim.models.presets import build_dit
+from worldsim.spaces import space_to_json
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny matrices: one thread is faster than two fighting other processes for the cores."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_noise_levels_are_per_frame_with_a_context_prefix():
+    config = ObjectiveConfig(context_prob=0.5, context_noise_max=0.1)
+    t, ctx = sample_noise_levels(400, 6, torch.Generator().manual_seed(0), config)
+    assert t.shape == ctx.shape == (400, 6) and ctx.dtype == torch.bool
+    assert ((t >= 0) & (t <= 1)).all()
+    assert (t[ctx] <= 0.1).all() and t[~ctx].mean() > 0.4
+    assert not ctx[:, -1].any()  # at least one frame is always denoised
+    n_ctx = ctx.sum(1)
+    assert (ctx == (torch.arange(6) < n_ctx[:, None])).all()  # context is a prefix
+    assert 0.35 < (n_ctx > 0).float().mean() < 0.65 and set(n_ctx.tolist()) == set(range(6))
+    assert t[~ctx].std() > 0.1 and (t[:, 1:] != t[:, :1]).any()  # independent per frame
+    again, _ = sample_noise_levels(400, 6, torch.Generator().manual_seed(0), config)
+    torch.testing.assert_close(t, again, atol=0, rtol=0)
+
+
+def test_logit_normal_concentrates_mid_noise_compared_to_uniform():
+    g = torch.Generator().manual_seed(1)
+    none = dict(context_prob=0.0)
+    ln, _ = sample_noise_levels(2000, 4, g, ObjectiveConfig(**none))
+    un, _ = sample_noise_levels(2000, 4, g, ObjectiveConfig(time_sampling="uniform", **none))
+    mid = lambda t: ((t > 0.25) & (t < 0.75)).float().mean()  # noqa: E731
+    assert mid(ln) > 0.6 > mid(un) > 0.4
+
+
+def test_config_validation():
+    with pytest.raises(ValueError, match="time_sampling"):
+        ObjectiveConfig(time_sampling="cosine")
+    with pytest.raises(ValueError, match="context_prob"):
+        ObjectiveConfig(context_prob=1.5)
+
+
+def test_forward_process_endpoints_and_velocity_is_its_derivative():
+    x0, eps = torch.randn(2, 3, 4, 2, 2), torch.randn(2, 3, 4, 2, 2)
+    torch.testing.assert_close(add_noise(x0, eps, torch.zeros(2, 3)), x0)
+    torch.testing.assert_close(add_noise(x0, eps, torch.ones(2, 3)), eps)
+    t, dt = torch.full((2, 3), 0.3), 1e-3
+    finite_difference = (add_noise(x0, eps, t + dt) - add_noise(x0, eps, t)) / dt
+    torch.testing.assert_close(finite_difference, velocity_target(x0, eps), atol=2e-3, rtol=1e-3)
+
+
+def _model(heads=False):
+    torch.manual_seed(0)
+    return build_dit("tiny", latent_channels=2, action_space=space_to_json(spaces.Discrete(3)),
+                     reward_head=heads, termination_head=heads)
+
+
+def _toy(batch=8, seed=0):
+    """Each frame is a constant image whose value is its action (a learnable, action-driven video)."""
+    g = torch.Generator().manual_seed(seed)
+    actions = torch.randint(0, 3, (batch, 3, 1, 1), generator=g)
+    x0 = (actions.float() - 1).reshape(batch, 3, 1, 1, 1).expand(batch, 3, 2, 4, 4).clone()
+    return x0, actions
+
+
+def test_context_frames_carry_no_diffusion_loss():
+    model = _model()
+    x0, actions = _toy()
+    config = ObjectiveConfig(context_prob=1.0)
+    _, is_context = sample_noise_levels(8, 3, torch.Generator().manual_seed(3), config)
+    assert is_context.any()
+
+    def spoiled(*args):
+        out = model(*args)
+        out.prediction = torch.where(is_context[:, :, None, None, None], 1e3, out.prediction)
+        return out
+
+    a, _ = diffusion_loss(model, x0, actions, None, None, torch.Generator().manual_seed(3), config)
+    b, _ = diffusion_loss(spoiled, x0, actions, None, None, torch.Generator().manual_seed(3), config)
+    torch.testing.assert_close(a, b)
+
+
+def test_reward_and_termination_only_where_there_is_a_target():
+    model = _model(heads=True)
+    x0, actions = _toy()
+    reward = torch.full((8, 3), float("nan"))
+    reward[:, 2] = 1.0
+    termination = torch.full((8, 3), float("nan"))
+    termination[0, 1] = 1.0
+    gen = lambda: torch.Generator().manual_seed(4)  # noqa: E731
+    loss, logs = diffusion_loss(model, x0, actions, None, None, gen(), reward=reward, termination=termination)
+    assert torch.isfinite(loss) and {"loss", "diffusion", "reward", "termination", "noise_level"} <= set(logs)
+    assert logs["loss"] == pytest.approx(logs["diffusion"] + logs["reward"] + logs["termination"], rel=1e-5)
+    changed = reward.clone()
+    changed[:, 0] = 50.0  # a target on another frame changes the reward term
+    _, logs2 = diffusion_loss(model, x0, actions, None, None, gen(), reward=changed, termination=termination)
+    assert logs2["reward"] > logs["reward"] + 100
+    nothing = torch.full((8, 3), float("nan"))
+    _, logs3 = diffusion_loss(model, x0, actions, None, None, gen(), reward=nothing, termination=nothing)
+    assert logs3["reward"] == 0 and logs3["termination"] == 0
+
+
+def test_training_the_tiny_model_lowers_the_loss():
+    torch.manual_seed(0)
+    model = _model()
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    x_eval, a_eval = _toy(batch=32, seed=100)
+
+    def eval_loss():
+        with torch.no_grad():
+            return diffusion_loss(model, x_eval, a_eval, None, None, torch.Generator().manual_seed(7))[0].item()
+
+    before = eval_loss()
+    data = torch.Generator().manual_seed(1)
+    noise = torch.Generator().manual_seed(2)
+    for step in range(40):
+        x0, actions = _toy(batch=16, seed=int(torch.randint(0, 10**6, (1,), generator=data)))
+        loss, _ = diffusion_loss(model, x0, actions, None, None, noise)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    after = eval_loss()
+    assert after < 0.7 * before, (before, after)
