@@ -24,6 +24,8 @@ commands:
   import-video DIR             mp4 files (+ VPT .jsonl actions) to episodes:  worldsim import-video DIR out=PATH size=64
   info STORE                   episodes, frames, spaces, sizes and compression of an episode store  [--json]
   presets                      model size presets with parameter counts
+  train-vae                    train the autoencoder:  worldsim train-vae data=STORE [model=small steps=N dist.zero_stage=2]
+  train                        train the DiT on a trained autoencoder:  worldsim train data=STORE vae=RUN/export [resume=RUN]
 
 `worldsim COMMAND --help` prints the command's configuration with its defaults.
 """
@@ -153,12 +155,41 @@ def cmd_demo(args: list[str]) -> None:
     print(f"\n[demo] everything is under {out.resolve()}")
 
 
+def _run_training(config_name: str, args: list[str]) -> None:
+    from worldsim.train.engine import CheckpointError
+    from worldsim.train.export import ExportError
+    from worldsim.train.trainer import NonFiniteLossError, train
+
+    cfg = compose(config_name, args)
+    try:
+        result = train(cfg)
+    except (CheckpointError, ExportError, NonFiniteLossError) as e:
+        raise CLIError(str(e)) from None
+    if result.interrupted:
+        print(f"interrupted at step {result.step}; checkpoint saved; continue with resume={result.run_dir}", file=sys.stderr)
+        raise SystemExit(130)
+    where = f"; export in {result.export_dir}" if result.export_dir else ""
+    print(f"trained to step {result.step} (loss {result.logs.get('loss', float('nan')):.4f}); run folder {result.run_dir}{where}")
+
+
+def cmd_train_vae(args: list[str]) -> None:
+    """worldsim train-vae data=STORE ...: train the autoencoder (one process, or under torchrun / deepspeed)."""
+    _run_training("train_vae", args)
+
+
+def cmd_train(args: list[str]) -> None:
+    """worldsim train data=STORE vae=EXPORT ...: train the DiT with reward/termination heads on the autoencoder's latents."""
+    _run_training("train", args)
+
+
 COMMANDS: dict[str, tuple[Callable[[list[str]], None], str | None]] = {
     "demo": (cmd_demo, "collect"),
     "collect": (cmd_collect, "collect"),
     "import-video": (cmd_import_video, "import_video"),
     "info": (cmd_info, None),
     "presets": (cmd_presets, None),
+    "train-vae": (cmd_train_vae, "train_vae"),
+    "train": (cmd_train, "train"),
 }
 
 

@@ -59,3 +59,11 @@ def register_configs() -> None:
     cs.store(name="collect_schema", node=CollectConfig)
     cs.store(name="import_video_schema", node=ImportVideoConfig)
     cs.store(group="env", name="env_schema", node=EnvConfig)
+    register_train_configs()
+
+
+def register_train_configs() -> None:
+    """Register the trainer's schema (worldsim.train.config) for conf/train.yaml and conf/train_vae.yaml."""
+    from worldsim.train.config import TrainConfig
+
+    ConfigStore.instance().store(name="train_schema", node=TrainConfig)

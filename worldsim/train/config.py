@@ -1,0 +1,143 @@
+"""Typed configs of the trainer: what `worldsim train-vae` and `worldsim train` compose from conf/.
+
+One `TrainConfig` drives both tasks ("vae": the autoencoder on frames; "dit": the diffusion
+transformer plus reward/termination heads on latents of a frozen, exported autoencoder). Library
+code only ever sees these dataclasses; Hydra overrides fill them at the entry point.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from omegaconf import MISSING
+
+from worldsim.diffusion.objective import ObjectiveConfig
+
+TASKS = ("vae", "dit")
+PRECISIONS = ("auto", "fp32", "bf16")
+SCHEDULES = ("constant", "cosine")
+
+
+@dataclass
+class OptimConfig:
+    """AdamW and its learning-rate schedule."""
+
+    lr: float = 3e-4  # peak learning rate
+    betas: tuple[float, float] = (0.9, 0.99)  # Adam moments; 0.99 (not 0.999) reacts faster on short CPU runs
+    eps: float = 1e-8
+    weight_decay: float = 0.0  # decoupled (AdamW); 0 suits small models trained briefly
+    warmup_steps: int = 100  # linear warm-up from 0 to lr over these optimizer steps
+    schedule: str = "constant"  # after warm-up: constant | cosine (to min_lr_ratio * lr at the last step)
+    min_lr_ratio: float = 0.1
+    grad_clip: float = 1.0  # max global gradient norm; 0 disables clipping
+
+    def __post_init__(self) -> None:
+        self.betas = tuple(self.betas)
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"optim.schedule must be one of {SCHEDULES}, got {self.schedule!r}")
+        if self.lr <= 0 or self.warmup_steps < 0 or self.grad_clip < 0:
+            raise ValueError("optim.lr must be > 0, warmup_steps and grad_clip >= 0")
+
+
+@dataclass
+class DistConfig:
+    """DeepSpeed: ZeRO stage, offload, precision. See `worldsim.train.ds_config`."""
+
+    zero_stage: int = 0  # 0 plain data parallel | 1 optimizer states | 2 + gradients | 3 + parameters sharded
+    offload_optimizer: bool = False  # optimizer states (and step) on the CPU (stage >= 1)
+    offload_param: bool = False  # parameters on the CPU between uses (stage 3 only)
+    precision: str = "auto"  # auto: bf16 where the accelerator supports it, else fp32 | fp32 | bf16
+    torch_adam: bool = True  # torch's AdamW instead of DeepSpeed's fused Adam: no 50 s C++ JIT compile on CPU
+    port: int = 29500  # MASTER_PORT when running as one process without a launcher (and none is set)
+
+    def __post_init__(self) -> None:
+        if self.zero_stage not in (0, 1, 2, 3):
+            raise ValueError(f"dist.zero_stage must be 0, 1, 2 or 3, got {self.zero_stage}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"dist.precision must be one of {PRECISIONS}, got {self.precision!r}")
+        if self.offload_param and self.zero_stage != 3:
+            raise ValueError("dist.offload_param needs dist.zero_stage=3 (only stage 3 partitions parameters)")
+        if self.offload_optimizer and self.zero_stage == 0:
+            raise ValueError("dist.offload_optimizer needs dist.zero_stage >= 1")
+
+
+@dataclass
+class TrainConfig:
+    """`worldsim train-vae` / `worldsim train`: one run of the trainer."""
+
+    task: str = "vae"  # vae: the autoencoder | dit: the diffusion transformer on latents of `vae`
+    data: str = MISSING  # episode store (worldsim collect / import-video)
+    vae: str | None = None  # export folder of a trained autoencoder (task=dit only)
+    model: str = "tiny"  # size preset: worldsim.models.ae_presets (vae) or worldsim.models.presets (dit)
+    model_overrides: dict[str, Any] = field(default_factory=dict)  # preset fields to change, e.g. {depth: 4}
+    reward_head: bool = True  # task=dit: predict each latent frame's summed reward
+    termination_head: bool = True  # task=dit: predict whether the episode terminated within each latent frame
+    objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)  # task=dit: noise levels, context prefix, loss weights
+    window: int = 9  # real frames per training window: 1 + m*k for the autoencoder's time factor k
+    frame_skip: int = 1  # rows between consecutive frames of a window
+    batch_size: int = 8  # windows per micro-batch per process
+    grad_accum: int = 1  # micro-batches per optimizer step
+    steps: int = 1000  # optimizer steps in total (a resumed run continues to this number)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    dist: DistConfig = field(default_factory=DistConfig)
+    ema_decay: float = 0.999  # EMA of the weights, exported for inference; 0 exports the raw weights
+    seed: int = 0  # everything random (init, sampler order, noise) derives from it
+    out: str = "runs"  # runs go to <out>/<name>/<timestamp> (a resumed run keeps its folder)
+    name: str | None = None  # run name; None: train-vae or train
+    run_dir: str | None = None  # exact folder for this run, overriding out/name/timestamp
+    resume: str | None = None  # a run folder (its latest checkpoint) or a checkpoint tag folder to continue
+    checkpoint_every: int = 500  # optimizer steps between DeepSpeed checkpoints (and one at the end)
+    keep_checkpoints: int = 2  # newest checkpoints kept; 0 keeps all
+    log_every: int = 10  # steps between TensorBoard scalars
+    video_every: int = 500  # steps between real-vs-model videos in TensorBoard; 0 disables
+    max_nonfinite: int = 5  # consecutive non-finite losses before the run aborts (each is skipped)
+    latent_stats_batches: int = 8  # batches encoded to fit the autoencoder's latent scale/shift
+    export: bool = True  # write the inference export (EMA weights, safetensors + JSON) at the end
+    progress: bool = True  # progress bar with loss and throughput (rank 0)
+    tensorboard: bool = True
+
+    def __post_init__(self) -> None:
+        if self.task not in TASKS:
+            raise ValueError(f"task must be one of {TASKS}, got {self.task!r}")
+        if self.task == "dit" and not self.vae:
+            raise ValueError("task=dit needs vae=EXPORT_FOLDER (a trained autoencoder, from worldsim train-vae)")
+        for name in ("window", "frame_skip", "batch_size", "grad_accum", "steps", "checkpoint_every", "log_every"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise ValueError(f"ema_decay must lie in [0, 1), got {self.ema_decay}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+# Fields that may differ between a run and its resumption; anything else must match.
+RESUMABLE_CHANGES = frozenset({
+    "steps", "resume", "run_dir", "out", "name", "checkpoint_every", "keep_checkpoints", "log_every",
+    "video_every", "max_nonfinite", "progress", "tensorboard", "export", "dist", "latent_stats_batches",
+})
+
+
+def incompatible_fields(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
+    """Names of fields (dotted) whose values differ and must not change on resume."""
+    out = []
+    for key in sorted(set(saved) | set(current)):
+        if key in RESUMABLE_CHANGES:
+            continue
+        a, b = saved.get(key, "<absent>"), current.get(key, "<absent>")
+        if isinstance(a, dict) and isinstance(b, dict) and key != "model_overrides":
+            out += [f"{key}.{k}" for k in incompatible_fields(a, b)]
+        elif _norm(a) != _norm(b):
+            out.append(key)
+    return out
+
+
+def _norm(v: Any) -> Any:
+    """Tuples and lists compare equal (JSON turns one into the other)."""
+    if isinstance(v, (list, tuple)):
+        return [_norm(x) for x in v]
+    if isinstance(v, dict):
+        return {k: _norm(x) for k, x in v.items()}
+    return v

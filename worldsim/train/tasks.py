@@ -1,0 +1,172 @@
+"""What is trained: the autoencoder task and the DiT task. Each maps a batch of windows to a loss.
+
+A task owns the model it trains (built from a preset), turns a `WindowDataset` batch into the
+model's inputs, and knows how to show progress as a video (real frames beside the model's output)
+and what the export records. The trainer (`worldsim.train.trainer`) is the same for both.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable
+
+import torch
+from einops import rearrange
+from torch import Tensor, nn
+
+from worldsim.diffusion.objective import diffusion_loss
+from worldsim.diffusion.samplers import sample_euler
+from worldsim.frames import frames_to_float, frames_to_uint8
+from worldsim.models.ae_presets import autoencoder_config
+from worldsim.models.autoencoder import LatentStats, VideoAutoencoder, autoencoder_loss
+from worldsim.models.dit import DiT
+from worldsim.models.presets import dit_config
+from worldsim.train.config import TrainConfig
+from worldsim.train.latents import latent_actions, latent_rewards, latent_terminated, num_latent_frames
+
+Batch = dict[str, Any]
+ROLLOUT_STEPS = 8  # Euler steps of the progress video: enough to see whether the model follows actions
+
+
+def _model_dtype(model: nn.Module) -> torch.dtype:
+    return next(model.parameters()).dtype
+
+
+class VAETask:
+    """Train `VideoAutoencoder` on windows of real frames; fit its latent scale/shift at the end."""
+
+    kind = "autoencoder"
+
+    def __init__(self, cfg: TrainConfig, frame_size: tuple[int, int], action_space_json: dict | None) -> None:
+        self.cfg = cfg
+        self.model_config = autoencoder_config(cfg.model, **cfg.model_overrides)
+        self.frame_size = frame_size
+        self.action_space_json = action_space_json
+        model = VideoAutoencoder(self.model_config)
+        model.latent_shape(cfg.window, *frame_size)  # raises naming window / frame size problems
+        self.model = model
+
+    def build_model(self) -> VideoAutoencoder:
+        """A fresh model of the same architecture (for the EMA copy and the export)."""
+        return VideoAutoencoder(self.model_config)
+
+    def loss(self, module: Callable, batch: Batch, generator: torch.Generator) -> tuple[Tensor, dict[str, float]]:
+        """obs uint8 (B, T, H, W, 3) -> autoencoder_loss (L1 + MSE + KL) and its logs."""
+        frames = frames_to_float(batch["obs"]).to(self.device, _model_dtype(self.model))  # (B, T, 3, H, W) in [-1, 1]
+        return autoencoder_loss(module, frames, generator)
+
+    def tokens(self, batch: Batch) -> int:
+        """Latent positions in the batch (T' * h * w per window)."""
+        t, _, h, w = self.model.latent_shape(batch["obs"].shape[1], *batch["obs"].shape[2:4])
+        return batch["obs"].shape[0] * t * h * w
+
+    @torch.no_grad()
+    def video(self, model: VideoAutoencoder, batch: Batch, generator: torch.Generator) -> Tensor:
+        """Real frames beside their reconstruction by `model`: uint8 (T, H, 2W, 3)."""
+        real = batch["obs"][:1]  # (1, T, H, W, 3)
+        recon, _ = model(frames_to_float(real).to(_model_dtype(model)), sample=False)
+        return torch.cat([real[0], frames_to_uint8(recon[0])], dim=2)
+
+    @torch.no_grad()
+    def finish(self, model: VideoAutoencoder, batches: list[Batch]) -> dict[str, Any]:
+        """Fit the latent shift/scale of `model` (the EMA weights) from `batches`; returns them for the logs."""
+        acc = LatentStats(self.model_config.latent_channels)
+        for batch in batches:
+            frames = frames_to_float(batch["obs"]).to(_model_dtype(model))
+            acc.update(model.encode(frames).mode())
+        shift, scale = acc.result()
+        model.set_latent_stats(shift, scale)
+        return {"latent_shift": shift.tolist(), "latent_scale": scale.tolist()}
+
+    def export_meta(self) -> dict[str, Any]:
+        return {"model_config": self.model_config.to_dict()}
+
+    device = torch.device("cpu")
+
+
+class DiTTask:
+    """Train `DiT` (with reward/termination heads) on normalised latents of a frozen autoencoder."""
+
+    kind = "dit"
+
+    def __init__(self, cfg: TrainConfig, frame_size: tuple[int, int], action_space_json: dict | None,
+                 autoencoder: VideoAutoencoder, autoencoder_meta: dict[str, Any]) -> None:
+        self.cfg = cfg
+        self.frame_size = frame_size
+        self.action_space_json = action_space_json
+        self.autoencoder = autoencoder.eval().requires_grad_(False)
+        self.autoencoder_meta = autoencoder_meta
+        ae = autoencoder.cfg
+        self.k = ae.temporal_factor
+        num_latent_frames(cfg.window, self.k)
+        _, c, h, w = autoencoder.latent_shape(cfg.window, *frame_size)
+        overrides = {"latent_channels": c, "action_space": action_space_json, "action_substeps": self.k,
+                     "reward_head": cfg.reward_head, "termination_head": cfg.termination_head, **cfg.model_overrides}
+        self.model_config = dit_config(cfg.model, **overrides)
+        p = self.model_config.patch_size
+        if h % p or w % p:
+            raise ValueError(f"latent frames are {h}x{w} (frames {frame_size} / s={ae.spatial_factor}), not divisible "
+                             f"by the DiT patch size {p}: use model_overrides.patch_size or another frame size")
+        self.model = DiT(self.model_config)
+        self.tokens_per_frame = (h // p) * (w // p)
+
+    device = torch.device("cpu")
+
+    def build_model(self) -> DiT:
+        return DiT(self.model_config)
+
+    def fit_latent_stats(self, batches: list[Batch]) -> None:
+        """Fit the autoencoder's latent shift/scale from data when its export has none."""
+        acc = LatentStats(self.autoencoder.cfg.latent_channels)
+        with torch.no_grad():
+            for batch in batches:
+                acc.update(self.autoencoder.encode(frames_to_float(batch["obs"]).to(self.device)).mode())
+        self.autoencoder.set_latent_stats(*acc.result())
+
+    @torch.no_grad()
+    def latents(self, batch: Batch) -> Tensor:
+        """obs uint8 (B, T, H, W, 3) -> normalised latents float32 (B, T', C, h, w) (posterior mean)."""
+        frames = frames_to_float(batch["obs"]).to(self.device)
+        return self.autoencoder.normalize(self.autoencoder.encode(frames).mode())
+
+    def conditioning(self, batch: Batch) -> tuple[Tensor | None, Tensor | None]:
+        """Actions (B, T', k, D) and mask (B, T', k), or (None, None) for an action-free model."""
+        if self.model_config.action_space is None:
+            return None, None
+        actions, mask = latent_actions(batch["action"], batch["has_action"], self.k)
+        return actions.to(self.device), mask.to(self.device)
+
+    def loss(self, module: Callable, batch: Batch, generator: torch.Generator) -> tuple[Tensor, dict[str, float]]:
+        x0 = self.latents(batch).to(_model_dtype(self.model))  # (B, T', C, h, w)
+        actions, mask = self.conditioning(batch)
+        reward = latent_rewards(batch["reward"], self.k).to(self.device) if self.cfg.reward_head else None
+        term = latent_terminated(batch["terminated"], self.k).to(self.device) if self.cfg.termination_head else None
+        return diffusion_loss(module, x0, actions, mask, None, generator, self.cfg.objective, reward, term)
+
+    def tokens(self, batch: Batch) -> int:
+        return batch["obs"].shape[0] * num_latent_frames(batch["obs"].shape[1], self.k) * self.tokens_per_frame
+
+    @torch.no_grad()
+    def video(self, model: DiT, batch: Batch, generator: torch.Generator) -> Tensor:
+        """Real frames beside the model's rollout from the same first half (context) and actions: uint8 (T, H, 2W, 3).
+
+        The context latent frames are decoded too, so both halves show the whole window.
+        """
+        one = {key: v[:1] for key, v in batch.items() if torch.is_tensor(v)}
+        x0 = self.latents(one)  # (1, T', C, h, w)
+        frames = x0.shape[1]
+        ctx = max(1, frames // 2)
+        actions, mask = self.conditioning(one)
+        new = sample_euler(model, (1, frames - ctx, *x0.shape[2:]), steps=ROLLOUT_STEPS, generator=generator,
+                           context=x0[:, :ctx], actions=actions, action_mask=mask)
+        rollout = torch.cat([x0[:, :ctx], new.to(x0.dtype)], dim=1)  # (1, T', C, h, w)
+        decoded = self.autoencoder.decode(self.autoencoder.denormalize(rollout))  # (1, T, 3, H, W)
+        return torch.cat([one["obs"][0], frames_to_uint8(decoded[0])], dim=2)
+
+    def export_meta(self) -> dict[str, Any]:
+        return {"model_config": dataclasses.asdict(self.model_config)}
+
+
+def video_strip(video: Tensor) -> Tensor:
+    """uint8 (T, H, W, 3) -> one image uint8 (3, H, T*W): frames left to right, for TensorBoard."""
+    return rearrange(video, "t h w c -> c h (t w)")

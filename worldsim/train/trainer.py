@@ -1,0 +1,434 @@
+"""The training loop, the same for the autoencoder and the DiT; reads top to bottom in `Trainer.fit`.
+
+One optimizer step = `grad_accum` micro-batches of `batch_size` windows on each of the W ranks.
+Everything random derives from `cfg.seed`: the initial weights (same on every rank), the window
+order (`ResumableDistributedSampler`), and the noise of the objective (one generator per rank).
+Checkpoints hold all of it, so a resumed run continues to the same weights.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import resource
+import signal
+import sys
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from worldsim.data.dataset import WindowDataset
+from worldsim.data.store import EpisodeStore
+from worldsim.spaces import space_to_json
+from worldsim.train import checkpoint as ckpt
+from worldsim.train import engine as eng
+from worldsim.train.config import TrainConfig, incompatible_fields
+from worldsim.train.ema import EMA
+from worldsim.train.engine import CheckpointError
+from worldsim.train.export import load_export, write_export
+from worldsim.train.sampler import ResumableDistributedSampler
+from worldsim.train.tasks import DiTTask, VAETask
+from worldsim.train.tensorboard import RunLogger
+
+KEYS = ["obs", "action", "has_action", "reward", "terminated"]
+VIDEO_SEED = 1234  # progress videos draw from their own generator: logging never changes training
+
+
+class NonFiniteLossError(RuntimeError):
+    """Too many non-finite losses in a row."""
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    step: int
+    logs: dict[str, float] = field(default_factory=dict)
+    export_dir: Path | None = None
+    interrupted: bool = False
+
+
+def lr_at(cfg: TrainConfig, step: int) -> float:
+    """Learning rate of optimizer step `step` (0-based): linear warm-up, then constant or cosine."""
+    o = cfg.optim
+    if step < o.warmup_steps:
+        return o.lr * (step + 1) / o.warmup_steps
+    if o.schedule == "constant":
+        return o.lr
+    progress = (step - o.warmup_steps) / max(1, cfg.steps - o.warmup_steps)
+    return o.lr * (o.min_lr_ratio + (1 - o.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
+
+
+def peak_memory_mb(device: torch.device) -> float:
+    """Peak memory of this process: accelerator allocations on GPU, resident set size on CPU."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+
+
+class Trainer:
+    """Builds data, task, engine and EMA from a `TrainConfig` (resuming if asked); `fit()` trains."""
+
+    def __init__(self, cfg: TrainConfig) -> None:
+        self.cfg = cfg
+        self.rank, self.world = eng.init_distributed(cfg.dist.port)
+        self.device = eng.device()
+        resume_from = self._resume_target()
+        self.run_dir = self._make_run_dir(resume_from)
+
+        # Data
+        store = EpisodeStore.open(cfg.data, "r")
+        self.frame_size = tuple(store.frame_size)
+        self.action_space_json = None if store.action_space is None else space_to_json(store.action_space)
+        self.fps = store.fps
+        store.close()
+        self.dataset = WindowDataset(cfg.data, cfg.window, cfg.frame_skip, keys=KEYS)
+        self.global_batch = cfg.batch_size * cfg.grad_accum * self.world
+        self.sampler = ResumableDistributedSampler(len(self.dataset), self.rank, self.world, cfg.seed, self.global_batch)
+
+        # Task and model: the same seed on every rank gives the same initial weights.
+        torch.manual_seed(cfg.seed)
+        self.task = self._make_task()
+        self.task.device = self.device
+        self._set_seeds()
+
+        meta = None
+        load_tag = None
+        if resume_from is not None:
+            meta = ckpt.read_meta(*resume_from)
+            self._check_compatible(meta, resume_from)
+            load_tag = resume_from[1]
+            if meta["world_size"] != self.world or meta["zero_stage"] != cfg.dist.zero_stage:
+                if self.rank == 0:
+                    load_tag = eng.convert_to_universal(*resume_from)
+                load_tag = eng.broadcast(load_tag)
+        universal = resume_from is not None and load_tag != resume_from[1]
+        self.engine = eng.build_engine(self.task.model, cfg, load_universal=universal)
+        self.named_params = [(n, p) for n, p in self.engine.module.named_parameters() if p.requires_grad]
+        self.ema = EMA(self.named_params, cfg.ema_decay)
+        self.step = 0
+        if resume_from is None:
+            with eng.gathered(self.engine, [p for _, p in self.named_params]):
+                self.ema.initialize(self.named_params)
+        else:
+            self._load(resume_from, load_tag, meta)
+        self.logger = RunLogger(self.run_dir, enabled=self.rank == 0 and cfg.tensorboard, fps=self.fps)
+        self._interrupted = False
+
+    # ------------------------------------------------------------------ setup
+    def _resume_target(self) -> tuple[Path, str] | None:
+        if not self.cfg.resume:
+            return None
+        return ckpt.resolve(self.cfg.resume)
+
+    def _make_run_dir(self, resume_from: tuple[Path, str] | None) -> Path:
+        cfg = self.cfg
+        if resume_from is not None:
+            path = resume_from[0].parent  # <run>/checkpoints/<tag>: keep writing into the same run
+        elif cfg.run_dir:
+            path = Path(cfg.run_dir)
+        else:
+            name = cfg.name or ("train-vae" if cfg.task == "vae" else "train")
+            path = Path(cfg.out) / name / time.strftime("%Y%m%d-%H%M%S")
+        path = Path(eng.broadcast(str(path)))  # rank 0's clock decides the timestamp
+        if self.rank == 0:
+            if resume_from is None and ckpt.checkpoints_dir(path).is_dir() and any(ckpt.checkpoints_dir(path).iterdir()):
+                raise ValueError(f"run folder {path} already holds checkpoints: resume it with resume={path} "
+                                 "or choose another run_dir (one folder per run)")
+            path.mkdir(parents=True, exist_ok=True)
+            import json
+
+            (path / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2, default=str))
+        eng.barrier()
+        return path
+
+    def _make_task(self) -> VAETask | DiTTask:
+        cfg = self.cfg
+        if cfg.task == "vae":
+            return VAETask(cfg, self.frame_size, self.action_space_json)
+        models, meta = load_export(cfg.vae)
+        if meta["kind"] != "autoencoder":
+            raise ValueError(f"vae={cfg.vae} is a {meta['kind']} export; train the DiT on an autoencoder export")
+        if tuple(meta["frame_size"]) != self.frame_size:
+            raise ValueError(f"the autoencoder was trained on {tuple(meta['frame_size'])} frames, the store has {self.frame_size}")
+        task = DiTTask(cfg, self.frame_size, self.action_space_json, models["autoencoder"], meta)
+        if not bool(task.autoencoder.latent_stats_fitted):
+            task.fit_latent_stats(self._first_batches(cfg.latent_stats_batches))
+        return task
+
+    def _set_seeds(self) -> None:
+        seed = self.cfg.seed * 1000 + self.rank
+        random.seed(seed)
+        np.random.seed(seed)
+        torch.manual_seed(seed)
+        self.noise = torch.Generator(device="cpu").manual_seed(seed)
+
+    def _first_batches(self, n: int) -> list[dict[str, Any]]:
+        """The first `n` batches of windows in store order (deterministic; for latent statistics and videos)."""
+        loader = DataLoader(self.dataset, batch_size=self.cfg.batch_size, shuffle=False, drop_last=False)
+        out = []
+        for batch in loader:
+            out.append(batch)
+            if len(out) >= n:
+                break
+        return out
+
+    def _check_compatible(self, meta: dict[str, Any], where: tuple[Path, str]) -> None:
+        folder = where[0] / where[1]
+        if meta.get("task") != self.cfg.task or meta.get("model_config") != _jsonable(self.task.export_meta()["model_config"]):
+            raise CheckpointError(
+                f"checkpoint {folder} is from another model (task {meta.get('task')!r}, "
+                f"model config {meta.get('model_config')}); this run builds task {self.cfg.task!r} with "
+                f"{_jsonable(self.task.export_meta()['model_config'])}"
+            )
+        bad = incompatible_fields(meta["config"], _jsonable(self.cfg.to_dict()))
+        if bad:
+            raise CheckpointError(f"cannot resume {folder} with a different configuration: {', '.join(bad)} changed "
+                                  "(only steps, intervals, logging, dist and output settings may change)")
+
+    def _load(self, where: tuple[Path, str], load_tag: str, meta: dict[str, Any]) -> None:
+        directory, tag = where
+        eng.load_checkpoint(self.engine, directory, load_tag)
+        with eng.gathered(self.engine, [p for _, p in self.named_params]):
+            loaded = ckpt.weights_checksum([p for _, p in self.named_params])
+        if not ckpt.checksums_match(loaded, meta["weights_checksum"]):
+            raise CheckpointError(f"loading {directory / load_tag} did not restore the saved weights "
+                                  f"(checksum {loaded} != saved {meta['weights_checksum']}); refusing to continue")
+        ema_state = ckpt.read_ema(directory / tag)
+        if ema_state is None:
+            raise CheckpointError(f"checkpoint {directory / tag} has no ema.safetensors")
+        self.ema.load_state_dict(ema_state)
+        self.step = int(meta["step"])
+        self.sampler.set_position(meta["sampler"]["epoch"], meta["sampler"]["consumed"])
+        rng = ckpt.read_rank_rng(directory / tag, self.rank) if meta["world_size"] == self.world else None
+        if rng is not None:
+            ckpt.set_rng_state(rng, self.noise)
+        else:
+            seed = (self.cfg.seed * 1000 + self.rank) * 1_000_003 + self.step
+            random.seed(seed)
+            np.random.seed(seed % 2**32)
+            torch.manual_seed(seed)
+            self.noise.manual_seed(seed)
+            if self.rank == 0:
+                warnings.warn(f"resumed at {self.world} processes from a checkpoint of {meta['world_size']}: weights, "
+                              "optimizer and data order continue; the noise draws are reseeded", stacklevel=2)
+        eng.barrier()
+        if self.rank == 0:
+            ckpt.remove_newer(directory, tag)
+        eng.barrier()
+        self._print(f"resumed from {directory / tag} at step {self.step}")
+
+    # ------------------------------------------------------------------ the loop
+    def _batches(self):
+        while True:
+            loader = DataLoader(self.dataset, batch_size=self.cfg.batch_size, sampler=self.sampler, drop_last=True)
+            for batch in loader:
+                self.sampler.advance(self.cfg.batch_size * self.world)
+                yield batch
+
+    def fit(self) -> TrainResult:
+        cfg = self.cfg
+        batches = self._batches()
+        previous = signal.signal(signal.SIGINT, self._on_sigint) if _main_thread() else None
+        bar = self._progress_bar()
+        logs: dict[str, float] = {}
+        nonfinite, last_saved = 0, self.step
+        window_start, window_samples, window_tokens = time.perf_counter(), 0, 0
+        try:
+            while self.step < cfg.steps:
+                eng.set_lr(self.engine, lr_at(cfg, self.step))
+                step_logs: list[dict[str, float]] = []
+                while len(step_logs) < cfg.grad_accum:
+                    batch = next(batches)
+                    loss, micro_logs = self.task.loss(self.engine, batch, self.noise)
+                    if eng.any_rank(not bool(torch.isfinite(loss))):
+                        nonfinite += 1
+                        self._warn(f"step {self.step}: non-finite loss ({micro_logs.get('loss')}); batch skipped "
+                                   f"({nonfinite} in a row, abort at {cfg.max_nonfinite})")
+                        if nonfinite >= cfg.max_nonfinite:
+                            raise NonFiniteLossError(
+                                f"{nonfinite} non-finite losses in a row at step {self.step}: training diverged; lower "
+                                f"optim.lr or check the data, then resume from the last checkpoint in {self.run_dir}")
+                        continue
+                    nonfinite = 0
+                    self.engine.backward(loss)
+                    self.engine.step()
+                    step_logs.append(micro_logs)
+                    window_samples += batch["obs"].shape[0] * self.world
+                    window_tokens += self.task.tokens(batch) * self.world
+                self.step += 1
+                with eng.gathered(self.engine, [p for _, p in self.named_params]):
+                    self.ema.update(self.named_params)
+                logs = {k: float(np.mean([m[k] for m in step_logs])) for k in step_logs[0]}
+                if bar is not None:
+                    elapsed = max(time.perf_counter() - window_start, 1e-9)
+                    bar.set_postfix(loss=f"{logs['loss']:.4f}", samples_s=f"{window_samples / elapsed:.1f}")
+                    bar.update(1)
+                if self.step % cfg.log_every == 0 or self.step == cfg.steps:
+                    elapsed = max(time.perf_counter() - window_start, 1e-9)
+                    self._log_scalars(logs, window_samples / elapsed, window_tokens / elapsed)
+                    window_start, window_samples, window_tokens = time.perf_counter(), 0, 0
+                if cfg.video_every and self.step % cfg.video_every == 0:
+                    self.log_video()
+                interrupted = eng.any_rank(self._interrupted)
+                if self.step % cfg.checkpoint_every == 0 or interrupted:
+                    self.save()
+                    last_saved = self.step
+                if interrupted:
+                    self._print(f"interrupted at step {self.step}; checkpoint saved in {self.run_dir}; "
+                                f"continue with resume={self.run_dir}")
+                    return TrainResult(self.run_dir, self.step, logs, interrupted=True)
+            if last_saved != self.step:
+                self.save()
+            export_dir = self.export() if cfg.export else None
+            return TrainResult(self.run_dir, self.step, logs, export_dir)
+        finally:
+            if bar is not None:
+                bar.close()
+            if previous is not None:
+                signal.signal(signal.SIGINT, previous)
+            self.logger.close()
+
+    # ------------------------------------------------------------------ pieces
+    def _on_sigint(self, signum, frame) -> None:
+        if self._interrupted:  # a second Ctrl-C: stop now
+            raise KeyboardInterrupt
+        self._interrupted = True
+        self._print("Ctrl-C: saving a checkpoint after this step (press again to stop at once)")
+
+    def _progress_bar(self):
+        if self.rank != 0 or not self.cfg.progress:
+            return None
+        from tqdm import tqdm
+
+        return tqdm(total=self.cfg.steps, initial=self.step, desc=f"train {self.cfg.task}", unit="step",
+                    dynamic_ncols=True, file=sys.stderr)
+
+    def _log_scalars(self, logs: dict[str, float], samples_s: float, tokens_s: float) -> None:
+        values = {f"loss/{k}": v for k, v in eng.mean_over_ranks(logs).items()}
+        values["train/lr"] = self.engine.optimizer.param_groups[0]["lr"]
+        norm = eng.grad_norm(self.engine)
+        if norm is not None:
+            values["train/grad_norm"] = norm
+        values["perf/samples_per_s"] = samples_s
+        values["perf/tokens_per_s"] = tokens_s
+        values["perf/peak_memory_mb"] = eng.max_over_ranks(peak_memory_mb(self.device))
+        self.logger.scalars(self.step, values)
+
+    def ema_model(self) -> torch.nn.Module:
+        """A plain (non-DeepSpeed) model holding the EMA weights and the module's buffers (every rank)."""
+        model = self.task.build_model()
+        persistent = set(model.state_dict())
+        state = dict(self.ema.shadow)
+        for name, buf in self.engine.module.named_buffers():
+            if name in persistent:
+                state[name] = buf.detach().cpu()
+        missing, unexpected = model.load_state_dict(state, strict=False)
+        if missing or unexpected:
+            raise RuntimeError(f"EMA weights do not fit the model: missing {missing[:5]}, unexpected {unexpected[:5]}")
+        return model.eval()
+
+    def log_video(self) -> Path | None:
+        if self.rank != 0 or not self.cfg.tensorboard:
+            return None
+        batch = self._first_batches(1)[0]
+        generator = torch.Generator().manual_seed(VIDEO_SEED)
+        video = self.task.video(self.ema_model(), batch, generator)
+        tag = "video/reconstruction" if self.cfg.task == "vae" else "video/rollout"
+        return self.logger.video(self.step, tag, video)
+
+    def save(self) -> Path:
+        """A checkpoint of this step (all ranks call it)."""
+        directory = ckpt.checkpoints_dir(self.run_dir)
+        tag = ckpt.tag_for(self.step)
+        with eng.gathered(self.engine, [p for _, p in self.named_params]):
+            checksum = ckpt.weights_checksum([p for _, p in self.named_params])
+        meta = {
+            "step": self.step,
+            "sampler": self.sampler.state(),
+            "world_size": self.world,
+            "zero_stage": self.cfg.dist.zero_stage,
+            "task": self.cfg.task,
+            "model_config": _jsonable(self.task.export_meta()["model_config"]),
+            "config": _jsonable(self.cfg.to_dict()),
+            "weights_checksum": checksum,
+        }
+        folder = directory / tag
+        ckpt.write_rank_files(folder, self.rank, ckpt.rng_state(self.noise),
+                              self.ema.state_dict() if self.rank == 0 else None, meta)
+        self.engine.save_checkpoint(str(directory), tag=tag, client_state={"worldsim_step": self.step},
+                                    save_latest=False)
+        eng.barrier()
+        if self.rank == 0:
+            ckpt.write_manifest_and_latest(directory, tag)
+            ckpt.prune(directory, self.cfg.keep_checkpoints, protect=tag)
+        eng.barrier()
+        self._print(f"saved checkpoint {folder} (step {self.step})")
+        return folder
+
+    def export(self) -> Path | None:
+        """Rank 0 writes ``<run>/export``: EMA weights (+ fitted latent stats for the autoencoder)."""
+        out = None
+        if self.rank == 0:
+            model = self.ema_model()
+            extra = {"window": self.cfg.window, "frame_skip": self.cfg.frame_skip, "fps": self.fps,
+                     "train": {"steps": self.step, "seed": self.cfg.seed, "data": str(self.cfg.data),
+                               "run_dir": str(self.run_dir)}}
+            if self.cfg.task == "vae":
+                stats = self.task.finish(model, self._first_batches(self.cfg.latent_stats_batches))
+                self._print(f"fitted latent shift {_short(stats['latent_shift'])} scale {_short(stats['latent_scale'])}")
+                out = write_export(self.run_dir / "export", model, None, self.frame_size, self.action_space_json, extra)
+            else:
+                out = write_export(self.run_dir / "export", self.task.autoencoder, model, self.frame_size,
+                                   self.action_space_json, extra)
+            self._print(f"exported inference weights to {out}")
+        eng.barrier()
+        path = eng.broadcast(None if out is None else str(out))
+        return None if path is None else Path(path)
+
+    def _print(self, message: str) -> None:
+        if self.rank == 0:
+            print(f"[worldsim train] {message}", flush=True)
+
+    def _warn(self, message: str) -> None:
+        if self.rank == 0:
+            warnings.warn(message, RuntimeWarning, stacklevel=2)
+
+
+def _main_thread() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
+
+
+def _jsonable(value: Any) -> Any:
+    """Tuples to lists (what JSON gives back), so saved and current configs compare equal."""
+    import json
+
+    return json.loads(json.dumps(value, default=str))
+
+
+def _short(values: list[float]) -> str:
+    return "[" + ", ".join(f"{v:.3g}" for v in values[:4]) + (", ...]" if len(values) > 4 else "]")
+
+
+def train(cfg: TrainConfig) -> TrainResult:
+    """Build a `Trainer` from `cfg` and run it to `cfg.steps`."""
+    return Trainer(cfg).fit()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m worldsim.train.trainer TASK key=value ...` (what torchrun / deepspeed launch on each rank)."""
+    from worldsim.cli import main as cli_main
+
+    argv = sys.argv[1:] if argv is None else argv
+    return cli_main(argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
