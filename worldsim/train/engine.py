@@ -112,6 +112,16 @@ def grad_norm(engine: Any) -> float | None:
     return float(norm.item() if torch.is_tensor(norm) else norm)
 
 
+def full_grad_norm(engine: Any) -> float | None:
+    """Gradient norm from the module's own .grad (stage 0 keeps full, already averaged gradients); None otherwise."""
+    if engine.zero_optimization_stage() != 0:
+        return None
+    grads = [p.grad.detach().double() for p in engine.module.parameters() if p.grad is not None]
+    if not grads:
+        return None
+    return float(torch.sqrt(sum(g.pow(2).sum() for g in grads)))
+
+
 def save_checkpoint(engine: Any, directory: Path, tag: str, client_state: dict[str, Any]) -> None:
     """A DeepSpeed checkpoint `directory/tag`; `latest` is updated last, so a kill mid-save leaves the previous one."""
     engine.save_checkpoint(str(directory), tag=tag, client_state=client_state, save_latest=True)

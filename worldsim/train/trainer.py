@@ -79,7 +79,7 @@ class Trainer:
         self.rank, self.world = eng.init_distributed(cfg.dist.port)
         self.device = eng.device()
         resume_from = self._resume_target()
-        self.run_dir = self._make_run_dir(resume_from)
+        meta = None if resume_from is None else ckpt.read_meta(*resume_from)
 
         # Data
         store = EpisodeStore.open(cfg.data, "r")
@@ -97,11 +97,12 @@ class Trainer:
         self.task.device = self.device
         self._set_seeds()
 
-        meta = None
+        # Nothing is written before the checks above and this one pass.
         load_tag = None
         if resume_from is not None:
-            meta = ckpt.read_meta(*resume_from)
             self._check_compatible(meta, resume_from)
+        self.run_dir = self._make_run_dir(resume_from)
+        if resume_from is not None:
             load_tag = resume_from[1]
             if meta["world_size"] != self.world or meta["zero_stage"] != cfg.dist.zero_stage:
                 if self.rank == 0:
@@ -119,6 +120,7 @@ class Trainer:
             self._load(resume_from, load_tag, meta)
         self.logger = RunLogger(self.run_dir, enabled=self.rank == 0 and cfg.tensorboard, fps=self.fps)
         self._interrupted = False
+        self._grad_norm: float | None = None
 
     # ------------------------------------------------------------------ setup
     def _resume_target(self) -> tuple[Path, str] | None:
@@ -257,6 +259,8 @@ class Trainer:
                         continue
                     nonfinite = 0
                     self.engine.backward(loss)
+                    if self.engine.is_gradient_accumulation_boundary():
+                        self._grad_norm = eng.full_grad_norm(self.engine)  # before clipping and the step
                     self.engine.step()
                     step_logs.append(micro_logs)
                     window_samples += batch["obs"].shape[0] * self.world
@@ -313,6 +317,7 @@ class Trainer:
         values = {f"loss/{k}": v for k, v in eng.mean_over_ranks(logs).items()}
         values["train/lr"] = self.engine.optimizer.param_groups[0]["lr"]
         norm = eng.grad_norm(self.engine)
+        norm = self._grad_norm if norm is None else norm
         if norm is not None:
             values["train/grad_norm"] = norm
         values["perf/samples_per_s"] = samples_s

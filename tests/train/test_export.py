@@ -1,0 +1,79 @@
+"""Export of inference weights: round trip without DeepSpeed, and clear errors for bad folders."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from gymnasium import spaces
+
+from worldsim.models.ae_presets import autoencoder_config
+from worldsim.models.autoencoder import VideoAutoencoder
+from worldsim.models.dit import DiT
+from worldsim.models.presets import dit_config
+from worldsim.spaces import space_to_json
+from worldsim.train.export import ExportError, load_export, write_export
+
+ACTIONS = space_to_json(spaces.Discrete(3))
+
+
+def _models(seed: int = 0):
+    torch.manual_seed(seed)
+    ae = VideoAutoencoder(autoencoder_config("tiny"))
+    ae.set_latent_stats(torch.randn(4) * 0.1, torch.rand(4) + 0.5)
+    dit = DiT(dit_config("tiny", latent_channels=4, action_space=ACTIONS, action_substeps=2,
+                         reward_head=True, termination_head=True))
+    for p in dit.parameters():  # adaLN-Zero starts at zero: make the output depend on every weight
+        p.data.normal_(0, 0.02)
+    return ae, dit
+
+
+def test_dit_export_round_trip_gives_the_same_outputs(tmp_path):
+    ae, dit = _models()
+    write_export(tmp_path / "e", ae, dit, (16, 16), ACTIONS, {"window": 5})
+    models, meta = load_export(tmp_path / "e")
+    assert meta["kind"] == "dit" and meta["compression"] == {"spatial": 4, "temporal": 2}
+    assert meta["action_space"] == ACTIONS and meta["frame_size"] == [16, 16] and meta["window"] == 5
+    assert torch.equal(models["autoencoder"].latent_scale, ae.latent_scale)
+    frames = torch.rand(1, 5, 3, 16, 16) * 2 - 1
+    with torch.no_grad():
+        assert torch.equal(models["autoencoder"].encode(frames).mode(), ae.eval().encode(frames).mode())
+        x, t = torch.randn(1, 3, 4, 4, 4), torch.rand(1, 3)
+        acts = torch.randint(0, 3, (1, 3, 2, 1))
+        a, b = models["dit"](x, t, acts), dit.eval()(x, t, acts)
+    assert torch.equal(a.prediction, b.prediction) and torch.equal(a.reward, b.reward)
+
+
+def test_autoencoder_export_needs_fitted_stats(tmp_path):
+    ae = VideoAutoencoder(autoencoder_config("tiny"))
+    with pytest.raises(ExportError, match="not fitted"):
+        write_export(tmp_path / "e", ae, None, (16, 16), None)
+
+
+def test_missing_truncated_and_foreign_exports_are_named(tmp_path):
+    with pytest.raises(ExportError, match="does not exist"):
+        load_export(tmp_path / "nowhere")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ExportError, match="config.json is missing"):
+        load_export(tmp_path / "empty")
+
+    ae, dit = _models()
+    folder = write_export(tmp_path / "e", ae, dit, (16, 16), ACTIONS)
+    weights = folder / "dit.safetensors"
+    data = weights.read_bytes()
+    weights.write_bytes(data[: len(data) // 2])
+    with pytest.raises(ExportError, match="truncated"):
+        load_export(folder)
+    weights.write_bytes(data)
+    load_export(folder)  # intact again
+
+    # Weights from another model (config says depth 3, the file holds depth 2).
+    config = json.loads((folder / "config.json").read_text())
+    config["dit_config"]["depth"] = 3
+    (folder / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ExportError, match="another model"):
+        load_export(folder)
+    (folder / "config.json").write_text("{\"format\": ")
+    with pytest.raises(ExportError, match="not valid JSON"):
+        load_export(folder)

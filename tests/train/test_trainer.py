@@ -1,0 +1,125 @@
+"""The trainer in this process (one rank, real DeepSpeed engine): errors, non-finite losses, Ctrl-C, TensorBoard."""
+
+from __future__ import annotations
+
+import os
+import signal
+
+import pytest
+import torch
+from helpers import make_store
+
+from worldsim.cli import compose, main
+from worldsim.train.checkpoint import resolve
+from worldsim.train.trainer import NonFiniteLossError, Trainer
+
+BASE = ["model=tiny", "window=5", "batch_size=2", "log_every=1", "progress=false", "optim.warmup_steps=1",
+        "latent_stats_batches=1", "dist.port=29631"]
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    return make_store(tmp_path_factory.mktemp("data") / "square.zarr", episodes=3, steps=12)
+
+
+@pytest.fixture(scope="module")
+def vae_run(store, tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("runs") / "vae"
+    cfg = compose("train_vae", [f"data={store}", f"run_dir={run_dir}", "steps=4", "checkpoint_every=2",
+                                "video_every=2", *BASE])
+    result = Trainer(cfg).fit()
+    assert result.step == 4 and result.export_dir is not None
+    return run_dir
+
+
+def _error(capsys, *args) -> str:
+    assert main(list(args)) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1, err  # one line, no traceback
+    return err
+
+
+def test_resume_errors_name_the_problem_and_write_nothing(vae_run, store, capsys, tmp_path):
+    before = sorted(p.name for p in (vae_run / "checkpoints").iterdir())
+    common = [f"data={store}", "steps=6", *BASE]
+    err = _error(capsys, "train-vae", f"resume={tmp_path / 'nope'}", *common)
+    assert "does not exist" in err
+    err = _error(capsys, "train-vae", f"resume={vae_run}", "optim.lr=0.1", *common)
+    assert "optim.lr" in err and "different configuration" in err
+    err = _error(capsys, "train-vae", f"resume={vae_run}", "+model_overrides.base_channels=16", *common)
+    assert "another model" in err
+    err = _error(capsys, "train", f"resume={vae_run}", f"vae={vae_run / 'export'}", *common)
+    assert "another model" in err
+    assert sorted(p.name for p in (vae_run / "checkpoints").iterdir()) == before
+
+    # A truncated file of the latest checkpoint is found before anything loads.
+    directory, tag = resolve(vae_run)
+    victim = directory / tag / "mp_rank_00_model_states.pt"
+    data = victim.read_bytes()
+    victim.write_bytes(data[:100])
+    try:
+        err = _error(capsys, "train-vae", f"resume={vae_run}", *common)
+        assert "truncated" in err and "mp_rank_00_model_states.pt" in err
+    finally:
+        victim.write_bytes(data)
+
+
+def test_tensorboard_has_scalars_and_a_reconstruction_video(vae_run):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(vae_run / "tensorboard"))
+    acc.Reload()
+    tags = set(acc.Tags()["scalars"])
+    for tag in ("loss/loss", "loss/mse", "loss/kl", "train/lr", "train/grad_norm", "perf/samples_per_s",
+                "perf/tokens_per_s", "perf/peak_memory_mb"):
+        assert tag in tags, tag
+    assert [e.step for e in acc.Scalars("loss/loss")] == [1, 2, 3, 4]
+    assert "video/reconstruction" in acc.Tags()["images"]
+    assert (vae_run / "videos" / "video_reconstruction_00000002.mp4").stat().st_size > 0
+
+
+def _trainer(store, run_dir, *extra):
+    return Trainer(compose("train_vae", [f"data={store}", f"run_dir={run_dir}", "video_every=0", "tensorboard=false",
+                                         "export=false", *BASE, *extra]))
+
+
+def test_non_finite_losses_are_skipped_then_abort(store, tmp_path):
+    trainer = _trainer(store, tmp_path / "a", "steps=3", "checkpoint_every=100", "max_nonfinite=3")
+    real_loss, calls = trainer.task.loss, []
+
+    def flaky(module, batch, generator):  # fault injection: calls 2 and 3 return NaN
+        loss, logs = real_loss(module, batch, generator)
+        calls.append(1)
+        return (loss * float("nan"), logs) if len(calls) in (2, 3) else (loss, logs)
+
+    trainer.task.loss = flaky
+    before = [p.detach().clone() for _, p in trainer.named_params]
+    with pytest.warns(RuntimeWarning, match="non-finite loss"):
+        result = trainer.fit()
+    assert result.step == 3 and len(calls) == 5  # two batches skipped, three steps taken
+    assert all(torch.isfinite(p).all() for _, p in trainer.named_params)
+    assert any(not torch.equal(a, p) for a, (_, p) in zip(before, trainer.named_params))
+
+    trainer = _trainer(store, tmp_path / "b", "steps=3", "checkpoint_every=100", "max_nonfinite=3")
+    real = trainer.task.loss
+    trainer.task.loss = lambda m, b, g: (real(m, b, g)[0] * float("inf"), {"loss": float("inf")})
+    with pytest.warns(RuntimeWarning), pytest.raises(NonFiniteLossError, match="3 non-finite losses in a row"):
+        trainer.fit()
+
+
+def test_ctrl_c_writes_a_checkpoint_before_exiting(store, tmp_path):
+    trainer = _trainer(store, tmp_path / "c", "steps=50", "checkpoint_every=100")
+    real_loss, calls = trainer.task.loss, []
+
+    def interrupting(module, batch, generator):
+        calls.append(1)
+        if len(calls) == 3:
+            os.kill(os.getpid(), signal.SIGINT)  # a real SIGINT, as Ctrl-C sends
+        return real_loss(module, batch, generator)
+
+    trainer.task.loss = interrupting
+    result = trainer.fit()
+    assert result.interrupted and result.step == 3
+    directory, tag = resolve(tmp_path / "c")
+    assert tag == "step_00000003" and (directory / tag / "manifest.json").is_file()
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored
