@@ -169,7 +169,8 @@ def _run_training(config_name: str, args: list[str]) -> None:
         print(f"interrupted at step {result.step}; checkpoint saved; continue with resume={result.run_dir}", file=sys.stderr)
         raise SystemExit(130)
     where = f"; export in {result.export_dir}" if result.export_dir else ""
-    print(f"trained to step {result.step} (loss {result.logs.get('loss', float('nan')):.4f}); run folder {result.run_dir}{where}")
+    if os.environ.get("RANK", "0") == "0":
+        print(f"trained to step {result.step} (loss {result.logs.get('loss', float('nan')):.4f}); run folder {result.run_dir}{where}")
 
 
 def cmd_train_vae(args: list[str]) -> None:

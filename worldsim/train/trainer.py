@@ -104,7 +104,12 @@ class Trainer:
         self.run_dir = self._make_run_dir(resume_from)
         if resume_from is not None:
             load_tag = resume_from[1]
-            if meta["world_size"] != self.world or meta["zero_stage"] != cfg.dist.zero_stage:
+            saved_stage = meta["zero_stage"]
+            if saved_stage == 0 and cfg.dist.zero_stage != 0:
+                raise CheckpointError(f"{resume_from[0] / resume_from[1]} was written at ZeRO stage 0; resume it "
+                                      "with dist.zero_stage=0 (any number of processes)")
+            # Stage 0 checkpoints hold full states and load at any world size; sharded ones go universal.
+            if saved_stage >= 1 and (meta["world_size"] != self.world or saved_stage != cfg.dist.zero_stage):
                 if self.rank == 0:
                     load_tag = eng.convert_to_universal(*resume_from)
                 load_tag = eng.broadcast(load_tag)
