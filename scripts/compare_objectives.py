@@ -15,13 +15,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import time
 
 import torch
 from gymnasium import spaces
 
-from worldsim.diffusion.objective import ObjectiveConfig, add_noise, sample_noise_levels, velocity_target
+from worldsim.diffusion.objective import ObjectiveConfig, add_noise, sample_noise_levels, v_target
 from worldsim.diffusion.samplers import sample_euler, time_grid
 from worldsim.models.presets import build_dit
 from worldsim.spaces import space_to_json
@@ -47,37 +46,29 @@ def make_batch(batch: int, generator: torch.Generator) -> tuple[torch.Tensor, to
     return torch.stack(frames, dim=1), actions[:, :, None, None]
 
 
-def vp(t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Cosine variance-preserving schedule: alpha = cos(pi t / 2), sigma = sin(pi t / 2)."""
-    return torch.cos(math.pi / 2 * t), torch.sin(math.pi / 2 * t)
-
-
 def loss_fn(kind: str, model, x0, actions, mask, generator, config):
     t, is_context = sample_noise_levels(x0.shape[0], FRAMES, generator, config)
     noise = torch.randn(x0.shape, generator=generator)
-    if kind == "rectified_flow":
-        x_t, target = add_noise(x0, noise, t), velocity_target(x0, noise)
-    else:  # v-prediction (Salimans & Ho 2022): x_t = a x0 + s eps, v = a eps - s x0
-        a, s = (u[:, :, None, None, None] for u in vp(t))
-        x_t, target = a * x0 + s * noise, a * noise - s * x0
+    if kind == "rectified_flow":  # x_t = (1 - t) x0 + t eps, target eps - x0 (Liu et al. 2022)
+        s = t[:, :, None, None, None]
+        x_t, target = (1 - s) * x0 + s * noise, noise - x0
+    else:  # the library's v-prediction: x_t = a x0 + s eps, v = a eps - s x0 (Salimans & Ho 2022)
+        x_t, target = add_noise(x0, noise, t), v_target(x0, noise, t)
     per_frame = (model(x_t, t, actions, mask).prediction - target).pow(2).mean(dim=(2, 3, 4))
     weight = (~is_context).float()
     return (per_frame * weight).sum() / weight.sum()
 
 
 @torch.no_grad()
-def sample_vp_ddim(model, context, actions, mask, steps, generator):
-    """DDIM (Song et al. 2021, eq. 12 with eta = 0) for a v-prediction model, new frame only."""
+def sample_rectified_flow(model, context, actions, mask, steps, generator):
+    """Euler on dx/dt = v from t = 1 to 0, new frame only."""
     x = torch.randn(context.shape[0], 1, *context.shape[2:], generator=generator)
     ts = time_grid(steps).tolist()
     for t_cur, t_next in zip(ts[:-1], ts[1:]):
         level = torch.zeros(context.shape[0], FRAMES)
         level[:, -1] = t_cur
         v = model(torch.cat([context, x], 1), level, actions, mask).prediction[:, -1:]
-        a, s = vp(torch.tensor(t_cur))
-        x0_hat, eps_hat = a * x - s * v, s * x + a * v
-        a2, s2 = vp(torch.tensor(t_next))
-        x = a2 * x0_hat + s2 * eps_hat
+        x = x + (t_next - t_cur) * v
     return x
 
 
@@ -105,10 +96,10 @@ def run(kind: str, seed: int, train_steps: int, batch: int, sample_steps: list[i
         gen = torch.Generator().manual_seed(seed)
         with torch.no_grad():
             if kind == "rectified_flow":
+                sample = sample_rectified_flow(model, context, actions, mask, steps, gen)
+            else:  # the library's sampler: DDIM for the v-prediction model
                 sample = sample_euler(model, truth.shape, steps=steps, generator=gen, context=context, actions=actions,
                                       action_mask=mask)
-            else:
-                sample = sample_vp_ddim(model, context, actions, mask, steps, gen)
         errors[steps] = (sample - truth).pow(2).mean().item()
     return {"kind": kind, "seed": seed, "final_loss": loss.item(), "train_seconds": train_s, "mse": errors}
 

@@ -1,3 +1,5 @@
+import math
+
 import pytest
 import torch
 from gymnasium import spaces
@@ -6,8 +8,11 @@ from worldsim.diffusion.objective import (
     ObjectiveConfig,
     add_noise,
     diffusion_loss,
+    predict_noise,
+    predict_x0,
     sample_noise_levels,
-    velocity_target,
+    schedule,
+    v_target,
 )
 from worldsim.models.presets import build_dit
 from worldsim.spaces import space_to_json
@@ -53,13 +58,18 @@ def test_config_validation():
         ObjectiveConfig(context_prob=1.5)
 
 
-def test_forward_process_endpoints_and_velocity_is_its_derivative():
+def test_forward_process_endpoints_and_v_is_its_derivative_along_the_angle():
     x0, eps = torch.randn(2, 3, 4, 2, 2), torch.randn(2, 3, 4, 2, 2)
     torch.testing.assert_close(add_noise(x0, eps, torch.zeros(2, 3)), x0)
     torch.testing.assert_close(add_noise(x0, eps, torch.ones(2, 3)), eps)
-    t, dt = torch.full((2, 3), 0.3), 1e-3
-    finite_difference = (add_noise(x0, eps, t + dt) - add_noise(x0, eps, t)) / dt
-    torch.testing.assert_close(finite_difference, velocity_target(x0, eps), atol=2e-3, rtol=1e-3)
+    alpha, sigma = schedule(torch.rand(100))
+    torch.testing.assert_close(alpha**2 + sigma**2, torch.ones(100))  # variance preserving
+    t, dt = torch.rand(2, 3) * 0.9 + 0.05, 1e-3
+    finite_difference = (add_noise(x0, eps, t + dt) - add_noise(x0, eps, t)) / dt  # d x_t / dt = (pi / 2) v
+    torch.testing.assert_close(finite_difference, math.pi / 2 * v_target(x0, eps, t), atol=5e-3, rtol=5e-3)
+    x_t, v = add_noise(x0, eps, t), v_target(x0, eps, t)
+    torch.testing.assert_close(predict_x0(x_t, v, t), x0, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(predict_noise(x_t, v, t), eps, atol=1e-5, rtol=1e-5)
 
 
 def _model(heads=False):

@@ -1,15 +1,27 @@
-"""Samplers for the rectified-flow model: pure, seeded functions of (denoiser, context, actions, steps).
+"""Samplers for the v-prediction model: pure, seeded functions of (denoiser, context, actions, steps).
 
-The probability-flow ODE of rectified flow (Liu et al. 2022, eq. 1) is
+The network predicts v (see `worldsim.diffusion.objective`), i.e. a clean estimate
+x0_hat = alpha_t x_t - sigma_t v. In the variables y = x_t / sigma_t and tau = alpha_t / sigma_t the
+probability-flow ODE loses its linear term (Song et al. 2021, "DDIM", eq. 14):
 
-    dx_t / dt = v(x_t, t),   t from 1 (x_1 ~ N(0, I)) down to 0 (data),
+    dy / dtau = x0_hat(x_t, t),   from t = 1 (tau = 0, x_1 ~ N(0, I)) to t = 0 (tau = inf).
 
-with v the velocity predicted by the network. Only the NEW frames are integrated; context frames
-are passed along unchanged at noise level `context_noise_level` (0: clean), so the denoiser sees
-[context, new] exactly as in training. With a key/value cache the context lives in the cache
-instead (`context=None`, the denoiser a `functools.partial(model, cache=cache)`).
+An Euler step of it is exactly DDIM with eta = 0 (Song et al. eq. 12), written without dividing
+by sigma_next so that the last step lands on t = 0:
 
-Classifier-free guidance on actions (Ho & Salimans 2022, eq. 6, in velocity form):
+    x_next = (sigma_next / sigma) x + (alpha_next - sigma_next alpha / sigma) x0_hat.
+
+Heun's method (Karras et al. 2022, "EDM", Algorithm 1) corrects each step with the trapezoid
+rule on the same ODE, using the mean of x0_hat at both ends; like EDM it skips the correction on
+the step that lands on clean data, so the network is never evaluated at t = 0.
+
+Only the NEW frames are integrated; context frames are passed along unchanged at noise level
+`context_noise_level` (0: clean), so the denoiser sees [context, new] as in training. With a
+key/value cache the context lives in the cache instead (`context=None`, the denoiser a
+`functools.partial(model, cache=cache)`).
+
+Classifier-free guidance on actions (Ho & Salimans 2022, eq. 6, applied to v, which is linear in
+the noise prediction at fixed x_t):
 
     v = v_uncond + w (v_cond - v_uncond),
 
@@ -24,9 +36,11 @@ from typing import Any, Protocol
 import torch
 from torch import Tensor
 
+from worldsim.diffusion.objective import predict_x0, schedule
+
 
 class Denoiser(Protocol):
-    """Anything called like `DiT.forward`: returns the velocity (B, T, C, h, w) or an object with `.prediction`."""
+    """Anything called like `DiT.forward`: returns v (B, T, C, h, w) or an object with `.prediction`."""
 
     def __call__(self, x: Tensor, noise_level: Tensor, actions: Tensor | None, action_mask: Tensor | None,
                  frame_index: Tensor | None) -> Any: ...
@@ -35,8 +49,8 @@ class Denoiser(Protocol):
 def time_grid(steps: int, shift: float = 1.0, device: torch.device | str | None = None) -> Tensor:
     """steps + 1 noise levels from 1 down to 0, float64.
 
-    shift > 1 spends more steps at high noise (SD3, Esser et al. 2024, eq. 23:
-    t' = s t / (1 + (s - 1) t)); shift = 1 is the uniform grid.
+    shift > 1 spends more steps at high noise (the timestep shift of Esser et al. 2024, eq. 23:
+    t' = s t / (1 + (s - 1) t)); shift = 1 is uniform in t, i.e. in the angle of the cosine schedule.
     """
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
@@ -44,10 +58,24 @@ def time_grid(steps: int, shift: float = 1.0, device: torch.device | str | None 
     return shift * u / (1 + (shift - 1) * u)
 
 
-def _velocity(denoiser, x_new: Tensor, t: float, context: Tensor | None, context_noise_level: float,
+def _ddim(x: Tensor, x0_hat: Tensor, t: float, t_next: float) -> Tensor:
+    """DDIM step (eta = 0) from level t > 0 to t_next >= 0 given the clean estimate x0_hat."""
+    alpha, sigma = schedule(torch.tensor(t, dtype=torch.float64))
+    alpha_next, sigma_next = schedule(torch.tensor(t_next, dtype=torch.float64))
+    ratio = float(sigma_next / sigma)
+    return ratio * x + float(alpha_next - ratio * alpha) * x0_hat
+
+
+def _x0(denoiser, x: Tensor, t: float, *args) -> Tensor:
+    """Clean estimate of the new frames (B, T_new, C, h, w) at level t from the guided v prediction."""
+    v = _guided_v(denoiser, x, t, *args)
+    return predict_x0(x, v, torch.full(x.shape[:2], t, dtype=torch.float64, device=x.device))
+
+
+def _guided_v(denoiser, x_new: Tensor, t: float, context: Tensor | None, context_noise_level: float,
               actions: Tensor | None, action_mask: Tensor | None, frame_index: Tensor | None,
               guidance_scale: float) -> Tensor:
-    """Guided velocity of the new frames (B, T_new, C, h, w) at noise level t."""
+    """Guided v prediction of the new frames (B, T_new, C, h, w) at noise level t."""
     new = x_new.shape[1]
     x = x_new if context is None else torch.cat([context, x_new.to(context.dtype)], dim=1)  # (B, T, C, h, w)
     level = torch.full(x.shape[:2], t, dtype=torch.float32, device=x.device)
@@ -94,7 +122,7 @@ def sample_euler(
     shift: float = 1.0,
     device: torch.device | str | None = None,
 ) -> Tensor:
-    """Generate new frames with Euler steps of the probability-flow ODE (one evaluation per step).
+    """Generate new frames with DDIM, the Euler method on the probability-flow ODE (one evaluation per step).
 
     shape: (B, T_new, C, h, w) of the new frames. context: (B, T_ctx, C, h, w) clean latents or
     None. actions (B, T_ctx + T_new, k, D), action_mask (B, T_ctx + T_new, k) bool and frame_index
@@ -103,10 +131,10 @@ def sample_euler(
     arguments. Returns (B, T_new, C, h, w) float32 latents.
     """
     x, action_mask = _prepare(shape, generator, context, actions, action_mask, guidance_scale, device)
+    args = (context, context_noise_level, actions, action_mask, frame_index, guidance_scale)
     ts = time_grid(steps, shift).tolist()
     for t_cur, t_next in zip(ts[:-1], ts[1:]):
-        v = _velocity(denoiser, x, t_cur, context, context_noise_level, actions, action_mask, frame_index, guidance_scale)
-        x = x + (t_next - t_cur) * v  # Euler: x_{t'} = x_t + (t' - t) v(x_t, t)
+        x = _ddim(x, _x0(denoiser, x, t_cur, *args), t_cur, t_next)  # Euler on dy/dtau = x0_hat (DDIM, eq. 12)
     return x
 
 
@@ -127,19 +155,18 @@ def sample_heun(
 ) -> Tensor:
     """Generate new frames with Heun's second-order method (Karras et al. 2022, Algorithm 1).
 
-    Two evaluations per step except the last, which is a plain Euler step as in EDM: the velocity
-    at t = 0 is singular for concentrated data (v = (x_t - x0) / t) and the objective puts little
-    weight there, so the network is not asked for it. 2 * steps - 1 evaluations (times two with
-    guidance). Arguments and result as in `sample_euler`.
+    Two evaluations per step except the last, which is a plain DDIM step as in EDM (the objective
+    puts little weight on t ~ 0, so the network is not asked there): 2 * steps - 1 evaluations,
+    times two with guidance. Arguments and result as in `sample_euler`.
     """
     x, action_mask = _prepare(shape, generator, context, actions, action_mask, guidance_scale, device)
+    args = (context, context_noise_level, actions, action_mask, frame_index, guidance_scale)
     ts = time_grid(steps, shift).tolist()
     for t_cur, t_next in zip(ts[:-1], ts[1:]):
-        v = _velocity(denoiser, x, t_cur, context, context_noise_level, actions, action_mask, frame_index, guidance_scale)
-        x_next = x + (t_next - t_cur) * v  # Alg. 1, line 5: Euler predictor
+        x0_hat = _x0(denoiser, x, t_cur, *args)
+        x_next = _ddim(x, x0_hat, t_cur, t_next)  # Alg. 1, line 5: Euler predictor
         if t_next > 0:  # Alg. 1, line 6: no correction on the step that lands on clean data
-            v_next = _velocity(denoiser, x_next, t_next, context, context_noise_level, actions, action_mask,
-                               frame_index, guidance_scale)
-            x_next = x + (t_next - t_cur) * 0.5 * (v + v_next)  # Alg. 1, line 8: trapezoidal corrector
+            x0_next = _x0(denoiser, x_next, t_next, *args)
+            x_next = _ddim(x, 0.5 * (x0_hat + x0_next), t_cur, t_next)  # Alg. 1, line 8: trapezoid rule
         x = x_next
     return x

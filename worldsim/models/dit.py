@@ -86,7 +86,10 @@ class DiTBlock(nn.Module):
         self.mlp = nn.Sequential(nn.Linear(dim, hidden), nn.GELU(approximate="tanh"), nn.Linear(hidden, dim))
         self.adaLN_modulation = nn.Sequential(nn.SiLU(), nn.Linear(dim, 6 * dim))
 
-    def forward(self, x: Tensor, c: Tensor, rope: tuple[Tensor, Tensor], mask: Tensor, past=None):
+    def forward(
+        self, x: Tensor, c: Tensor, rope: tuple[Tensor, Tensor], mask: Tensor | None,
+        past: tuple[Tensor, Tensor] | None = None,
+    ) -> tuple[Tensor, tuple[Tensor, Tensor]]:
         """x (B, T, N, D), c (B, T, D) -> (x, this block's (keys, values))."""
         frames = x.shape[1]
         mods = self.adaLN_modulation(c)[:, :, None].chunk(6, dim=-1)  # six of (B, T, 1, D)
@@ -198,7 +201,8 @@ class DiT(nn.Module):
             repeat(cols, "n -> b (t n)", b=batch, t=frames),
         )  # cos, sin: (B, T * N, head_dim / 2)
         past_frames = 0 if cache is None else cache.num_frames
-        mask = frame_causal_mask(frames, n, past_frames, x.device)  # (T * N, (F + T) * N)
+        # One new frame sees everything: no mask, so GPUs can use the flash kernel on the rollout path.
+        mask = None if frames == 1 else frame_causal_mask(frames, n, past_frames, x.device)  # (T * N, (F + T) * N)
         keys, values = [], []
         for i, block in enumerate(self.blocks):
             past = None if cache is None else (cache.keys[i], cache.values[i])
