@@ -160,7 +160,8 @@ def _run_training(config_name: str, args: list[str]) -> None:
     from worldsim.train.export import ExportError
     from worldsim.train.trainer import NonFiniteLossError, train
 
-    cfg = compose(config_name, args)
+    # The deepspeed launcher appends --local_rank=N; the rank comes from the environment instead.
+    cfg = compose(config_name, [a for a in args if not a.startswith("--local_rank")])
     try:
         result = train(cfg)
     except (CheckpointError, ExportError, NonFiniteLossError) as e:

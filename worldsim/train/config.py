@@ -79,6 +79,7 @@ class TrainConfig:
     frame_skip: int = 1  # rows between consecutive frames of a window
     batch_size: int = 8  # windows per micro-batch per process
     grad_accum: int = 1  # micro-batches per optimizer step
+    num_workers: int = 0  # DataLoader worker processes per rank (the window order stays deterministic)
     steps: int = 1000  # optimizer steps in total (a resumed run continues to this number)
     optim: OptimConfig = field(default_factory=OptimConfig)
     dist: DistConfig = field(default_factory=DistConfig)
@@ -117,6 +118,7 @@ class TrainConfig:
 RESUMABLE_CHANGES = frozenset({
     "steps", "resume", "run_dir", "out", "name", "checkpoint_every", "keep_checkpoints", "log_every",
     "video_every", "max_nonfinite", "progress", "tensorboard", "export", "dist", "latent_stats_batches",
+    "num_workers",
 })
 
 

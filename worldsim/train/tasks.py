@@ -64,15 +64,15 @@ class VAETask:
     def video(self, model: VideoAutoencoder, batch: Batch, generator: torch.Generator) -> Tensor:
         """Real frames beside their reconstruction by `model`: uint8 (T, H, 2W, 3)."""
         real = batch["obs"][:1]  # (1, T, H, W, 3)
-        recon, _ = model(frames_to_float(real).to(_model_dtype(model)), sample=False)
-        return torch.cat([real[0], frames_to_uint8(recon[0])], dim=2)
+        recon, _ = model(frames_to_float(real).to(self.device, _model_dtype(model)), sample=False)
+        return torch.cat([real[0], frames_to_uint8(recon[0]).cpu()], dim=2)
 
     @torch.no_grad()
     def finish(self, model: VideoAutoencoder, batches: list[Batch]) -> dict[str, Any]:
         """Fit the latent shift/scale of `model` (the EMA weights) from `batches`; returns them for the logs."""
         acc = LatentStats(self.model_config.latent_channels)
         for batch in batches:
-            frames = frames_to_float(batch["obs"]).to(_model_dtype(model))
+            frames = frames_to_float(batch["obs"]).to(self.device, _model_dtype(model))
             acc.update(model.encode(frames).mode())
         shift, scale = acc.result()
         model.set_latent_stats(shift, scale)
@@ -98,6 +98,9 @@ class DiTTask:
         self.autoencoder_meta = autoencoder_meta
         ae = autoencoder.cfg
         self.k = ae.temporal_factor
+        if cfg.frame_skip != 1 and action_space_json is not None:
+            raise ValueError(f"frame_skip={cfg.frame_skip} drops the actions of skipped rows, which the DiT needs: "
+                             "use frame_skip=1 (or an action-free store)")
         num_latent_frames(cfg.window, self.k)
         _, c, h, w = autoencoder.latent_shape(cfg.window, *frame_size)
         overrides = {"latent_channels": c, "action_space": action_space_json, "action_substeps": self.k,
@@ -161,7 +164,7 @@ class DiTTask:
                            context=x0[:, :ctx], actions=actions, action_mask=mask)
         rollout = torch.cat([x0[:, :ctx], new.to(x0.dtype)], dim=1)  # (1, T', C, h, w)
         decoded = self.autoencoder.decode(self.autoencoder.denormalize(rollout))  # (1, T, 3, H, W)
-        return torch.cat([one["obs"][0], frames_to_uint8(decoded[0])], dim=2)
+        return torch.cat([one["obs"][0], frames_to_uint8(decoded[0]).cpu()], dim=2)
 
     def export_meta(self) -> dict[str, Any]:
         return {"model_config": dataclasses.asdict(self.model_config)}

@@ -95,6 +95,8 @@ class Trainer:
         torch.manual_seed(cfg.seed)
         self.task = self._make_task()
         self.task.device = self.device
+        if isinstance(self.task, DiTTask):
+            self.task.autoencoder.to(self.device)
         self._set_seeds()
 
         # Nothing is written before the checks above and this one pass.
@@ -177,7 +179,8 @@ class Trainer:
 
     def _first_batches(self, n: int) -> list[dict[str, Any]]:
         """The first `n` batches of windows in store order (deterministic; for latent statistics and videos)."""
-        loader = DataLoader(self.dataset, batch_size=self.cfg.batch_size, shuffle=False, drop_last=False)
+        loader = DataLoader(self.dataset, batch_size=self.cfg.batch_size, shuffle=False, drop_last=False,
+                            num_workers=self.cfg.num_workers)
         out = []
         for batch in loader:
             out.append(batch)
@@ -233,7 +236,8 @@ class Trainer:
     # ------------------------------------------------------------------ the loop
     def _batches(self):
         while True:
-            loader = DataLoader(self.dataset, batch_size=self.cfg.batch_size, sampler=self.sampler, drop_last=True)
+            loader = DataLoader(self.dataset, batch_size=self.cfg.batch_size, sampler=self.sampler, drop_last=True,
+                                num_workers=self.cfg.num_workers)
             for batch in loader:
                 self.sampler.advance(self.cfg.batch_size * self.world)
                 yield batch
@@ -348,7 +352,7 @@ class Trainer:
             return None
         batch = self._first_batches(1)[0]
         generator = torch.Generator().manual_seed(VIDEO_SEED)
-        video = self.task.video(self.ema_model(), batch, generator)
+        video = self.task.video(self.ema_model().to(self.device), batch, generator)
         tag = "video/reconstruction" if self.cfg.task == "vae" else "video/rollout"
         return self.logger.video(self.step, tag, video)
 
@@ -390,11 +394,11 @@ class Trainer:
                      "train": {"steps": self.step, "seed": self.cfg.seed, "data": str(self.cfg.data),
                                "run_dir": str(self.run_dir)}}
             if self.cfg.task == "vae":
-                stats = self.task.finish(model, self._first_batches(self.cfg.latent_stats_batches))
+                stats = self.task.finish(model.to(self.device), self._first_batches(self.cfg.latent_stats_batches))
                 self._print(f"fitted latent shift {_short(stats['latent_shift'])} scale {_short(stats['latent_scale'])}")
-                out = write_export(self.run_dir / "export", model, None, self.frame_size, self.action_space_json, extra)
+                out = write_export(self.run_dir / "export", model.cpu(), None, self.frame_size, self.action_space_json, extra)
             else:
-                out = write_export(self.run_dir / "export", self.task.autoencoder, model, self.frame_size,
+                out = write_export(self.run_dir / "export", self.task.autoencoder.cpu(), model, self.frame_size,
                                    self.action_space_json, extra)
             self._print(f"exported inference weights to {out}")
         eng.barrier()
