@@ -1,0 +1,93 @@
+"""Convolutions and resampling that are causal in time, with the first frame on its own.
+
+Layout inside the autoencoder is ``(B, C, T, H, W)``. Causality rules shared by every layer here:
+
+* Time is padded only on the past side, by **replicating the first frame** (as in MAGVIT-v2 and
+  CogVideoX). Replication rather than zeros makes a single image behave like a still video whose
+  past looks the same, so a one-frame clip is encoded the same way as the first frame of a clip.
+* Output frame ``t`` depends only on input frames ``<= t`` (stride 1), so running a layer on a
+  prefix of the frames gives exactly a prefix of the outputs.
+* Temporal downsampling by 2 maps ``T = 1 + 2n`` frames to ``1 + n``: frame 0 alone, then frames
+  ``(1, 2), (3, 4), ...`` in pairs. Upsampling is the mirror: ``1 + n -> 1 + 2n``.
+* Space is zero-padded symmetrically, frame by frame (nothing in space is causal).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from einops import repeat
+from torch import nn
+
+
+def pad_past(x: torch.Tensor, frames: int) -> torch.Tensor:
+    """Prepend ``frames`` copies of the first frame along time: ``(B, C, T, H, W) -> (B, C, T+frames, H, W)``."""
+    if frames == 0:
+        return x
+    first = repeat(x[:, :, :1], "b c 1 h w -> b c t h w", t=frames)
+    return torch.cat([first, x], dim=2)
+
+
+class CausalConv3d(nn.Module):
+    """A 3D convolution that pads time only in the past (replicating frame 0) and space symmetrically.
+
+    With ``time_stride=1`` it maps ``T -> T`` frames; with ``time_stride=2`` and an odd kernel it maps
+    ``1 + 2n -> 1 + n``, the first output seeing only frame 0 and output ``j`` seeing frames
+    ``2j - kernel + 1 .. 2j`` (the pair ``(2j-1, 2j)`` plus earlier context).
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int = 3,
+        time_kernel: int | None = None,
+        time_stride: int = 1,
+        space_stride: int = 1,
+    ):
+        super().__init__()
+        time_kernel = kernel_size if time_kernel is None else time_kernel
+        if kernel_size % 2 != 1:
+            raise ValueError(f"spatial kernel_size must be odd, got {kernel_size}")
+        if time_stride > 1 and time_kernel < time_stride:
+            raise ValueError(f"time_kernel {time_kernel} must be >= time_stride {time_stride} to see every frame")
+        self.time_pad = time_kernel - 1  # all of it in the past
+        self.conv = nn.Conv3d(
+            in_channels,
+            out_channels,
+            kernel_size=(time_kernel, kernel_size, kernel_size),
+            stride=(time_stride, space_stride, space_stride),
+            padding=(0, kernel_size // 2, kernel_size // 2),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(pad_past(x, self.time_pad))  # (B, C_out, T', H', W')
+
+
+class Downsample(nn.Module):
+    """Halve H and W (and optionally T, first frame alone) with one strided causal conv."""
+
+    def __init__(self, channels: int, time: bool):
+        super().__init__()
+        self.time = time
+        self.conv = CausalConv3d(channels, channels, 3, time_stride=2 if time else 1, space_stride=2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(x)  # (B, C, T, H, W) -> (B, C, 1 + (T-1)/2 or T, H/2, W/2)
+
+
+class Upsample(nn.Module):
+    """Double H and W (and optionally T as ``1 + n -> 1 + 2n``) by nearest repeat, then a causal conv."""
+
+    def __init__(self, channels: int, time: bool):
+        super().__init__()
+        self.time = time
+        self.conv = CausalConv3d(channels, channels, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.time:
+            # frame 0 stays one frame; every later latent frame becomes two
+            first, rest = x[:, :, :1], x[:, :, 1:]
+            x = torch.cat([first, rest.repeat_interleave(2, dim=2)], dim=2)  # (B, C, 1 + 2n, H, W)
+        x = F.interpolate(x, scale_factor=(1.0, 2.0, 2.0), mode="nearest")  # (B, C, T, 2H, 2W)
+        return self.conv(x)
