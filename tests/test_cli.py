@@ -46,3 +46,13 @@ def test_info_on_a_missing_store_is_one_clear_line(tmp_path, capsys):
     assert main(["info", str(tmp_path / "missing.zarr")]) == 2
     err = capsys.readouterr().err
     assert "missing.zarr" in err and err.count("\n") == 1
+
+
+def test_presets_prints_parameter_counts(capsys):
+    from worldsim.models.presets import build_dit
+
+    assert main(["presets"]) == 0
+    out = capsys.readouterr().out
+    tiny = sum(p.numel() for p in build_dit("tiny").parameters())
+    assert "autoencoder presets" in out and "diffusion transformer presets" in out
+    assert f"{tiny / 1e6:.2f}M" in out

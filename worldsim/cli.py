@@ -118,17 +118,22 @@ def cmd_info(args: list[str]) -> None:
 
 def cmd_presets(args: list[str]) -> None:
     """worldsim presets: the model size presets with their parameter counts."""
-    from worldsim.models.ae_presets import preset_table as ae_table
-    from worldsim.models.presets import preset_table as dit_table
+    from worldsim.models.ae_presets import AE_PRESETS, autoencoder_config, preset_param_counts
+    from worldsim.models.presets import preset_table
 
-    for title, rows in (("autoencoder", ae_table()), ("diffusion transformer", dit_table())):
+    counts = preset_param_counts()
+    ae_rows = []
+    for name in AE_PRESETS:
+        c = autoencoder_config(name)
+        ae_rows.append({"preset": name, "space x": c.spatial_factor, "time x": c.temporal_factor,
+                        "latent channels": c.latent_channels, "parameters": counts[name]})
+    for title, rows in (("autoencoder", ae_rows), ("diffusion transformer", preset_table())):
         print(f"{title} presets")
-        if rows:
-            keys = list(rows[0])
-            widths = [max(len(str(k)), *(len(_fmt(r[k])) for r in rows)) for k in keys]
-            print("  " + "  ".join(str(k).ljust(w) for k, w in zip(keys, widths)))
-            for r in rows:
-                print("  " + "  ".join(_fmt(r[k]).ljust(w) for k, w in zip(keys, widths)))
+        keys = list(rows[0])
+        widths = [max(len(str(k)), *(len(_fmt(r[k])) for r in rows)) for k in keys]
+        print("  " + "  ".join(str(k).ljust(w) for k, w in zip(keys, widths)))
+        for r in rows:
+            print("  " + "  ".join(_fmt(r[k]).ljust(w) for k, w in zip(keys, widths)))
         print()
 
 
