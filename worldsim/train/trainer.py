@@ -99,22 +99,27 @@ class Trainer:
             self.task.autoencoder.to(self.device)
         self._set_seeds()
 
-        # Nothing is written before the checks above and this one pass.
+        # Nothing is written before the checks above and these pass.
         load_tag = None
         if resume_from is not None:
             self._check_compatible(meta, resume_from)
+            if meta["zero_stage"] == 0 and cfg.dist.zero_stage != 0:
+                raise CheckpointError(f"{resume_from[0] / resume_from[1]} was written at ZeRO stage 0; resume it "
+                                      "with dist.zero_stage=0 (any number of processes)")
         self.run_dir = self._make_run_dir(resume_from)
         if resume_from is not None:
             load_tag = resume_from[1]
             saved_stage = meta["zero_stage"]
-            if saved_stage == 0 and cfg.dist.zero_stage != 0:
-                raise CheckpointError(f"{resume_from[0] / resume_from[1]} was written at ZeRO stage 0; resume it "
-                                      "with dist.zero_stage=0 (any number of processes)")
             # Stage 0 checkpoints hold full states and load at any world size; sharded ones go universal.
             if saved_stage >= 1 and (meta["world_size"] != self.world or saved_stage != cfg.dist.zero_stage):
                 if self.rank == 0:
-                    load_tag = eng.convert_to_universal(*resume_from)
-                load_tag = eng.broadcast(load_tag)
+                    try:
+                        load_tag = eng.convert_to_universal(*resume_from)
+                    except CheckpointError as e:
+                        load_tag = f"error: {e}"
+                load_tag = eng.broadcast(load_tag)  # every rank learns the outcome: none waits forever
+                if load_tag.startswith("error: "):
+                    raise CheckpointError(load_tag[len("error: "):])
         universal = resume_from is not None and load_tag != resume_from[1]
         self.engine = eng.build_engine(self.task.model, cfg, load_universal=universal)
         self.named_params = [(n, p) for n, p in self.engine.module.named_parameters() if p.requires_grad]
