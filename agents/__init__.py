@@ -5,9 +5,15 @@ from __future__ import annotations
 import gymnasium
 
 from agents.base import Agent
+from agents.probe import NoopAgent, PushAgent
 from agents.random import RandomAgent
+from agents.replay import ReplayAgent
 
-POLICIES = {"random": RandomAgent}
+POLICIES = {
+    "random": RandomAgent,
+    "noop": NoopAgent,  # probe world: the pusher stays put
+    "push": PushAgent,  # probe world: push the nearest ball to the right
+}
 
 
 def make_policy(name: str, action_space: gymnasium.Space, num_envs: int, seed: int | None = None) -> Agent:
@@ -17,4 +23,4 @@ def make_policy(name: str, action_space: gymnasium.Space, num_envs: int, seed: i
     return POLICIES[name](action_space, num_envs, seed=seed)
 
 
-__all__ = ["Agent", "RandomAgent", "POLICIES", "make_policy"]
+__all__ = ["Agent", "NoopAgent", "POLICIES", "PushAgent", "RandomAgent", "ReplayAgent", "make_policy"]
