@@ -127,9 +127,13 @@ def run_config(args, mode: str, stage: int, nproc: int, port: int) -> dict:
         cmd = [sys.executable, *script]
     else:
         cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc), "--master_port", str(port), *script]
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    for attempt in range(2):  # one retry: a rendezvous can fail on a busy shared machine
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+        if proc.returncode == 0:
+            break
     if proc.returncode != 0:
-        return {"error": proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else f"exit {proc.returncode}"}
+        errors = [ln.strip() for ln in proc.stderr.splitlines() if "Error" in ln and "Warning" not in ln]
+        return {"error": errors[-1] if errors else f"exit {proc.returncode}"}
     ranks = [json.loads(Path(f"{result}.{r}").read_text()) for r in range(nproc)]
     return {"samples_s": min(r["samples_s"] for r in ranks), "tokens_s": min(r["tokens_s"] for r in ranks),
             "step_s": max(r["step_s"] for r in ranks), "peak_mb_per_rank": [round(r["peak_mb"]) for r in ranks]}
