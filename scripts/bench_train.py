@@ -148,6 +148,7 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=1,
                    help="torch threads per process (1: a fair per-core comparison; torchrun sets 1 anyway)")
     p.add_argument("--repeats", type=int, default=2, help="runs of plain and ZeRO-0 x1, alternated; the best counts")
+    p.add_argument("--overhead-only", action="store_true", help="only plain vs ZeRO-0 x1 (alternated --repeats times)")
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--mode", default="engine", help=argparse.SUPPRESS)
     p.add_argument("--stage", type=int, default=0, help=argparse.SUPPRESS)
@@ -163,7 +164,7 @@ def main() -> None:
     rows = []
     port = 29700
     configs = [("plain", 0, 1), ("engine", 0, 1)] * args.repeats + [("engine", s, n) for n in (1, 2) for s in (0, 1, 2, 3)
-                                                                     if (s, n) != (0, 1)]
+                                                                     if (s, n) != (0, 1) and not args.overhead_only]
     for mode, stage, nproc in configs:
         port += 1
         r = run_config(args, mode, stage, nproc, port)

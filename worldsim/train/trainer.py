@@ -442,11 +442,16 @@ def train(cfg: TrainConfig) -> TrainResult:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m worldsim.train.trainer TASK key=value ...` (what torchrun / deepspeed launch on each rank)."""
+    """`python -m worldsim.train.trainer train|train-vae key=value ...`: the CLI, for launchers.
+
+    The deepspeed launcher puts ``--local_rank=N`` before the command; it is dropped (the rank is
+    read from the environment), so ``deepspeed --num_gpus 2 --module worldsim.train.trainer train ...``
+    works, as does ``torchrun --nproc_per_node 2 -m worldsim.train.trainer train ...``.
+    """
     from worldsim.cli import main as cli_main
 
     argv = sys.argv[1:] if argv is None else argv
-    return cli_main(argv)
+    return cli_main([a for a in argv if not a.startswith("--local_rank")])
 
 
 if __name__ == "__main__":
