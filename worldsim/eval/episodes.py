@@ -23,18 +23,23 @@ class RealEpisode:
 
 
 def roll_real(env: gymnasium.Env, agent: Agent, steps: int, seed: int | None = None,
-              options: dict[str, Any] | None = None) -> RealEpisode:
+              options: dict[str, Any] | None = None, hold: int = 1) -> RealEpisode:
     """Reset `env` with `seed`/`options` and let `agent` (a one-world agent) act for up to `steps` steps.
 
-    Stops early when the episode terminates or is truncated.
+    The agent is asked every `hold` steps and its action held in between (a simulator with k real
+    frames per latent step holds each action for k frames). Stops early when the episode
+    terminates or is truncated.
     """
+    if hold < 1:
+        raise ValueError(f"hold must be >= 1, got {hold}")
     obs, info = env.reset(seed=seed, options=options)
     agent.reset(np.ones(1, bool), [seed])
     frames, actions, rewards, states = [obs], [], [], [info.get("state", {})]
     reset_info = {k: v for k, v in info.items() if k != "state"}
-    for _ in range(steps):
-        batched = agent.act(obs[None])
-        action = _unbatch(batched)
+    action: Any = None
+    for t in range(steps):
+        if t % hold == 0:
+            action = _unbatch(agent.act(obs[None]))
         obs, reward, terminated, truncated, info = env.step(action)
         frames.append(obs)
         actions.append(action)

@@ -1,0 +1,45 @@
+"""Long-horizon consistency: move away, come back, and compare what is seen with what was seen.
+
+The agent holds action `away` for n steps, then `back` for n steps (TECO / LoopNav style). In a
+world that does not change meanwhile the frame on return equals the frame before leaving; a
+simulator that forgot what was out of view draws something else. The real world's own score is
+the ceiling (Crafter's creatures move and movement can be blocked, so it is below perfect there).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from worldsim.eval.compare import frame_scores
+
+# Per real world: the actions that leave and come back, and reset options giving a static scene.
+LOOPS = {
+    "probe": {"away": 3, "back": 4, "options": {"family": "push"}},  # pusher up, then down; the ball rests
+    "crafter": {"away": 1, "back": 2, "options": None},  # move_left, then move_right
+}
+
+
+@dataclass
+class Loop:
+    """Actions of one look-away-and-back loop of length n each way."""
+
+    n: int
+    away: int
+    back: int
+
+    def actions(self) -> list[int]:
+        return [self.away] * self.n + [self.back] * self.n
+
+
+def return_scores(before: np.ndarray, returned: np.ndarray) -> dict[str, list[float]]:
+    """PSNR/SSIM of the frame on return against the frame before leaving.
+
+    Args:
+        before, returned: uint8 (N, H, W, 3).
+    Returns:
+        {"psnr": [N], "ssim": [N]}.
+    """
+    p, s = frame_scores(before[:, None], returned[:, None])
+    return {"psnr": p[:, 0].tolist(), "ssim": s[:, 0].tolist()}

@@ -1,0 +1,70 @@
+"""Paired rollouts: the real world and the simulator from the same context with the same actions."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from worldsim.eval.episodes import RealEpisode, replay_real, roll_real
+
+
+@dataclass
+class Paired:
+    """N paired rollouts after a shared context of `context` real frames."""
+
+    context: int  # real frames given to the simulator (the last is the "before" frame)
+    k: int  # real frames per latent step
+    episodes: list[RealEpisode]  # the real episodes (context + rollout)
+    real: np.ndarray  # uint8 (N, m k, H, W, 3): real frames after the context
+    sim: np.ndarray | None  # same shape, from the simulator; None when no simulator was given
+    actions: list[list[Any]]  # N lists of the m actions (one per latent step) after the context
+
+
+def paired_rollouts(env_name: str, seeds: list[int], steps: int, *, runner: Any = None, k: int = 1,
+                    context: int = 1, size: int = 64, policy: str = "random", actions: list[int] | None = None,
+                    reset_options: dict[str, Any] | None = None) -> Paired:
+    """Roll the real world `env_name` per seed, then the simulator (`SimRunner` or None) alike.
+
+    Actions come from `policy` (asked once per latent step, held for k frames) or, when
+    `actions` is given, that fixed sequence of m = `steps` latent-step actions after the context
+    (the context itself is then rolled with the policy).
+
+    Args:
+        steps: latent steps after the context (m).
+        context: real frames of context; must be 1 + (n - 1) k.
+    """
+    import envs
+    from agents import make_policy
+
+    if runner is not None:
+        k, context = runner.k, runner.context_rows
+    if (context - 1) % k:
+        raise ValueError(f"context must be 1 + (n - 1) k frames for k={k}, got {context}")
+    env = envs.make_real_env(env_name, size=size)
+    episodes = []
+    try:
+        for seed in seeds:
+            lead = context - 1
+            if actions is None:
+                agent = make_policy(policy, env.action_space, 1, seed=seed)
+                ep = roll_real(env, agent, lead + steps * k, seed=seed, options=reset_options, hold=k)
+            else:
+                agent = make_policy(policy, env.action_space, 1, seed=seed)
+                head = roll_real(env, agent, lead, seed=seed, options=reset_options, hold=k).actions if lead else []
+                held = [a for a in actions[:steps] for _ in range(k)]
+                ep = replay_real(env, list(head) + held, seed=seed, options=reset_options)
+            if len(ep.frames) < context + steps * k:
+                raise ValueError(f"{env_name} episode of seed {seed} ended after {len(ep.frames) - 1} steps; "
+                                 f"the comparison needs {context - 1 + steps * k}")
+            episodes.append(ep)
+    finally:
+        env.close()
+    real = np.stack([ep.frames[context:context + steps * k] for ep in episodes])
+    step_actions = [[ep.actions[context - 1 + j * k] for j in range(steps)] for ep in episodes]
+    sim = None
+    if runner is not None:
+        sim = runner.rollout([ep.frames[:context] for ep in episodes], [ep.actions[:context - 1] for ep in episodes],
+                             step_actions)
+    return Paired(context, k, episodes, real, sim, step_actions)
