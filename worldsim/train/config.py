@@ -14,6 +14,7 @@ from typing import Any
 from omegaconf import MISSING
 
 from worldsim.diffusion.objective import ObjectiveConfig
+from worldsim.train.context_sampling import ContextSamplingConfig
 
 TASKS = ("vae", "dit")
 PRECISIONS = ("auto", "fp32", "bf16")
@@ -75,6 +76,7 @@ class TrainConfig:
     reward_head: bool = True  # task=dit: predict each latent frame's summed reward
     termination_head: bool = True  # task=dit: predict whether the episode terminated within each latent frame
     objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)  # task=dit: noise levels, context prefix, loss weights
+    context: ContextSamplingConfig = field(default_factory=ContextSamplingConfig)  # task=dit: rollout-like context index sets
     window: int = 9  # real frames per training window: 1 + m*k for the autoencoder's time factor k
     frame_skip: int = 1  # rows between consecutive frames of a window
     batch_size: int = 8  # windows per micro-batch per process

@@ -11,7 +11,7 @@ import dataclasses
 from typing import Any, Callable
 
 import torch
-from einops import rearrange
+from einops import rearrange, repeat
 from torch import Tensor, nn
 
 from worldsim.diffusion.objective import diffusion_loss
@@ -22,6 +22,7 @@ from worldsim.models.autoencoder import LatentStats, VideoAutoencoder, autoencod
 from worldsim.models.dit import DiT
 from worldsim.models.presets import dit_config
 from worldsim.train.config import TrainConfig
+from worldsim.train.context_sampling import select_frames
 from worldsim.train.latents import latent_actions, latent_rewards, latent_terminated, num_latent_frames
 
 Batch = dict[str, Any]
@@ -144,7 +145,16 @@ class DiTTask:
         actions, mask = self.conditioning(batch)
         reward = latent_rewards(batch["reward"], self.k).to(self.device) if self.cfg.reward_head else None
         term = latent_terminated(batch["terminated"], self.k).to(self.device) if self.cfg.termination_head else None
-        return diffusion_loss(module, x0, actions, mask, None, generator, self.cfg.objective, reward, term)
+        frame_index = None
+        keep = select_frames(self.cfg.context, x0.shape[1], generator)  # (n,) latent frame positions or None
+        if keep is not None:
+            pick = keep.to(self.device)
+            x0 = x0[:, pick]  # (B, n, C, h, w)
+            actions, mask = (None, None) if actions is None else (actions[:, pick], mask[:, pick])
+            reward = None if reward is None else reward[:, pick]
+            term = None if term is None else term[:, pick]
+            frame_index = repeat(pick, "t -> b t", b=x0.shape[0])  # true positions: rotary sees the gaps
+        return diffusion_loss(module, x0, actions, mask, frame_index, generator, self.cfg.objective, reward, term)
 
     def tokens(self, batch: Batch) -> int:
         return batch["obs"].shape[0] * num_latent_frames(batch["obs"].shape[1], self.k) * self.tokens_per_frame
