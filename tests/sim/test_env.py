@@ -1,0 +1,151 @@
+"""WorldModelEnv: the Gymnasium contract, determinism, the cache against recomputation, bad inputs."""
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from gymnasium.utils.env_checker import check_env
+
+import worldsim.sim  # noqa: F401  (registers worldsim/WorldModel-v0)
+from worldsim.sim.env import WorldModelEnv
+from worldsim.spaces import ActionError
+from worldsim.train.export import ExportError
+
+from conftest import FRAME, make_export
+
+FAST = {"sampling_steps": 1, "context_frames": 3}
+
+
+def rollout(env, seed, actions, options=None):
+    obs, _ = env.reset(seed=seed, options=options)
+    out = [obs]
+    rewards = []
+    for a in actions:
+        obs, r, terminated, truncated, info = env.step(a)
+        assert info["frames"].shape == (2, FRAME, FRAME, 3) and np.array_equal(info["frames"][-1], obs)
+        out.append(obs)
+        rewards.append(r)
+    return np.stack(out), np.array(rewards)
+
+
+def test_check_env_passes(export_dir, store_path):
+    env = WorldModelEnv(export_dir, dataset=store_path, **FAST)
+    check_env(env, skip_render_check=True)
+    env.close()
+
+
+def test_make_and_spaces_mirror_the_export(export_dir, store_path):
+    env = gym.make("worldsim/WorldModel-v0", checkpoint=export_dir, dataset=store_path, **FAST)
+    assert env.observation_space == gym.spaces.Box(0, 255, (FRAME, FRAME, 3), np.uint8)
+    assert env.action_space == gym.spaces.Discrete(5)
+    obs, info = env.reset(seed=1)
+    assert obs.dtype == np.uint8 and info["source"] == "dataset"
+    env.close()
+
+
+def test_same_seed_and_actions_give_the_same_frames(export_dir, store_path):
+    env = WorldModelEnv(export_dir, dataset=store_path, **FAST)
+    actions = [0, 3, 1, 4, 2]
+    a, ra = rollout(env, 7, actions)
+    b, rb = rollout(env, 7, actions)
+    c, _ = rollout(env, 8, actions)
+    assert np.array_equal(a, b) and np.array_equal(ra, rb)
+    assert not np.array_equal(a, c)
+    env.close()
+
+
+def test_actions_change_the_frames(export_dir):
+    env = WorldModelEnv(export_dir, **FAST)
+    start = {"frames": np.full((5, FRAME, FRAME, 3), 100, np.uint8)}
+    a, _ = rollout(env, 0, [0, 0, 0], start)
+    b, _ = rollout(env, 0, [4, 4, 4], start)
+    assert not np.array_equal(a[1:], b[1:])
+    env.close()
+
+
+@pytest.mark.parametrize("scheme", ["autoregressive", "long-range"])
+def test_cached_rollout_equals_recomputed_context(export_dir, scheme):
+    # While the whole history fits the budget, the incremental cache is exact: same latents, frames, rewards.
+    kw = dict(FAST, context=scheme, context_budget=12)
+    cached = WorldModelEnv(export_dir, cache="incremental", **kw)
+    exact = WorldModelEnv(export_dir, cache="recompute", **kw)
+    start = {"frames": np.random.default_rng(0).integers(0, 256, (5, FRAME, FRAME, 3), dtype=np.uint8)}
+    actions = [1, 2, 3, 4, 0, 1, 2, 3]
+    fa, ra = rollout(cached, 3, actions, start)
+    fb, rb = rollout(exact, 3, actions, start)
+    za = np.stack([cached._track.latents[i].numpy() for i in sorted(cached._track.latents)])
+    zb = np.stack([exact._track.latents[i].numpy() for i in sorted(exact._track.latents)])
+    np.testing.assert_allclose(za, zb, atol=1e-4)
+    np.testing.assert_allclose(ra, rb, atol=1e-4)
+    assert np.abs(fa.astype(int) - fb.astype(int)).max() <= 1
+    cached.close()
+    exact.close()
+
+
+def test_memory_stays_within_the_budget(export_dir):
+    env = WorldModelEnv(export_dir, context="long-range", context_budget=4, **FAST)
+    env.reset(seed=0, options={"frames": np.zeros((FRAME, FRAME, 3), np.uint8)})  # a single image
+    for _ in range(10):
+        env.step(0)
+    assert len(env._track.keys) <= 4 and len(env._track.latents) <= 4
+    assert sorted(env._track.keys) == env.sim.scheme.select(env._track.length)
+    env.close()
+
+
+def test_truncation_and_stepping_an_ended_episode(export_dir, tmp_path):
+    env = WorldModelEnv(export_dir, max_episode_steps=2, **FAST)
+    env.reset(seed=0, options={"frames": np.zeros((3, FRAME, FRAME, 3), np.uint8)})
+    assert env.step(0)[3] is False
+    assert env.step(0)[3] is True
+    with pytest.raises(RuntimeError, match="call reset"):
+        env.step(0)
+    env.close()
+    ends = WorldModelEnv(make_export(tmp_path / "ends", termination_bias=8.0), **FAST)
+    ends.reset(seed=0, options={"frames": np.zeros((3, FRAME, FRAME, 3), np.uint8)})
+    _, _, terminated, truncated, _ = ends.step(1)
+    assert terminated and not truncated
+    with pytest.raises(RuntimeError, match="ended"):
+        ends.step(1)
+    ends.close()
+
+
+def test_context_from_frames_with_actions_and_from_a_real_world(export_dir):
+    env = WorldModelEnv(export_dir, **FAST)
+    frames = np.zeros((5, FRAME, FRAME, 3), np.uint8)
+    obs, info = env.reset(seed=0, options={"frames": frames, "actions": [1, 2, 3, 4]})
+    assert info["context_frames"] == 3 and np.array_equal(obs, frames[-1])
+    obs, info = env.reset(seed=0, options={"real_env": "probe"})
+    assert info["source"] == "real_env" and obs.shape == (FRAME, FRAME, 3)
+    env.step(0)
+    env.close()
+
+
+def test_bad_inputs_get_clear_errors(export_dir, store_path, tmp_path):
+    env = WorldModelEnv(export_dir, **FAST)
+    with pytest.raises(ValueError, match="no context"):
+        env.reset(seed=0)
+    with pytest.raises(ValueError, match="frame size 16x16"):
+        env.reset(options={"frames": np.zeros((3, 32, 32, 3), np.uint8)})
+    with pytest.raises(ValueError, match="uint8"):
+        env.reset(options={"frames": np.zeros((3, FRAME, FRAME, 3), np.float32)})
+    with pytest.raises(ValueError, match="T - 1 = 2 actions"):
+        env.reset(options={"frames": np.zeros((3, FRAME, FRAME, 3), np.uint8), "actions": [1]})
+    with pytest.raises(ValueError, match="unknown reset options"):
+        env.reset(options={"frame": 1})
+    with pytest.raises(RuntimeError, match="before reset"):
+        env.step(0)
+    env.reset(options={"frames": np.zeros((3, FRAME, FRAME, 3), np.uint8)})
+    with pytest.raises(ActionError, match="Discrete\\(5\\)"):
+        env.step(7)
+    env.close()
+    with pytest.raises(ExportError, match="does not exist"):
+        WorldModelEnv(tmp_path / "nowhere")
+    other = make_export(tmp_path / "other", action_space=gym.spaces.Discrete(3))
+    with pytest.raises(ValueError, match="records actions in Discrete\\(5\\)"):
+        WorldModelEnv(other, **FAST).reset(options={"dataset": store_path})
+    (other / "dit.safetensors").write_bytes(b"garbage")
+    with pytest.raises(ExportError, match="dit"):
+        WorldModelEnv(other)
+    with pytest.raises(TypeError, match="unknown simulator options"):
+        WorldModelEnv(export_dir, sampling_step=2)
+    with pytest.raises(ValueError, match="unknown context scheme"):
+        WorldModelEnv(export_dir, context="fdm")

@@ -1,0 +1,44 @@
+"""Typed configuration of the learned simulator (`WorldModelEnv`, `WorldModelVectorEnv`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from worldsim.sim.context import ContextScheme
+
+SAMPLERS = ("euler", "heun")
+CACHE_MODES = ("incremental", "recompute")
+DTYPES = ("auto", "float32", "bfloat16")
+
+
+@dataclass
+class SimConfig:
+    """How the simulator picks context, samples and runs."""
+
+    context: str = "autoregressive"  # context scheme: autoregressive | long-range | hierarchical
+    context_budget: int = 16  # latent frames attended to per step: the token budget is this x tokens per frame
+    recent: int | None = None  # long-range: newest frames kept (None: budget // 2)
+    level_size: int = 4  # hierarchical: frames per level
+    context_frames: int = 4  # latent frames of context taken at reset (1 + (n - 1) k real frames)
+    sampler: str = "euler"  # euler (DDIM, one evaluation per step) | heun (2 steps - 1 evaluations)
+    sampling_steps: int = 4  # denoising steps per latent frame; few-step sampling is the design goal
+    guidance_scale: float = 1.0  # classifier-free guidance on actions; 1 = plain conditional (cheapest)
+    shift: float = 1.0  # timestep shift of the sampler's grid (> 1: more steps at high noise)
+    cache: str = "incremental"  # incremental: keys/values computed once per frame | recompute: re-encode the selected context every step (exact, slower)
+    max_episode_steps: int = 1000  # truncation, in env steps (latent frames)
+    device: str = "cpu"  # torch device of the models
+    dtype: str = "auto"  # auto: bfloat16 on CUDA, float32 elsewhere | float32 | bfloat16
+
+    def __post_init__(self) -> None:
+        if self.sampler not in SAMPLERS:
+            raise ValueError(f"unknown sampler {self.sampler!r}; known: {', '.join(SAMPLERS)}")
+        if self.cache not in CACHE_MODES:
+            raise ValueError(f"cache must be one of {', '.join(CACHE_MODES)}, got {self.cache!r}")
+        if self.dtype not in DTYPES:
+            raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
+        if self.sampling_steps < 1 or self.context_frames < 1 or self.max_episode_steps < 1:
+            raise ValueError("sampling_steps, context_frames and max_episode_steps must be >= 1")
+        self.scheme()  # validates the scheme's parameters
+
+    def scheme(self) -> ContextScheme:
+        return ContextScheme(self.context, self.context_budget, self.recent, self.level_size)

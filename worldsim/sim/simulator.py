@@ -1,0 +1,393 @@
+"""The batched core shared by `WorldModelEnv` and `WorldModelVectorEnv`: context in, next frames out.
+
+A `Track` is one running episode in latent space. `Simulator.start` encodes context frames into
+one; `Simulator.step` advances a list of tracks by one latent frame each, batched:
+
+1. the context scheme (`worldsim.sim.context`) picks each track's conditioning frames;
+2. their keys/values are gathered into a `KVCache` (cache="incremental") or re-encoded from their
+   latents in one pass (cache="recompute");
+3. the sampler denoises the new latent of every track; each track draws its noise from its own
+   generator, and all tracks share ONE DiT forward per denoising step (see `_Gather`);
+4. one clean pass over the new latents gives the learned reward and termination and the new
+   frame's keys/values, stored for later steps;
+5. the causal decoder turns the new latent into k frames from a window of past latents as long as
+   its measured receptive field, so decoding is exact and its cost constant.
+
+The incremental cache is an approximation once frames drop out of the context: a frame's
+keys/values were computed when it was generated, attending to the context selected THEN, not to
+the frames selected now. "recompute" is the exact reference (the DiT re-encodes the selected frames
+every step, causally among themselves); the two agree exactly while the whole history fits the
+budget (tests/sim/test_simulator.py), and the incremental cache is what keeps a step's cost flat.
+Memory is bounded too: the schemes are nested, so a frame that leaves the selection is forgotten.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from functools import partial
+
+import numpy as np
+import torch
+from einops import rearrange
+from torch import Tensor
+
+from worldsim.diffusion.samplers import sample_euler, sample_heun
+from worldsim.frames import frames_to_float, frames_to_uint8
+from worldsim.models.kv_cache import KVCache
+from worldsim.spaces import packed_dim, space_from_json
+from worldsim.sim.config import SimConfig
+from worldsim.train.export import ExportError, load_export
+from worldsim.train.latents import group_rows
+
+SAMPLER_FUNCTIONS = {"euler": sample_euler, "heun": sample_heun}
+
+
+@dataclass
+class Track:
+    """One episode in latent space; only frames the context scheme may still select are kept."""
+
+    length: int  # latent frames so far; the next frame's true time index
+    latents: dict[int, Tensor] = field(default_factory=dict)  # position -> normalised latent (C, h, w)
+    actions: dict[int, Tensor] = field(default_factory=dict)  # position -> packed actions (k, D)
+    masks: dict[int, Tensor] = field(default_factory=dict)  # position -> has-action (k,) bool
+    keys: dict[int, Tensor] = field(default_factory=dict)  # position -> (depth, heads, N, head_dim)
+    values: dict[int, Tensor] = field(default_factory=dict)  # position -> (depth, heads, N, head_dim)
+    window: list[Tensor] = field(default_factory=list)  # newest raw latents (C, h, w) for the decoder, oldest first
+
+
+@dataclass
+class StepOutput:
+    """What `Simulator.step` returns for B tracks."""
+
+    frames: np.ndarray  # uint8 (B, k, H, W, 3): the k frames of the new latent frame, the last is the observation
+    reward: np.ndarray  # float32 (B,)
+    terminated: np.ndarray  # bool (B,): sigmoid(termination logit) > 0.5
+
+
+def _groups(keys: Sequence) -> dict:
+    """Positions grouped by key, in first-seen order."""
+    out: dict = {}
+    for i, key in enumerate(keys):
+        out.setdefault(key, []).append(i)
+    return out
+
+
+def _cat_caches(caches: Sequence[KVCache]) -> KVCache:
+    """Caches of the same frame count stacked along the batch."""
+    if len(caches) == 1:
+        return caches[0]
+    return KVCache(
+        keys=[torch.cat(layer, dim=0) for layer in zip(*(c.keys for c in caches))],
+        values=[torch.cat(layer, dim=0) for layer in zip(*(c.values for c in caches))],
+        tokens_per_frame=caches[0].tokens_per_frame,
+        frame_index=torch.cat([c.frame_index for c in caches], dim=0),
+    )
+
+
+class _Gather:
+    """Runs one sampler per track (each with its own generator) while batching their denoiser calls.
+
+    The samplers draw their initial noise from a generator for the whole batch; a track's noise must
+    depend on its own generator only (so a vector env equals its sub-envs run one by one). So each
+    track runs its own sampler call with batch 1, in its own thread, and every denoiser call waits at
+    a barrier; the last to arrive runs ONE batched forward for all tracks (one per distinct context
+    length, which the DiT's cache needs) and hands each its slice. The threads only wait; the work
+    is the one forward.
+    """
+
+    def __init__(self, n: int, forward: Callable[[list[tuple]], list[Tensor]]) -> None:
+        self.forward = forward
+        self.calls: list[tuple | None] = [None] * n
+        self.results: list[Tensor] = []
+        self.error: BaseException | None = None
+        self.barrier = threading.Barrier(n, action=self._run)
+
+    def _run(self) -> None:
+        try:
+            self.results = self.forward(self.calls)
+        except BaseException as e:  # handed to every waiting thread below
+            self.error = e
+
+    def denoiser(self, i: int) -> Callable[..., Tensor]:
+        def call(x, noise_level, actions, action_mask, frame_index):
+            self.calls[i] = (x, noise_level, actions, action_mask, frame_index)
+            self.barrier.wait()
+            if self.error is not None:
+                raise self.error
+            return self.results[i]
+
+        return call
+
+    def run(self, sample: Callable[[int, Callable], Tensor], pool: ThreadPoolExecutor | None) -> list[Tensor]:
+        n = len(self.calls)
+        if n == 1:
+            return [sample(0, self.denoiser(0))]
+
+        def guarded(i: int) -> Tensor:
+            try:
+                return sample(i, self.denoiser(i))
+            except BaseException:
+                self.barrier.abort()  # release the others rather than leave them waiting
+                raise
+
+        futures = [pool.submit(guarded, i) for i in range(n)]
+        results, errors = [], []
+        for f in futures:
+            try:
+                results.append(f.result())
+            except threading.BrokenBarrierError as e:
+                errors.append(e)
+            except BaseException as e:
+                errors.insert(0, e)
+        if self.error is not None:
+            raise self.error
+        if errors:
+            raise errors[0]
+        return results
+
+
+def decoder_receptive_field(autoencoder, latent_hw: tuple[int, int], device: torch.device, probe: int = 24) -> int:
+    """How many latent frames (the newest included) decide the decoder's output for the newest one.
+
+    Measured rather than derived: perturb the first of `probe` latent frames and find the last output
+    frame it changes. Decoding a window of this many latents then gives exactly the frames of a full
+    decode (the causal padding's replicated first frame never reaches the newest output).
+    """
+    c = autoencoder.cfg.latent_channels
+    k = autoencoder.cfg.temporal_factor
+    g = torch.Generator().manual_seed(0)
+    z = torch.randn(1, probe, c, *latent_hw, generator=g).to(device)
+    z2 = z.clone()
+    z2[:, 0] += 1.0
+    with torch.no_grad():
+        out = autoencoder.decode(torch.cat([z, z2]))  # (2, 1 + (probe - 1) k, 3, H, W)
+    diff = (out[0] - out[1]).abs().flatten(1).amax(dim=1)  # (frames,)
+    scale = out.abs().max().clamp_min(1e-6)
+    touched = torch.nonzero(diff > 1e-5 * scale).flatten()
+    last = int(touched.max()) if touched.numel() else 0
+    latent = 0 if last == 0 else 1 + (last - 1) // k  # output frame -> latent frame
+    if latent >= probe - 1:
+        raise ExportError(f"the decoder's receptive field reaches past {probe} latent frames; it is not causal-local")
+    return latent + 1
+
+
+class Simulator:
+    """Loaded models plus the batched step; see the module docstring."""
+
+    def __init__(self, checkpoint: str | os.PathLike, config: SimConfig) -> None:
+        self.config = config
+        self.scheme = config.scheme()
+        try:
+            self.device = torch.device(config.device)
+        except RuntimeError as e:
+            raise ValueError(f"bad device {config.device!r}: {e}") from None
+        if self.device.type == "cuda" and not torch.cuda.is_available():
+            raise ValueError(f"device {config.device!r} asked for, but CUDA is not available here")
+        dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16,
+                 "auto": torch.bfloat16 if self.device.type == "cuda" else torch.float32}[config.dtype]
+        self.autocast = dtype != torch.float32
+        models, meta = load_export(checkpoint, self.device)
+        if meta["kind"] != "dit":
+            raise ExportError(f"{checkpoint} is an autoencoder export (kind {meta['kind']!r}); the simulator needs a "
+                              "DiT export (from `worldsim train`), which carries its autoencoder")
+        self.meta = meta
+        self.autoencoder, self.dit = models["autoencoder"], models["dit"]
+        ae, dc = self.autoencoder.cfg, self.dit.config
+        if meta["action_space"] is None or dc.action_space is None:
+            raise ExportError(f"{checkpoint} holds an action-free model: it cannot be driven as an env")
+        if dc.action_space != meta["action_space"]:
+            raise ExportError(f"{checkpoint}: the DiT's action space {dc.action_space} differs from the export's "
+                              f"{meta['action_space']} (files from different runs?)")
+        if dc.latent_channels != ae.latent_channels or dc.action_substeps != ae.temporal_factor:
+            raise ExportError(f"{checkpoint}: the DiT expects {dc.latent_channels} latent channels and k={dc.action_substeps}, "
+                              f"the autoencoder gives {ae.latent_channels} and k={ae.temporal_factor} (mismatched files)")
+        self.action_space = space_from_json(meta["action_space"])
+        self.action_dim = packed_dim(self.action_space)
+        self.frame_size = (int(meta["frame_size"][0]), int(meta["frame_size"][1]))
+        self.k = ae.temporal_factor
+        _, _, h, w = self.autoencoder.latent_shape(1, *self.frame_size)
+        self.latent_hw = (h, w)
+        self.decoder_window = decoder_receptive_field(self.autoencoder, self.latent_hw, self.device)
+        self.sampler = partial(SAMPLER_FUNCTIONS[config.sampler], steps=config.sampling_steps,
+                               guidance_scale=config.guidance_scale, shift=config.shift, device=self.device)
+        self._pool: ThreadPoolExecutor | None = None
+
+    # ------------------------------------------------------------------ helpers
+    def _autocast(self):
+        return torch.autocast(self.device.type, dtype=torch.bfloat16) if self.autocast else nullcontext()
+
+    def _dit(self, *args, **kwargs):
+        with torch.no_grad(), self._autocast():
+            return self.dit(*args, **kwargs)
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
+
+    def check_frames(self, frames: np.ndarray, what: str) -> np.ndarray:
+        """uint8 (T, H, W, 3) at the model's frame size, else ValueError naming what is wrong."""
+        frames = np.asarray(frames)
+        if frames.ndim == 3:
+            frames = frames[None]
+        h, w = self.frame_size
+        if frames.ndim != 4 or frames.shape[1:] != (h, w, 3):
+            raise ValueError(f"{what} must be uint8 (T, {h}, {w}, 3) or one image ({h}, {w}, 3) at the model's "
+                             f"frame size {h}x{w}, got shape {frames.shape}")
+        if frames.dtype != np.uint8:
+            raise ValueError(f"{what} must be uint8 RGB, got dtype {frames.dtype}")
+        if frames.shape[0] < 1:
+            raise ValueError(f"{what} holds no frames")
+        return frames
+
+    # ------------------------------------------------------------------ start
+    def start(self, frames: np.ndarray, actions: np.ndarray | None = None, has_action: np.ndarray | None = None) -> Track:
+        """Encode context into a new track.
+
+        frames: uint8 (T, H, W, 3); the newest 1 + (n - 1) k of them are used, n = min(context_frames,
+            what fits). actions: packed (T, D) with row t the action that led to frame t (row 0 is
+            usually none); has_action bool (T,). None: no actions known.
+        """
+        frames = self.check_frames(frames, "context frames")
+        if actions is not None and np.shape(actions) != (frames.shape[0], self.action_dim):
+            raise ValueError(f"context actions must be packed ({frames.shape[0]}, {self.action_dim}), one row per frame, "
+                             f"got shape {np.shape(actions)}")
+        k, n_max = self.k, self.config.context_frames
+        n = min(n_max, 1 + (frames.shape[0] - 1) // k)
+        used = 1 + (n - 1) * k
+        frames = frames[-used:]
+        if actions is None:
+            actions, has_action = np.zeros((frames.shape[0], self.action_dim)), np.zeros(frames.shape[0], dtype=bool)
+        elif has_action is None:
+            has_action = np.ones(frames.shape[0], dtype=bool)
+        actions, has_action = np.asarray(actions)[-used:], np.asarray(has_action, dtype=bool)[-used:]
+        video = frames_to_float(torch.from_numpy(np.ascontiguousarray(frames))).to(self.device)[None]  # (1, T, 3, H, W)
+        with torch.no_grad():
+            raw = self.autoencoder.encode(video).mode()  # (1, n, C, h, w)
+        z = self.autoencoder.normalize(raw)
+        act, mask = group_rows(torch.from_numpy(actions.astype(np.float32))[None], k, 0), \
+            group_rows(torch.from_numpy(has_action)[None], k, False)  # (1, n, k, D), (1, n, k)
+        act, mask = act.to(self.device), mask.to(self.device)
+        track = Track(length=n, window=list(raw[0, -self.decoder_window:]))
+        for i in range(n):
+            track.latents[i], track.actions[i], track.masks[i] = z[0, i], act[0, i], mask[0, i]
+        if self.config.cache == "incremental":
+            index = torch.arange(n, device=self.device)[None]
+            cache = self._dit(z, torch.zeros(1, n, device=self.device), act, mask, index, return_cache=True).cache
+            for i, (kk, vv) in enumerate(zip(self._per_frame(cache.keys, n), self._per_frame(cache.values, n))):
+                track.keys[i], track.values[i] = kk[0], vv[0]
+        self._prune(track)
+        return track
+
+    @staticmethod
+    def _per_frame(layers: list[Tensor], frames: int) -> list[Tensor]:
+        """Per-layer (B, heads, F * N, hd) -> per frame (B, depth, heads, N, hd)."""
+        stacked = torch.stack(layers, dim=1)  # (B, depth, heads, F * N, hd)
+        return list(rearrange(stacked, "b l h (f n) d -> f b l h n d", f=frames).unbind(0))
+
+    def _prune(self, track: Track) -> None:
+        """Forget frames the scheme will never select again (the schemes are nested)."""
+        keep = set(self.scheme.select(track.length))
+        for store in (track.latents, track.actions, track.masks, track.keys, track.values):
+            for i in [i for i in store if i not in keep]:
+                del store[i]
+
+    # ------------------------------------------------------------------ context
+    def _context(self, tracks: Sequence[Track]) -> list[KVCache]:
+        """One batch-1 cache of each track's selected frames."""
+        selections = [self.scheme.select(t.length) for t in tracks]
+        if self.config.cache == "incremental":
+            caches = []
+            for t, sel in zip(tracks, selections):
+                keys = rearrange(torch.stack([t.keys[i] for i in sel]), "f l h n d -> l 1 h (f n) d")
+                values = rearrange(torch.stack([t.values[i] for i in sel]), "f l h n d -> l 1 h (f n) d")
+                n = keys.shape[-2] // len(sel)
+                caches.append(KVCache(list(keys.unbind(0)), list(values.unbind(0)), n,
+                                      torch.tensor([sel], dtype=torch.long, device=self.device)))
+            return caches
+        # recompute: re-encode every track's selected frames, one pass per distinct context length
+        caches: list[KVCache | None] = [None] * len(tracks)
+        for size, members in _groups([len(s) for s in selections]).items():
+            z = torch.stack([torch.stack([tracks[m].latents[i] for i in selections[m]]) for m in members])  # (G, F, C, h, w)
+            act = torch.stack([torch.stack([tracks[m].actions[i] for i in selections[m]]) for m in members])
+            mask = torch.stack([torch.stack([tracks[m].masks[i] for i in selections[m]]) for m in members])
+            index = torch.tensor([selections[m] for m in members], dtype=torch.long, device=self.device)
+            cache = self._dit(z, torch.zeros(len(members), size, device=self.device), act, mask, index, return_cache=True).cache
+            for j, m in enumerate(members):
+                caches[m] = KVCache([x[j:j + 1] for x in cache.keys], [x[j:j + 1] for x in cache.values],
+                                    cache.tokens_per_frame, cache.frame_index[j:j + 1])
+        return caches
+
+    # ------------------------------------------------------------------ step
+    def step(self, tracks: Sequence[Track], actions: np.ndarray, generators: Sequence[torch.Generator]) -> StepOutput:
+        """Advance every track by one latent frame; actions packed (B, D), held for the frame's k sub-steps."""
+        batch = len(tracks)
+        caches = self._context(tracks)
+        groups = _groups([c.num_frames for c in caches])
+        group_caches = {size: _cat_caches([caches[m] for m in members]) for size, members in groups.items()}
+        act = torch.as_tensor(np.asarray(actions, dtype=np.float32), device=self.device)  # (B, D)
+        act = act[:, None, None, :].expand(batch, 1, self.k, self.action_dim).contiguous()  # (B, 1, k, D)
+        mask = torch.ones(batch, 1, self.k, dtype=torch.bool, device=self.device)
+        index = torch.tensor([[t.length] for t in tracks], dtype=torch.long, device=self.device)  # (B, 1)
+        shape = (1, 1, self.dit.config.latent_channels, *self.latent_hw)
+
+        def forward(calls: list[tuple]) -> list[Tensor]:
+            out: list[Tensor | None] = [None] * batch
+            for size, members in groups.items():
+                x, level, a, m, fi = (torch.cat([calls[i][j] for i in members]) for j in range(5))
+                pred = self._dit(x, level, a, m, fi, cache=group_caches[size]).prediction
+                for j, i in enumerate(members):
+                    out[i] = pred[j:j + 1]
+            return out
+
+        def sample(i: int, denoiser) -> Tensor:
+            return self.sampler(denoiser, shape, generator=generators[i], actions=act[i:i + 1],
+                                action_mask=mask[i:i + 1], frame_index=index[i:i + 1])
+
+        if batch > 1 and (self._pool is None or self._pool._max_workers < batch):
+            self.close()
+            self._pool = ThreadPoolExecutor(max_workers=batch, thread_name_prefix="worldsim-sampler")
+        new = torch.cat(_Gather(batch, forward).run(sample, self._pool)).float()  # (B, 1, C, h, w)
+
+        # The clean new frames: reward, termination and their keys/values for later steps.
+        reward = torch.zeros(batch)
+        logit = torch.full((batch,), -1.0)
+        new_keys: list[Tensor | None] = [None] * batch
+        new_values: list[Tensor | None] = [None] * batch
+        for size, members in groups.items():
+            out = self._dit(new[members], torch.zeros(len(members), 1, device=self.device), act[members], mask[members],
+                            index[members], cache=group_caches[size], return_cache=True)
+            if out.reward is not None:
+                reward[members] = out.reward[:, 0].float().cpu()
+            if out.termination_logit is not None:
+                logit[members] = out.termination_logit[:, 0].float().cpu()
+            last = out.cache.tokens_per_frame
+            keys = torch.stack([x[:, :, -last:] for x in out.cache.keys], dim=1)  # (G, depth, heads, N, hd)
+            values = torch.stack([x[:, :, -last:] for x in out.cache.values], dim=1)
+            for j, i in enumerate(members):
+                new_keys[i], new_values[i] = keys[j], values[j]
+
+        raw_new = self.autoencoder.denormalize(new[:, 0])  # (B, C, h, w) for the decoder
+        for b, t in enumerate(tracks):
+            i = t.length
+            t.latents[i], t.actions[i], t.masks[i] = new[b, 0], act[b, 0], mask[b, 0]
+            if self.config.cache == "incremental":
+                t.keys[i], t.values[i] = new_keys[b], new_values[b]
+            t.window = (t.window + [raw_new[b]])[-self.decoder_window:]
+            t.length += 1
+            self._prune(t)
+
+        frames: list[np.ndarray | None] = [None] * batch
+        for size, members in _groups([len(t.window) for t in tracks]).items():
+            window = torch.stack([torch.stack(tracks[m].window) for m in members])  # (G, W, C, h, w)
+            with torch.no_grad():
+                video = self.autoencoder.decode(window)[:, -self.k:]  # (G, k, 3, H, W)
+            decoded = frames_to_uint8(video).cpu().numpy()  # (G, k, H, W, 3)
+            for j, m in enumerate(members):
+                frames[m] = decoded[j]
+        return StepOutput(np.stack(frames), reward.numpy().astype(np.float32), (torch.sigmoid(logit) > 0.5).numpy())
