@@ -1,27 +1,23 @@
-"""The probe suite: real probe-world episodes per family, scored on real or generated frames.
+"""The probe suite: real probe-world episodes per family, scored on real or simulated frames.
 
 For each family and held-out scenario seed the real probe world is rolled with the family's
 scripted agent (`agents.probe`: push for ``push``, noop otherwise). The real frames scored against
-their own ground truth give the ceiling (100% by construction of the scorer, and tested); a
-generator that is given the first `context` real frames and the same actions produces the frames
-whose scores measure the simulator.
+their own ground truth give the ceiling (100% by construction of the scorer, and tested); the
+simulator, given the first `context` real frames and the same actions, produces the frames whose
+scores measure it.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
-from worldsim.eval.episodes import RealEpisode, roll_real
+from worldsim.eval.episodes import RealEpisode, roll_real  # noqa: F401  (RealEpisode: see ProbeEpisode)
 from worldsim.eval.probes import ProbeResult, ProbeScoreConfig, score_episode, summarise
 
 PROBE_FAMILIES = ("permanence", "fall_bounce", "collision", "push", "random")
-
-# generate(episode, context) -> uint8 (T + 1, H, W, 3): frames[:context] are episode.frames[:context],
-# the rest generated from them and episode.actions.
-Generator = Callable[[RealEpisode, int], np.ndarray]
 
 
 @dataclass
@@ -33,7 +29,8 @@ class ProbeSuiteConfig:
     first_seed: int = 100_000  # held out: collection draws scenario seeds from the env's generator
     steps: int = 48  # env steps per episode (frames = steps + 1)
     size: int = 64  # frame height and width
-    context: int = 1  # real frames given to the generator before it takes over
+    context: int = 1  # real frames given to the simulator before it takes over
+    hold: int = 1  # the agent acts every `hold` steps (k of the simulator) and its action is held
     score: ProbeScoreConfig = field(default_factory=ProbeScoreConfig)
 
 
@@ -60,7 +57,7 @@ def real_probe_episodes(cfg: ProbeSuiteConfig) -> list[ProbeEpisode]:
         for family in cfg.families:
             for seed in range(cfg.first_seed, cfg.first_seed + cfg.seeds):
                 agent = make_policy(probe_policy(family), env.action_space, 1)
-                ep = roll_real(env, agent, cfg.steps, options={"family": family, "scenario_seed": seed})
+                ep = roll_real(env, agent, cfg.steps, options={"family": family, "scenario_seed": seed}, hold=cfg.hold)
                 out.append(ProbeEpisode(family, seed, ep))
     finally:
         env.close()
@@ -68,8 +65,11 @@ def real_probe_episodes(cfg: ProbeSuiteConfig) -> list[ProbeEpisode]:
 
 
 def score_suite(episodes: list[ProbeEpisode], cfg: ProbeSuiteConfig,
-                generate: Generator | None = None) -> dict[str, Any]:
-    """Score every episode on its real frames (`generate` None) or on generated ones.
+                frames: list[np.ndarray] | None = None) -> dict[str, Any]:
+    """Score every episode on its real frames (`frames` None) or on given (simulated) ones.
+
+    ``frames[i]`` is uint8 (T + 1, H, W, 3) for episode i: its first `cfg.context` frames are the
+    real context, the rest generated from them and the episode's actions.
 
     Returns:
         {"summary": {check: {accuracy, ci95, passed, scored, no_event}},
@@ -78,12 +78,14 @@ def score_suite(episodes: list[ProbeEpisode], cfg: ProbeSuiteConfig,
     """
     results: list[ProbeResult] = []
     rows, curves = [], []
-    start = cfg.context if generate is not None else 1
-    for pe in episodes:
-        frames = pe.episode.frames if generate is None else generate(pe.episode, cfg.context)
-        if frames.shape != pe.episode.frames.shape:
-            raise ValueError(f"generated frames have shape {frames.shape}, the real episode {pe.episode.frames.shape}")
-        rs = score_episode(frames, pe.episode.state, pe.family, start=start, cfg=cfg.score)
+    start = cfg.context if frames is not None else 1
+    if frames is not None and len(frames) != len(episodes):
+        raise ValueError(f"{len(frames)} frame sequences for {len(episodes)} probe episodes")
+    for i, pe in enumerate(episodes):
+        seen = pe.episode.frames if frames is None else frames[i]
+        if seen.shape != pe.episode.frames.shape:
+            raise ValueError(f"generated frames have shape {seen.shape}, the real episode {pe.episode.frames.shape}")
+        rs = score_episode(seen, pe.episode.state, pe.family, start=start, cfg=cfg.score)
         results += rs
         rows.append({"family": pe.family, "seed": pe.seed,
                      "checks": {r.check: {"passed": r.passed, "details": r.details} for r in rs}})

@@ -1,0 +1,243 @@
+"""`worldsim eval`: every measurement, for every context scheme, into one report.
+
+Without a checkpoint the simulator is replaced by the real world itself, which gives the ceiling
+of every metric (and exercises the whole report); with one, each context scheme gets its own
+`SimRunner` and every measurement is made per scheme.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from gymnasium import spaces
+from tqdm.auto import tqdm
+
+from worldsim.eval.compare import per_horizon
+from worldsim.eval.config import EvalConfig
+from worldsim.eval.consistency import LOOPS, Loop, return_scores
+from worldsim.eval.paired import Paired, paired_rollouts
+
+REAL = "real (ceiling)"  # the "scheme" name of real-vs-real rows
+
+
+@dataclass
+class EvalResult:
+    out: Path
+    json_path: Path
+    markdown_path: Path
+    results: dict[str, Any]
+
+
+def _runners(cfg: EvalConfig) -> dict[str, Any]:
+    """{scheme: SimRunner}, or {REAL: None} without a checkpoint."""
+    if cfg.checkpoint is None:
+        return {REAL: None}
+    from worldsim.eval.simulated import SimRunner
+    from worldsim.sim.config import SimConfig
+
+    return {s: SimRunner(cfg.checkpoint, SimConfig(context=s, context_frames=cfg.context_frames,
+                                                   sampling_steps=cfg.sampling_steps, device=cfg.device),
+                         num_envs=cfg.num_envs) for s in cfg.schemes}
+
+
+def _frame_size(cfg: EvalConfig, runners: dict[str, Any]) -> int:
+    runner = next(iter(runners.values()))
+    if runner is None:
+        return cfg.size or 64
+    h, w = runner.frame_size
+    if h != w:
+        raise ValueError(f"the model's frames are {h}x{w}; the real worlds render square frames")
+    if cfg.size is not None and cfg.size != h:
+        raise ValueError(f"size={cfg.size} but the model {cfg.checkpoint} makes {h}x{w} frames")
+    return h
+
+
+def _sim_or_real(p: Paired) -> np.ndarray:
+    return p.sim if p.sim is not None else p.real.copy()
+
+
+def run_eval(cfg: EvalConfig) -> EvalResult:
+    """Run every enabled measurement and write the report under `cfg.out`."""
+    from worldsim.eval.report import write_report
+
+    if cfg.seeds < 2:
+        raise ValueError(f"seeds must be >= 2 (confidence intervals need two episodes), got {cfg.seeds}")
+    if cfg.steps < 1:
+        raise ValueError(f"steps must be >= 1, got {cfg.steps}")
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    runners = _runners(cfg)
+    try:
+        size = _frame_size(cfg, runners)
+        seeds = list(range(cfg.first_seed, cfg.first_seed + cfg.seeds))
+        results: dict[str, Any] = {"config": asdict(cfg), "frame_size": size, "schemes": list(runners), "skipped": {}}
+        tasks = ["real_vs_sim"] + (["idm"] if cfg.idm else []) + (["probes"] if cfg.probes and cfg.env == "probe" else []) \
+            + (["consistency"] if cfg.consistency else []) + ["minecraft"]
+        bar = tqdm(total=len(tasks) * len(runners), desc="eval", disable=not cfg.progress)
+        paired: dict[str, Paired] = {}
+        results["real_vs_sim"] = {}
+        for scheme, runner in runners.items():
+            p = paired_rollouts(cfg.env, seeds, cfg.steps, runner=runner, size=size)
+            paired[scheme] = p
+            results["real_vs_sim"][scheme] = per_horizon(p.real, _sim_or_real(p), k=p.k, horizons=tuple(cfg.horizons))
+            bar.update(1)
+        if cfg.idm:
+            results["idm"] = _idm(cfg, paired, size, bar)
+        if cfg.probes and cfg.env == "probe":
+            results["probes"] = _probes(cfg, runners, size, bar)
+        elif cfg.probes:
+            results["skipped"]["probes"] = f"probes run on the probe world; env={cfg.env}"
+        if cfg.consistency:
+            results["consistency"] = _consistency(cfg, runners, size, seeds, bar)
+        results["minecraft"] = _minecraft(cfg, runners, size)
+        bar.update(len(runners))
+        bar.close()
+        results["seconds"] = time.perf_counter() - start
+        json_path, md_path = write_report(results, paired, out, videos=cfg.videos)
+    finally:
+        for r in runners.values():
+            if r is not None:
+                r.close()
+    return EvalResult(out, json_path, md_path, results)
+
+
+def _idm(cfg: EvalConfig, paired: dict[str, Paired], size: int, bar) -> dict[str, Any]:
+    """Train the IDM on real episodes; its accuracy on real and simulated frames of the comparison."""
+    from worldsim.eval.idm import IDMConfig, frame_pairs, idm_accuracy, pairs_from_store, train_idm
+
+    first = next(iter(paired.values()))
+    space = None
+    if cfg.idm_data is not None:
+        from worldsim.data.store import EpisodeStore
+
+        with EpisodeStore.open(cfg.idm_data) as store:
+            space = store.action_space
+            if not isinstance(space, spaces.Discrete):
+                return {"skipped": f"{cfg.idm_data} records {space}; the inverse-dynamics model needs Discrete actions"}
+            x, y = pairs_from_store(store)
+    else:
+        train = paired_rollouts(cfg.env, list(range(cfg.idm_episodes)), max(cfg.steps, 16), k=first.k, size=size)
+        x, y = frame_pairs(np.stack([ep.frames for ep in train.episodes]),
+                           np.array([ep.actions for ep in train.episodes]))
+        import envs
+
+        env = envs.make_real_env(cfg.env, size=size)
+        space = env.action_space
+        env.close()
+    if not isinstance(space, spaces.Discrete):
+        return {"skipped": f"the inverse-dynamics model needs a Discrete action space, {cfg.env} has {space}"}
+    model = train_idm(x, y, int(space.n), IDMConfig(steps=cfg.idm_train_steps))
+    out: dict[str, Any] = {"train_pairs": int(len(x)), "chance": 1.0 / int(space.n), "schemes": {}}
+    for scheme, p in paired.items():
+        before = np.stack([ep.frames[p.context - 1] for ep in p.episodes])[:, None]  # (N, 1, H, W, 3)
+        labels = np.array([[a for a in acts for _ in range(p.k)] for acts in p.actions])  # (N, m k)
+        real_x, real_y = frame_pairs(np.concatenate([before, p.real], 1), labels)
+        sim_x, sim_y = frame_pairs(np.concatenate([before, _sim_or_real(p)], 1), labels)
+        acc_real, acc_sim = idm_accuracy(model, real_x, real_y), idm_accuracy(model, sim_x, sim_y)
+        out["schemes"][scheme] = {"real": acc_real, "sim": acc_sim, "gap": acc_real - acc_sim}
+        bar.update(1)
+    return out
+
+
+def _probes(cfg: EvalConfig, runners: dict[str, Any], size: int, bar) -> dict[str, Any]:
+    from worldsim.eval.probe_suite import ProbeSuiteConfig, real_probe_episodes, score_suite
+
+    out: dict[str, Any] = {}
+    ceiling_done = False
+    for scheme, runner in runners.items():
+        k = runner.k if runner is not None else 1
+        context = runner.context_rows if runner is not None else 1
+        pcfg = ProbeSuiteConfig(seeds=cfg.probe_seeds, steps=context - 1 + cfg.probe_steps * k, size=size,
+                                context=context, hold=k)
+        episodes = real_probe_episodes(pcfg)
+        if not ceiling_done:
+            out[REAL] = score_suite(episodes, pcfg)
+            ceiling_done = True
+        if runner is not None:
+            sim = runner.rollout([pe.episode.frames[:context] for pe in episodes],
+                                 [pe.episode.actions[:context - 1] for pe in episodes],
+                                 [[pe.episode.actions[context - 1 + j * k] for j in range(cfg.probe_steps)]
+                                  for pe in episodes])
+            frames = [np.concatenate([pe.episode.frames[:context], s]) for pe, s in zip(episodes, sim)]
+            out[scheme] = score_suite(episodes, pcfg, frames)
+        bar.update(1)
+    return out
+
+
+def _consistency(cfg: EvalConfig, runners: dict[str, Any], size: int, seeds: list[int], bar) -> dict[str, Any]:
+    if cfg.env not in LOOPS:
+        return {"skipped": f"no look-away-and-back loop defined for {cfg.env}"}
+    loop_def = LOOPS[cfg.env]
+    out: dict[str, Any] = {"loop": {"away": loop_def["away"], "back": loop_def["back"]}, "schemes": {}}
+    for scheme, runner in runners.items():
+        rows = []
+        for n in cfg.loop_lengths:
+            loop = Loop(n, loop_def["away"], loop_def["back"])
+            p = paired_rollouts(cfg.env, seeds, 2 * n, runner=runner, size=size, actions=loop.actions(),
+                                reset_options=loop_def["options"])
+            before = np.stack([ep.frames[p.context - 1] for ep in p.episodes])
+            real_back, sim_back = p.real[:, -1], _sim_or_real(p)[:, -1]
+            rows.append({"n": n, "real_return_vs_before": _mean(return_scores(before, real_back)),
+                         "sim_return_vs_before": _mean(return_scores(before, sim_back)),
+                         "sim_return_vs_real_return": _mean(return_scores(real_back, sim_back))})
+        out["schemes"][scheme] = rows
+        bar.update(1)
+    return out
+
+
+def _mean(scores: dict[str, list[float]]) -> dict[str, float]:
+    return {k: float(np.mean(v)) for k, v in scores.items()}
+
+
+def _minecraft(cfg: EvalConfig, runners: dict[str, Any], size: int) -> dict[str, Any]:
+    """Real vs simulated against MineDojo (when it starts) and continuation of imported real video."""
+    out: dict[str, Any] = {}
+    if cfg.minedojo:
+        try:
+            import envs
+
+            envs.make_real_env("minedojo", size=size).close()
+        except Exception as e:  # noqa: BLE001 - any failure to start MineDojo is reported, not raised
+            out["minedojo"] = {"skipped": f"MineDojo cannot start here: {str(e).splitlines()[0] if str(e) else type(e).__name__}"}
+        else:
+            out["minedojo"] = {"skipped": "MineDojo starts, but the model was not trained on it (use env=minedojo)"}
+    if cfg.video_store is not None:
+        out["video"] = _video_continuation(cfg, runners)
+    else:
+        out["video"] = {"skipped": "no imported video store given (video_store=STORE)"}
+    return out
+
+
+def _video_continuation(cfg: EvalConfig, runners: dict[str, Any]) -> dict[str, Any]:
+    """Given the first frames of each imported clip, simulate the rest; per-horizon PSNR/SSIM."""
+    from worldsim.data.store import EpisodeStore
+
+    out: dict[str, Any] = {"schemes": {}}
+    with EpisodeStore.open(cfg.video_store) as store:
+        for scheme, runner in runners.items():
+            k = runner.k if runner is not None else 1
+            context = runner.context_rows if runner is not None else 1
+            need = context + cfg.steps * k
+            clips = [store.episode(i) for i in range(store.num_episodes)]
+            clips = [c for c in clips if len(c["obs"]) >= need][: cfg.seeds]
+            if not clips:
+                return {"skipped": f"no clip in {cfg.video_store} has the {need} frames a continuation needs"}
+            real = np.stack([c["obs"][context:need] for c in clips])
+            if runner is None:
+                sim = real.copy()
+            elif store.action_space is None or not bool(clips[0]["has_action"][1:].all()):
+                return {"skipped": "the imported clips carry no actions and the simulator env takes an action every "
+                                   "step; action-free continuation needs an action-free sampling path in worldsim.sim"}
+            else:
+                from worldsim.spaces import unpack_action
+
+                acts = [[unpack_action(store.action_space, row) for row in c["action"][1:]] for c in clips]
+                sim = runner.rollout([c["obs"][:context] for c in clips], [a[:context - 1] for a in acts],
+                                     [[a[context - 1 + j * k] for j in range(cfg.steps)] for a in acts])
+            out["schemes"][scheme] = per_horizon(real, sim, k=k, horizons=tuple(cfg.horizons))
+    return out
