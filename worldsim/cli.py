@@ -26,6 +26,9 @@ commands:
   presets                      model size presets with parameter counts
   train-vae                    train the autoencoder:  worldsim train-vae data=STORE [model=small steps=N dist.zero_stage=2]
   train                        train the DiT on a trained autoencoder:  worldsim train data=STORE vae=RUN/export [resume=RUN]
+  rollout                      the simulator driven by a policy, as mp4 (+ real | sim side by side):  worldsim rollout checkpoint=EXPORT steps=N out=DIR
+  play                         drive the simulator with the keyboard in a local web page:  worldsim play checkpoint=EXPORT
+  eval                         real vs simulated, action following, probes, look away and back:  worldsim eval checkpoint=EXPORT [world=probe out=runs/eval]
 
 `worldsim COMMAND --help` prints the command's configuration with its defaults.
 """
@@ -189,6 +192,39 @@ def cmd_train(args: list[str]) -> None:
     _run_training("train", args)
 
 
+def cmd_eval(args: list[str]) -> None:
+    """worldsim eval checkpoint=EXPORT ...: evaluate a simulator (without checkpoint: the real world against itself)."""
+    from worldsim.eval.run import run_eval
+
+    result = run_eval(compose("eval", args))
+    print(f"report: {result.markdown_path} (results {result.json_path}, plots and videos beside it)")
+
+
+def cmd_rollout(args: list[str]) -> None:
+    """worldsim rollout checkpoint=EXPORT policy=random steps=N out=DIR: sim.mp4 and, with a real world, side_by_side.mp4."""
+    from worldsim.sim.rollout import rollout
+    from worldsim.train.export import ExportError
+
+    try:
+        result = rollout(compose("rollout", args))
+    except ExportError as e:
+        raise CLIError(str(e)) from None
+    print(f"wrote {result.sim_video} ({result.frames} frames, {result.frames / max(result.seconds, 1e-9):.1f} frames/s)")
+    if result.side_by_side_video is not None:
+        print(f"wrote {result.side_by_side_video} (real {result.real_env} | simulated, same seed and actions)")
+
+
+def cmd_play(args: list[str]) -> None:
+    """worldsim play checkpoint=EXPORT [port=8765]: drive the simulator with the keyboard in a local web page."""
+    from worldsim.sim.play import play
+    from worldsim.train.export import ExportError
+
+    try:
+        play(compose("play", args))
+    except ExportError as e:
+        raise CLIError(str(e)) from None
+
+
 COMMANDS: dict[str, tuple[Callable[[list[str]], None], str | None]] = {
     "demo": (cmd_demo, "collect"),
     "collect": (cmd_collect, "collect"),
@@ -197,6 +233,7 @@ COMMANDS: dict[str, tuple[Callable[[list[str]], None], str | None]] = {
     "presets": (cmd_presets, None),
     "train-vae": (cmd_train_vae, "train_vae"),
     "train": (cmd_train, "train"),
+    "eval": (cmd_eval, "eval"),
 }
 
 

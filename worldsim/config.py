@@ -60,6 +60,8 @@ def register_configs() -> None:
     cs.store(name="import_video_schema", node=ImportVideoConfig)
     cs.store(group="env", name="env_schema", node=EnvConfig)
     register_train_configs()
+    register_sim_configs()
+    register_eval_configs()
 
 
 def register_train_configs() -> None:
@@ -67,3 +69,19 @@ def register_train_configs() -> None:
     from worldsim.train.config import TrainConfig
 
     ConfigStore.instance().store(name="train_schema", node=TrainConfig)
+
+
+def register_eval_configs() -> None:
+    """Register `worldsim eval`'s schema (worldsim.eval.config) for conf/eval.yaml."""
+    from worldsim.eval.config import EvalConfig
+
+    ConfigStore.instance().store(name="eval_schema", node=EvalConfig)
+
+
+def register_sim_configs() -> None:
+    """Register the simulator commands' schemas (worldsim.sim) for conf/rollout.yaml and conf/play.yaml."""
+    from worldsim.sim.play import PlayConfig
+    from worldsim.sim.rollout import RolloutConfig
+
+    ConfigStore.instance().store(name="rollout_schema", node=RolloutConfig)
+    ConfigStore.instance().store(name="play_schema", node=PlayConfig)

@@ -11,7 +11,7 @@ class EvalConfig:
 
     checkpoint: str | None = None  # DiT export folder; None: real vs real only (the ceilings)
     out: str = "runs/eval"  # report folder (created; files in it are overwritten)
-    env: str = "probe"  # real world for real vs simulated: probe | crafter (must match the model)
+    world: str = "probe"  # real world for real vs simulated: probe | crafter (must match the model)
     size: int | None = None  # frame size; None: the model's (64 without a model)
     seeds: int = 8  # held-out episodes per comparison
     first_seed: int = 100_000  # held out from collection, which seeds episodes 0, 1, ...
@@ -22,7 +22,7 @@ class EvalConfig:
     sampling_steps: int = 4  # denoising steps per latent frame
     device: str = "cpu"
     num_envs: int = 8  # simulated episodes per batch
-    probes: bool = True  # probe-world probes (only when env=probe)
+    probes: bool = True  # probe-world probes (only when world=probe)
     probe_seeds: int = 6  # scenario seeds per probe family
     probe_steps: int = 32  # latent steps per probe episode
     idm: bool = True  # action following with an inverse-dynamics model (Discrete actions only)

@@ -113,7 +113,7 @@ def markdown(results: dict[str, Any]) -> str:
     lines = ["# worldsim evaluation", ""]
     lines.append(f"Model: `{cfg['checkpoint']}`" if cfg["checkpoint"] else
                  "No model given: every measurement compares the real world with itself (the ceilings).")
-    lines += [f"World: {cfg['env']} at {results['frame_size']}x{results['frame_size']}; {cfg['seeds']} held-out "
+    lines += [f"World: {cfg['world']} at {results['frame_size']}x{results['frame_size']}; {cfg['seeds']} held-out "
               f"seeds from {cfg['first_seed']}; {cfg['steps']} latent steps.", ""]
     lines += ["## Real vs simulated", "", "Mean over episodes (95% interval) at each horizon, in latent steps.", ""]
     for scheme, r in results["real_vs_sim"].items():

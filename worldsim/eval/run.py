@@ -76,22 +76,22 @@ def run_eval(cfg: EvalConfig) -> EvalResult:
         size = _frame_size(cfg, runners)
         seeds = list(range(cfg.first_seed, cfg.first_seed + cfg.seeds))
         results: dict[str, Any] = {"config": asdict(cfg), "frame_size": size, "schemes": list(runners), "skipped": {}}
-        tasks = ["real_vs_sim"] + (["idm"] if cfg.idm else []) + (["probes"] if cfg.probes and cfg.env == "probe" else []) \
+        tasks = ["real_vs_sim"] + (["idm"] if cfg.idm else []) + (["probes"] if cfg.probes and cfg.world == "probe" else []) \
             + (["consistency"] if cfg.consistency else []) + ["minecraft"]
         bar = tqdm(total=len(tasks) * len(runners), desc="eval", disable=not cfg.progress)
         paired: dict[str, Paired] = {}
         results["real_vs_sim"] = {}
         for scheme, runner in runners.items():
-            p = paired_rollouts(cfg.env, seeds, cfg.steps, runner=runner, size=size)
+            p = paired_rollouts(cfg.world, seeds, cfg.steps, runner=runner, size=size)
             paired[scheme] = p
             results["real_vs_sim"][scheme] = per_horizon(p.real, _sim_or_real(p), k=p.k, horizons=tuple(cfg.horizons))
             bar.update(1)
         if cfg.idm:
             results["idm"] = _idm(cfg, paired, size, bar)
-        if cfg.probes and cfg.env == "probe":
+        if cfg.probes and cfg.world == "probe":
             results["probes"] = _probes(cfg, runners, size, bar)
         elif cfg.probes:
-            results["skipped"]["probes"] = f"probes run on the probe world; env={cfg.env}"
+            results["skipped"]["probes"] = f"probes run on the probe world; world={cfg.world}"
         if cfg.consistency:
             results["consistency"] = _consistency(cfg, runners, size, seeds, bar)
         results["minecraft"] = _minecraft(cfg, runners, size)
@@ -121,16 +121,16 @@ def _idm(cfg: EvalConfig, paired: dict[str, Paired], size: int, bar) -> dict[str
                 return {"skipped": f"{cfg.idm_data} records {space}; the inverse-dynamics model needs Discrete actions"}
             x, y = pairs_from_store(store)
     else:
-        train = paired_rollouts(cfg.env, list(range(cfg.idm_episodes)), max(cfg.steps, 16), k=first.k, size=size)
+        train = paired_rollouts(cfg.world, list(range(cfg.idm_episodes)), max(cfg.steps, 16), k=first.k, size=size)
         x, y = frame_pairs(np.stack([ep.frames for ep in train.episodes]),
                            np.array([ep.actions for ep in train.episodes]))
         import envs
 
-        env = envs.make_real_env(cfg.env, size=size)
+        env = envs.make_real_env(cfg.world, size=size)
         space = env.action_space
         env.close()
     if not isinstance(space, spaces.Discrete):
-        return {"skipped": f"the inverse-dynamics model needs a Discrete action space, {cfg.env} has {space}"}
+        return {"skipped": f"the inverse-dynamics model needs a Discrete action space, {cfg.world} has {space}"}
     model = train_idm(x, y, int(space.n), IDMConfig(steps=cfg.idm_train_steps))
     out: dict[str, Any] = {"train_pairs": int(len(x)), "chance": 1.0 / int(space.n), "schemes": {}}
     for scheme, p in paired.items():
@@ -170,15 +170,15 @@ def _probes(cfg: EvalConfig, runners: dict[str, Any], size: int, bar) -> dict[st
 
 
 def _consistency(cfg: EvalConfig, runners: dict[str, Any], size: int, seeds: list[int], bar) -> dict[str, Any]:
-    if cfg.env not in LOOPS:
-        return {"skipped": f"no look-away-and-back loop defined for {cfg.env}"}
-    loop_def = LOOPS[cfg.env]
+    if cfg.world not in LOOPS:
+        return {"skipped": f"no look-away-and-back loop defined for {cfg.world}"}
+    loop_def = LOOPS[cfg.world]
     out: dict[str, Any] = {"loop": {"away": loop_def["away"], "back": loop_def["back"]}, "schemes": {}}
     for scheme, runner in runners.items():
         rows = []
         for n in cfg.loop_lengths:
             loop = Loop(n, loop_def["away"], loop_def["back"])
-            p = paired_rollouts(cfg.env, seeds, 2 * n, runner=runner, size=size, actions=loop.actions(),
+            p = paired_rollouts(cfg.world, seeds, 2 * n, runner=runner, size=size, actions=loop.actions(),
                                 reset_options=loop_def["options"])
             before = np.stack([ep.frames[p.context - 1] for ep in p.episodes])
             real_back, sim_back = p.real[:, -1], _sim_or_real(p)[:, -1]
@@ -205,7 +205,7 @@ def _minecraft(cfg: EvalConfig, runners: dict[str, Any], size: int) -> dict[str,
         except Exception as e:  # noqa: BLE001 - any failure to start MineDojo is reported, not raised
             out["minedojo"] = {"skipped": f"MineDojo cannot start here: {str(e).splitlines()[0] if str(e) else type(e).__name__}"}
         else:
-            out["minedojo"] = {"skipped": "MineDojo starts, but the model was not trained on it (use env=minedojo)"}
+            out["minedojo"] = {"skipped": "MineDojo starts, but the model was not trained on it (use world=minedojo)"}
     if cfg.video_store is not None:
         out["video"] = _video_continuation(cfg, runners)
     else:

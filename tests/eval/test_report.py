@@ -1,0 +1,67 @@
+"""`worldsim eval` end to end: real vs real (the ceilings) and a tiny simulator export."""
+
+import json
+
+import av
+import numpy as np
+from PIL import Image
+
+from worldsim.cli import main
+from worldsim.eval.config import EvalConfig
+from worldsim.eval.plots import line_plot
+from worldsim.eval.run import REAL, run_eval
+
+SMALL = dict(seeds=2, steps=4, probe_seeds=1, probe_steps=4, idm_episodes=4, idm_train_steps=20,
+             loop_lengths=[2], progress=False)
+
+
+def test_real_vs_real_report_has_the_ceilings(tmp_path):
+    r = run_eval(EvalConfig(out=str(tmp_path / "real"), size=48, **{**SMALL, "probe_steps": 24}))
+    res = json.loads(r.json_path.read_text())
+    assert res["schemes"] == [REAL]
+    assert all(p["mean"] == 100.0 for p in res["real_vs_sim"][REAL]["psnr"])
+    for check, s in res["probes"][REAL]["summary"].items():
+        assert s["accuracy"] in (1.0, None), check
+    cons = res["consistency"]["schemes"][REAL][0]
+    assert cons["real_return_vs_before"]["ssim"] == 1.0
+    assert "skipped" in res["minecraft"]["minedojo"] and "MineDojo" in res["minecraft"]["minedojo"]["skipped"]
+    md = r.markdown_path.read_text()
+    assert "## Probes" in md and "## Look away and back" in md and "| real (ceiling) | push | 1.00 |" in md
+    for plot in res["plots"]:
+        assert Image.open(tmp_path / "real" / plot).size == (640, 400)
+    with av.open(str(tmp_path / "real" / res["videos"][0])) as c:
+        assert sum(1 for _ in c.decode(video=0)) == 1 + 4  # context frame + 4 steps
+
+
+def test_report_from_a_tiny_simulator_export(tiny_export, tmp_path):
+    out = tmp_path / "sim"
+    r = run_eval(EvalConfig(checkpoint=str(tiny_export), out=str(out), context_frames=2, sampling_steps=1, **SMALL))
+    res = r.results
+    assert res["schemes"] == ["autoregressive", "long-range", "hierarchical"] and res["frame_size"] == 16
+    rvs = res["real_vs_sim"]["autoregressive"]
+    assert rvs["horizons"] == [1, 4] and rvs["psnr"][0]["mean"] < 40  # random weights: far from real
+    assert set(res["probes"]) == {REAL, "autoregressive", "long-range", "hierarchical"}
+    assert set(res["idm"]["schemes"]) == set(res["schemes"])
+    assert len(res["videos"]) == 2 * 3 and (out / "plots" / "psnr_vs_scheme.png").exists()
+    with av.open(str(out / res["videos"][0])) as c:
+        frames = [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
+    assert len(frames) == 3 + 4 * 2  # context 1 + (2 - 1) k frames, then 4 steps of k = 2
+
+
+def test_cli_eval_and_bad_keys(tmp_path, capsys):
+    assert main(["eval", "seeds=1", f"out={tmp_path}"]) == 2
+    assert "seeds must be >= 2" in capsys.readouterr().err
+    assert main(["eval", "sedes=3"]) == 2
+    assert "sedes" in capsys.readouterr().err
+    args = [f"out={tmp_path / 'cli'}", "size=32", "seeds=2", "steps=2", "probes=false", "idm=false",
+            "consistency=false", "videos=false", "progress=false"]
+    assert main(["eval", *args]) == 0
+    assert (tmp_path / "cli" / "report.md").exists()
+
+
+def test_line_plot_draws_each_series(tmp_path):
+    path = line_plot(tmp_path / "p.png", "t", "x", "y", {"a": ([1, 2, 4], [1.0, 2.0, None]), "b": ([1, 2], [3.0, 0.5])},
+                     log_x=True)
+    img = np.asarray(Image.open(path))
+    blue, orange = (img == [31, 119, 180]).all(-1).sum(), (img == [255, 127, 14]).all(-1).sum()
+    assert blue > 50 and orange > 50
