@@ -234,6 +234,8 @@ COMMANDS: dict[str, tuple[Callable[[list[str]], None], str | None]] = {
     "train-vae": (cmd_train_vae, "train_vae"),
     "train": (cmd_train, "train"),
     "eval": (cmd_eval, "eval"),
+    "rollout": (cmd_rollout, "rollout"),
+    "play": (cmd_play, "play"),
 }
 
 

@@ -1,0 +1,85 @@
+"""The play server headless (a key press changes the action, a frame comes back as PNG) and the rollout command."""
+
+import json
+import struct
+import threading
+import time
+import urllib.request
+import zlib
+
+import numpy as np
+
+from worldsim.sim.config import SimConfig
+from worldsim.sim.env import WorldModelEnv
+from worldsim.sim.play import PlaySession, encode_png, make_server
+from worldsim.sim.rollout import RolloutConfig, rollout
+from worldsim.sim.video import read_mp4
+
+from conftest import FRAME
+
+FAST = {"sampling_steps": 1, "context_frames": 3}
+
+
+def decode_png(data: bytes) -> np.ndarray:
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    w, h = struct.unpack(">II", data[16:24])
+    idat_len = struct.unpack(">I", data[33:37])[0]
+    raw = zlib.decompress(data[41:41 + idat_len])
+    return np.frombuffer(raw, np.uint8).reshape(h, 1 + 3 * w)[:, 1:].reshape(h, w, 3)
+
+
+def test_png_round_trip():
+    image = np.random.default_rng(0).integers(0, 256, (5, 7, 3), dtype=np.uint8)
+    assert np.array_equal(decode_png(encode_png(image)), image)
+
+
+def test_play_server_takes_keys_and_serves_frames(export_dir):
+    env = WorldModelEnv(export_dir, **FAST)
+    session = PlaySession(env, seed=0, options={"frames": np.zeros((3, FRAME, FRAME, 3), np.uint8)})
+    server = make_server(session, "127.0.0.1", 0)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}"
+    session.start()
+    try:
+        assert b"/frame.png" in urllib.request.urlopen(url + "/").read()
+        request = urllib.request.Request(url + "/key", data=json.dumps({"key": "ArrowUp", "down": True}).encode(), method="POST")
+        assert urllib.request.urlopen(request).status == 200
+        deadline = time.time() + 30
+        while time.time() < deadline and not (session.stats()["step"] >= 2 and session.stats()["action"] == 3):
+            time.sleep(0.05)
+        stats = json.loads(urllib.request.urlopen(url + "/stats").read())
+        assert stats["action"] == 3 and stats["step"] >= 2 and stats["fps"] > 0
+        frame = decode_png(urllib.request.urlopen(url + "/frame.png").read())
+        assert frame.shape == (FRAME, FRAME, 3)
+        bad = urllib.request.Request(url + "/key", data=b"nonsense", method="POST")
+        try:
+            urllib.request.urlopen(bad)
+            raise AssertionError("a bad key body must be refused")
+        except urllib.error.HTTPError as e:
+            assert e.code == 400
+    finally:
+        server.shutdown()
+        server.server_close()
+        session.stop()
+        env.close()
+
+
+def test_rollout_writes_sim_and_side_by_side_videos(export_dir, tmp_path):
+    cfg = RolloutConfig(checkpoint=str(export_dir), steps=3, out=str(tmp_path), real_env="probe",
+                        sim=SimConfig(**FAST))
+    result = rollout(cfg)
+    assert result.frames == 1 + 3 * 2
+    assert read_mp4(result.sim_video).shape == (7, FRAME, FRAME, 3)
+    assert read_mp4(result.side_by_side_video).shape[:3] == (7, FRAME, 2 * FRAME + 2)
+
+
+def test_rollout_command(export_dir, tmp_path, capsys):
+    from worldsim.cli import main
+
+    code = main(["rollout", f"checkpoint={export_dir}", "steps=2", f"out={tmp_path}", "real_env=probe",
+                 "sim.sampling_steps=1", "sim.context=long-range"])
+    assert code == 0, capsys.readouterr().err
+    assert (tmp_path / "sim.mp4").is_file() and (tmp_path / "side_by_side.mp4").is_file()
+    assert main(["rollout", f"checkpoint={tmp_path / 'none'}"]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert main(["rollout", f"checkpoint={export_dir}", "sim.contxt=x"]) == 2

@@ -1,0 +1,110 @@
+"""`worldsim rollout`: drive the simulator with a policy, write an mp4, and real | simulated side by side.
+
+With a real world available (named, or found from the export's training store), the simulator's
+context is the real world's first observation after ``reset(seed)``, and both are stepped with the
+same actions: each simulator step holds its action for k real steps. Otherwise the context comes
+from a dataset episode and only the simulated video is written.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from worldsim.sim.config import SimConfig
+from worldsim.sim.video import side_by_side, write_mp4
+
+
+@dataclass
+class RolloutConfig:
+    """`worldsim rollout checkpoint=EXPORT policy=random steps=N out=DIR`."""
+
+    checkpoint: str = "???"  # a DiT export folder (from `worldsim train`)
+    policy: str = "random"  # a name from agents.POLICIES
+    steps: int = 32  # simulator steps (latent frames); k real frames each
+    out: str = "runs/rollout"  # folder for sim.mp4 and side_by_side.mp4
+    seed: int = 0  # seeds the simulator, the policy and the real world
+    real_env: str | None = "auto"  # a real world name, "auto" (from the export's training store), or null: none
+    dataset: str | None = None  # store for the context when there is no real world; default: the export's training store
+    fps: float | None = None  # video frame rate; default: the export's
+    sim: SimConfig = field(default_factory=SimConfig)
+
+
+@dataclass
+class RolloutResult:
+    sim_video: Path
+    side_by_side_video: Path | None
+    frames: int  # simulated frames written (context frame included)
+    seconds: float  # wall time of the simulator steps
+    real_env: str | None
+
+
+def _training_store(meta: dict[str, Any]) -> str | None:
+    data = (meta.get("train") or {}).get("data")
+    return data if data and Path(data).exists() else None
+
+
+def _real_env_name(cfg: RolloutConfig, meta: dict[str, Any]) -> str | None:
+    if cfg.real_env != "auto":
+        return cfg.real_env
+    store = _training_store(meta)
+    if store is None:
+        return None
+    from envs import REAL_ENVS
+    from worldsim.data.store import EpisodeStore
+
+    with EpisodeStore.open(store) as s:
+        env_id = s.env_id
+    return next((name for name, gid in REAL_ENVS.items() if gid == env_id), None)
+
+
+def rollout(cfg: RolloutConfig) -> RolloutResult:
+    from agents import make_policy
+    from worldsim.sim.env import WorldModelEnv
+    from worldsim.train.export import read_export_config
+
+    if cfg.steps < 1:
+        raise ValueError(f"steps must be >= 1, got {cfg.steps}")
+    meta = read_export_config(cfg.checkpoint)
+    real_name = _real_env_name(cfg, meta)
+    env = WorldModelEnv(cfg.checkpoint, dataset=cfg.dataset or _training_store(meta), config=cfg.sim)
+    policy = make_policy(cfg.policy, env.action_space, 1, seed=cfg.seed)
+    fps = cfg.fps or float(meta.get("fps") or 15.0)
+    real = real_frames = None
+    if real_name is not None:
+        from envs import make_real_env
+
+        real = make_real_env(real_name, size=env.sim.frame_size[0])
+        obs, _ = real.reset(seed=cfg.seed)
+        real_frames = [obs]
+        obs, _ = env.reset(seed=cfg.seed, options={"frames": obs})
+    else:
+        obs, _ = env.reset(seed=cfg.seed)
+    sim_frames, real_done = [obs], False
+    start = time.perf_counter()
+    for _ in range(cfg.steps):
+        action = next(iter(policy.act(obs[None])))
+        obs, _, terminated, truncated, info = env.step(action)
+        sim_frames += list(info["frames"])
+        if real is not None and not real_done:
+            for _ in range(env.sim.k):
+                r_obs, _, r_term, r_trunc, _ = real.step(action)
+                real_frames.append(r_obs)
+                if r_term or r_trunc:
+                    real_done = True
+                    break
+        if terminated or truncated:
+            break
+    seconds = time.perf_counter() - start
+    out = Path(cfg.out)
+    sim_video = write_mp4(out / "sim.mp4", np.stack(sim_frames), fps)
+    both = None
+    if real is not None:
+        both = write_mp4(out / "side_by_side.mp4", side_by_side(np.stack(real_frames), np.stack(sim_frames)), fps)
+        real.close()
+    env.close()
+    return RolloutResult(sim_video, both, len(sim_frames), seconds, real_name)
