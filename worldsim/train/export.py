@@ -13,6 +13,7 @@ A DiT export carries its autoencoder, so the simulator loads this folder alone.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -71,7 +72,7 @@ def write_export(
         "version": VERSION,
         "kind": "dit" if dit is not None else "autoencoder",
         "autoencoder_config": ae.to_dict(),
-        "dit_config": None if dit is None else _dit_config_dict(dit.config),
+        "dit_config": None if dit is None else dataclasses.asdict(dit.config),
         "latent_shift": autoencoder.latent_shift.tolist(),
         "latent_scale": autoencoder.latent_scale.tolist(),
         "action_space": action_space,
@@ -85,12 +86,6 @@ def write_export(
     tmp.write_text(json.dumps(config, indent=2))
     os.replace(tmp, folder / "config.json")
     return folder
-
-
-def _dit_config_dict(c: DiTConfig) -> dict[str, Any]:
-    import dataclasses
-
-    return dataclasses.asdict(c)
 
 
 def read_export_config(folder: str | os.PathLike) -> dict[str, Any]:

@@ -37,6 +37,7 @@ class VAETask:
     """Train `VideoAutoencoder` on windows of real frames; fit its latent scale/shift at the end."""
 
     kind = "autoencoder"
+    device = torch.device("cpu")  # set by the trainer to the engine's device
 
     def __init__(self, cfg: TrainConfig, frame_size: tuple[int, int], action_space_json: dict | None) -> None:
         self.cfg = cfg
@@ -82,13 +83,12 @@ class VAETask:
     def export_meta(self) -> dict[str, Any]:
         return {"model_config": self.model_config.to_dict()}
 
-    device = torch.device("cpu")
-
 
 class DiTTask:
     """Train `DiT` (with reward/termination heads) on normalised latents of a frozen autoencoder."""
 
     kind = "dit"
+    device = torch.device("cpu")  # set by the trainer to the engine's device
 
     def __init__(self, cfg: TrainConfig, frame_size: tuple[int, int], action_space_json: dict | None,
                  autoencoder: VideoAutoencoder, autoencoder_meta: dict[str, Any]) -> None:
@@ -113,8 +113,6 @@ class DiTTask:
                              f"by the DiT patch size {p}: use model_overrides.patch_size or another frame size")
         self.model = DiT(self.model_config)
         self.tokens_per_frame = (h // p) * (w // p)
-
-    device = torch.device("cpu")
 
     def build_model(self) -> DiT:
         return DiT(self.model_config)

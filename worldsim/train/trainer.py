@@ -8,11 +8,13 @@ Checkpoints hold all of it, so a resumed run continues to the same weights.
 
 from __future__ import annotations
 
+import json
 import math
 import random
 import resource
 import signal
 import sys
+import threading
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -28,10 +30,12 @@ from worldsim.data.store import EpisodeStore
 from worldsim.spaces import space_to_json
 from worldsim.train import checkpoint as ckpt
 from worldsim.train import engine as eng
-from worldsim.train.config import TrainConfig, incompatible_fields
+from worldsim.train import resume
+from worldsim.train.config import TrainConfig
 from worldsim.train.ema import EMA
 from worldsim.train.engine import CheckpointError
 from worldsim.train.export import load_export, write_export
+from worldsim.train.resume import check_compatible, jsonable
 from worldsim.train.sampler import ResumableDistributedSampler
 from worldsim.train.tasks import DiTTask, VAETask
 from worldsim.train.tensorboard import RunLogger
@@ -99,27 +103,12 @@ class Trainer:
             self.task.autoencoder.to(self.device)
         self._set_seeds()
 
-        # Nothing is written before the checks above and these pass.
-        load_tag = None
+        # Nothing is written before the checks above and this one pass.
         if resume_from is not None:
-            self._check_compatible(meta, resume_from)
-            if meta["zero_stage"] == 0 and cfg.dist.zero_stage != 0:
-                raise CheckpointError(f"{resume_from[0] / resume_from[1]} was written at ZeRO stage 0; resume it "
-                                      "with dist.zero_stage=0 (any number of processes)")
+            check_compatible(meta, cfg, self.task.export_meta()["model_config"], resume_from[0] / resume_from[1])
         self.run_dir = self._make_run_dir(resume_from)
-        if resume_from is not None:
-            load_tag = resume_from[1]
-            saved_stage = meta["zero_stage"]
-            # Stage 0 checkpoints hold full states and load at any world size; sharded ones go universal.
-            if saved_stage >= 1 and (meta["world_size"] != self.world or saved_stage != cfg.dist.zero_stage):
-                if self.rank == 0:
-                    try:
-                        load_tag = eng.convert_to_universal(*resume_from)
-                    except CheckpointError as e:
-                        load_tag = f"error: {e}"
-                load_tag = eng.broadcast(load_tag)  # every rank learns the outcome: none waits forever
-                if load_tag.startswith("error: "):
-                    raise CheckpointError(load_tag[len("error: "):])
+        load_tag = None if resume_from is None else resume.load_tag(meta, resume_from, self.world,
+                                                                    cfg.dist.zero_stage, self.rank)
         universal = resume_from is not None and load_tag != resume_from[1]
         self.engine = eng.build_engine(self.task.model, cfg, load_universal=universal)
         self.named_params = [(n, p) for n, p in self.engine.module.named_parameters() if p.requires_grad]
@@ -155,8 +144,6 @@ class Trainer:
                 raise ValueError(f"run folder {path} already holds checkpoints: resume it with resume={path} "
                                  "or choose another run_dir (one folder per run)")
             path.mkdir(parents=True, exist_ok=True)
-            import json
-
             (path / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2, default=str))
         eng.barrier()
         return path
@@ -192,19 +179,6 @@ class Trainer:
             if len(out) >= n:
                 break
         return out
-
-    def _check_compatible(self, meta: dict[str, Any], where: tuple[Path, str]) -> None:
-        folder = where[0] / where[1]
-        if meta.get("task") != self.cfg.task or meta.get("model_config") != _jsonable(self.task.export_meta()["model_config"]):
-            raise CheckpointError(
-                f"checkpoint {folder} is from another model (task {meta.get('task')!r}, "
-                f"model config {meta.get('model_config')}); this run builds task {self.cfg.task!r} with "
-                f"{_jsonable(self.task.export_meta()['model_config'])}"
-            )
-        bad = incompatible_fields(meta["config"], _jsonable(self.cfg.to_dict()))
-        if bad:
-            raise CheckpointError(f"cannot resume {folder} with a different configuration: {', '.join(bad)} changed "
-                                  "(only steps, intervals, logging, dist and output settings may change)")
 
     def _load(self, where: tuple[Path, str], load_tag: str, meta: dict[str, Any]) -> None:
         directory, tag = where
@@ -373,8 +347,8 @@ class Trainer:
             "world_size": self.world,
             "zero_stage": self.cfg.dist.zero_stage,
             "task": self.cfg.task,
-            "model_config": _jsonable(self.task.export_meta()["model_config"]),
-            "config": _jsonable(self.cfg.to_dict()),
+            "model_config": jsonable(self.task.export_meta()["model_config"]),
+            "config": jsonable(self.cfg.to_dict()),
             "weights_checksum": checksum,
         }
         folder = directory / tag
@@ -420,16 +394,7 @@ class Trainer:
 
 
 def _main_thread() -> bool:
-    import threading
-
     return threading.current_thread() is threading.main_thread()
-
-
-def _jsonable(value: Any) -> Any:
-    """Tuples to lists (what JSON gives back), so saved and current configs compare equal."""
-    import json
-
-    return json.loads(json.dumps(value, default=str))
 
 
 def _short(values: list[float]) -> str:
