@@ -18,13 +18,6 @@ from worldsim.models.presets import build_dit
 from worldsim.spaces import space_to_json
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny matrices: one thread is faster than two fighting other processes for the cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def test_noise_levels_are_per_frame_with_a_context_prefix():

@@ -10,13 +10,6 @@ from worldsim.models.presets import build_dit
 from worldsim.spaces import space_to_json
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny matrices: one thread is faster than two fighting other processes for the cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 SHAPE = (2, 1, 3, 4, 4)  # (B, T_new, C, h, w)
 

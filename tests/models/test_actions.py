@@ -9,13 +9,6 @@ from worldsim.models.actions import ActionEncoder
 from worldsim.spaces import pack_action, packed_dim
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny matrices: one thread is faster than two fighting other processes for the cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 DIM = 16
 

@@ -3,7 +3,6 @@ statistics, and a short real training run."""
 
 from __future__ import annotations
 
-import dataclasses
 
 import pytest
 import torch
@@ -196,16 +195,9 @@ def test_latent_stats_normalise_to_zero_mean_unit_std_and_are_saved() -> None:
     torch.testing.assert_close(scale, model.latent_scale, atol=1e-5, rtol=0)
 
 
-@pytest.fixture
-def one_thread():
-    """Train on one thread: on a small shared CPU, two threads contend and run many times slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
-def test_tiny_preset_learns_to_reconstruct_structured_video(one_thread: None) -> None:
+def test_tiny_preset_learns_to_reconstruct_structured_video() -> None:
     torch.manual_seed(0)
     model = VideoAutoencoder(autoencoder_config("tiny"))
     data = frames_to_float(moving_squares(16, 3, 32, seed=2))  # (16, 3, 3, 32, 32): 3 frames = 2 latent frames

@@ -9,13 +9,6 @@ from worldsim.models.presets import PRESETS, build_dit, dit_config, parameter_co
 from worldsim.spaces import space_to_json
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny matrices: one thread is faster than two fighting other processes for the cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 C, K, N_ACTIONS = 4, 2, 5
 

@@ -4,13 +4,6 @@ import torch
 from worldsim.models.rotary import Rotary3D, apply_rotary, axis_dims
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny matrices: one thread is faster than two fighting other processes for the cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def test_axis_split_covers_head_dim_with_even_parts():
