@@ -137,7 +137,11 @@ class Trainer:
             path = Path(cfg.run_dir)
         else:
             name = cfg.name or ("train-vae" if cfg.task == "vae" else "train")
-            path = Path(cfg.out) / name / time.strftime("%Y%m%d-%H%M%S")
+            path = base = Path(cfg.out) / name / time.strftime("%Y%m%d-%H%M%S")
+            n = 1
+            while self.rank == 0 and path.exists():  # two runs started in the same second
+                n += 1
+                path = base.with_name(f"{base.name}-{n}")
         path = Path(eng.broadcast(str(path)))  # rank 0's clock decides the timestamp
         if self.rank == 0:
             if resume_from is None and ckpt.checkpoints_dir(path).is_dir() and any(ckpt.checkpoints_dir(path).iterdir()):
