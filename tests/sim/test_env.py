@@ -10,7 +10,7 @@ from worldsim.sim.env import WorldModelEnv
 from worldsim.spaces import ActionError
 from worldsim.train.export import ExportError
 
-from conftest import FRAME, make_export
+from tiny_world_model import FRAME, make_export
 
 FAST = {"sampling_steps": 1, "context_frames": 3}
 

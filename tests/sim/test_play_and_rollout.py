@@ -15,7 +15,7 @@ from worldsim.sim.play import PlaySession, encode_png, make_server
 from worldsim.sim.rollout import RolloutConfig, rollout
 from worldsim.sim.video import read_mp4
 
-from conftest import FRAME
+from tiny_world_model import FRAME
 
 FAST = {"sampling_steps": 1, "context_frames": 3}
 

@@ -9,7 +9,7 @@ from worldsim.sim.env import WorldModelEnv
 from worldsim.sim.vector_env import WorldModelVectorEnv
 from worldsim.spaces import ActionError
 
-from conftest import FRAME
+from tiny_world_model import FRAME
 
 FAST = {"sampling_steps": 1, "context_frames": 3}
 

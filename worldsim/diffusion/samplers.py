@@ -94,17 +94,22 @@ def _guided_v(denoiser, x_new: Tensor, t: float, context: Tensor | None, context
     return v
 
 
-def _prepare(shape, generator, context, actions, action_mask, guidance_scale, device):
+def _prepare(shape, generator, noise, context, actions, action_mask, guidance_scale, device):
     if len(shape) != 5:
         raise ValueError(f"shape must be (B, T_new, C, h, w), got {tuple(shape)}")
+    if (generator is None) == (noise is None):
+        raise ValueError("give exactly one of `generator` (to draw the initial noise) and `noise`")
+    if noise is not None and tuple(noise.shape) != tuple(shape):
+        raise ValueError(f"noise has shape {tuple(noise.shape)}, expected {tuple(shape)}")
     if actions is not None and action_mask is None:
         action_mask = torch.ones(actions.shape[:3], dtype=torch.bool, device=actions.device)
     if guidance_scale != 1.0 and actions is None:
         raise ValueError("classifier-free guidance (guidance_scale != 1) needs actions")
     if device is None:
-        device = context.device if context is not None else generator.device
-    x = torch.randn(tuple(shape), generator=generator, device=generator.device).to(device)  # x_1 ~ N(0, I)
-    return x, action_mask
+        device = context.device if context is not None else (noise if noise is not None else generator).device
+    if noise is None:
+        noise = torch.randn(tuple(shape), generator=generator, device=generator.device)
+    return noise.to(device), action_mask  # x_1 ~ N(0, I)
 
 
 def sample_euler(
@@ -112,7 +117,8 @@ def sample_euler(
     shape: tuple[int, ...],
     *,
     steps: int,
-    generator: torch.Generator,
+    generator: torch.Generator | None = None,
+    noise: Tensor | None = None,
     context: Tensor | None = None,
     actions: Tensor | None = None,
     action_mask: Tensor | None = None,
@@ -127,10 +133,11 @@ def sample_euler(
     shape: (B, T_new, C, h, w) of the new frames. context: (B, T_ctx, C, h, w) clean latents or
     None. actions (B, T_ctx + T_new, k, D), action_mask (B, T_ctx + T_new, k) bool and frame_index
     (B, T_ctx + T_new) cover context and new frames (or only the new ones with a cache). The initial
-    noise is drawn from `generator` (on its device), so the result is a pure function of the
-    arguments. Returns (B, T_new, C, h, w) float32 latents.
+    noise is drawn from `generator` (on its device), or given as `noise` (shape `shape`), e.g. drawn
+    per sample from separate generators; nothing else is random, so the result is a pure function of
+    the arguments. Returns (B, T_new, C, h, w) float32 latents.
     """
-    x, action_mask = _prepare(shape, generator, context, actions, action_mask, guidance_scale, device)
+    x, action_mask = _prepare(shape, generator, noise, context, actions, action_mask, guidance_scale, device)
     args = (context, context_noise_level, actions, action_mask, frame_index, guidance_scale)
     ts = time_grid(steps, shift).tolist()
     for t_cur, t_next in zip(ts[:-1], ts[1:]):
@@ -143,7 +150,8 @@ def sample_heun(
     shape: tuple[int, ...],
     *,
     steps: int,
-    generator: torch.Generator,
+    generator: torch.Generator | None = None,
+    noise: Tensor | None = None,
     context: Tensor | None = None,
     actions: Tensor | None = None,
     action_mask: Tensor | None = None,
@@ -159,7 +167,7 @@ def sample_heun(
     puts little weight on t ~ 0, so the network is not asked there): 2 * steps - 1 evaluations,
     times two with guidance. Arguments and result as in `sample_euler`.
     """
-    x, action_mask = _prepare(shape, generator, context, actions, action_mask, guidance_scale, device)
+    x, action_mask = _prepare(shape, generator, noise, context, actions, action_mask, guidance_scale, device)
     args = (context, context_noise_level, actions, action_mask, frame_index, guidance_scale)
     ts = time_grid(steps, shift).tolist()
     for t_cur, t_next in zip(ts[:-1], ts[1:]):

@@ -7,7 +7,8 @@ one; `Simulator.step` advances a list of tracks by one latent frame each, batche
 2. their keys/values are gathered into a `KVCache` (cache="incremental") or re-encoded from their
    latents in one pass (cache="recompute");
 3. the sampler denoises the new latent of every track; each track draws its noise from its own
-   generator, and all tracks share ONE DiT forward per denoising step (see `_Gather`);
+   generator, and all tracks share ONE sampler call: one DiT forward per denoising step for each
+   distinct context length (the cache has no padding mask, so lengths cannot share a forward);
 4. one clean pass over the new latents gives the learned reward and termination and the new
    frame's keys/values, stored for later steps;
 5. the causal decoder turns the new latent into k frames from a window of past latents as long as
@@ -24,9 +25,7 @@ Memory is bounded too: the schemes are nested, so a frame that leaves the select
 from __future__ import annotations
 
 import os
-import threading
-from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from functools import partial
@@ -87,68 +86,6 @@ def _cat_caches(caches: Sequence[KVCache]) -> KVCache:
         tokens_per_frame=caches[0].tokens_per_frame,
         frame_index=torch.cat([c.frame_index for c in caches], dim=0),
     )
-
-
-class _Gather:
-    """Runs one sampler per track (each with its own generator) while batching their denoiser calls.
-
-    The samplers draw their initial noise from a generator for the whole batch; a track's noise must
-    depend on its own generator only (so a vector env equals its sub-envs run one by one). So each
-    track runs its own sampler call with batch 1, in its own thread, and every denoiser call waits at
-    a barrier; the last to arrive runs ONE batched forward for all tracks (one per distinct context
-    length, which the DiT's cache needs) and hands each its slice. The threads only wait; the work
-    is the one forward.
-    """
-
-    def __init__(self, n: int, forward: Callable[[list[tuple]], list[Tensor]]) -> None:
-        self.forward = forward
-        self.calls: list[tuple | None] = [None] * n
-        self.results: list[Tensor] = []
-        self.error: BaseException | None = None
-        self.barrier = threading.Barrier(n, action=self._run)
-
-    def _run(self) -> None:
-        try:
-            self.results = self.forward(self.calls)
-        except BaseException as e:  # handed to every waiting thread below
-            self.error = e
-
-    def denoiser(self, i: int) -> Callable[..., Tensor]:
-        def call(x, noise_level, actions, action_mask, frame_index):
-            self.calls[i] = (x, noise_level, actions, action_mask, frame_index)
-            self.barrier.wait()
-            if self.error is not None:
-                raise self.error
-            return self.results[i]
-
-        return call
-
-    def run(self, sample: Callable[[int, Callable], Tensor], pool: ThreadPoolExecutor | None) -> list[Tensor]:
-        n = len(self.calls)
-        if n == 1:
-            return [sample(0, self.denoiser(0))]
-
-        def guarded(i: int) -> Tensor:
-            try:
-                return sample(i, self.denoiser(i))
-            except BaseException:
-                self.barrier.abort()  # release the others rather than leave them waiting
-                raise
-
-        futures = [pool.submit(guarded, i) for i in range(n)]
-        results, errors = [], []
-        for f in futures:
-            try:
-                results.append(f.result())
-            except threading.BrokenBarrierError as e:
-                errors.append(e)
-            except BaseException as e:
-                errors.insert(0, e)
-        if self.error is not None:
-            raise self.error
-        if errors:
-            raise errors[0]
-        return results
 
 
 def decoder_receptive_field(autoencoder, latent_hw: tuple[int, int], device: torch.device, probe: int = 24) -> int:
@@ -215,7 +152,6 @@ class Simulator:
         self.decoder_window = decoder_receptive_field(self.autoencoder, self.latent_hw, self.device)
         self.sampler = partial(SAMPLER_FUNCTIONS[config.sampler], steps=config.sampling_steps,
                                guidance_scale=config.guidance_scale, shift=config.shift, device=self.device)
-        self._pool: ThreadPoolExecutor | None = None
 
     # ------------------------------------------------------------------ helpers
     def _autocast(self):
@@ -226,9 +162,7 @@ class Simulator:
             return self.dit(*args, **kwargs)
 
     def close(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=True)
-            self._pool = None
+        """Nothing to release today; kept so envs can close their simulator unconditionally."""
 
     def check_frames(self, frames: np.ndarray, what: str) -> np.ndarray:
         """uint8 (T, H, W, 3) at the model's frame size, else ValueError naming what is wrong."""
@@ -336,23 +270,20 @@ class Simulator:
         index = torch.tensor([[t.length] for t in tracks], dtype=torch.long, device=self.device)  # (B, 1)
         shape = (1, 1, self.dit.config.latent_channels, *self.latent_hw)
 
-        def forward(calls: list[tuple]) -> list[Tensor]:
-            out: list[Tensor | None] = [None] * batch
+        def denoiser(x, level, a, m, fi) -> Tensor:  # one DiT forward per distinct context length
+            pred: list[Tensor | None] = [None] * batch
             for size, members in groups.items():
-                x, level, a, m, fi = (torch.cat([calls[i][j] for i in members]) for j in range(5))
-                pred = self._dit(x, level, a, m, fi, cache=group_caches[size]).prediction
+                out = self._dit(x[members], level[members], a[members], m[members], fi[members],
+                                cache=group_caches[size]).prediction
                 for j, i in enumerate(members):
-                    out[i] = pred[j:j + 1]
-            return out
+                    pred[i] = out[j]
+            return torch.stack(pred)
 
-        def sample(i: int, denoiser) -> Tensor:
-            return self.sampler(denoiser, shape, generator=generators[i], actions=act[i:i + 1],
-                                action_mask=mask[i:i + 1], frame_index=index[i:i + 1])
-
-        if batch > 1 and (self._pool is None or self._pool._max_workers < batch):
-            self.close()
-            self._pool = ThreadPoolExecutor(max_workers=batch, thread_name_prefix="worldsim-sampler")
-        new = torch.cat(_Gather(batch, forward).run(sample, self._pool)).float()  # (B, 1, C, h, w)
+        # Each track's noise comes from its own generator, so a sub-env of a vector env gets the
+        # same frames as when it runs alone; the sampler is deterministic given its noise.
+        noise = torch.cat([torch.randn(shape, generator=g, device=g.device) for g in generators]).to(self.device)
+        new = self.sampler(denoiser, noise.shape, noise=noise, actions=act, action_mask=mask,
+                           frame_index=index).float()  # (B, 1, C, h, w)
 
         # The clean new frames: reward, termination and their keys/values for later steps.
         reward = torch.zeros(batch)
