@@ -149,3 +149,21 @@ def test_tiny_dit_sampling_is_seeded_and_the_cache_gives_the_same_samples():
     torch.testing.assert_close(a, b, atol=0, rtol=0)
     assert (a - c).abs().mean() > 0.1
     torch.testing.assert_close(cached, a, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("sampler", [sample_euler, sample_heun])
+def test_given_noise_replaces_the_generator_and_batches_split_exactly(sampler):
+    """Per-sample noise from separate generators gives each sample what it gets when sampled alone."""
+    denoiser = _gaussian_v(0.3, 0.5)
+    one = (1, *SHAPE[1:])
+    gens = [torch.Generator().manual_seed(s) for s in (1, 2)]
+    alone = [sampler(denoiser, one, steps=3, generator=torch.Generator().manual_seed(s)) for s in (1, 2)]
+    noise = torch.cat([torch.randn(one, generator=g) for g in gens])
+    together = sampler(denoiser, noise.shape, steps=3, noise=noise)
+    torch.testing.assert_close(together, torch.cat(alone), atol=0, rtol=0)
+    with pytest.raises(ValueError, match="exactly one"):
+        sampler(denoiser, one, steps=2)
+    with pytest.raises(ValueError, match="exactly one"):
+        sampler(denoiser, one, steps=2, generator=gens[0], noise=noise[:1])
+    with pytest.raises(ValueError, match="noise has shape"):
+        sampler(denoiser, one, steps=2, noise=noise)
