@@ -13,7 +13,7 @@ from worldsim.sim.config import SimConfig
 from worldsim.sim.env import WorldModelEnv
 from worldsim.sim.play import PlaySession, encode_png, make_server
 from worldsim.sim.rollout import RolloutConfig, rollout
-from worldsim.sim.video import read_mp4
+from worldsim.video import read_mp4
 
 from tiny_world_model import FRAME
 

@@ -11,7 +11,7 @@ import numpy as np
 
 from worldsim.eval.paired import Paired
 from worldsim.eval.plots import line_plot
-from worldsim.eval.video import side_by_side, write_mp4
+from worldsim.video import side_by_side, write_mp4
 
 
 def _json_safe(x: Any) -> Any:
@@ -92,9 +92,9 @@ def _videos(paired: dict[str, Paired], folder: Path, episodes: int = 2) -> list[
         sim = p.sim if p.sim is not None else p.real
         for i in range(min(episodes, len(p.real))):
             ctx = p.episodes[i].frames[:p.context]
-            strip = side_by_side([np.concatenate([ctx, p.real[i]]), np.concatenate([ctx, sim[i]])])
+            strip = side_by_side(np.concatenate([ctx, p.real[i]]), np.concatenate([ctx, sim[i]]))
             name = f"{scheme.replace(' ', '_').replace('(', '').replace(')', '')}_{i}.mp4"
-            write_mp4(folder / name, strip)
+            write_mp4(folder / name, strip, scale=4)
             names.append(str(Path("videos") / name))
     return names
 

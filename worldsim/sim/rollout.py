@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from worldsim.sim.config import SimConfig
-from worldsim.sim.video import side_by_side, write_mp4
+from worldsim.video import side_by_side, write_mp4
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""mp4 writing with PyAV (libx264): one video, or real and simulated frames side by side."""
+"""Video files with PyAV (libx264): writing frames as mp4, strips side by side, reading back."""
 
 from __future__ import annotations
 
@@ -9,8 +9,9 @@ from pathlib import Path
 import numpy as np
 
 
-def write_mp4(path: str | os.PathLike, frames: np.ndarray | Sequence[np.ndarray], fps: float = 15.0) -> Path:
-    """Write uint8 frames (T, H, W, 3) to an H.264 mp4; odd sizes are padded to even (yuv420p needs it)."""
+def write_mp4(path: str | os.PathLike, frames: np.ndarray | Sequence[np.ndarray], fps: float = 15.0,
+              scale: int = 1) -> Path:
+    """Write uint8 frames (T, H, W, 3) to an H.264 mp4, upscaled `scale` times (nearest); odd sizes padded to even."""
     import av
 
     frames = np.asarray(frames)
@@ -18,6 +19,8 @@ def write_mp4(path: str | os.PathLike, frames: np.ndarray | Sequence[np.ndarray]
         raise ValueError(f"frames must be uint8 (T, H, W, 3), got {frames.dtype} {frames.shape}")
     if frames.shape[0] == 0:
         raise ValueError("no frames to write")
+    if scale > 1:
+        frames = frames.repeat(scale, axis=1).repeat(scale, axis=2)
     h, w = frames.shape[1:3]
     frames = np.pad(frames, ((0, 0), (0, h % 2), (0, w % 2), (0, 0)))
     path = Path(path)
@@ -35,14 +38,22 @@ def write_mp4(path: str | os.PathLike, frames: np.ndarray | Sequence[np.ndarray]
     return path
 
 
-def side_by_side(left: np.ndarray, right: np.ndarray, gap: int = 2) -> np.ndarray:
-    """uint8 (T, H, W, 3) pairs -> (T, H, 2W + gap, 3), left | white gap | right; the shorter decides T."""
-    t = min(len(left), len(right))
-    left, right = np.asarray(left[:t]), np.asarray(right[:t])
-    if left.shape[1:] != right.shape[1:]:
-        raise ValueError(f"frames differ in size: {left.shape[1:]} and {right.shape[1:]}")
-    bar = np.full((t, left.shape[1], gap, 3), 255, np.uint8)
-    return np.concatenate([left, bar, right], axis=2)
+def side_by_side(*strips: np.ndarray, gap: int = 2) -> np.ndarray:
+    """uint8 (T, H, W_i, 3) strips placed left to right with white gaps -> (T, H, sum W_i + gaps, 3).
+
+    The shortest strip decides T; every strip must have the same height.
+    """
+    if not strips:
+        raise ValueError("side_by_side needs at least one strip")
+    t = min(len(s) for s in strips)
+    strips = tuple(np.asarray(s[:t]) for s in strips)
+    if any(s.shape[1] != strips[0].shape[1] for s in strips):
+        raise ValueError(f"strips differ in height: {[s.shape[1:] for s in strips]}")
+    bar = np.full((t, strips[0].shape[1], gap, 3), 255, np.uint8)
+    parts = [strips[0]]
+    for s in strips[1:]:
+        parts += [bar, s]
+    return np.concatenate(parts, axis=2)
 
 
 def read_mp4(path: str | os.PathLike) -> np.ndarray:
