@@ -46,9 +46,10 @@ def select_frames(cfg: ContextSamplingConfig, num_frames: int, generator: torch.
     """
     if not cfg.schemes or num_frames <= cfg.targets:
         return None
-    use = torch.rand((), generator=generator).item() < cfg.prob
-    which = int(torch.randint(len(cfg.schemes), (), generator=generator))
-    history = int(torch.randint(1, num_frames - cfg.targets + 1, (), generator=generator))
+    device = generator.device
+    use = torch.rand((), generator=generator, device=device).item() < cfg.prob
+    which = int(torch.randint(len(cfg.schemes), (), generator=generator, device=device))
+    history = int(torch.randint(1, num_frames - cfg.targets + 1, (), generator=generator, device=device))
     if not use:
         return None
     from worldsim.sim.context import ContextScheme

@@ -171,7 +171,7 @@ class Trainer:
         random.seed(seed)
         np.random.seed(seed)
         torch.manual_seed(seed)
-        self.noise = torch.Generator(device="cpu").manual_seed(seed)
+        self.noise = torch.Generator(device=self.device).manual_seed(seed)  # on the device: draws happen there
 
     def _first_batches(self, n: int) -> list[dict[str, Any]]:
         """The first `n` batches of windows in store order (deterministic; for latent statistics and videos)."""
