@@ -175,7 +175,8 @@ def _run_training(config_name: str, args: list[str]) -> None:
     except (CheckpointError, ExportError, NonFiniteLossError) as e:
         raise CLIError(str(e)) from None
     if result.interrupted:
-        print(f"interrupted at step {result.step}; checkpoint saved; continue with resume={result.run_dir}", file=sys.stderr)
+        if os.environ.get("RANK", "0") == "0":
+            print(f"interrupted at step {result.step}; checkpoint saved; continue with resume={result.run_dir}", file=sys.stderr)
         raise SystemExit(130)
     where = f"; export in {result.export_dir}" if result.export_dir else ""
     if os.environ.get("RANK", "0") == "0":
