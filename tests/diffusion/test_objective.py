@@ -35,6 +35,16 @@ def test_noise_levels_are_per_frame_with_a_context_prefix():
     torch.testing.assert_close(t, again, atol=0, rtol=0)
 
 
+def test_context_frames_fixes_the_split_in_every_sample():
+    config = ObjectiveConfig(context_prob=0.5)
+    t, ctx = sample_noise_levels(50, 6, torch.Generator().manual_seed(0), config, context_frames=4)
+    assert (ctx == (torch.arange(6) < 4)).all() and (t[:, :4] == 0).all()
+    _, none = sample_noise_levels(50, 6, torch.Generator().manual_seed(0), config, context_frames=0)
+    assert not none.any()
+    with pytest.raises(ValueError, match="context_frames"):
+        sample_noise_levels(2, 6, torch.Generator().manual_seed(0), config, context_frames=6)
+
+
 def test_logit_normal_concentrates_mid_noise_compared_to_uniform():
     g = torch.Generator().manual_seed(1)
     none = dict(context_prob=0.0)

@@ -110,10 +110,13 @@ def predict_noise(x_t: Tensor, v: Tensor, t: Tensor) -> Tensor:
 
 
 def sample_noise_levels(
-    batch: int, frames: int, generator: torch.Generator, config: ObjectiveConfig = ObjectiveConfig()
+    batch: int, frames: int, generator: torch.Generator, config: ObjectiveConfig = ObjectiveConfig(),
+    context_frames: int | None = None,
 ) -> tuple[Tensor, Tensor]:
     """Independent per-frame noise levels with an optional clean context prefix.
 
+    `context_frames` fixes the prefix to exactly that many frames in every sample (the split a
+    rollout presents, for samples cut by a context scheme); None draws it as `config` says.
     Returns (noise_level (B, T) float in [0, 1], is_context (B, T) bool), on the generator's device.
     """
     device = generator.device
@@ -124,6 +127,10 @@ def sample_noise_levels(
         t = torch.sigmoid(config.logit_mean + config.logit_std * z)
     has_context = torch.rand(batch, generator=generator, device=device) < config.context_prob
     prefix = torch.randint(1, max(frames, 2), (batch,), generator=generator, device=device) * has_context
+    if context_frames is not None:  # drawn above all the same, so the generator's stream does not depend on it
+        if not 0 <= context_frames < frames:
+            raise ValueError(f"context_frames must lie in [0, {frames - 1}] for {frames} frames, got {context_frames}")
+        prefix = torch.full_like(prefix, context_frames)
     is_context = torch.arange(frames, device=device)[None, :] < prefix[:, None]  # (B, T)
     context_t = torch.rand(batch, frames, generator=generator, device=device) * config.context_noise_max
     return torch.where(is_context, context_t, t), is_context
@@ -139,6 +146,7 @@ def diffusion_loss(
     config: ObjectiveConfig = ObjectiveConfig(),
     reward: Tensor | None = None,
     termination: Tensor | None = None,
+    context_frames: int | None = None,
 ) -> tuple[Tensor, dict[str, float]]:
     """v-prediction loss with per-frame noise levels, plus reward/termination terms.
 
@@ -147,11 +155,12 @@ def diffusion_loss(
     x0: (B, T, C, h, w) clean normalised latents. actions (B, T, k, D) / action_mask (B, T, k)
         bool, or None. frame_index (B, T) long or None.
     reward: (B, T) float targets, NaN where a frame has none. termination: (B, T) in {0, 1}, NaN
-        where none. All randomness comes from `generator`.
+        where none. context_frames: exactly this many leading frames are clean context in every
+        sample (see `sample_noise_levels`). All randomness comes from `generator`.
     Returns (scalar loss, logs of floats).
     """
     batch, frames = x0.shape[:2]
-    t, is_context = sample_noise_levels(batch, frames, generator, config)
+    t, is_context = sample_noise_levels(batch, frames, generator, config, context_frames)
     noise = torch.randn(x0.shape, generator=generator, device=generator.device, dtype=x0.dtype).to(x0.device)
     t, is_context = t.to(x0.device), is_context.to(x0.device)
     if actions is not None:

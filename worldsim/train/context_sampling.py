@@ -5,8 +5,8 @@ sparse, far-apart frames with their true time indices. So the DiT sees such inde
 training, a micro-batch can be cut from a long window the same way: draw a scheme and a history
 length L, keep the selected latent frames plus the `targets` frames from L on, and pass their true
 positions as ``frame_index`` (the rotary embedding then sees the real gaps). One draw per
-micro-batch keeps every sample the same length. The objective's context prefix (a per-sample
-random number of leading clean frames) then covers the rollout pattern among others.
+micro-batch keeps every sample the same length, and the objective is told that exactly the selected
+frames are clean context (`context_frames`), the split a rollout presents.
 """
 
 from __future__ import annotations

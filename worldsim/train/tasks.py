@@ -143,7 +143,7 @@ class DiTTask:
         actions, mask = self.conditioning(batch)
         reward = latent_rewards(batch["reward"], self.k).to(self.device) if self.cfg.reward_head else None
         term = latent_terminated(batch["terminated"], self.k).to(self.device) if self.cfg.termination_head else None
-        frame_index = None
+        frame_index, context_frames = None, None
         keep = select_frames(self.cfg.context, x0.shape[1], generator)  # (n,) latent frame positions or None
         if keep is not None:
             pick = keep.to(self.device)
@@ -152,7 +152,9 @@ class DiTTask:
             reward = None if reward is None else reward[:, pick]
             term = None if term is None else term[:, pick]
             frame_index = repeat(pick, "t -> b t", b=x0.shape[0])  # true positions: rotary sees the gaps
-        return diffusion_loss(module, x0, actions, mask, frame_index, generator, self.cfg.objective, reward, term)
+            context_frames = len(pick) - self.cfg.context.targets  # exactly the rollout's split
+        return diffusion_loss(module, x0, actions, mask, frame_index, generator, self.cfg.objective, reward, term,
+                              context_frames=context_frames)
 
     def tokens(self, batch: Batch) -> int:
         return batch["obs"].shape[0] * num_latent_frames(batch["obs"].shape[1], self.k) * self.tokens_per_frame
