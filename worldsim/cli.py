@@ -19,7 +19,7 @@ CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 USAGE = """usage: worldsim COMMAND [key=value ...]
 
 commands:
-  demo                         the main job on the embedded default (collect a Crafter dataset, summarise it)
+  demo                         the main job: collect Crafter, train autoencoder + DiT briefly, roll out, evaluate (minutes on a CPU)
   collect                      record a policy in a real world:  worldsim collect env=crafter episodes=N policy=random out=PATH
   import-video DIR             mp4 files (+ VPT .jsonl actions) to episodes:  worldsim import-video DIR out=PATH size=64
   info STORE                   episodes, frames, spaces, sizes and compression of an episode store  [--json]
@@ -76,6 +76,7 @@ def _config_help(config_name: str) -> str:
     from worldsim.config import register_configs
 
     register_configs()
+    _register_demo_schema()
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base=None):
         cfg = hydra_compose(config_name=config_name)
@@ -146,21 +147,26 @@ def _fmt(v: Any) -> str:
     return str(v)
 
 
-def cmd_demo(args: list[str]) -> None:
-    """Collect a small Crafter dataset with a random policy and summarise it."""
-    from worldsim.data.collect import collect
-    from worldsim.data.info import describe, format_info
-    from worldsim.data.store import EpisodeStore
+def _register_demo_schema() -> None:
+    from hydra.core.config_store import ConfigStore
 
-    out = Path("runs") / "demo" / time.strftime("%Y%m%d-%H%M%S")
-    store = out / "crafter.zarr"
-    cfg = compose("collect", [f"out={store}", "episodes=8", "env=crafter", *args])
-    print(f"[demo] collecting {cfg.episodes} {cfg.env.name} episodes with a {cfg.policy} policy into {cfg.out}")
-    result = collect(cfg)
-    print(f"[demo] {result.frames} frames in {result.seconds:.1f} s\n")
-    with EpisodeStore.open(cfg.out) as store:
-        print(format_info(describe(store)))
-    print(f"\n[demo] everything is under {out.resolve()}")
+    from worldsim.demo import DemoConfig
+
+    ConfigStore.instance().store(name="demo_schema", node=DemoConfig)
+
+
+def cmd_demo(args: list[str]) -> None:
+    """worldsim demo [episodes=N vae_steps=N steps=N ...]: collect, train-vae, train, rollout, eval on Crafter, in minutes."""
+    from worldsim.demo import format_result, run_demo
+    from worldsim.train.export import ExportError
+
+    _register_demo_schema()
+    cfg = compose("demo", args)
+    try:
+        result = run_demo(cfg)
+    except ExportError as e:
+        raise CLIError(str(e)) from None
+    print(format_result(result))
 
 
 def _run_training(config_name: str, args: list[str]) -> None:
@@ -227,7 +233,7 @@ def cmd_play(args: list[str]) -> None:
 
 
 COMMANDS: dict[str, tuple[Callable[[list[str]], None], str | None]] = {
-    "demo": (cmd_demo, "collect"),
+    "demo": (cmd_demo, "demo"),
     "collect": (cmd_collect, "collect"),
     "import-video": (cmd_import_video, "import_video"),
     "info": (cmd_info, None),
