@@ -1,0 +1,102 @@
+"""The shipped pretrained simulators: registered on `import worldsim`, load offline, step, pass check_env,
+and their exports are consistent (config vs weights, sizes, cards, package data)."""
+
+import json
+import socket
+import tomllib
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from gymnasium.utils.env_checker import check_env
+
+import worldsim  # noqa: F401  (registers the envs)
+from worldsim.pretrained import PRETRAINED, ROOT, PretrainedError, pretrained_path
+from worldsim.spaces import space_from_json
+from worldsim.train.export import load_export, read_export_config
+
+MAX_BYTES = 30 * 2**20
+NAMES = list(PRETRAINED)
+
+
+@pytest.fixture
+def offline(monkeypatch):
+    """Any attempt to open a network connection fails the test."""
+    def refuse(*args, **kwargs):
+        raise AssertionError("the pretrained env tried to use the network")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+
+
+def test_import_registers_every_env():
+    for env_id in ("worldsim/Crafter-v0", "worldsim/Probes-v0", "worldsim/WorldModel-v0",
+                   "worldsim-real/Crafter-v0", "worldsim-real/Probe-v0"):
+        assert env_id in gym.registry, env_id
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_make_step_and_check_env_offline(name, offline):
+    p = PRETRAINED[name]
+    env = gym.make(p.env_id, sampling_steps=2)
+    obs, info = env.reset(seed=3)
+    assert obs.shape == (64, 64, 3) and obs.dtype == np.uint8 and info["source"] == "real_env"
+    obs2, reward, terminated, truncated, info = env.step(env.action_space.sample())
+    assert env.observation_space.contains(obs2) and np.isfinite(reward)
+    assert info["frames"].shape[1:] == (64, 64, 3)
+    assert obs2.std() > 1.0, "the simulator produced a flat frame"
+    env.close()
+    raw = gym.make(p.env_id, sampling_steps=1).unwrapped
+    check_env(raw, skip_render_check=True)  # spaces, seeding and determinism
+    raw.close()
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_shipped_export_config_matches_weights(name):
+    folder = pretrained_path(name)
+    meta = read_export_config(folder)
+    assert meta["kind"] == "dit"
+    models, meta = load_export(folder)  # strict: sha256, byte counts and every tensor's name must fit the config
+    ae, dit = models["autoencoder"], models["dit"]
+    assert dit.config.latent_channels == ae.cfg.latent_channels
+    assert dit.config.action_substeps == meta["compression"]["temporal"]
+    assert bool(ae.latent_stats_fitted)
+    # the action space is the real world's, so agents move between real and simulated unchanged
+    real = gym.make(f"worldsim-real/{'Crafter' if PRETRAINED[name].real_env == 'crafter' else 'Probe'}-v0")
+    assert space_from_json(meta["action_space"]) == real.action_space
+    real.close()
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_model_card_has_data_training_hardware_and_eval(name):
+    folder = pretrained_path(name)
+    card = (folder / "MODEL_CARD.md").read_text()
+    for section in ("## Data", "## Training", "## Evaluation", "episodes", "CPU", "wall time", "PSNR"):
+        assert section in card, section
+    results = json.loads((folder / "eval_results.json").read_text())
+    psnr = results["real_vs_sim"]["long-range"]["psnr"][0]["mean"]
+    assert f"{psnr:.2f}" in card  # the card quotes the evaluation it ships with
+
+
+def test_total_size_under_30_mb():
+    total = sum(f.stat().st_size for f in ROOT.rglob("*") if f.is_file())
+    assert total < MAX_BYTES, f"shipped pretrained files take {total / 2**20:.1f} MB"
+
+
+def test_package_data_includes_weights_and_cards():
+    pyproject = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())
+    patterns = pyproject["tool"]["setuptools"]["package-data"]["*"]
+    assert {"*.safetensors", "*.md", "*.json"} <= set(patterns)
+    shipped = pyproject["tool"]["setuptools"]["package-data"]["worldsim.pretrained"]  # the model folders
+    assert {"*/*.safetensors", "*/*.md", "*/*.json"} <= set(shipped)
+
+
+def test_unknown_or_missing_model_is_a_clear_error(tmp_path, monkeypatch):
+    with pytest.raises(PretrainedError, match="unknown pretrained model"):
+        pretrained_path("minecraft")
+    import worldsim.pretrained as pretrained
+
+    monkeypatch.setattr(pretrained, "ROOT", tmp_path)
+    with pytest.raises(PretrainedError, match="missing from this installation"):
+        pretrained_path("crafter")
