@@ -1,0 +1,152 @@
+"""The actor-critic: lambda-returns, learning a small pixel task, training in imagination, saved weights."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+from gymnasium import spaces
+from tiny_world_model import make_export
+
+from agents import make_policy
+from agents.actor_critic import ActorCritic, ActorCriticAgent, ActorCriticNetConfig, load_actor_critic, \
+    save_actor_critic
+from agents.random import RandomAgent
+from agents.train_ac import ActorCriticConfig, HoldAction, lambda_returns, real_vector_env, train_actor_critic
+from envs import make_real_env
+from worldsim.eval.episodes import roll_real
+from worldsim.sim.vector_env import WorldModelVectorEnv
+
+
+class Corridor(gym.Env):
+    """A pixel task that needs vision: walk to the end of a corridor marked green (+1), not the red one (-1).
+
+    16x16 frames; 8 cells of 2 pixels; the walker (white) starts in the middle; which end is the
+    goal is drawn per episode. Actions: 0 stay, 1 left, 2 right. Truncated after 12 steps.
+    """
+
+    def __init__(self):
+        self.observation_space = spaces.Box(0, 255, (16, 16, 3), np.uint8)
+        self.action_space = spaces.Discrete(3)
+
+    def _obs(self):
+        frame = np.zeros((16, 16, 3), np.uint8)
+        goal, trap = (0, 7) if self.goal_left else (7, 0)
+        frame[4:12, 2 * goal:2 * goal + 2, 1] = 255
+        frame[4:12, 2 * trap:2 * trap + 2, 0] = 255
+        frame[6:10, 2 * self.pos:2 * self.pos + 2] = 255
+        return frame
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.goal_left, self.pos, self.t = bool(self.np_random.integers(2)), int(self.np_random.integers(3, 5)), 0
+        return self._obs(), {}
+
+    def step(self, action):
+        self.pos = int(np.clip(self.pos + (0, -1, 1)[int(action)], 0, 7))
+        self.t += 1
+        at_end = self.pos in (0, 7)
+        reward = float(at_end) * (1.0 if (self.pos == 0) == self.goal_left else -1.0)
+        return self._obs(), reward, at_end, self.t >= 12 and not at_end, {}
+
+
+def mean_return(agent, episodes: int = 48) -> float:
+    env = Corridor()
+    return float(np.mean([roll_real(env, agent, 12, seed=1000 + s).reward.sum() for s in range(episodes)]))
+
+
+def test_lambda_returns_on_known_inputs():
+    r = torch.tensor([[1.0], [2.0], [3.0]])  # (T=3, N=1)
+    v = torch.tensor([[10.0], [20.0], [30.0], [40.0]])
+    no = torch.zeros(3, 1, dtype=torch.bool)
+    g, lam = 0.5, 0.5
+    g2 = 3 + g * 40
+    g1 = 2 + g * ((1 - lam) * 30 + lam * g2)
+    g0 = 1 + g * ((1 - lam) * 20 + lam * g1)
+    assert torch.allclose(lambda_returns(r, no, no, v, g, lam), torch.tensor([[g0], [g1], [g2]]))
+    # lam = 1 and no bootstrap is the discounted reward-to-go; lam = 0 is one-step TD.
+    assert torch.allclose(lambda_returns(r, no, no, torch.zeros(4, 1), 0.5, 1.0), torch.tensor([[2.75], [3.5], [3.0]]))
+    assert torch.allclose(lambda_returns(r, no, no, v, 0.5, 0.0), r + 0.5 * v[1:])
+    # Terminated at step 1: no value after it; truncated at step 1: bootstrap from V(last frame) only.
+    term = torch.tensor([[False], [True], [False]])
+    out = lambda_returns(r, term, no, v, g, lam)
+    assert out[1, 0] == 2.0 and torch.isclose(out[0, 0], torch.tensor(1 + g * ((1 - lam) * 20 + lam * 2.0)))
+    out = lambda_returns(r, no, term, v, g, lam)
+    assert out[1, 0] == 2 + g * 30
+    with pytest.raises(ValueError, match="values must be"):
+        lambda_returns(r, no, no, v[:3], g, lam)
+
+
+def test_learns_a_pixel_task_and_beats_random():
+    envs = gym.vector.SyncVectorEnv([Corridor for _ in range(8)])
+    cfg = ActorCriticConfig(steps=8 * 12 * 80, horizon=12, lr=2e-3, entropy_coef=0.01, gamma=0.9, channels=(8, 16),
+                            hidden=64)
+    result = train_actor_critic(envs, cfg)
+    assert result.steps == 8 * 12 * 80 and len(result.history) == 80
+    assert np.mean([h["value_loss"] for h in result.history[-10:]]) < np.mean([h["value_loss"] for h in result.history[:10]])
+    random_return = mean_return(RandomAgent(spaces.Discrete(3), 1, seed=0))
+    trained = mean_return(ActorCriticAgent(result.net, spaces.Discrete(3), 1, seed=0))
+    assert random_return < 0.3 and trained > 0.7, (random_return, trained)
+
+
+def test_trains_in_imagination_then_acts_in_the_real_world(tmp_path):
+    export = make_export(tmp_path / "export")  # 16x16, Discrete(5) like the probe world's pusher, k = 2
+    envs = WorldModelVectorEnv(2, export, real_env="probe", context_frames=1, sampling_steps=1, max_episode_steps=3)
+    cfg = ActorCriticConfig(steps=2 * 4 * 2, horizon=4, channels=(8,), hidden=16)
+    torch.manual_seed(0)
+    before = [p.detach().clone() for p in ActorCritic(ActorCriticNetConfig(5, (8,), hidden=16)).parameters()]
+    result = train_actor_critic(envs, cfg)
+    envs.close()
+    assert len(result.history) == 2 and all(np.isfinite(list(h.values())).all() for h in result.history)
+    assert len(result.episode_returns) == 4  # truncated at steps 3 and 7 (step 4 only resets), in both sub-envs
+    assert any(not torch.equal(a, b) for a, b in zip(before, result.net.parameters()))
+    path = tmp_path / "agent.safetensors"
+    save_actor_critic(path, result.net, {"trained_in": "imagination"})
+    real = HoldAction(make_real_env("probe", size=16), hold=envs.sim.k)
+    agent = make_policy("actor_critic", real.action_space, 1, seed=3, weights=path)
+    episode = roll_real(real, agent, 5, seed=0)
+    assert len(episode.actions) == 5 and all(0 <= a < 5 for a in episode.actions)
+
+
+def test_weights_round_trip_and_bad_files(tmp_path):
+    torch.manual_seed(1)
+    net = ActorCritic(ActorCriticNetConfig(17, (8, 16), hidden=32))
+    with torch.no_grad():
+        net.policy.weight.normal_()  # a policy far from uniform, so a wrong load shows
+    path = tmp_path / "ac.safetensors"
+    save_actor_critic(path, net, {"steps": 5})
+    loaded, extra = load_actor_critic(path)
+    obs = torch.randint(0, 256, (4, 64, 64, 3), dtype=torch.uint8)
+    assert extra == {"steps": 5} and torch.equal(net(obs)[0], loaded(obs)[0]) and torch.equal(net(obs)[1], loaded(obs)[1])
+    a = ActorCriticAgent(net, spaces.Discrete(17), 4, seed=0).act(obs.numpy())
+    b = make_policy("actor_critic", spaces.Discrete(17), 4, seed=0, weights=path).act(obs.numpy())
+    assert a.dtype == np.int64 and a.shape == (4,) and np.array_equal(a, b)
+    with pytest.raises(ValueError, match="has 17 actions"):
+        ActorCriticAgent(net, spaces.Discrete(5), 1)
+    with pytest.raises(ValueError, match="Discrete"):
+        ActorCriticAgent(net, spaces.Box(0, 1, (2,)), 1)
+    with pytest.raises(ValueError, match="needs its saved weights"):
+        make_policy("actor_critic", spaces.Discrete(17), 1)
+    with pytest.raises(FileNotFoundError):
+        load_actor_critic(tmp_path / "missing.safetensors")
+    (tmp_path / "junk.safetensors").write_bytes(b"not a safetensors file")
+    with pytest.raises(ValueError, match="not a readable safetensors"):
+        load_actor_critic(tmp_path / "junk.safetensors")
+    from safetensors.torch import save_file
+    save_file({"w": torch.zeros(1)}, str(tmp_path / "other.safetensors"))
+    with pytest.raises(ValueError, match="does not hold actor-critic weights"):
+        load_actor_critic(tmp_path / "other.safetensors")
+
+
+def test_real_vector_env_holds_actions():
+    envs = real_vector_env("probe", 2, hold=3, size=16, max_episode_steps=7)
+    obs, _ = envs.reset(seed=0)
+    steps = 0
+    while True:
+        obs, _, term, trunc, _ = envs.step(np.zeros(2, np.int64))
+        steps += 1
+        if trunc.all():
+            break
+    assert steps == 3  # 7 frames: two whole holds of 3, then a cut one
+    envs.close()
