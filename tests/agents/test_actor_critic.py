@@ -150,3 +150,27 @@ def test_real_vector_env_holds_actions():
             break
     assert steps == 3  # 7 frames: two whole holds of 3, then a cut one
     envs.close()
+
+
+def test_imagination_vs_real_script_runs_end_to_end(tmp_path):
+    """The comparison script on the tiny export and the probe world, with a tiny budget."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    export = make_export(tmp_path / "export")
+    script = Path(__file__).resolve().parents[2] / "scripts" / "imagination_vs_real.py"
+    out = tmp_path / "out"
+    done = subprocess.run([sys.executable, str(script), "--checkpoint", str(export), "--world", "probe", "--steps", "16",
+                           "--num-envs", "2", "--horizon", "4", "--eval-seeds", "2", "--eval-frames", "6",
+                           "--threads", "1", "--out", str(out)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    report = json.loads((out / "results.json").read_text())
+    assert set(report["agents"]) == {"random", "imagination", "real"} and report["k"] == 2
+    for row in report["agents"].values():
+        assert len(row["returns"]) == 2 and row["real_return"]["ci95"][0] <= row["real_return"]["mean"]
+    assert report["agents"]["imagination"]["training"]["steps"] == 16
+    agent = make_policy("actor_critic", spaces.Discrete(5), 1, weights=out / "imagination.safetensors")
+    assert agent.act(np.zeros((1, 16, 16, 3), np.uint8)).shape == (1,)
+    assert "AC in imagination" in done.stdout

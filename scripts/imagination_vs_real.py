@@ -1,0 +1,176 @@
+"""Train the actor-critic in imagination (the learned simulator) and in the real world, compare in the real world.
+
+    .venv/bin/python scripts/imagination_vs_real.py --checkpoint worldsim/pretrained/crafter --steps 4096
+
+1. `--steps` agent steps inside the simulator (`WorldModelVectorEnv`: learned reward and termination;
+   every imagined episode starts from real context frames and lasts `--imagination-horizon` steps, as in
+   DIAMOND), then the same number of steps in the real world with each action held for the model's k
+   frames (one simulator step = k real frames), so both agents make the same number of decisions.
+2. Both agents and a random agent (also holding actions k frames) play `--eval-seeds` real episodes
+   (at most `--eval-frames` frames each); the table shows the mean real return with a 95% interval
+   (Student t over seeds), and JSON goes to `--out` with the training curves and the weights' paths.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import platform
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from agents.actor_critic import ActorCriticAgent, save_actor_critic
+from agents.random import RandomAgent
+from agents.train_ac import ActorCriticConfig, TrainResult, real_vector_env, train_actor_critic
+from envs import REAL_ENVS, make_real_env
+from worldsim.eval.episodes import roll_real
+from worldsim.sim.vector_env import WorldModelVectorEnv
+from worldsim.train.export import read_export_config
+
+# Two-sided 95% Student t quantiles by degrees of freedom (no scipy); beyond 30 the normal 1.96.
+T95 = {1: 12.71, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262, 10: 2.228,
+       11: 2.201, 12: 2.179, 13: 2.160, 14: 2.145, 15: 2.131, 16: 2.120, 17: 2.110, 18: 2.101, 19: 2.093,
+       20: 2.086, 25: 2.060, 30: 2.042}
+
+
+def mean_ci95(x: list[float]) -> dict[str, Any]:
+    """Mean and a Student-t 95% interval of per-seed values."""
+    a = np.asarray(x, np.float64)
+    m = float(a.mean())
+    if len(a) < 2:
+        return {"mean": m, "ci95": [m, m], "n": len(a)}
+    df = len(a) - 1
+    t = T95.get(df) or (T95[max(k for k in T95 if k <= df)] if df <= 30 else 1.96)
+    half = t * float(a.std(ddof=1)) / math.sqrt(len(a))
+    return {"mean": m, "ci95": [m - half, m + half], "n": len(a)}
+
+
+def real_returns(world: str, agent, seeds: list[int], frames: int, hold: int, size: tuple[int, int]) -> list[float]:
+    """The real return of one episode per seed (at most `frames` frames, each action held `hold` frames)."""
+    env = make_real_env(world, size=size)
+    out = [float(roll_real(env, agent, frames, seed=s, hold=hold).reward.sum()) for s in seeds]
+    env.close()
+    return out
+
+
+def world_of(meta: dict[str, Any], checkpoint: Path) -> str | None:
+    """The real world a simulator imitates: the pretrained registry's, else its training store's env."""
+    from worldsim.pretrained import PRETRAINED
+
+    for p in PRETRAINED.values():
+        if p.path.resolve() == checkpoint.resolve():
+            return p.real_env
+    store = (meta.get("train") or {}).get("data")
+    if store and Path(store).exists():
+        from worldsim.data.store import EpisodeStore
+
+        with EpisodeStore.open(store) as s:
+            return next((n for n, gid in REAL_ENVS.items() if gid == s.env_id), None)
+    return None
+
+
+def summarise(result: TrainResult) -> dict[str, Any]:
+    tail = result.history[-max(1, len(result.history) // 5):]
+    return {"steps": result.steps, "seconds": result.seconds, "episodes": len(result.episode_returns),
+            "mean_episode_return_last_20": float(np.mean(result.episode_returns[-20:])) if result.episode_returns else None,
+            "reward_per_step_last_fifth": float(np.mean([h["reward_per_step"] for h in tail])),
+            "history": result.history}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--checkpoint", default="worldsim/pretrained/crafter", help="simulator export folder")
+    p.add_argument("--world", default=None, help="real world name (default: the one the export imitates)")
+    p.add_argument("--dataset", default=None, help="store for imagined episodes' context (default: the export's "
+                   "training store if present, else frames from the live real world)")
+    p.add_argument("--steps", type=int, default=4096, help="agent steps of training, in each world")
+    p.add_argument("--num-envs", type=int, default=8)
+    p.add_argument("--horizon", type=int, default=16, help="steps per sub-env between updates")
+    p.add_argument("--imagination-horizon", type=int, default=15, help="steps of each imagined episode")
+    p.add_argument("--sampling-steps", type=int, default=2, help="denoising steps per simulator step")
+    p.add_argument("--context-frames", type=int, default=2, help="latent frames of context at each imagined reset")
+    p.add_argument("--lr", type=float, default=3e-4)
+    p.add_argument("--entropy-coef", type=float, default=0.001)
+    p.add_argument("--eval-seeds", type=int, default=10)
+    p.add_argument("--eval-frames", type=int, default=500, help="real frames per evaluation episode at most")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--out", default="runs/imagination_vs_real", help="folder for JSON and weights")
+    args = p.parse_args()
+
+    torch.set_num_threads(args.threads)
+    checkpoint = Path(args.checkpoint)
+    meta = read_export_config(checkpoint)
+    world = args.world or world_of(meta, checkpoint)
+    if world is None:
+        raise SystemExit(f"cannot tell which real world {checkpoint} imitates; pass --world")
+    dataset = args.dataset
+    if dataset is None:
+        store = (meta.get("train") or {}).get("data")
+        dataset = store if store and Path(store).exists() else None
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    cfg = ActorCriticConfig(steps=args.steps, horizon=args.horizon, lr=args.lr, entropy_coef=args.entropy_coef,
+                            seed=args.seed)
+
+    def log(name: str):
+        every = max(1, -(-args.steps // (args.horizon * args.num_envs)) // 10)
+
+        def f(row: dict[str, float]) -> None:
+            if row["update"] % every == 0:
+                print(f"  [{name}] step {row['step']:>7}  loss {row['loss']:+.3f}  value {row['value_loss']:.3f}  "
+                      f"entropy {row['entropy']:.2f}  reward/step {row['reward_per_step']:+.4f}", flush=True)
+        return f
+
+    sim = WorldModelVectorEnv(args.num_envs, checkpoint, dataset=dataset, real_env=None if dataset else world,
+                              sampling_steps=args.sampling_steps, context_frames=args.context_frames,
+                              max_episode_steps=args.imagination_horizon)
+    k, size = sim.sim.k, sim.sim.frame_size
+    print(f"imagination: {checkpoint} (k={k}, {size[0]}x{size[1]}), context from "
+          f"{dataset or 'the live ' + world + ' world'}; {args.steps} steps", flush=True)
+    imagined = train_actor_critic(sim, cfg, log=log("imagination"))
+    sim.close()
+    save_actor_critic(out / "imagination.safetensors", imagined.net, {"trained_in": "imagination", "steps": imagined.steps,
+                                                                     "checkpoint": str(checkpoint)})
+
+    print(f"real: {world}, actions held {k} frames; {args.steps} steps", flush=True)
+    real_envs = real_vector_env(world, args.num_envs, hold=k, size=size)
+    real = train_actor_critic(real_envs, cfg, log=log("real"))
+    real_envs.close()
+    save_actor_critic(out / "real.safetensors", real.net, {"trained_in": world, "steps": real.steps})
+
+    seeds = [10_000 + args.seed * 1000 + i for i in range(args.eval_seeds)]
+    space = make_real_env(world, size=size).action_space
+    agents = {"random": (RandomAgent(space, 1, seed=args.seed), None),
+              "imagination": (ActorCriticAgent(imagined.net, space, 1, seed=args.seed), imagined),
+              "real": (ActorCriticAgent(real.net, space, 1, seed=args.seed), real)}
+    rows: dict[str, Any] = {}
+    for name, (agent, trained) in agents.items():
+        t0 = time.perf_counter()
+        returns = real_returns(world, agent, seeds, args.eval_frames, k, size)
+        rows[name] = {"real_return": mean_ci95(returns), "returns": returns, "eval_seconds": time.perf_counter() - t0,
+                      "training": None if trained is None else summarise(trained)}
+
+    print(f"\n{world} real-world return over {len(seeds)} seeds (<= {args.eval_frames} frames, actions held {k} frames)")
+    print(f"{'agent':<22} {'train steps':>11} {'train s':>8} {'mean return':>11}   95% interval")
+    labels = {"random": "random", "imagination": "AC in imagination", "real": "AC in real world"}
+    for name, row in rows.items():
+        r, t = row["real_return"], row["training"]
+        print(f"{labels[name]:<22} {t['steps'] if t else 0:>11} {t['seconds'] if t else 0:>8.0f} {r['mean']:>11.2f}   "
+              f"[{r['ci95'][0]:.2f}, {r['ci95'][1]:.2f}]")
+    report = {"checkpoint": str(checkpoint), "world": world, "dataset": dataset, "k": k, "frame_size": list(size),
+              "args": vars(args), "config": {**cfg.__dict__, "channels": list(cfg.channels)}, "eval_seeds": seeds,
+              "machine": {"platform": platform.platform(), "cpus": torch.get_num_threads(),
+                          "cuda": torch.cuda.is_available()},
+              "agents": rows}
+    (out / "results.json").write_text(json.dumps(report, indent=1))
+    print(f"\nwrote {out / 'results.json'}")
+
+
+if __name__ == "__main__":
+    main()
