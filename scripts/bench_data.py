@@ -96,46 +96,42 @@ def bench_sampler(store: Path, window: int, seconds: float, workers: int) -> dic
 
 
 def training_consumption(window: int) -> list[dict]:
-    """Frames/s consumed by one forward+backward of the small presets (what a training step eats)."""
-    rows = []
-    frames = torch.rand(4, 1 + (window // 4) * 4, 3, 64, 64) * 2 - 1  # T = 1 + m k for the autoencoder
-    try:
-        from worldsim.models.ae_presets import make_autoencoder
-        from worldsim.models.autoencoder import autoencoder_loss
+    """Frames/s consumed by one optimiser step (forward+backward, batch 4) of the small presets on 64x64 frames."""
+    from worldsim.models.ae_presets import autoencoder_config
+    from worldsim.models.autoencoder import VideoAutoencoder, autoencoder_loss
+    from worldsim.models.presets import build_dit
 
-        ae = make_autoencoder("small")
-        opt = torch.optim.AdamW(ae.parameters(), 1e-4)
-        x = frames[:, : 1 + ((frames.shape[1] - 1) // ae.config.temporal_factor) * ae.config.temporal_factor]
-        autoencoder_loss(ae, x)[0].backward()  # warm-up
+    def rate(step, frames_per_step: int) -> float:
+        step()  # warm-up
         start, n = time.perf_counter(), 0
         while time.perf_counter() - start < 5:
-            opt.zero_grad()
-            autoencoder_loss(ae, x)[0].backward()
-            opt.step()
-            n += x.shape[0] * x.shape[1]
-        rows.append({"model": "autoencoder small", "frames_per_s": n / (time.perf_counter() - start)})
-    except ImportError as e:
-        rows.append({"model": "autoencoder small", "error": str(e)})
-    try:
-        from worldsim.models.presets import make_dit
+            step()
+            n += frames_per_step
+        return n / (time.perf_counter() - start)
 
-        dit = make_dit("small")
-        opt = torch.optim.AdamW(dit.parameters(), 1e-4)
-        c, s = dit.config.latent_channels, 8  # 64x64 frames at spatial factor 8
-        t = window // 4 + 1  # latent frames of a 16-frame window at k = 4
-        x = torch.randn(4, t, c, s, s)
-        kw = dict(noise_level=torch.rand(4, t), frame_index=torch.arange(t).expand(4, t))
-        dit(x, **kw).prediction.square().mean().backward()
-        start, n = time.perf_counter(), 0
-        while time.perf_counter() - start < 5:
-            opt.zero_grad()
-            dit(x, **kw).prediction.square().mean().backward()
-            opt.step()
-            n += 4 * window
-        rows.append({"model": "DiT small (latents of 16 frames)", "frames_per_s": n / (time.perf_counter() - start)})
-    except (ImportError, TypeError, AttributeError) as e:
-        rows.append({"model": "DiT small", "error": f"{type(e).__name__}: {e}"})
-    return rows
+    cfg = autoencoder_config("small")
+    k, s = cfg.temporal_factor, cfg.spatial_factor
+    ae = VideoAutoencoder(cfg)
+    opt = torch.optim.AdamW(ae.parameters(), 1e-4)
+    frames = torch.rand(4, 1 + ((window - 1) // k) * k, 3, 64, 64) * 2 - 1  # T = 1 + m k frames
+
+    def ae_step():
+        opt.zero_grad()
+        autoencoder_loss(ae, frames)[0].backward()
+        opt.step()
+
+    dit = build_dit("small", latent_channels=cfg.latent_channels)
+    dit_opt = torch.optim.AdamW(dit.parameters(), 1e-4)
+    t = 1 + (window - 1) // k  # latent frames of a window
+    x = torch.randn(4, t, cfg.latent_channels, 64 // s, 64 // s)
+
+    def dit_step():
+        dit_opt.zero_grad()
+        dit(x, torch.rand(4, t)).prediction.square().mean().backward()
+        dit_opt.step()
+
+    return [{"model": f"autoencoder small ({frames.shape[1]} frames)", "frames_per_s": rate(ae_step, frames.numel() // (3 * 64 * 64))},
+            {"model": f"DiT small (latents of {window} frames)", "frames_per_s": rate(dit_step, 4 * window)}]
 
 
 def machine() -> str:

@@ -5,10 +5,16 @@ episode is reset by us with its own seed: episode j of a store is always the wor
 Finished episodes are written in episode order (an episode that ends early waits in memory for
 the ones before it), so a killed collector that is run again resumes with the next new world
 instead of repeating one, and the same seed gives the same store.
+
+Writing (compression and file I/O) runs in a background thread while the worlds keep stepping;
+its queue holds one episode, so a killed collector loses only the episodes still running and at
+most one finished episode waiting for its write. Everything committed before stays intact.
 """
 
 from __future__ import annotations
 
+import queue
+import threading
 import time
 from dataclasses import dataclass, field
 from functools import partial
@@ -67,6 +73,38 @@ class _Episode:
             truncated=np.asarray(self.truncated[1:], dtype=bool),
             state={k: np.stack(v) for k, v in self.state.items()} or None,
         )
+
+
+class _Writer:
+    """Appends episodes to a store from a background thread, one queued episode at a time."""
+
+    def __init__(self, store: EpisodeStore) -> None:
+        self.store = store
+        self.queue: queue.Queue[dict | None] = queue.Queue(maxsize=1)
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, name="worldsim-collect-writer", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while (episode := self.queue.get()) is not None:
+            if self.error is None:  # after a failure, drain without writing so put() never blocks
+                try:
+                    self.store.append_episode(**episode)
+                except BaseException as e:
+                    self.error = e
+
+    def put(self, episode: dict) -> None:
+        """Queue one episode (waits while the previous one is still queued); re-raises a write failure."""
+        if self.error is not None:
+            raise self.error
+        self.queue.put(episode)
+
+    def close(self) -> None:
+        """Write what is queued, stop the thread, and re-raise a write failure."""
+        self.queue.put(None)
+        self.thread.join()
+        if self.error is not None:
+            raise self.error
 
 
 def env_kwargs(cfg: CollectConfig) -> dict[str, Any]:
@@ -154,6 +192,7 @@ def collect(cfg: CollectConfig) -> CollectResult:
     start = time.perf_counter()
     bar = tqdm(total=cfg.episodes, unit="ep", desc=f"collect {cfg.env.name}", disable=not cfg.progress)
     no_action = np.zeros_like(pack_action(space, space.sample()))
+    writer = _Writer(store)
     try:
         seeds = [cfg.seed + int(j) for j in episode_of]
         obs, info = vec.reset(seed=seeds)
@@ -175,7 +214,7 @@ def collect(cfg: CollectConfig) -> CollectResult:
                     running[i] = _Episode()
             while to_write in finished:  # write in episode order
                 episode = finished.pop(to_write).arrays()
-                store.append_episode(**episode)
+                writer.put(episode)
                 frames += len(episode["obs"])
                 to_write += 1
                 bar.update(1)
@@ -191,9 +230,12 @@ def collect(cfg: CollectConfig) -> CollectResult:
                 for i in np.flatnonzero(done):
                     running[i].add(obs[i], no_action, 0.0, False, False, _row(info.get("state"), i))
     finally:
-        bar.close()
-        vec.close()
-        store.close()
+        try:
+            writer.close()
+        finally:
+            bar.close()
+            vec.close()
+            store.close()
     return CollectResult(
         path=str(cfg.out),
         episodes=to_write - first,

@@ -230,7 +230,9 @@ class EpisodeStore:
             raise
 
     def close(self) -> None:
-        """Release the writer lock (mode "a"); appending fails after this, reading still works."""
+        """Trim spare capacity and release the writer lock (mode "a"); reading still works after."""
+        if self.mode == "a":
+            self._trim()
         if self._lock_fd is not None:
             os.close(self._lock_fd)
             self._lock_fd = None
@@ -242,14 +244,18 @@ class EpisodeStore:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _recover(self) -> None:
-        """Trim every array back to the committed episodes and remove stray zarr temporaries."""
+    def _trim(self) -> None:
+        """Resize every array to the committed rows (dropping spare capacity or a killed writer's tail)."""
         n = self.num_frames
         for arr in self._arrays.values():
             if arr.shape[0] > n:
                 arr.resize((n, *arr.shape[1:]))
         if self._ends_array.shape[0] > self.num_episodes:
             self._ends_array.resize((self.num_episodes,))
+
+    def _recover(self) -> None:
+        """Trim every array back to the committed episodes and remove stray zarr temporaries."""
+        self._trim()
         for tmp in self.path.rglob("*.partial"):
             tmp.unlink(missing_ok=True)
 
@@ -275,11 +281,15 @@ class EpisodeStore:
             raise StoreError(f"{self.path} is open read-only (mode {self.mode!r}); open it with mode 'a' to append")
         rows = episode_rows(self.layout, obs, action, reward, terminated, truncated, state)
         start, stop = self.num_frames, self.num_frames + rows["obs"].shape[0]
-        for key, arr in self._arrays.items():  # 1. data (invisible until committed)
-            arr.resize((stop, *arr.shape[1:]))
-            arr[start:stop] = rows[key]
+        for arr in self._arrays.values():  # capacity grows geometrically: few metadata rewrites
+            _ensure_rows(arr, stop)
+
+        async def write() -> None:  # 1. data (invisible until committed), every array concurrently
+            await asyncio.gather(*(a._async_array.setitem(slice(start, stop), rows[k]) for k, a in self._arrays.items()))
+
+        zarr_sync(write())
         e = self.num_episodes
-        self._ends_array.resize((e + 1,))  # 2. the episode's end row
+        _ensure_rows(self._ends_array, e + 1)  # 2. the episode's end row
         self._ends_array[e] = stop
         self._group.update_attributes({"committed_episodes": e + 1})  # 3. commit: one atomic file
         self._attrs["committed_episodes"] = e + 1
@@ -303,7 +313,8 @@ class EpisodeStore:
 
     @property
     def uncommitted_rows(self) -> int:
-        """Rows on disk past the last committed episode (left by a killed writer; trimmed by mode "a")."""
+        """Rows allocated past the last committed episode: a killed writer's tail (trimmed by mode "a"),
+        or, while a writer has the store open, its spare capacity (trimmed by `close`)."""
         return max(int(arr.shape[0]) for arr in self._arrays.values()) - self.num_frames
 
     @property
@@ -392,6 +403,19 @@ class EpisodeStore:
             f"EpisodeStore({str(self.path)!r}, mode={self.mode!r}, env_id={self.env_id!r}, "
             f"episodes={self.num_episodes}, frames={self.num_frames})"
         )
+
+
+def _ensure_rows(arr: Any, rows: int) -> None:
+    """Grow `arr` along axis 0 to hold at least `rows` rows, by at least half its size in whole chunks.
+
+    Each resize rewrites the array's metadata file; growing geometrically makes that rare, and rows
+    past the committed episodes are never read (`close` trims them).
+    """
+    if arr.shape[0] >= rows:
+        return
+    chunk = arr.chunks[0]
+    target = max(rows, int(arr.shape[0] * 1.5))
+    arr.resize((-(-target // chunk) * chunk, *arr.shape[1:]))
 
 
 def _blosc(shuffle: str) -> Any:
