@@ -250,3 +250,22 @@ def test_data_past_the_commit_point_is_ignored_then_trimmed(tmp_path: Path) -> N
     np.testing.assert_array_equal(store.episode_ends, [6, 14])
     assert_rows(store.episode(0), eps[0])
     assert_rows(store.episode(1), replacement)
+
+
+def test_capacity_grows_ahead_while_writing_and_close_trims_it(tmp_path: Path) -> None:
+    """Arrays are allocated geometrically (few metadata rewrites); spare rows never show and close() drops them."""
+    import zarr
+
+    path = tmp_path / "s.zarr"
+    eps = [episode(5, seed) for seed in range(6)]
+    with make_store(path) as store:
+        for ep in eps:
+            store.append_episode(**ep)
+        assert store.uncommitted_rows > 0  # spare capacity while open
+        reader = EpisodeStore.open(path)  # a concurrent reader sees exactly the committed rows
+        assert reader.num_frames == 36 and reader.episode(5)["obs"].shape[0] == 6
+        assert_rows(reader.episode(5), eps[5])
+    group = zarr.open_group(path, mode="r")
+    assert {group[f"data/{k}"].shape[0] for k in ("obs", "reward", "state/pos")} == {36}
+    assert group["meta/episode_ends"].shape == (6,)
+    assert EpisodeStore.open(path).uncommitted_rows == 0
