@@ -113,6 +113,19 @@ def decoder_receptive_field(autoencoder, latent_hw: tuple[int, int], device: tor
     return latent + 1
 
 
+def _decoder_window(autoencoder, latent_hw: tuple[int, int], device: torch.device, max_probe: int = 96) -> int:
+    """`decoder_receptive_field` with a probe long enough for the decoder: 24 latent frames, doubled while it
+    is too short (a deep decoder of k=2 reaches about 24 latent frames back), up to `max_probe`."""
+    probe = 24
+    while True:
+        try:
+            return decoder_receptive_field(autoencoder, latent_hw, device, probe=probe)
+        except ExportError:
+            if probe * 2 > max_probe:
+                raise
+            probe *= 2
+
+
 class Simulator:
     """Loaded models plus the batched step; see the module docstring."""
 
@@ -149,7 +162,7 @@ class Simulator:
         self.k = ae.temporal_factor
         _, _, h, w = self.autoencoder.latent_shape(1, *self.frame_size)
         self.latent_hw = (h, w)
-        self.decoder_window = decoder_receptive_field(self.autoencoder, self.latent_hw, self.device)
+        self.decoder_window = _decoder_window(self.autoencoder, self.latent_hw, self.device)
         self.sampler = partial(SAMPLER_FUNCTIONS[config.sampler], steps=config.sampling_steps,
                                guidance_scale=config.guidance_scale, shift=config.shift, device=self.device)
 
