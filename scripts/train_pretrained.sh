@@ -32,15 +32,16 @@ train_world() {  # train_world NAME ENV COLLECT_ARGS...
   local name=$1 env=$2; shift 2
   local store=$WORK/$name.zarr
   [ -d "$store" ] || timed "$name" collect $WS collect env="$env" out="$store" seed=0 progress=false "$@"
-  rm -rf "$WORK/$name-vae" "$WORK/$name-dit"
-  timed "$name" train-vae $WS train-vae data="$store" run_dir="$WORK/$name-vae" model=tiny \
+  # A finished stage (its export exists) is kept when the script is run again; FRESH=1 redoes it.
+  [ "${FRESH:-0}" = 1 ] && rm -rf "$WORK/$name-vae" "$WORK/$name-dit"
+  [ -f "$WORK/$name-vae/export/config.json" ] || { rm -rf "$WORK/$name-vae"; timed "$name" train-vae $WS train-vae data="$store" run_dir="$WORK/$name-vae" model=tiny \
     window=5 batch_size=8 steps="$VAE_STEPS" optim.lr=1e-3 optim.warmup_steps=30 ema_decay=0.99 \
-    checkpoint_every=100000 video_every=0 tensorboard=false progress=false
-  timed "$name" train $WS train data="$store" vae="$WORK/$name-vae/export" run_dir="$WORK/$name-dit" \
-    model=tiny model_overrides.dim=128 model_overrides.depth=4 model_overrides.heads=2 \
+    checkpoint_every=100000 video_every=0 tensorboard=false progress=false; }
+  [ -f "$WORK/$name-dit/export/config.json" ] || { rm -rf "$WORK/$name-dit"; timed "$name" train $WS train data="$store" vae="$WORK/$name-vae/export" run_dir="$WORK/$name-dit" \
+    model=tiny +model_overrides.dim=128 +model_overrides.depth=4 +model_overrides.heads=2 \
     window=17 batch_size=8 steps="$DIT_STEPS" optim.lr=1e-3 optim.warmup_steps=30 ema_decay=0.99 \
     'context.schemes=[autoregressive,long-range,hierarchical]' \
-    checkpoint_every=100000 video_every=0 tensorboard=false progress=false
+    checkpoint_every=50 keep_checkpoints=1 video_every=0 tensorboard=false; }
   local dest=worldsim/pretrained/$name
   rm -rf "$dest/autoencoder.safetensors" "$dest/dit.safetensors" "$dest/config.json"
   mkdir -p "$dest"

@@ -19,7 +19,8 @@ from typing import Any
 
 from worldsim.pretrained import PRETRAINED, pretrained_path
 
-HARDWARE = "a shared 2-core CPU (no GPU was available to this training), one thread per process"
+HARDWARE = ("a 2-core CPU shared with other jobs (no GPU was available to this training), one thread per process; "
+            "the two shipped models trained at the same time, so each had about one core")
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -54,6 +55,19 @@ def _prod(shape: list[int]) -> int:
     return n
 
 
+def _action_following(results: dict[str, Any]) -> list[str]:
+    """One honest sentence on whether the simulator follows actions, from the IDM numbers."""
+    idm = results.get("idm")
+    if not idm or "schemes" not in idm:
+        return []
+    sim = max(r["sim"] for r in idm["schemes"].values())
+    real = next(iter(idm["schemes"].values()))["real"]
+    verdict = ("it does not yet follow actions measurably" if sim <= 1.5 * idm["chance"]
+               else "it follows actions partly")
+    return ["", f"Action following: {verdict} (an inverse-dynamics model recovers {sim:.0%} of actions from simulated "
+                f"frames, {real:.0%} from real ones; chance {idm['chance']:.0%})."]
+
+
 def _fmt(x: float | None, digits: int = 2) -> str:
     return "n/a" if x is None else f"{x:.{digits}f}"
 
@@ -85,18 +99,13 @@ def eval_tables(results: dict[str, Any]) -> list[str]:
                 lines.append(f"| {scheme} | {r['n']} | " + " | ".join(cells) + " |")
     probes = results.get("probes")
     if probes:
-        lines += ["", "Probes scored from generated frames (see results in eval_results.json for every family):", "",
-                  "```", json.dumps(_probe_summary(probes), indent=1)[:3000], "```"]
+        families = list(next(iter(probes.values()))["summary"])
+        lines += ["", "Probes scored from generated frames (episodes passed / scored; the real world is the ceiling):", "",
+                  "| context scheme | " + " | ".join(families) + " |", "|---|" + "---|" * len(families)]
+        for scheme, r in probes.items():
+            cells = [f"{r['summary'][f]['passed']}/{r['summary'][f]['scored']}" for f in families]
+            lines.append(f"| {scheme} | " + " | ".join(cells) + " |")
     return lines
-
-
-def _probe_summary(probes: Any) -> Any:
-    """Probe results without per-episode detail (lists longer than 8 are dropped)."""
-    if isinstance(probes, dict):
-        return {k: _probe_summary(v) for k, v in probes.items() if not (isinstance(v, list) and len(v) > 8)}
-    if isinstance(probes, float):
-        return round(probes, 3)
-    return probes
 
 
 def model_card(name: str, work: Path) -> str:
@@ -123,15 +132,16 @@ def model_card(name: str, work: Path) -> str:
         f"{meta['compression']['temporal']} real frames with the action held; observations are "
         f"{meta['frame_size'][0]}x{meta['frame_size'][1]} RGB; reset takes its context frame from the real "
         f"`{p.real_env}` world (seeded by the env), or pass `dataset=STORE`.", "",
-        "**How good it is, honestly:** a small model trained briefly on a CPU. It renders the world's look and "
-        f"layout at the first step (PSNR {', '.join(f'{s} {v:.1f} dB' for s, v in psnr1.items())} one latent step "
-        "after a real context frame) and drifts from the real world over longer horizons; it is a working default "
-        "for the pipeline and for smoke-testing agents, not a faithful simulator. Train longer "
-        "(scripts/train_pretrained.sh with larger VAE_STEPS / DIT_STEPS, bigger presets, a GPU) for that.", "",
+        "**How good it is, honestly:** a small model trained briefly on a CPU. It gets the colours and the coarse "
+        f"layout (PSNR {', '.join(f'{s} {v:.1f} dB' for s, v in psnr1.items())} one latent step after a real context "
+        "frame) but blurs away small objects (the agent, balls) within a few steps; it is a working default for the "
+        "pipeline and for smoke-testing agents, not a faithful simulator. Train longer "
+        "(scripts/train_pretrained.sh with larger VAE_STEPS / DIT_STEPS, bigger presets, a GPU) for that.",
+        *_action_following(results), "",
         "## Model", "",
-        f"- autoencoder: preset `{vae['model']}` {vae['model_overrides'] or ''}, {params['autoencoder']:,} parameters; "
+        f"- autoencoder: preset `{vae['model']}`, {params['autoencoder']:,} parameters; "
         f"space x{ae['spatial_factor']}, time x{ae['temporal_factor']}, {ae['latent_channels']} latent channels",
-        f"- diffusion transformer: preset `{dit['model']}` with {dit['model_overrides']}, {params['dit']:,} parameters "
+        f"- diffusion transformer: preset `{dit['model']}` widened, {params['dit']:,} parameters "
         f"(dim {dc['dim']}, depth {dc['depth']}, heads {dc['heads']}, patch {dc['patch_size']}); reward and termination heads",
         f"- weights: `autoencoder.safetensors` + `dit.safetensors`, {size_mb:.1f} MB, sha256 in config.json", "",
         "## Data", "",
