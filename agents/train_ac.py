@@ -11,9 +11,10 @@ whose rewards and terminations come from the world model's heads):
 Each update collects `horizon` steps from every sub-env (envs persist between updates, CleanRL
 style), then minimises
 
-    L = -E[log pi(a_t|s_t) * (G_t - V(s_t))] + c_v E[(V(s_t) - G_t)^2] - c_H E[H(pi(.|s_t))]
+    L = -E[log pi(a_t|s_t) * A_t] + c_v E[(V(s_t) - G_t)^2] - c_H E[H(pi(.|s_t))]
 
-with lambda-returns G_t (`lambda_returns`). Autoreset must be NEXT_STEP (Gymnasium's default and the
+with lambda-returns G_t (`lambda_returns`) and advantages A_t = G_t - V(s_t) (normalised per batch
+unless `normalize_advantages=False`). Autoreset must be NEXT_STEP (Gymnasium's default and the
 simulator's): the step after an episode ends only resets, so it is masked out of the loss.
 """
 
@@ -43,6 +44,7 @@ class ActorCriticConfig:
     entropy_coef: float = 0.001  # entropy bonus weight (DIAMOND's value)
     value_coef: float = 0.5  # value loss weight
     max_grad_norm: float = 1.0  # gradient clipping
+    normalize_advantages: bool = True  # scale each batch's advantages to unit std (CleanRL), so sparse small rewards still move the policy
     seed: int = 0  # network init, action sampling and the envs' first reset
     channels: tuple[int, ...] = (16, 32, 32)  # network conv widths (see ActorCriticNetConfig)
     hidden: int = 256  # network hidden width
@@ -142,8 +144,12 @@ def train_actor_critic(envs: gym.vector.VectorEnv, cfg: ActorCriticConfig, net: 
         R, term_t, trunc_t = torch.stack(rewards), torch.stack(terms), torch.stack(truncs)  # (T, N)
         mask = torch.stack(valid).float()  # (T, N): 0 where the step only reset its sub-env
         G = lambda_returns(R, term_t, trunc_t, torch.cat([V.detach(), last_value[None]]), cfg.gamma, cfg.lam)
-        adv = G - V.detach()
+        adv = G - V.detach()  # (T, N)
         n_valid = mask.sum().clamp_min(1)
+        if cfg.normalize_advantages:
+            mean = (adv * mask).sum() / n_valid
+            std = (((adv - mean) ** 2 * mask).sum() / n_valid).sqrt()
+            adv = (adv - mean) / (std + 1e-8)
         policy_loss = -(torch.stack(logps) * adv * mask).sum() / n_valid
         value_loss = ((V - G) ** 2 * mask).sum() / n_valid
         entropy = (torch.stack(ents) * mask).sum() / n_valid

@@ -96,6 +96,8 @@ def main() -> None:
     p.add_argument("--context-frames", type=int, default=2, help="latent frames of context at each imagined reset")
     p.add_argument("--lr", type=float, default=3e-4)
     p.add_argument("--entropy-coef", type=float, default=0.001)
+    p.add_argument("--normalize-advantages", action=argparse.BooleanOptionalAction, default=True,
+                   help="scale each batch's advantages to unit std")
     p.add_argument("--eval-seeds", type=int, default=10)
     p.add_argument("--eval-frames", type=int, default=500, help="real frames per evaluation episode at most")
     p.add_argument("--seed", type=int, default=0)
@@ -116,7 +118,7 @@ def main() -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     cfg = ActorCriticConfig(steps=args.steps, horizon=args.horizon, lr=args.lr, entropy_coef=args.entropy_coef,
-                            seed=args.seed)
+                            normalize_advantages=args.normalize_advantages, seed=args.seed)
 
     def log(name: str):
         every = max(1, -(-args.steps // (args.horizon * args.num_envs)) // 10)
