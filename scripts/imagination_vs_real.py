@@ -50,12 +50,13 @@ def mean_ci95(x: list[float]) -> dict[str, Any]:
     return {"mean": m, "ci95": [m - half, m + half], "n": len(a)}
 
 
-def real_returns(world: str, agent, seeds: list[int], frames: int, hold: int, size: tuple[int, int]) -> list[float]:
-    """The real return of one episode per seed (at most `frames` frames, each action held `hold` frames)."""
+def real_returns(world: str, agent, seeds: list[int], frames: int, hold: int,
+                 size: tuple[int, int]) -> tuple[list[float], list[int]]:
+    """Return and length in frames of one real episode per seed (at most `frames` frames, actions held `hold`)."""
     env = make_real_env(world, size=size)
-    out = [float(roll_real(env, agent, frames, seed=s, hold=hold).reward.sum()) for s in seeds]
+    episodes = [roll_real(env, agent, frames, seed=s, hold=hold) for s in seeds]
     env.close()
-    return out
+    return [float(e.reward.sum()) for e in episodes], [len(e.actions) for e in episodes]
 
 
 def world_of(meta: dict[str, Any], checkpoint: Path) -> str | None:
@@ -154,16 +155,17 @@ def main() -> None:
     rows: dict[str, Any] = {}
     for name, (agent, trained) in agents.items():
         t0 = time.perf_counter()
-        returns = real_returns(world, agent, seeds, args.eval_frames, k, size)
-        rows[name] = {"real_return": mean_ci95(returns), "returns": returns, "eval_seconds": time.perf_counter() - t0,
+        returns, lengths = real_returns(world, agent, seeds, args.eval_frames, k, size)
+        rows[name] = {"real_return": mean_ci95(returns), "returns": returns, "episode_frames": lengths,
+                      "mean_episode_frames": float(np.mean(lengths)), "eval_seconds": time.perf_counter() - t0,
                       "training": None if trained is None else summarise(trained)}
 
     print(f"\n{world} real-world return over {len(seeds)} seeds (<= {args.eval_frames} frames, actions held {k} frames)")
-    print(f"{'agent':<22} {'train steps':>11} {'train s':>8} {'mean return':>11}   95% interval")
+    print(f"{'agent':<22} {'train steps':>11} {'train s':>8} {'ep. frames':>10} {'mean return':>11}   95% interval")
     labels = {"random": "random", "imagination": "AC in imagination", "real": "AC in real world"}
     for name, row in rows.items():
         r, t = row["real_return"], row["training"]
-        print(f"{labels[name]:<22} {t['steps'] if t else 0:>11} {t['seconds'] if t else 0:>8.0f} {r['mean']:>11.2f}   "
+        print(f"{labels[name]:<22} {t['steps'] if t else 0:>11} {t['seconds'] if t else 0:>8.0f} {row['mean_episode_frames']:>10.0f} {r['mean']:>11.2f}   "
               f"[{r['ci95'][0]:.2f}, {r['ci95'][1]:.2f}]")
     report = {"checkpoint": str(checkpoint), "world": world, "dataset": dataset, "k": k, "frame_size": list(size),
               "args": vars(args), "config": {**cfg.__dict__, "channels": list(cfg.channels)}, "eval_seeds": seeds,
