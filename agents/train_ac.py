@@ -21,7 +21,7 @@ simulator's): the step after an episode ends only resets, so it is masked out of
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable
 
 import gymnasium as gym
@@ -63,9 +63,8 @@ class TrainResult:
     net: ActorCritic
     history: list[dict[str, float]]  # one row per update: step, loss terms, mean reward per step
     episode_returns: list[float]  # returns of the episodes that ended during training, in order
-    steps: int  # agent steps actually taken (a whole number of updates)
-    seconds: float = 0.0
-    extra: dict[str, Any] = field(default_factory=dict)
+    steps: int  # agent steps taken (whole updates; includes the steps that only reset a sub-env)
+    seconds: float  # wall time of the training loop
 
 
 def lambda_returns(reward: torch.Tensor, terminated: torch.Tensor, truncated: torch.Tensor, values: torch.Tensor,
