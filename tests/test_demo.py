@@ -13,7 +13,7 @@ from worldsim.train.export import load_export
 from worldsim.video import read_mp4
 
 SMALL = ["episodes=2", "max_episode_steps=40", "vae_steps=4", "steps=4", "batch_size=2", "rollout_steps=3",
-         "eval_steps=2", "eval_schemes=[long-range]", "idm_episodes=2", "idm_train_steps=5", "strip_frames=4",
+         "eval_steps=2", "eval_schemes=[long-range]", "idm_train_steps=5", "strip_frames=4",
          "progress=false"]
 
 
