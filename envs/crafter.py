@@ -10,7 +10,11 @@ given to its constructor and an episode counter. `CrafterEnv.reset` draws a fres
 the env's own seeded generator (`gymnasium.Env.np_random`) and restarts Crafter's counter, so
 ``reset(seed=s)`` always builds the same world and ``reset()`` continues a deterministic sequence
 from the last seed. Everything random inside an episode (cows, zombies, sapling drops) then comes
-from that world's generator, so the same actions replay the same episode.
+from that world's generator, so the same actions replay the same episode. One Crafter bug stands
+in the way: its world keeps each chunk's objects in a Python ``set``, iterated in memory-address
+order, and picks which creature to despawn by index into that order, so the same seed and actions
+diverged between processes. After every reset the adapter swaps those sets for insertion-ordered
+ones (`_OrderedObjects`), which Crafter then keeps up to date itself.
 
 ``info`` holds Crafter's ``achievements`` and ``inventory`` dicts, ``discount``, and
 ``info["state"]``, fixed-shape arrays (`CrafterEnv.state_spec`):
@@ -26,6 +30,7 @@ Crafter is an optional extra: it is imported only when a `CrafterEnv` is built.
 
 from __future__ import annotations
 
+import collections
 from typing import Any
 
 import gymnasium as gym
@@ -128,6 +133,7 @@ class CrafterEnv(gym.Env):
         self._env._seed = int(self.np_random.integers(0, 2**31 - 1))
         self._env._episode = 0
         self._frame = np.asarray(self._env.reset(), np.uint8)
+        _order_chunks(self._env._world)
         player = self._env._player
         info = {
             "achievements": dict(player.achievements),
@@ -172,3 +178,22 @@ class CrafterEnv(gym.Env):
             "sleeping": np.array(bool(player.sleeping)),
             "daylight": np.array(self._env._world.daylight, np.float32),
         }
+
+
+class _OrderedObjects(dict):
+    """The part of `set` that Crafter's world uses (add, remove, iteration, len), iterating in insertion order."""
+
+    def add(self, obj: Any) -> None:
+        self[obj] = None
+
+    def remove(self, obj: Any) -> None:
+        del self[obj]
+
+
+def _order_chunks(world: Any) -> None:
+    """Rebuild the world's chunk -> objects map with insertion-ordered sets, in the order objects were added."""
+    chunks = collections.defaultdict(_OrderedObjects)
+    for obj in world._objects:
+        if obj is not None:
+            chunks[world.chunk_key(obj.pos)].add(obj)
+    world._chunks = chunks

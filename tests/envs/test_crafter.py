@@ -119,3 +119,28 @@ def test_missing_crafter_names_the_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "crafter", None)  # what an uninstalled package looks like to import
     with pytest.raises(ImportError, match=r"pip install 'worldsim\[crafter\]'"):
         CrafterEnv()
+
+
+def test_same_seed_and_actions_give_the_same_frames_in_another_process():
+    """Crafter iterated its chunks' object sets in memory-address order; the adapter must make that deterministic."""
+    import os
+    import subprocess
+    import sys
+
+    script = (
+        "import hashlib, numpy as np, envs\n"
+        "env = envs.make_real_env('crafter', size=64, max_episode_steps=400)\n"
+        "rng = np.random.default_rng(0); h = hashlib.sha256()\n"
+        "for seed in range(3):\n"
+        "    obs, _ = env.reset(seed=seed); h.update(obs.tobytes())\n"
+        "    for _ in range(400):\n"
+        "        obs, r, term, trunc, _ = env.step(int(rng.integers(17))); h.update(obs.tobytes())\n"
+        "        if term or trunc: break\n"
+        "print(h.hexdigest())\n"
+    )
+    digests = set()
+    for hash_seed in ("1", "2"):
+        env = {**os.environ, "PYTHONHASHSEED": hash_seed}
+        out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True)
+        digests.add(out.stdout.strip())
+    assert len(digests) == 1
