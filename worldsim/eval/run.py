@@ -120,17 +120,23 @@ def _idm(cfg: EvalConfig, paired: dict[str, Paired], size: int, bar) -> dict[str
             if not isinstance(space, spaces.Discrete):
                 return {"skipped": f"{cfg.idm_data} records {space}; the inverse-dynamics model needs Discrete actions"}
             x, y = pairs_from_store(store)
-    else:
-        train = paired_rollouts(cfg.world, list(range(cfg.idm_episodes)), max(cfg.steps, 16), k=first.k, size=size)
-        x, y = frame_pairs(np.stack([ep.frames for ep in train.episodes]),
-                           np.array([ep.actions for ep in train.episodes]))
+    else:  # fresh random-policy episodes of the real world; ones that end early still give pairs
         import envs
+        from agents import make_policy
+        from worldsim.eval.episodes import roll_real
 
         env = envs.make_real_env(cfg.world, size=size)
         space = env.action_space
-        env.close()
-    if not isinstance(space, spaces.Discrete):
-        return {"skipped": f"the inverse-dynamics model needs a Discrete action space, {cfg.world} has {space}"}
+        if not isinstance(space, spaces.Discrete):
+            env.close()
+            return {"skipped": f"the inverse-dynamics model needs a Discrete action space, {cfg.world} has {space}"}
+        try:
+            episodes = [roll_real(env, make_policy("random", space, 1, seed=s), max(cfg.steps, 16) * first.k,
+                                  seed=s, hold=first.k) for s in range(cfg.idm_episodes)]
+        finally:
+            env.close()
+        parts = [frame_pairs(ep.frames[None], np.asarray(ep.actions)[None]) for ep in episodes if len(ep.actions)]
+        x, y = np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
     model = train_idm(x, y, int(space.n), IDMConfig(steps=cfg.idm_train_steps))
     out: dict[str, Any] = {"train_pairs": int(len(x)), "chance": 1.0 / int(space.n), "schemes": {}}
     for scheme, p in paired.items():
