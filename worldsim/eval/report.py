@@ -107,6 +107,26 @@ def _fmt(v: Any, digits: int = 2) -> str:
     return str(v)
 
 
+def idm_table(idm: dict[str, Any]) -> list[str]:
+    """Markdown rows of the action-following results: accuracy of the IDM on real and simulated frames per scheme."""
+    lines = ["| context scheme | accuracy on real | on simulated | gap |", "|---|---|---|---|"]
+    for scheme, v in idm["schemes"].items():
+        lines.append(f"| {scheme} | {v['real']:.3f} | {v['sim']:.3f} | {v['gap']:.3f} |")
+    return lines
+
+
+def consistency_table(cons: dict[str, Any]) -> list[str]:
+    """Markdown rows of look-away-and-back: PSNR / SSIM of the frame on return, per scheme and steps away."""
+    lines = ["| context scheme | steps away | real: return vs before | sim: return vs before | sim vs real return |",
+             "|---|---|---|---|---|"]
+    for scheme, rows in cons["schemes"].items():
+        for r in rows:
+            cells = [f"{r[key]['psnr']:.2f} / {r[key]['ssim']:.3f}" for key in
+                     ("real_return_vs_before", "sim_return_vs_before", "sim_return_vs_real_return")]
+            lines.append(f"| {scheme} | {r['n']} | " + " | ".join(cells) + " |")
+    return lines
+
+
 def markdown(results: dict[str, Any]) -> str:
     """The report as markdown text (tables per measurement, links to plots and videos)."""
     cfg = results["config"]
@@ -128,11 +148,8 @@ def markdown(results: dict[str, Any]) -> str:
         if "skipped" in idm:
             lines += [f"Skipped: {idm['skipped']}", ""]
         else:
-            lines += [f"IDM trained on {idm['train_pairs']} real frame pairs; chance is {idm['chance']:.2f}.", "",
-                      "| scheme | accuracy on real | on simulated | gap |", "|---|---|---|---|"]
-            for s, v in idm["schemes"].items():
-                lines.append(f"| {s} | {v['real']:.3f} | {v['sim']:.3f} | {v['gap']:.3f} |")
-            lines.append("")
+            lines += [f"IDM trained on {idm['train_pairs']} real frame pairs; chance is {idm['chance']:.2f}.", ""]
+            lines += idm_table(idm) + [""]
     probes = results.get("probes")
     if probes:
         lines += ["## Probes (probe world)", "", "Accuracy per check over episodes, 95% Wilson interval; "
@@ -150,15 +167,8 @@ def markdown(results: dict[str, Any]) -> str:
             lines += [f"Skipped: {cons['skipped']}", ""]
         else:
             lines += [f"Action {cons['loop']['away']} for n latent steps, then {cons['loop']['back']} for n; PSNR (dB) / "
-                      "SSIM of the frame on return.", "",
-                      "| scheme | n | real: return vs before | sim: return vs before | sim vs real return |",
-                      "|---|---|---|---|---|"]
-            for s, rows in cons["schemes"].items():
-                for r in rows:
-                    cells = [f"{r[key]['psnr']:.2f} / {r[key]['ssim']:.3f}" for key in
-                             ("real_return_vs_before", "sim_return_vs_before", "sim_return_vs_real_return")]
-                    lines.append(f"| {s} | {r['n']} | " + " | ".join(cells) + " |")
-            lines.append("")
+                      "SSIM of the frame on return.", ""]
+            lines += consistency_table(cons) + [""]
     mc = results.get("minecraft", {})
     lines += ["## Minecraft", ""]
     for key, v in mc.items():

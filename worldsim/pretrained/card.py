@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from worldsim.eval.report import consistency_table, idm_table
 from worldsim.pretrained import PRETRAINED, pretrained_path
 
 HARDWARE = ("a 2-core CPU shared with other jobs (no GPU was available to this training), one thread per process; "
@@ -83,20 +84,10 @@ def eval_tables(results: dict[str, Any]) -> list[str]:
     idm = results.get("idm")
     if idm and "schemes" in idm:
         lines += ["", f"Action following: an inverse-dynamics model trained on real frame pairs (chance {idm['chance']:.3f}) "
-                  "guesses the action between consecutive frames:", "",
-                  "| context scheme | accuracy on real | on simulated | gap |", "|---|---|---|---|"]
-        for scheme, r in idm["schemes"].items():
-            lines.append(f"| {scheme} | {r['real']:.3f} | {r['sim']:.3f} | {r['gap']:.3f} |")
+                  "guesses the action between consecutive frames:", ""] + idm_table(idm)
     cons = results.get("consistency")
     if cons and "schemes" in cons:
-        lines += ["", "Look away and back (PSNR dB / SSIM of the frame on return):", "",
-                  "| context scheme | steps away | real: return vs before | sim: return vs before | sim vs real return |",
-                  "|---|---|---|---|---|"]
-        for scheme, rows in cons["schemes"].items():
-            for r in rows:
-                cells = [f"{r[k]['psnr']:.2f} / {r[k]['ssim']:.3f}" for k in
-                         ("real_return_vs_before", "sim_return_vs_before", "sim_return_vs_real_return")]
-                lines.append(f"| {scheme} | {r['n']} | " + " | ".join(cells) + " |")
+        lines += ["", "Look away and back (PSNR dB / SSIM of the frame on return):", ""] + consistency_table(cons)
     probes = results.get("probes")
     if probes:
         families = list(next(iter(probes.values()))["summary"])
