@@ -5,6 +5,7 @@ from __future__ import annotations
 import gymnasium
 
 from agents.base import Agent
+from agents.explore import ExploreAgent
 from agents.probe import NoopAgent, PushAgent
 from agents.random import RandomAgent
 from agents.replay import ReplayAgent
@@ -19,6 +20,7 @@ def _actor_critic(action_space: gymnasium.Space, num_envs: int, seed: int | None
 
 POLICIES = {
     "random": RandomAgent,
+    "explore": ExploreAgent,  # long walks, bursts of "do", some crafting and random play (Crafter); action repeats elsewhere
     "noop": NoopAgent,  # probe world: the pusher stays put
     "push": PushAgent,  # probe world: push the nearest ball to the right
     "actor_critic": _actor_critic,  # trained weights: make_policy(..., weights="agent.safetensors")
@@ -36,4 +38,4 @@ def make_policy(name: str, action_space: gymnasium.Space, num_envs: int, seed: i
     return POLICIES[name](action_space, num_envs, seed=seed, **kwargs)
 
 
-__all__ = ["Agent", "NoopAgent", "POLICIES", "PushAgent", "RandomAgent", "ReplayAgent", "make_policy"]
+__all__ = ["Agent", "ExploreAgent", "NoopAgent", "POLICIES", "PushAgent", "RandomAgent", "ReplayAgent", "make_policy"]

@@ -30,7 +30,7 @@ class WindowDataset(Dataset):
     with ``DataLoader(num_workers=...)`` under fork or spawn and with ``DistributedSampler``. Each
     item reads one row slice per array, i.e. only the chunks that overlap the window. The set of
     windows is fixed at construction: episodes committed later (by a writer still running) are
-    not seen.
+    not seen. `episodes` keeps only the windows of those episodes (indices into the store).
     """
 
     def __init__(
@@ -40,6 +40,7 @@ class WindowDataset(Dataset):
         frame_skip: int = 1,
         stride: int = 1,
         keys: Sequence[str] | None = None,
+        episodes: Sequence[int] | None = None,
     ) -> None:
         self.path = Path(path)
         self.window, self.frame_skip = int(window), int(frame_skip)
@@ -51,6 +52,11 @@ class WindowDataset(Dataset):
             raise KeyError(f"unknown keys {unknown} for store {self.path}; available: {available}")
         self.episode_ends = store.episode_ends  # int64 (E,) at construction time
         self.starts = window_starts(self.episode_ends, self.window, self.frame_skip, stride)  # int64 (K,)
+        if episodes is not None:  # only windows of these episodes (e.g. all but the held-out ones)
+            episode_of = np.searchsorted(self.episode_ends, self.starts, side="right")  # (K,)
+            self.starts = self.starts[np.isin(episode_of, np.asarray(list(episodes), dtype=np.int64))]
+            if len(self.starts) == 0:
+                raise ValueError(f"no window of {self.window} frames fits in the chosen episodes of {self.path}")
         self._store: EpisodeStore | None = None
         self._pid: int | None = None
 

@@ -51,6 +51,7 @@ class AutoencoderConfig:
     kl_weight: float = 1e-4  # weight of KL (nats per latent element) against per-pixel reconstruction
     l1_weight: float = 1.0  # weight of mean |recon - x|: sharp edges
     mse_weight: float = 1.0  # weight of mean (recon - x)^2: what PSNR measures
+    object_weight: float = 0.0  # extra per-pixel weight where a pixel differs from its frame's median colour (small objects)
 
     def __post_init__(self) -> None:
         self.channel_mults = tuple(self.channel_mults)  # JSON gives lists back
@@ -301,6 +302,25 @@ def fit_latent_stats_from_frames(
     return shift, scale
 
 
+OBJECT_THRESHOLD = 0.1  # colour distance (frames in [-1, 1]) from the frame's median beyond which a pixel is "object"
+
+
+def object_weights(frames: torch.Tensor, extra: float) -> torch.Tensor | None:
+    """Per-pixel loss weights ``1 + extra * [pixel far from its frame's median colour]``: (B, T, 1, H, W), mean 1.
+
+    Background (the median colour: sky, grass) dominates whole-frame losses, so small objects (the
+    probe world's balls, Crafter's creatures and items) are learned last; this makes each of their
+    pixels count `extra` times more. Weights are rescaled to mean 1 per frame, so the loss keeps its
+    scale. None when ``extra == 0``.
+    """
+    if extra <= 0:
+        return None
+    median = frames.flatten(-2).median(dim=-1).values[..., None, None]  # (B, T, C, 1, 1)
+    far = ((frames - median).abs().amax(dim=2, keepdim=True) > OBJECT_THRESHOLD).to(frames.dtype)  # (B, T, 1, H, W)
+    weight = 1.0 + extra * far
+    return weight / weight.mean(dim=(-2, -1), keepdim=True)
+
+
 def autoencoder_loss(
     model: VideoAutoencoder, frames: torch.Tensor, generator: torch.Generator | None = None
 ) -> tuple[torch.Tensor, dict[str, float]]:
@@ -312,8 +332,9 @@ def autoencoder_loss(
     cfg = model.cfg
     recon, posterior = model(frames, sample=True, generator=generator)  # (B, T, C, H, W)
     err = recon - frames
-    l1 = err.abs().mean()
-    mse = err.pow(2).mean()
+    weight = object_weights(frames, cfg.object_weight)  # (B, T, 1, H, W) or None
+    l1 = err.abs().mean() if weight is None else (err.abs() * weight).mean()
+    mse = err.pow(2).mean() if weight is None else (err.pow(2) * weight).mean()
     kl = posterior.kl().mean()
     loss = cfg.l1_weight * l1 + cfg.mse_weight * mse + cfg.kl_weight * kl
     with torch.no_grad():

@@ -15,6 +15,7 @@ from omegaconf import MISSING
 
 from worldsim.diffusion.objective import ObjectiveConfig
 from worldsim.train.context_sampling import ContextSamplingConfig
+from worldsim.train.validation import ValidationConfig
 
 TASKS = ("vae", "dit")
 PRECISIONS = ("auto", "fp32", "bf16")
@@ -49,7 +50,7 @@ class DistConfig:
     zero_stage: int = 0  # 0 plain data parallel | 1 optimizer states | 2 + gradients | 3 + parameters sharded
     offload_optimizer: bool = False  # optimizer states (and step) on the CPU (stage >= 1)
     offload_param: bool = False  # parameters on the CPU between uses (stage 3 only)
-    precision: str = "auto"  # auto: bf16 where the accelerator supports it, else fp32 | fp32 | bf16
+    precision: str = "auto"  # auto: bf16 where the hardware multiplies it natively (GPUs; CPUs with AMX/AVX512-BF16, as autocast), else fp32 | fp32 | bf16
     torch_adam: bool = True  # torch's AdamW instead of DeepSpeed's fused Adam: no 50 s C++ JIT compile on CPU
     port: int = 29500  # MASTER_PORT when running as one process without a launcher (and none is set)
 
@@ -78,6 +79,9 @@ class TrainConfig:
     objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)  # task=dit: noise levels, context prefix, loss weights
     context: ContextSamplingConfig = field(default_factory=ContextSamplingConfig)  # task=dit: rollout-like context index sets
     window: int = 9  # real frames per training window: 1 + m*k for the autoencoder's time factor k
+    latent_cache: bool = True  # task=dit: encode the store once (kept in <store>/latents/<autoencoder hash>) instead of every step
+    holdout_episodes: int | None = None  # the store's last N episodes never train, they validate; None: ~5% (>= 1 from 4 episodes)
+    validation: ValidationConfig = field(default_factory=ValidationConfig)  # held-out metrics during training
     frame_skip: int = 1  # rows between consecutive frames of a window
     batch_size: int = 8  # windows per micro-batch per process
     grad_accum: int = 1  # micro-batches per optimizer step
@@ -120,7 +124,7 @@ class TrainConfig:
 RESUMABLE_CHANGES = frozenset({
     "steps", "resume", "run_dir", "out", "name", "checkpoint_every", "keep_checkpoints", "log_every",
     "video_every", "max_nonfinite", "progress", "tensorboard", "export", "dist", "latent_stats_batches",
-    "num_workers",
+    "num_workers", "validation",
 })
 
 

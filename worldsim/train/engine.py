@@ -79,9 +79,10 @@ def build_engine(model: nn.Module, cfg: TrainConfig, load_universal: bool = Fals
     """`deepspeed.initialize` with the config generated from `cfg`; returns the engine."""
     ds = _deepspeed()
     params = [p for p in model.parameters() if p.requires_grad]
-    engine, _, _, _ = ds.initialize(
-        model=model, model_parameters=params, config=deepspeed_config(cfg, bf16_supported(), load_universal)
-    )
+    config = deepspeed_config(cfg, bf16_supported(), load_universal)
+    if device().type == "cpu":
+        config.pop("bf16", None)  # on CPU bf16 means autocast around the forward (worldsim.train.precision)
+    engine, _, _, _ = ds.initialize(model=model, model_parameters=params, config=config)
     return engine
 
 

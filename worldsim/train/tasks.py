@@ -138,11 +138,29 @@ class DiTTask:
         actions, mask = latent_actions(batch["action"], batch["has_action"], self.k)
         return actions.to(self.device), mask.to(self.device)
 
-    def loss(self, module: Callable, batch: Batch, generator: torch.Generator) -> tuple[Tensor, dict[str, float]]:
-        x0 = self.latents(batch).to(_model_dtype(self.model))  # (B, T', C, h, w)
+    def inputs(self, batch: Batch) -> tuple[Tensor, Tensor | None, Tensor | None, Tensor | None, Tensor | None]:
+        """(latents (B, T', C, h, w), actions (B, T', k, D), mask (B, T', k), reward (B, T'), terminated (B, T')).
+
+        A batch of cached latents (`worldsim.train.latent_cache.LatentWindowDataset`) is used as it is;
+        a batch of frames is encoded here (slow on a CPU: the reason for the cache).
+        """
+        cfg = self.cfg
+        if "latents" in batch:
+            x0 = batch["latents"].to(self.device)
+            actions, mask = (None, None) if self.model_config.action_space is None else (
+                batch["action"].to(self.device), batch["action_mask"].to(self.device))
+            reward = batch["reward"].to(self.device) if cfg.reward_head else None
+            term = batch["terminated"].to(self.device) if cfg.termination_head else None
+            return x0, actions, mask, reward, term
+        x0 = self.latents(batch)
         actions, mask = self.conditioning(batch)
-        reward = latent_rewards(batch["reward"], self.k).to(self.device) if self.cfg.reward_head else None
-        term = latent_terminated(batch["terminated"], self.k).to(self.device) if self.cfg.termination_head else None
+        reward = latent_rewards(batch["reward"], self.k).to(self.device) if cfg.reward_head else None
+        term = latent_terminated(batch["terminated"], self.k).to(self.device) if cfg.termination_head else None
+        return x0, actions, mask, reward, term
+
+    def loss(self, module: Callable, batch: Batch, generator: torch.Generator) -> tuple[Tensor, dict[str, float]]:
+        x0, actions, mask, reward, term = self.inputs(batch)
+        x0 = x0.to(_model_dtype(self.model))  # (B, T', C, h, w)
         frame_index, context_frames = None, None
         keep = select_frames(self.cfg.context, x0.shape[1], generator)  # (n,) latent frame positions or None
         if keep is not None:
@@ -157,6 +175,8 @@ class DiTTask:
                               context_frames=context_frames)
 
     def tokens(self, batch: Batch) -> int:
+        if "latents" in batch:
+            return batch["latents"].shape[0] * batch["latents"].shape[1] * self.tokens_per_frame
         return batch["obs"].shape[0] * num_latent_frames(batch["obs"].shape[1], self.k) * self.tokens_per_frame
 
     @torch.no_grad()
@@ -166,15 +186,16 @@ class DiTTask:
         The context latent frames are decoded too, so both halves show the whole window.
         """
         one = {key: v[:1] for key, v in batch.items() if torch.is_tensor(v)}
-        x0 = self.latents(one)  # (1, T', C, h, w)
+        x0, actions, mask, _, _ = self.inputs(one)  # (1, T', C, h, w), ...
         frames = x0.shape[1]
         ctx = max(1, frames // 2)
-        actions, mask = self.conditioning(one)
         new = sample_euler(model, (1, frames - ctx, *x0.shape[2:]), steps=ROLLOUT_STEPS, generator=generator,
                            context=x0[:, :ctx], actions=actions, action_mask=mask)
         rollout = torch.cat([x0[:, :ctx], new.to(x0.dtype)], dim=1)  # (1, T', C, h, w)
         decoded = self.autoencoder.decode(self.autoencoder.denormalize(rollout))  # (1, T, 3, H, W)
-        return torch.cat([one["obs"][0], frames_to_uint8(decoded[0]).cpu()], dim=2)
+        # Cached latents carry no frames: the left half is then the autoencoder's decoding of the real latents.
+        real = one["obs"][0] if "obs" in one else frames_to_uint8(self.autoencoder.decode(self.autoencoder.denormalize(x0))[0]).cpu()
+        return torch.cat([real, frames_to_uint8(decoded[0]).cpu()], dim=2)
 
     def export_meta(self) -> dict[str, Any]:
         return {"model_config": dataclasses.asdict(self.model_config)}

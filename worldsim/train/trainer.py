@@ -39,6 +39,10 @@ from worldsim.train.resume import check_compatible, jsonable
 from worldsim.train.sampler import ResumableDistributedSampler
 from worldsim.train.tasks import DiTTask, VAETask
 from worldsim.train.tensorboard import RunLogger
+from worldsim.train.latent_cache import LatentWindowDataset, build_cache, open_cache
+from worldsim.train.latents import num_latent_frames
+from worldsim.train.precision import autocast, cpu_autocast
+from worldsim.train.validation import CurveLog, DiTValidator, VAEValidator, holdout_episodes
 
 KEYS = ["obs", "action", "has_action", "reward", "terminated"]
 VIDEO_SEED = 1234  # progress videos draw from their own generator: logging never changes training
@@ -90,8 +94,10 @@ class Trainer:
         self.frame_size = tuple(store.frame_size)
         self.action_space_json = None if store.action_space is None else space_to_json(store.action_space)
         self.fps = store.fps
+        self.holdout = holdout_episodes(store.num_episodes, cfg.holdout_episodes)
+        self.train_episodes = [e for e in range(store.num_episodes) if e not in set(self.holdout)]
         store.close()
-        self.dataset = WindowDataset(cfg.data, cfg.window, cfg.frame_skip, keys=KEYS)
+        self.dataset = WindowDataset(cfg.data, cfg.window, cfg.frame_skip, keys=KEYS, episodes=self.train_episodes)
         self.global_batch = cfg.batch_size * cfg.grad_accum * self.world
         self.sampler = ResumableDistributedSampler(len(self.dataset), self.rank, self.world, cfg.seed, self.global_batch)
 
@@ -101,6 +107,11 @@ class Trainer:
         self.task.device = self.device
         if isinstance(self.task, DiTTask):
             self.task.autoencoder.to(self.device)
+            if cfg.latent_cache:
+                self.dataset = self._latent_dataset(self.train_episodes)
+                self.sampler = ResumableDistributedSampler(len(self.dataset), self.rank, self.world, cfg.seed,
+                                                           self.global_batch)
+        self.autocast = cpu_autocast(cfg.dist.precision, self.device, cfg.task)
         self._set_seeds()
 
         # Nothing is written before the checks above and this one pass.
@@ -120,6 +131,8 @@ class Trainer:
         else:
             self._load(resume_from, load_tag, meta)
         self.logger = RunLogger(self.run_dir, enabled=self.rank == 0 and cfg.tensorboard, fps=self.fps)
+        self.validator = self._make_validator() if self.rank == 0 else None
+        self.curve = CurveLog(self.run_dir, self.step) if self.validator is not None else None
         self._interrupted = False
         self._grad_norm: float | None = None
 
@@ -165,6 +178,43 @@ class Trainer:
         if not bool(task.autoencoder.latent_stats_fitted):
             task.fit_latent_stats(self._first_batches(cfg.latent_stats_batches))
         return task
+
+    def _latent_dataset(self, episodes: list[int]) -> LatentWindowDataset:
+        """Windows of cached latents (rank 0 encodes what the cache lacks; the others wait, then open it)."""
+        cfg, ae = self.cfg, self.task.autoencoder
+        if self.rank == 0:
+            cache = build_cache(cfg.data, ae, self.device, progress=cfg.progress)
+            self._print(f"latents of {cache.episodes} episodes cached in {cache.path}")
+        eng.barrier()
+        if self.rank != 0:
+            cache = open_cache(cfg.data, ae)
+        return LatentWindowDataset(cache, cfg.data, num_latent_frames(cfg.window, self.task.k), episodes)
+
+    def _make_validator(self):
+        """Held-out metrics (rank 0), or None when validation is off or no episode is held out."""
+        cfg = self.cfg
+        if not cfg.validation.every or not self.holdout:
+            return None
+        if isinstance(self.task, VAETask):
+            return VAEValidator(cfg.data, cfg.window, self.holdout, cfg.validation, self.device)
+        # Held-out windows always come from the latent cache (built here if training reads frames).
+        cache = build_cache(cfg.data, self.task.autoencoder, self.device, progress=cfg.progress)
+        data = LatentWindowDataset(cache, cfg.data, num_latent_frames(cfg.window, self.task.k), self.holdout)
+        return DiTValidator(data, cfg.data, cfg.validation, self.task.autoencoder, self.device,
+                            self.task.model_config.action_space is not None)
+
+    def validate(self) -> dict[str, float] | None:
+        """Score the EMA weights on the held-out windows; log to TensorBoard, the console and validation.jsonl."""
+        if self.validator is None:
+            return None
+        t0 = time.perf_counter()
+        metrics = self.validator(self.ema_model().to(self.device))
+        row = self.curve.write(self.step, self.step * self.global_batch, metrics, time.perf_counter() - t0)
+        self.logger.scalars(self.step, {f"val/{k}": v for k, v in metrics.items()})
+        self.logger.flush()
+        shown = "  ".join(f"{k} {v:.4g}" for k, v in metrics.items())
+        self._print(f"validation step {self.step} (cpu {row['cpu_s'] / 60:.1f} min): {shown}")
+        return metrics
 
     def _set_seeds(self) -> None:
         seed = self.cfg.seed * 1000 + self.rank
@@ -239,7 +289,8 @@ class Trainer:
                 step_logs: list[dict[str, float]] = []
                 while len(step_logs) < cfg.grad_accum:
                     batch = next(batches)
-                    loss, micro_logs = self.task.loss(self.engine, batch, self.noise)
+                    with autocast(self.autocast, self.device):
+                        loss, micro_logs = self.task.loss(self.engine, batch, self.noise)
                     if eng.any_rank(not bool(torch.isfinite(loss))):
                         nonfinite += 1
                         self._warn(f"step {self.step}: non-finite loss ({micro_logs.get('loss')}); batch skipped "
@@ -255,7 +306,7 @@ class Trainer:
                         self._grad_norm = eng.full_grad_norm(self.engine)  # before clipping and the step
                     self.engine.step()
                     step_logs.append(micro_logs)
-                    window_samples += batch["obs"].shape[0] * self.world
+                    window_samples += _batch_len(batch) * self.world
                     window_tokens += self.task.tokens(batch) * self.world
                 self.step += 1
                 with eng.gathered(self.engine, [p for _, p in self.named_params]):
@@ -271,6 +322,9 @@ class Trainer:
                     window_start, window_samples, window_tokens = time.perf_counter(), 0, 0
                 if cfg.video_every and self.step % cfg.video_every == 0:
                     self.log_video()
+                if cfg.validation.every and (self.step % cfg.validation.every == 0 or self.step == cfg.steps):
+                    self.validate()
+                    eng.barrier()
                 interrupted = eng.any_rank(self._interrupted)
                 if self.step % cfg.checkpoint_every == 0 or interrupted:
                     self.save()
@@ -395,6 +449,10 @@ class Trainer:
     def _warn(self, message: str) -> None:
         if self.rank == 0:
             warnings.warn(message, RuntimeWarning, stacklevel=2)
+
+
+def _batch_len(batch: dict[str, Any]) -> int:
+    return (batch["latents"] if "latents" in batch else batch["obs"]).shape[0]
 
 
 def _main_thread() -> bool:

@@ -1,0 +1,91 @@
+"""The latent cache: encoded once per autoencoder, exact, extended when the store grows, never stale."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from helpers import make_store
+
+from worldsim.data.store import EpisodeStore
+from worldsim.frames import frames_to_float
+from worldsim.models.ae_presets import autoencoder_config
+from worldsim.models.autoencoder import VideoAutoencoder
+from worldsim.train.latent_cache import (LatentWindowDataset, autoencoder_key, build_cache, encode_episode,
+                                         open_cache)
+from worldsim.train.latents import latent_actions
+
+
+def _autoencoder(seed: int = 0) -> VideoAutoencoder:
+    torch.manual_seed(seed)
+    ae = VideoAutoencoder(autoencoder_config("tiny")).eval()
+    for p in ae.parameters():  # nonzero residual branches: the causal reach is the real one
+        p.data.add_(0.05 * torch.randn_like(p))
+    ae.set_latent_stats(torch.full((4,), 0.1), torch.full((4,), 2.0))
+    return ae
+
+
+def test_chunked_encoding_equals_one_pass(tmp_path):
+    store = make_store(tmp_path / "s.zarr", episodes=1, steps=80)
+    frames = EpisodeStore.open(store, "r").read("obs", 0, 81)
+    ae = _autoencoder()
+    with torch.no_grad():
+        whole = ae.normalize(ae.encode(frames_to_float(torch.from_numpy(frames))[None]).mode())[0].numpy()
+    chunked = encode_episode(ae, frames, torch.device("cpu"), chunk=4, overlap=32)
+    assert chunked.shape == whole.shape == (41, 4, 4, 4)
+    np.testing.assert_allclose(chunked, whole, atol=1e-5)
+    # Too little overlap is visibly different: the test can tell a wrong chunking from a right one.
+    assert np.abs(encode_episode(ae, frames, torch.device("cpu"), chunk=4, overlap=0) - whole).max() > 1e-3
+
+
+def test_cache_is_keyed_by_the_autoencoder_and_extended_when_the_store_grows(tmp_path):
+    store = make_store(tmp_path / "s.zarr", episodes=3, steps=16)
+    ae = _autoencoder(0)
+    cache = build_cache(store, ae, progress=False)
+    assert cache.episodes == 3 and cache.latents.dtype == np.float16
+    assert cache.path.name == autoencoder_key(ae)
+    first = EpisodeStore.open(store, "r").read("obs", 0, 17)
+    expected = encode_episode(ae, first, torch.device("cpu"))
+    np.testing.assert_allclose(cache.episode_latents(0).astype(np.float32), expected, atol=2e-2, rtol=1e-2)
+
+    # Another autoencoder (even one weight changed) gets a cache of its own: never the stale latents.
+    other = _autoencoder(0)
+    with torch.no_grad():
+        other.decoder.conv_out.conv.bias.add_(1e-3)  # the decoder too: the key covers every weight
+    assert autoencoder_key(other) != autoencoder_key(ae)
+    assert open_cache(store, other) is None
+    assert build_cache(store, other, progress=False).path != cache.path
+
+    # The store grows: only the new episode is encoded, the old latents are kept as they were.
+    make_more = make_store(tmp_path / "more.zarr", episodes=1, steps=10, seed=5)
+    extra = EpisodeStore.open(make_more, "r").episode(0)
+    with EpisodeStore.open(store, "a") as s:
+        s.append_episode(extra["obs"], extra["action"][1:], extra["reward"][1:], extra["terminated"][1:])
+    grown = build_cache(store, ae, progress=False)
+    assert grown.episodes == 4 and grown.path == cache.path
+    np.testing.assert_array_equal(grown.latents[:int(cache.episode_ends[-1])], cache.latents)
+    assert len(grown.episode_latents(3)) == 1 + 10 // 2
+
+
+def test_latent_windows_line_up_with_rows_actions_and_episodes(tmp_path):
+    store = make_store(tmp_path / "s.zarr", episodes=3, steps=16)
+    ae = _autoencoder()
+    cache = build_cache(store, ae, progress=False)
+    data = LatentWindowDataset(cache, store, frames=3, episodes=[0, 2])
+    assert len(data) == 2 * (9 - 3 + 1)  # 9 latent frames per 17-row episode, episode 1 left out
+    s = EpisodeStore.open(store, "r")
+    rows = s.read_rows(["action", "has_action"], 0, s.num_frames)
+    for i in (0, 3, len(data) - 1):
+        item = data[i]
+        first, stop = data.rows(i)
+        assert stop - first == 1 + 2 * 2
+        # latent frame j >= 1 of a window covers rows first+1+2(j-1) .. first+2j: their actions
+        a, m = latent_actions(torch.from_numpy(rows["action"][first:stop])[None],
+                              torch.from_numpy(rows["has_action"][first:stop])[None], 2)
+        torch.testing.assert_close(item["action"][1:], a[0, 1:])
+        assert item["action_mask"][1:].all()
+        e = int(np.searchsorted(s.episode_ends, first, side="right"))
+        assert e in (0, 2) and stop <= s.episode_ends[e]
+    assert not data[0]["action_mask"][0].any()  # an episode's first frame: no action led to it
+    with pytest.raises(ValueError, match="no window"):
+        LatentWindowDataset(cache, store, frames=20)

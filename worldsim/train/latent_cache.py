@@ -1,0 +1,244 @@
+"""Latents encoded once per autoencoder, kept with the episode store: the DiT never runs the encoder.
+
+Training the DiT used to encode every window with the frozen autoencoder at every step, which on a
+CPU cost more than the DiT itself. Here every episode of the store is encoded once, causally from
+its first frame, exactly as a rollout sees its frames: latent frame 0 is row 0 alone, latent frame
+``j >= 1`` covers rows ``1 + (j-1)k .. jk`` (`worldsim.train.latents`); trailing rows that do not
+fill a group of ``k`` are left out. Normalised latents (``autoencoder.normalize``) are stored as
+float16 (they are about unit variance, so float16's 11-bit mantissa loses nothing that matters).
+
+Layout: ``<store>/latents/<key>/latents.npy`` (N', C, h, w) float16 and ``index.json``, where
+``key`` is the sha256 of the autoencoder's state dict (weights and latent statistics), so a changed
+autoencoder never reuses stale latents: it gets a cache of its own. The index records how many of
+the store's committed episodes the cache covers; when the store has grown, only the new episodes
+are encoded and the file is rewritten whole (to a temporary name, then renamed: a killed build
+leaves the old cache or none, never a torn one).
+
+Long episodes are encoded in chunks of latent frames, each started ``overlap`` latent frames early
+so the causal convolutions see enough past; the test suite checks that chunks equal one pass.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from worldsim.data.store import EpisodeStore
+from worldsim.frames import frames_to_float
+from worldsim.models.autoencoder import VideoAutoencoder
+
+CACHE_FORMAT = 1
+CHUNK_LATENTS = 128  # latent frames encoded per pass of a long episode
+OVERLAP_LATENTS = 32  # extra past latent frames per chunk: the tiny preset's encoder still reaches 16-24 back
+
+
+def autoencoder_key(autoencoder: VideoAutoencoder) -> str:
+    """sha256 (hex, first 16 digits) of the autoencoder's config and state dict: weights and latent stats."""
+    h = hashlib.sha256(json.dumps(autoencoder.cfg.to_dict(), sort_keys=True).encode())
+    for name, tensor in sorted(autoencoder.state_dict().items()):
+        t = tensor.detach().cpu().contiguous()
+        h.update(f"{name}:{t.dtype}:{tuple(t.shape)}".encode())
+        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()[:16]
+
+
+def latent_frames_of(rows: int, k: int) -> int:
+    """Latent frames of an episode of `rows` rows: 1 + (rows - 1) // k (0 for an empty episode)."""
+    return 0 if rows < 1 else 1 + (rows - 1) // k
+
+
+@dataclass
+class LatentCache:
+    """Normalised latents of a store's first `episodes` episodes, for one autoencoder.
+
+    ``latents``: float16 (N', C, h, w) memory-mapped; ``episode_ends``: int64 (E,) exclusive end of
+    each episode in latent frames; ``row_starts``: int64 (E,) first store row of each episode.
+    """
+
+    path: Path
+    key: str
+    k: int
+    latents: np.ndarray
+    episode_ends: np.ndarray
+    row_starts: np.ndarray
+
+    @property
+    def episodes(self) -> int:
+        return len(self.episode_ends)
+
+    def episode_latents(self, i: int) -> np.ndarray:
+        """float16 (L_i, C, h, w) latents of episode i."""
+        begin = int(self.episode_ends[i - 1]) if i else 0
+        return self.latents[begin:int(self.episode_ends[i])]
+
+
+def cache_dir(store_path: str | os.PathLike, key: str) -> Path:
+    return Path(store_path) / "latents" / key
+
+
+@torch.no_grad()
+def encode_episode(autoencoder: VideoAutoencoder, frames: np.ndarray, device: torch.device,
+                   chunk: int = CHUNK_LATENTS, overlap: int = OVERLAP_LATENTS) -> np.ndarray:
+    """uint8 frames (T, H, W, 3) of one episode -> normalised latents float32 (1 + (T-1)//k, C, h, w).
+
+    Chunk c covers latent frames [j0, j0 + chunk); it is encoded from ``overlap`` latent frames
+    earlier (its first input frame is row ``js * k``, encoded alone, so later groups line up with
+    the episode's own grouping), and the overlap is dropped.
+    """
+    k = autoencoder.cfg.temporal_factor
+    total = latent_frames_of(len(frames), k)
+    out = []
+    for j0 in range(0, total, chunk):
+        j1 = min(total, j0 + chunk)
+        js = max(0, j0 - overlap)
+        first_row = js * k  # row of chunk latent 0: row 0 for js = 0, else the last row of latent js
+        last_row = (j1 - 1) * k  # last row of latent j1 - 1
+        x = frames_to_float(torch.from_numpy(np.ascontiguousarray(frames[first_row:last_row + 1]))[None]).to(device)
+        z = autoencoder.normalize(autoencoder.encode(x).mode())[0]  # (j1 - js, C, h, w)
+        out.append(z[j0 - js:].float().cpu().numpy())
+    return np.concatenate(out) if out else np.zeros((0,), np.float32)
+
+
+def open_cache(store_path: str | os.PathLike, autoencoder: VideoAutoencoder) -> LatentCache | None:
+    """The cache of this autoencoder for the store, or None when there is none yet."""
+    key = autoencoder_key(autoencoder)
+    folder = cache_dir(store_path, key)
+    index_path = folder / "index.json"
+    if not index_path.is_file():
+        return None
+    index = json.loads(index_path.read_text())
+    if index.get("format") != CACHE_FORMAT or index.get("key") != key:
+        return None
+    latents = np.load(folder / "latents.npy", mmap_mode="r", allow_pickle=False)
+    ends = np.asarray(index["episode_ends"], np.int64)
+    if latents.shape[0] != (int(ends[-1]) if len(ends) else 0):
+        return None  # a build killed between its two renames: rebuilt whole
+    return LatentCache(folder, key, int(index["k"]), latents, ends, np.asarray(index["row_starts"], np.int64))
+
+
+def build_cache(store_path: str | os.PathLike, autoencoder: VideoAutoencoder, device: torch.device | None = None,
+                progress: bool = True) -> LatentCache:
+    """Open this autoencoder's cache for the store, encoding whatever episodes it does not hold yet."""
+    device = device or torch.device("cpu")
+    autoencoder = autoencoder.eval()
+    if not bool(autoencoder.latent_stats_fitted):
+        raise ValueError("the autoencoder has no fitted latent statistics; cache latents only of an exported autoencoder")
+    store = EpisodeStore.open(store_path, "r")
+    try:
+        episodes, ends = store.num_episodes, store.episode_ends
+        old = open_cache(store_path, autoencoder)
+        if old is not None and old.episodes == episodes:
+            return old
+        if old is not None and old.episodes > episodes:
+            raise ValueError(f"latent cache {old.path} holds {old.episodes} episodes but the store has only {episodes}: "
+                             "the store was replaced; delete the cache folder and it will be rebuilt")
+        key = autoencoder_key(autoencoder)
+        k = autoencoder.cfg.temporal_factor
+        begins = np.concatenate([[0], ends[:-1]]).astype(np.int64)
+        lengths = [latent_frames_of(int(e - b), k) for b, e in zip(begins, ends)]
+        latent_ends = np.cumsum(lengths).astype(np.int64)
+        _, c, h, w = autoencoder.latent_shape(1, *store.frame_size)
+        folder = cache_dir(store_path, key)
+        folder.mkdir(parents=True, exist_ok=True)
+        tmp = folder / f"latents.npy.{os.getpid()}.partial"
+        out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float16, shape=(int(latent_ends[-1]), c, h, w))
+        done = 0
+        if old is not None:
+            done = old.episodes
+            out[:int(old.episode_ends[-1])] = old.latents
+        bar = None
+        if progress:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=episodes, initial=done, desc="encode latents", unit="episode", dynamic_ncols=True)
+        for i in range(done, episodes):
+            frames = store.read("obs", int(begins[i]), int(ends[i]))
+            z = encode_episode(autoencoder, frames, device)
+            out[int(latent_ends[i]) - lengths[i]:int(latent_ends[i])] = z.astype(np.float16)
+            if bar is not None:
+                bar.update(1)
+        if bar is not None:
+            bar.close()
+        out.flush()
+        del out
+        os.replace(tmp, folder / "latents.npy")
+        index: dict[str, Any] = {"format": CACHE_FORMAT, "key": key, "k": k, "episodes": episodes,
+                                 "episode_ends": latent_ends.tolist(), "row_starts": begins.tolist(),
+                                 "latent_shape": [c, h, w], "dtype": "float16"}
+        tmp_index = folder / f"index.json.{os.getpid()}.partial"
+        tmp_index.write_text(json.dumps(index))
+        os.replace(tmp_index, folder / "index.json")
+    finally:
+        store.close()
+    cache = open_cache(store_path, autoencoder)
+    assert cache is not None
+    return cache
+
+
+class LatentWindowDataset(torch.utils.data.Dataset):
+    """Windows of `frames` consecutive cached latent frames inside one episode, with their conditioning.
+
+    Item ``i``: "latents" float32 (T', C, h, w); "action" (T', k, D) packed and "action_mask" bool
+    (T', k) (`worldsim.train.latents.latent_actions`; latent frame 0 of an episode has one action
+    slot, masked); "reward" float32 (T',) summed per latent frame; "terminated" float32 (T',);
+    "start" the first latent frame (global index). `episodes` restricts windows to those episodes
+    (held-out episodes are left out of training this way). The per-row arrays are small and read
+    once; an item is then two slices, so no DataLoader workers are needed.
+    """
+
+    def __init__(self, cache: LatentCache, store_path: str | os.PathLike, frames: int,
+                 episodes: list[int] | None = None) -> None:
+        from worldsim.train.latents import latent_actions, latent_rewards, latent_terminated
+
+        self.cache, self.frames, self.k = cache, int(frames), cache.k
+        store = EpisodeStore.open(store_path, "r")
+        try:
+            rows = store.read_rows(["action", "has_action", "reward", "terminated"], 0, store.num_frames)
+        finally:
+            store.close()
+        acts, masks, rewards, terms = [], [], [], []
+        begins = np.concatenate([[0], cache.episode_ends[:-1]]).astype(np.int64)
+        for e in range(cache.episodes):
+            length = int(cache.episode_ends[e] - begins[e])
+            r0 = int(cache.row_starts[e])
+            r1 = r0 + 1 + (length - 1) * self.k  # rows covered by the cached latent frames
+            one = {key: torch.from_numpy(np.ascontiguousarray(v[r0:r1]))[None] for key, v in rows.items()}
+            a, m = latent_actions(one["action"], one["has_action"], self.k)
+            acts.append(a[0])
+            masks.append(m[0])
+            rewards.append(latent_rewards(one["reward"], self.k)[0])
+            terms.append(latent_terminated(one["terminated"], self.k)[0])
+        self.action = torch.cat(acts)  # (N', k, D)
+        self.action_mask = torch.cat(masks)  # (N', k)
+        self.reward = torch.cat(rewards)  # (N',)
+        self.terminated = torch.cat(terms)  # (N',)
+        chosen = range(cache.episodes) if episodes is None else episodes
+        starts = [np.arange(begins[e], cache.episode_ends[e] - self.frames + 1) for e in chosen]
+        self.starts = np.concatenate(starts).astype(np.int64) if starts else np.zeros(0, np.int64)
+        if len(self.starts) == 0:
+            raise ValueError(f"no window of {self.frames} latent frames fits in the chosen episodes of {store_path}")
+        self._begins = begins
+
+    def __len__(self) -> int:
+        return len(self.starts)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        s = int(self.starts[i])
+        e = s + self.frames
+        return {"latents": torch.from_numpy(self.cache.latents[s:e].astype(np.float32)),
+                "action": self.action[s:e], "action_mask": self.action_mask[s:e], "reward": self.reward[s:e],
+                "terminated": self.terminated[s:e], "start": s}
+
+    def rows(self, i: int) -> tuple[int, int]:
+        """Store rows [first, stop) of the real frames that decoding window i yields (1 + (T'-1)k rows)."""
+        s = int(self.starts[i])
+        e = int(np.searchsorted(self.cache.episode_ends, s, side="right"))
+        first = int(self.cache.row_starts[e]) + (s - int(self._begins[e])) * self.k
+        return first, first + 1 + (self.frames - 1) * self.k

@@ -1,0 +1,214 @@
+"""Validation inside training, on held-out episodes: what the learning curves are made of.
+
+Every `ValidationConfig.every` optimizer steps the trainer scores the EMA weights (what the export
+will hold) on a fixed set of windows from episodes that never enter training, and logs the figures
+to TensorBoard (``val/...``), the console and ``<run>/validation.jsonl`` (one JSON line per
+validation with the step, the samples seen and the process CPU seconds, so curves can be drawn
+against compute). Everything is deterministic: the same windows and the same noise every time.
+
+Autoencoder (task=vae):
+- ``psnr``: reconstruction PSNR (dB, posterior mean, clipped to [-1, 1]) of held-out frames.
+- ``balls_found`` (stores with probe-world ground truth): the fraction of fully visible balls that
+  the probe detector (`worldsim.eval.probes.detect_balls`) still finds in the reconstructions.
+
+Diffusion transformer (task=dit), each window's last latent frame predicted from the clean real
+ones before it:
+- ``tf_x0_mse``: teacher-forced error: MSE of the clean-latent estimate from one network call at
+  noise levels 0.25, 0.5 and 0.75 (normalised latent units; 0 is perfect).
+- ``next_psnr``: the frame sampled with `sample_steps` Euler steps from fixed noise, decoded,
+  against the real frames (PSNR in dB over the k real frames the latent covers).
+- ``action_sensitivity``: mean absolute pixel difference (in [0, 1]) between that frame and the
+  one sampled from the same noise with another window's actions; 0 means actions are ignored.
+- ``action_win``: how often the true actions' frame is closer to the truth than the other
+  actions' frame (ties count half): 0.5 for a model that ignores actions, 1 for one that follows them
+  wherever the two actions differ visibly.
+- ``balls_found`` (probe world): fully visible balls found in the sampled frames.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from worldsim.data.store import EpisodeStore
+from worldsim.diffusion.objective import add_noise, predict_x0
+from worldsim.diffusion.samplers import sample_euler
+from worldsim.frames import frames_to_float, frames_to_uint8
+from worldsim.metrics import psnr
+
+PROBE_STATE_KEYS = ("present", "position", "radius", "color", "visible")
+TEACHER_LEVELS = (0.25, 0.5, 0.75)
+SEED = 4321  # validation noise: its own generator, so validating never changes training
+
+
+@dataclass
+class ValidationConfig:
+    """When and on how much held-out data training validates (see `worldsim.train.validation`)."""
+
+    every: int = 250  # optimizer steps between validations (and one at the end); 0 disables
+    windows: int = 16  # held-out windows scored each time, evenly spread over the held-out episodes
+    sample_steps: int = 4  # task=dit: Euler steps of the sampled next-frame metrics
+
+    def __post_init__(self) -> None:
+        if self.every < 0 or self.windows < 1 or self.sample_steps < 1:
+            raise ValueError("validation.every must be >= 0, validation.windows and sample_steps >= 1")
+
+
+def holdout_episodes(num_episodes: int, requested: int | None) -> list[int]:
+    """Indices of the held-out episodes: the store's last ones. None: about 5% (at least 1) from 4 episodes on."""
+    n = (max(1, round(0.05 * num_episodes)) if num_episodes >= 4 else 0) if requested is None else requested
+    if n < 0 or (n and n >= num_episodes):
+        raise ValueError(f"holdout_episodes={n}: the store has {num_episodes} episodes and training needs at least one")
+    return list(range(num_episodes - n, num_episodes))
+
+
+def evenly(n_items: int, n: int) -> list[int]:
+    """n indices spread evenly over range(n_items) (all of them when n >= n_items)."""
+    if n >= n_items:
+        return list(range(n_items))
+    return np.linspace(0, n_items - 1, n).round().astype(int).tolist()
+
+
+def balls_found(frames: np.ndarray, state: dict[str, np.ndarray]) -> tuple[int, int]:
+    """(fully visible balls the detector finds in `frames` (T, H, W, 3) uint8, fully visible balls)."""
+    from worldsim.eval.probes import ProbeScoreConfig, detect_balls, fully_visible
+
+    cfg = ProbeScoreConfig()
+    visible = fully_visible(state, cfg)  # (T, B)
+    seen = detect_balls(frames, state, cfg).seen  # (T, B)
+    return int((seen & visible).sum()), int(visible.sum())
+
+
+def _read_state(store: EpisodeStore, start: int, stop: int) -> dict[str, np.ndarray] | None:
+    keys = [f"state/{k}" for k in PROBE_STATE_KEYS]
+    if not all(k in store.keys() for k in keys):
+        return None
+    rows = store.read_rows(keys, start, stop)
+    return {k.split("/", 1)[1]: v for k, v in rows.items()}
+
+
+class VAEValidator:
+    """Reconstruction PSNR (and balls found) on fixed held-out windows of real frames."""
+
+    def __init__(self, store_path: str, window: int, episodes: list[int], cfg: ValidationConfig,
+                 device: torch.device) -> None:
+        from worldsim.data.dataset import WindowDataset
+
+        data = WindowDataset(store_path, window, keys=["obs"], episodes=episodes)
+        picks = evenly(len(data), cfg.windows)
+        self.obs = torch.stack([data[i]["obs"] for i in picks])  # (V, T, H, W, 3) uint8
+        store = EpisodeStore.open(store_path, "r")
+        try:
+            starts = [int(data.starts[i]) for i in picks]
+            self.states = [_read_state(store, s, s + window) for s in starts]
+        finally:
+            store.close()
+        self.device = device
+
+    @torch.no_grad()
+    def __call__(self, model: Any) -> dict[str, float]:
+        frames = frames_to_float(self.obs).to(self.device)  # (V, T, 3, H, W)
+        recon, _ = model(frames, sample=False)
+        logs = {"psnr": psnr(recon.float().clamp(-1, 1), frames, data_range=2.0).mean().item()}
+        if self.states[0] is not None:
+            found, total = 0, 0
+            images = frames_to_uint8(recon.float()).cpu().numpy()  # (V, T, H, W, 3)
+            for img, state in zip(images, self.states):
+                f, t = balls_found(img, state)
+                found, total = found + f, total + t
+            logs["balls_found"] = found / max(total, 1)
+        return logs
+
+
+class DiTValidator:
+    """Next-frame metrics of the DiT on fixed held-out latent windows (see the module docstring)."""
+
+    def __init__(self, dataset: Any, store_path: str, cfg: ValidationConfig, autoencoder: Any,
+                 device: torch.device, has_actions: bool) -> None:
+        picks = evenly(len(dataset), cfg.windows)
+        items = [dataset[i] for i in picks]
+        self.latents = torch.stack([it["latents"] for it in items])  # (V, T', C, h, w)
+        self.actions = torch.stack([it["action"] for it in items]) if has_actions else None  # (V, T', k, D)
+        self.mask = torch.stack([it["action_mask"] for it in items]) if has_actions else None  # (V, T', k)
+        self.k = dataset.k
+        store = EpisodeStore.open(store_path, "r")
+        try:
+            rows = [dataset.rows(i) for i in picks]
+            self.real = torch.stack([torch.from_numpy(store.read("obs", a, b)) for a, b in rows])  # (V, T, H, W, 3)
+            self.states = [_read_state(store, a, b) for a, b in rows]
+        finally:
+            store.close()
+        self.cfg, self.autoencoder, self.device = cfg, autoencoder, device
+
+    def _sample(self, model: Any, actions: torch.Tensor | None, mask: torch.Tensor | None) -> torch.Tensor:
+        """The last latent frame sampled from the real context; decoded window float (V, T, 3, H, W)."""
+        x0 = self.latents.to(self.device)
+        noise = torch.randn(x0[:, -1:].shape, generator=torch.Generator().manual_seed(SEED + 1)).to(self.device)
+        new = sample_euler(model, tuple(noise.shape), steps=self.cfg.sample_steps, noise=noise, context=x0[:, :-1],
+                           actions=actions, action_mask=mask)
+        window = torch.cat([x0[:, :-1], new.to(x0.dtype)], dim=1)
+        return self.autoencoder.decode(self.autoencoder.denormalize(window)).float().clamp(-1, 1)
+
+    @torch.no_grad()
+    def __call__(self, model: Any) -> dict[str, float]:
+        x0 = self.latents.to(self.device)
+        actions = None if self.actions is None else self.actions.to(self.device)
+        mask = None if self.mask is None else self.mask.to(self.device)
+        v, frames = x0.shape[:2]
+        g = torch.Generator().manual_seed(SEED)
+        errors = []
+        for level in TEACHER_LEVELS:
+            t = torch.zeros(v, frames, device=self.device)
+            t[:, -1] = level
+            noise = torch.randn(x0.shape, generator=g).to(self.device)
+            x_t = torch.where(t[:, :, None, None, None] > 0, add_noise(x0, noise, t), x0)
+            pred = model(x_t, t, actions, mask).prediction.float()
+            errors.append((predict_x0(x_t[:, -1:], pred[:, -1:], t[:, -1:]) - x0[:, -1:]).pow(2).mean().item())
+        logs = {"tf_x0_mse": float(np.mean(errors))}
+        real = frames_to_float(self.real).to(self.device)[:, -self.k:]  # (V, k, 3, H, W)
+        sampled = self._sample(model, actions, mask)[:, -self.k:]
+        score = psnr(sampled, real, data_range=2.0).mean(dim=1)  # (V,)
+        logs["next_psnr"] = score.mean().item()
+        if actions is not None and v > 1:
+            other_actions, other_mask = actions.clone(), mask.clone()
+            other_actions[:, -1], other_mask[:, -1] = actions.roll(1, 0)[:, -1], mask.roll(1, 0)[:, -1]
+            other = self._sample(model, other_actions, other_mask)[:, -self.k:]
+            logs["action_sensitivity"] = ((sampled - other).abs().mean() / 2).item()  # [-1, 1] -> [0, 1] units
+            other_score = psnr(other, real, data_range=2.0).mean(dim=1)
+            wins = (score > other_score).float() + 0.5 * (score == other_score).float()
+            logs["action_win"] = wins.mean().item()
+        if self.states[0] is not None:
+            found, total = 0, 0
+            images = frames_to_uint8(sampled).cpu().numpy()  # (V, k, H, W, 3)
+            for img, state in zip(images, self.states):
+                f, t = balls_found(img, {key: val[-self.k:] for key, val in state.items()})
+                found, total = found + f, total + t
+            logs["balls_found"] = found / max(total, 1)
+        return logs
+
+
+class CurveLog:
+    """``<run>/validation.jsonl``: one line per validation; CPU seconds carry over a resumed run."""
+
+    def __init__(self, run_dir: Path, step: int) -> None:
+        self.path = Path(run_dir) / "validation.jsonl"
+        kept = []
+        if self.path.is_file():  # a resumed run: drop lines past the checkpoint, continue the clocks
+            kept = [json.loads(line) for line in self.path.read_text().splitlines() if line.strip()]
+            kept = [row for row in kept if row["step"] <= step]
+            self.path.write_text("".join(json.dumps(row) + "\n" for row in kept))
+        self.cpu0 = (kept[-1]["cpu_s"] if kept else 0.0) - time.process_time()
+        self.wall0 = (kept[-1]["wall_s"] if kept else 0.0) - time.perf_counter()
+
+    def write(self, step: int, samples: int, metrics: dict[str, float], val_seconds: float) -> dict[str, Any]:
+        row = {"step": step, "samples": samples, "cpu_s": round(self.cpu0 + time.process_time(), 2),
+               "wall_s": round(self.wall0 + time.perf_counter(), 2), "val_s": round(val_seconds, 2), **metrics}
+        with self.path.open("a") as f:
+            f.write(json.dumps(row) + "\n")
+        return row
