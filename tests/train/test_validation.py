@@ -99,7 +99,7 @@ def test_dit_metrics_perfect_wrong_and_action_following(probe_store):
     follower = val(Oracle(truth, actions, follow=True))
     assert follower["action_sensitivity"] > 0 and follower["action_win"] > 0.5
     assert follower["next_psnr"] == pytest.approx(perfect["next_psnr"])
-    assert ceiling.shape[1] == 1 + 2 * 2
+    assert ceiling.shape[1] == 1 + 2 * 2  # a 3-latent window: all of it decoded
 
 
 def test_curve_log_continues_cpu_time_and_drops_lines_past_a_resumed_checkpoint(tmp_path):

@@ -44,6 +44,7 @@ class AutoencoderConfig:
     channel_mults: tuple[int, ...] = (1, 2, 2)  # width multiplier per resolution level; log2(s) + 1 levels
     num_res_blocks: int = 1  # residual blocks per level (encoder and decoder)
     spatial_factor: int = 4  # s: H and W shrink by s (4 or 8)
+    patch: int = 1  # pixels per side folded into channels before the first conv (1, 2 or 4): the convs never run at full resolution
     temporal_factor: int = 2  # k: one latent frame per k real frames after the first (1, 2 or 4)
     time_kernel: int = 3  # temporal extent of the residual convs: how many past frames each conv sees
     norm_groups: int = 32  # GroupNorm groups (capped at the channel count)
@@ -59,12 +60,17 @@ class AutoencoderConfig:
             raise ValueError(f"spatial_factor must be one of {SPATIAL_FACTORS}, got {self.spatial_factor}")
         if self.temporal_factor not in TEMPORAL_FACTORS:
             raise ValueError(f"temporal_factor must be one of {TEMPORAL_FACTORS}, got {self.temporal_factor}")
-        levels = int(math.log2(self.spatial_factor)) + 1
+        if self.patch not in (1, 2, 4) or self.patch > self.spatial_factor:
+            raise ValueError(f"patch must be 1, 2 or 4 and at most spatial_factor {self.spatial_factor}, got {self.patch}")
+        levels = int(math.log2(self.spatial_factor // self.patch)) + 1
         if len(self.channel_mults) != levels:
             raise ValueError(
-                f"spatial_factor {self.spatial_factor} needs {levels} channel_mults (one per resolution level), "
-                f"got {len(self.channel_mults)}: {self.channel_mults}"
+                f"spatial_factor {self.spatial_factor} with patch {self.patch} needs {levels} channel_mults (one per "
+                f"resolution level), got {len(self.channel_mults)}: {self.channel_mults}"
             )
+        if self.time_levels > levels - 1:
+            raise ValueError(f"temporal_factor {self.temporal_factor} needs {self.time_levels} downsampling levels, "
+                             f"spatial_factor {self.spatial_factor} / patch {self.patch} gives {levels - 1}")
         for ch in self.level_channels:
             if ch % self.groups(ch) != 0:
                 raise ValueError(f"level width {ch} is not divisible by norm_groups {self.norm_groups}")
@@ -102,7 +108,8 @@ class Encoder(nn.Module):
     def __init__(self, cfg: AutoencoderConfig):
         super().__init__()
         chs, tk = cfg.level_channels, cfg.time_kernel
-        self.conv_in = CausalConv3d(cfg.in_channels, chs[0], 3)
+        self.patch = cfg.patch
+        self.conv_in = CausalConv3d(cfg.in_channels * cfg.patch**2, chs[0], 3)
         blocks: list[nn.Module] = []
         ch = chs[0]
         for i, out_ch in enumerate(chs):
@@ -121,6 +128,7 @@ class Encoder(nn.Module):
         self.conv_out = CausalConv3d(ch, 2 * cfg.latent_channels, 3)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = rearrange(x, "b c t (h p1) (w p2) -> b (c p1 p2) t h w", p1=self.patch, p2=self.patch)
         h = self.mid(self.down(self.conv_in(x)))
         return self.conv_out(F.silu(self.norm_out(h)))
 
@@ -147,11 +155,13 @@ class Decoder(nn.Module):
                 blocks.append(Upsample(ch, time=i - 1 < cfg.time_levels))  # mirrors Downsample i-1
         self.up = nn.Sequential(*blocks)
         self.norm_out = FrameGroupNorm(cfg.groups(ch), ch, eps=1e-6)
-        self.conv_out = CausalConv3d(ch, cfg.in_channels, 3)
+        self.patch = cfg.patch
+        self.conv_out = CausalConv3d(ch, cfg.in_channels * cfg.patch**2, 3)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         h = self.up(self.mid(self.conv_in(z)))
-        return self.conv_out(F.silu(self.norm_out(h)))
+        x = self.conv_out(F.silu(self.norm_out(h)))
+        return rearrange(x, "b (c p1 p2) t h w -> b c t (h p1) (w p2)", p1=self.patch, p2=self.patch)
 
 
 class VideoAutoencoder(nn.Module):
