@@ -21,29 +21,17 @@ import torch
 from gymnasium import spaces
 
 from worldsim.diffusion.objective import ObjectiveConfig, add_noise, sample_noise_levels, v_target
+from worldsim.diffusion import toy
 from worldsim.diffusion.samplers import sample_euler, time_grid
 from worldsim.models.presets import build_dit
 from worldsim.spaces import space_to_json
 
-SIZE, CHANNELS, FRAMES = 8, 4, 4
-MOVES = torch.tensor([[0, 0], [-1, 0], [1, 0], [0, -1], [0, 1]])
-PATTERN = torch.tensor([2.0, -2.0, 1.0, -1.0])  # per-channel value of the square
+FRAMES = 4
 
 
 def make_batch(batch: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
     """Latent videos (B, FRAMES, CHANNELS, SIZE, SIZE) and packed actions (B, FRAMES, 1, 1)."""
-    pos = torch.randint(0, SIZE, (batch, 2), generator=generator)
-    actions = torch.randint(0, 5, (batch, FRAMES), generator=generator)
-    actions[:, 0] = 0  # the first frame has no preceding action
-    frames = []
-    for t in range(FRAMES):
-        pos = (pos + MOVES[actions[:, t]]) % SIZE
-        grid = torch.zeros(batch, SIZE, SIZE)
-        for dr in (0, 1):
-            for dc in (0, 1):
-                grid[torch.arange(batch), (pos[:, 0] + dr) % SIZE, (pos[:, 1] + dc) % SIZE] = 1.0
-        frames.append(grid[:, None] * PATTERN[:, None, None] - PATTERN[:, None, None] * 4 / SIZE**2)
-    return torch.stack(frames, dim=1), actions[:, :, None, None]
+    return toy.make_batch(batch, FRAMES, generator)
 
 
 def loss_fn(kind: str, model, x0, actions, mask, generator, config):
@@ -74,7 +62,7 @@ def sample_rectified_flow(model, context, actions, mask, steps, generator):
 
 def run(kind: str, seed: int, train_steps: int, batch: int, sample_steps: list[int]) -> dict:
     torch.manual_seed(seed)
-    model = build_dit("tiny", latent_channels=CHANNELS, action_space=space_to_json(spaces.Discrete(5)))
+    model = build_dit("tiny", latent_channels=toy.CHANNELS, action_space=space_to_json(spaces.Discrete(5)))
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.0)
     config = ObjectiveConfig(action_dropout=0.0)
     data_gen, noise_gen = torch.Generator().manual_seed(seed), torch.Generator().manual_seed(seed + 1000)
