@@ -1,6 +1,7 @@
 """The inverse-dynamics model learns the probe world's pusher actions from a real episode store."""
 
 import numpy as np
+import torch
 import pytest
 
 from worldsim.config import CollectConfig, EnvConfig
@@ -39,3 +40,18 @@ def test_pairs_and_bad_inputs():
         frame_pairs(frames, np.zeros((2, 4), int))
     with pytest.raises(ValueError, match="labels must lie"):
         train_idm(pairs, labels + 3, 5)
+
+
+def test_accuracy_on_a_subset_of_actions():
+    class Fixed(torch.nn.Module):  # predicts action 1 for every pair
+        def forward(self, pairs):
+            out = torch.zeros(len(pairs), 5)
+            out[:, 1] = 1.0
+            return out
+
+    pairs = np.zeros((6, 2, 8, 8, 3), np.uint8)
+    labels = np.array([1, 1, 2, 2, 3, 0])
+    assert idm_accuracy(Fixed(), pairs, labels) == pytest.approx(2 / 6)
+    assert idm_accuracy(Fixed(), pairs, labels, only=(1, 2)) == pytest.approx(0.5)
+    assert idm_accuracy(Fixed(), pairs, labels, only=(1,)) == 1.0
+    assert np.isnan(idm_accuracy(Fixed(), pairs, labels, only=(4,)))

@@ -116,10 +116,21 @@ def train_idm(pairs: np.ndarray, labels: np.ndarray, n_actions: int, cfg: IDMCon
 
 
 @torch.no_grad()
-def idm_accuracy(model: InverseDynamics, pairs: np.ndarray, labels: np.ndarray, batch: int = 256) -> float:
-    """Fraction of pairs whose predicted action is the true one."""
+def idm_accuracy(model: InverseDynamics, pairs: np.ndarray, labels: np.ndarray, batch: int = 256,
+                 only: tuple[int, ...] | None = None) -> float:
+    """Fraction of pairs whose predicted action is the true one; `only`: of the pairs labelled with these actions.
+
+    Many actions change nothing visible in most states (Crafter's crafting without materials), so
+    the accuracy on actions that always act (the moves) is the discriminating figure there. NaN
+    when `only` leaves no pair.
+    """
     if len(pairs) == 0:
         raise ValueError("no frame pairs to score")
+    if only is not None:
+        keep = np.isin(labels, np.asarray(only))
+        if not keep.any():
+            return float("nan")
+        pairs, labels = pairs[keep], labels[keep]
     hits = 0
     for i in range(0, len(pairs), batch):
         pred = model(torch.from_numpy(pairs[i:i + batch])).argmax(dim=1).numpy()

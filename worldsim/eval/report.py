@@ -109,9 +109,17 @@ def _fmt(v: Any, digits: int = 2) -> str:
 
 def idm_table(idm: dict[str, Any]) -> list[str]:
     """Markdown rows of the action-following results: accuracy of the IDM on real and simulated frames per scheme."""
-    lines = ["| context scheme | accuracy on real | on simulated | gap |", "|---|---|---|---|"]
+    moves = "move_actions" in idm
+    head = "| context scheme | accuracy on real | on simulated | gap |"
+    lines = [head + (" moves: real | moves: simulated | moves: gap |" if moves else ""),
+             "|---|---|---|---|" + ("---|---|---|" if moves else "")]
     for scheme, v in idm["schemes"].items():
-        lines.append(f"| {scheme} | {v['real']:.3f} | {v['sim']:.3f} | {v['gap']:.3f} |")
+        row = f"| {scheme} | {v['real']:.3f} | {v['sim']:.3f} | {v['gap']:.3f} |"
+        if moves:
+            row += f" {v['real_moves']:.3f} | {v['sim_moves']:.3f} | {v['gap_moves']:.3f} |"
+        lines.append(row)
+    if moves:
+        lines.append(f"\n(moves: pairs whose action is one of {idm['move_actions']}, which change the frame in nearly every state)")
     return lines
 
 
