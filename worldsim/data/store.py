@@ -395,8 +395,9 @@ class EpisodeStore:
 
     @property
     def nbytes_stored(self) -> int:
-        """Bytes on disk (every file of the store, uncommitted leftovers included)."""
-        return sum(f.stat().st_size for f in self.path.rglob("*") if f.is_file())
+        """Bytes on disk (every file of the store, uncommitted leftovers included; not the latent caches under latents/)."""
+        caches = self.path / "latents"
+        return sum(f.stat().st_size for f in self.path.rglob("*") if f.is_file() and caches not in f.parents)
 
     def __repr__(self) -> str:
         return (
