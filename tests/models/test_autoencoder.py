@@ -222,3 +222,37 @@ def test_tiny_preset_learns_to_reconstruct_structured_video() -> None:
     # measured: about 10.7 -> 15.5 dB; predicting each video's mean colour would give about 18 dB
     assert after > before + 3.0, (before, after)
     assert logs["kl"] > 0 and set(logs) >= {"loss", "l1", "mse", "kl", "psnr"}
+
+
+def test_patched_autoencoder_is_causal_prefix_consistent_and_checks_its_levels() -> None:
+    torch.manual_seed(0)
+    model = VideoAutoencoder(autoencoder_config("cpu")).eval()  # patch 2: convs at 1/2 and 1/4 resolution
+    frames = torch.rand(2, 7, 3, 16, 24) * 2 - 1
+    with torch.no_grad():
+        z = model.encode(frames).mean
+        assert z.shape == (2, 4, 8, 4, 6)
+        video = model.decode(z)
+        assert video.shape == frames.shape
+        for p in (1, 2, 3):
+            torch.testing.assert_close(model.encode(frames[:, :1 + (p - 1) * 2]).mean, z[:, :p], rtol=0, atol=1e-5)
+            torch.testing.assert_close(model.decode(z[:, :p]), video[:, :1 + (p - 1) * 2], rtol=0, atol=1e-5)
+        changed = frames.clone()
+        changed[:, 3] = 0.0
+        zc = model.encode(changed).mean
+        torch.testing.assert_close(zc[:, :2], z[:, :2], rtol=0, atol=1e-5)  # frame 3 belongs to latent 2
+        assert (zc[:, 2] - z[:, 2]).abs().max() > 1e-3
+    with pytest.raises(ValueError, match="patch 2 needs 2 channel_mults"):
+        autoencoder_config("cpu", channel_mults=(1, 2, 2))
+    with pytest.raises(ValueError, match="temporal_factor 4 needs 2 downsampling levels"):
+        autoencoder_config("cpu", temporal_factor=4)
+
+
+def test_object_weights_single_out_small_objects_and_keep_the_loss_scale() -> None:
+    from worldsim.models.autoencoder import object_weights
+
+    frames = torch.full((1, 1, 3, 16, 16), -0.8)
+    frames[..., 5:7, 5:7] = 0.9  # a 2x2 ball on a plain background
+    w = object_weights(frames, 4.0)
+    assert w.shape == (1, 1, 1, 16, 16) and w.mean().item() == pytest.approx(1.0)
+    assert w[..., 5, 5].item() == pytest.approx(5 * w[..., 0, 0].item())
+    assert object_weights(frames, 0.0) is None

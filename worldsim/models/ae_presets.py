@@ -17,6 +17,21 @@ def tiny() -> AutoencoderConfig:
     )
 
 
+def cpu() -> AutoencoderConfig:
+    """For training on a CPU, 64x64 frames: 2x2 pixels folded into channels first, small objects weighted.
+
+    Its convolutions run at 32x32 and 16x16 only, so a step costs 0.28 s against 0.47 s for `tiny`
+    (8 windows of 5 frames, one thread), and it learns much faster per CPU-second: on the probe world,
+    after 500 steps, 21.7 dB held-out PSNR against 17.4 dB for `tiny`; with `object_weight` 4 the
+    detector finds 97% of the visible balls in its reconstructions (`tiny`: 0%). See the README's
+    training section for the learning curves.
+    """
+    return AutoencoderConfig(
+        latent_channels=8, base_channels=16, channel_mults=(1, 2), num_res_blocks=1, patch=2,
+        spatial_factor=4, temporal_factor=2, norm_groups=8, object_weight=4.0,
+    )
+
+
 def small() -> AutoencoderConfig:
     """For CPU work on 64x64 frames; 1.7M parameters.
 
@@ -42,7 +57,7 @@ def base() -> AutoencoderConfig:
     )
 
 
-AE_PRESETS = {"tiny": tiny, "small": small, "base": base}
+AE_PRESETS = {"tiny": tiny, "cpu": cpu, "small": small, "base": base}
 
 
 def autoencoder_config(name: str, **overrides) -> AutoencoderConfig:
