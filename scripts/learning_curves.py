@@ -22,7 +22,8 @@ sys.path.insert(0, str(ROOT))
 from worldsim.eval.plots import line_plot  # noqa: E402
 
 HIGHER_IS_BETTER = {"psnr": True, "balls_found": True, "next_psnr": True, "action_sensitivity": True,
-                    "action_win": True, "tf_x0_mse": False}
+                    "action_win": True, "tf_x0_mse": False, "rollout_psnr": True,
+                    "rollout_balls_found": True}
 
 
 def read_curve(run: Path) -> list[dict]:

@@ -1,22 +1,24 @@
 #!/usr/bin/env bash
 # Reproduces the pretrained models shipped in worldsim/pretrained/ (crafter, probes), with the project's
 # own commands only: worldsim collect -> worldsim train-vae -> worldsim train -> worldsim eval (+ rollout
-# for the README strip), then writes each MODEL_CARD.md from what the run left behind.
+# for the README strip), then writes each MODEL_CARD.md (with its learning curves) from what the run left.
 #
 #   bash scripts/train_pretrained.sh [crafter] [probes]     (default: both)
 #
 # Work happens under runs/pretrained/; the DiT export (it carries its autoencoder) is copied to
-# worldsim/pretrained/<name>/, its card and eval results beside it, plots and strips to docs/. The
-# sizes below are what the shipped models were trained with on a shared 2-core CPU (no GPU); raise
-# them on a bigger machine (VAE_STEPS=..., DIT_STEPS=... in the environment). Stage wall times go
-# to <work>/times.txt and into the cards.
+# worldsim/pretrained/<name>/, its card and eval results beside it, plots, curves and strips to docs/.
+# Every stage resumes: a run folder with checkpoints but no export is continued (resume=...), one with an
+# export is kept (FRESH=1 redoes both training stages). Raise VAE_STEPS / DIT_STEPS to train longer: a
+# finished run is continued to the new step count. Both trainings validate on held-out episodes as they
+# go (validation.jsonl in each run folder: the learning curves in the cards).
+#
+# The sizes below are what the shipped models were trained with, on a 2-core CPU without a GPU; the
+# model cards give the measured CPU-hours.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 WS=${WORLDSIM:-.venv/bin/worldsim}
 PY=${PYTHON:-.venv/bin/python}
 WORK=${WORK:-runs/pretrained}
-VAE_STEPS=${VAE_STEPS:-300}
-DIT_STEPS=${DIT_STEPS:-400}
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}  # one thread per process: steadier on a shared 2-core CPU
 export MASTER_PORT=${MASTER_PORT:-29517}      # the one-process DeepSpeed rendezvous; away from the default 29500
 mkdir -p "$WORK" docs
@@ -28,20 +30,30 @@ timed() {  # timed NAME STAGE command...: run it, append "NAME STAGE SECONDS" to
   echo "$name $stage $(( $(date +%s) - t0 ))" >> "$WORK/times.txt"
 }
 
-train_world() {  # train_world NAME ENV COLLECT_ARGS...
-  local name=$1 env=$2; shift 2
-  local store=$WORK/$name.zarr
-  [ -d "$store" ] || timed "$name" collect $WS collect env="$env" out="$store" seed=0 progress=false "$@"
-  # A finished stage (its export exists) is kept when the script is run again; FRESH=1 redoes it.
-  [ "${FRESH:-0}" = 1 ] && rm -rf "$WORK/$name-vae" "$WORK/$name-dit"
-  [ -f "$WORK/$name-vae/export/config.json" ] || { rm -rf "$WORK/$name-vae"; timed "$name" train-vae $WS train-vae data="$store" run_dir="$WORK/$name-vae" model=tiny \
-    window=5 batch_size=8 steps="$VAE_STEPS" optim.lr=1e-3 optim.warmup_steps=30 ema_decay=0.99 \
-    checkpoint_every=100000 video_every=0 tensorboard=false progress=false; }
-  [ -f "$WORK/$name-dit/export/config.json" ] || { rm -rf "$WORK/$name-dit"; timed "$name" train $WS train data="$store" vae="$WORK/$name-vae/export" run_dir="$WORK/$name-dit" \
-    model=tiny +model_overrides.dim=128 +model_overrides.depth=4 +model_overrides.heads=2 \
-    window=17 batch_size=8 steps="$DIT_STEPS" optim.lr=1e-3 optim.warmup_steps=30 ema_decay=0.99 \
-    'context.schemes=[autoregressive,long-range,hierarchical]' \
-    checkpoint_every=50 keep_checkpoints=1 video_every=0 tensorboard=false; }
+stage() {  # stage NAME STAGE RUN_DIR STEPS command args...: train a stage, resuming or extending its run
+  local name=$1 st=$2 run=$3 steps=$4; shift 4
+  [ "${FRESH:-0}" = 1 ] && rm -rf "$run"
+  if [ -f "$run/export/config.json" ] && [ "$($PY -c 'import json, sys; print(json.load(open(sys.argv[1]))["train"]["steps"])' "$run/export/config.json")" -ge "$steps" ]; then
+    return 0  # finished at (or beyond) the asked steps
+  fi
+  if [ -d "$run/checkpoints" ] && [ -n "$(ls -A "$run/checkpoints" 2>/dev/null)" ]; then
+    timed "$name" "$st" "$@" resume="$run" steps="$steps"
+  else
+    rm -rf "$run"
+    timed "$name" "$st" "$@" run_dir="$run" steps="$steps"
+  fi
+}
+
+train_world() {  # train_world NAME VAE_STEPS DIT_STEPS VAE_ARGS -- DIT_ARGS   (the store must exist)
+  local name=$1 vae_steps=$2 dit_steps=$3; shift 3
+  local store=$WORK/$name.zarr vae_args=() dit_args=()
+  while [ $# -gt 0 ] && [ "$1" != "--" ]; do vae_args+=("$1"); shift; done
+  [ $# -gt 0 ] && shift
+  dit_args=("$@")
+  stage "$name" train-vae "$WORK/$name-vae" "$vae_steps" $WS train-vae data="$store" progress=false \
+    checkpoint_every=500 keep_checkpoints=1 video_every=0 "${vae_args[@]}"
+  stage "$name" train "$WORK/$name-dit" "$dit_steps" $WS train data="$store" vae="$WORK/$name-vae/export" progress=false \
+    checkpoint_every=500 keep_checkpoints=1 video_every=0 "${dit_args[@]}"
   local dest=worldsim/pretrained/$name
   rm -rf "$dest/autoencoder.safetensors" "$dest/dit.safetensors" "$dest/config.json"
   mkdir -p "$dest"
@@ -52,7 +64,8 @@ evaluate() {  # evaluate NAME WORLD: worldsim eval on the shipped export, the ca
   local name=$1 world=$2
   rm -rf "$WORK/$name-eval" "$WORK/$name-rollout"
   timed "$name" eval $WS eval checkpoint="worldsim/pretrained/$name" world="$world" out="$WORK/$name-eval" \
-    seeds=4 steps=16 'horizons=[1,4,16]' num_envs=4 probe_seeds=2 probe_steps=16 idm_episodes=12 idm_train_steps=200 \
+    seeds=${EVAL_SEEDS:-16} steps=16 'horizons=[1,4,16]' num_envs=8 sampling_steps=${SAMPLING_STEPS:-4} \
+    probe_seeds=${PROBE_SEEDS:-10} probe_steps=16 idm_episodes=${IDM_EPISODES:-48} idm_train_steps=${IDM_STEPS:-600} \
     'loop_lengths=[2,4]' progress=false
   $PY -m worldsim.pretrained.card "$name" "$WORK"
   mkdir -p "docs/$name"
@@ -63,11 +76,30 @@ evaluate() {  # evaluate NAME WORLD: worldsim eval on the shipped export, the ca
     "$WORK/$name-rollout/side_by_side.mp4" "docs/strip_$name.png"
 }
 
+# The DiT of both worlds: the tiny preset widened; bf16 autocast where the CPU multiplies bf16 natively.
+DIT=(model=tiny +model_overrides.dim=128 +model_overrides.depth=4 +model_overrides.heads=2
+     window=17 batch_size=8 optim.lr=1e-3 optim.warmup_steps=30 ema_decay=0.99
+     'context.schemes=[autoregressive,long-range,hierarchical]' validation.every=250)
+VAE=(model=cpu window=5 batch_size=8 optim.lr=1e-3 optim.warmup_steps=100 ema_decay=0.99
+     validation.every=250 validation.windows=32)
+
 for name in "${@:-crafter probes}"; do
   for n in $name; do
     case $n in
-      crafter) train_world crafter crafter episodes=24 env.max_episode_steps=300; evaluate crafter crafter ;;
-      probes)  train_world probes probe episodes=60; evaluate probes probe ;;
+      crafter)
+        store=$WORK/crafter.zarr
+        # An exploring policy (long walks, bursts of "do", crafting) mixed with random play: see agents/explore.py.
+        [ -d "$store" ] || { timed crafter collect $WS collect env=crafter policy=explore episodes=120 seed=0 \
+                               env.max_episode_steps=500 out="$store" progress=false
+                             timed crafter collect $WS collect env=crafter policy=random episodes=60 seed=200 \
+                               env.max_episode_steps=500 out="$store" progress=false; }
+        train_world crafter "${VAE_STEPS:-4000}" "${DIT_STEPS:-4000}" "${VAE[@]}" -- "${DIT[@]}"
+        evaluate crafter crafter ;;
+      probes)
+        store=$WORK/probes.zarr
+        [ -d "$store" ] || timed probes collect $WS collect env=probe episodes=400 seed=1000 out="$store" progress=false
+        train_world probes "${VAE_STEPS:-4000}" "${DIT_STEPS:-4000}" "${VAE[@]}" -- "${DIT[@]}"
+        evaluate probes probe ;;
       *) echo "unknown model $n (crafter | probes)" >&2; exit 2 ;;
     esac
   done

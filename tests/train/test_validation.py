@@ -85,7 +85,7 @@ def test_dit_metrics_perfect_wrong_and_action_following(probe_store):
     ae = load_export(pretrained_path("probes"))[0]["autoencoder"].eval()  # decodes probe frames recognisably
     cache = build_cache(probe_store, ae, progress=False)
     data = LatentWindowDataset(cache, probe_store, frames=3, episodes=[2, 3])
-    val = DiTValidator(data, str(probe_store), ValidationConfig(windows=6, sample_steps=2), ae,
+    val = DiTValidator(data, str(probe_store), ValidationConfig(windows=6, sample_steps=2, rollout_steps=2), ae,
                        torch.device("cpu"), has_actions=True)
     truth, actions = val.latents, val.actions
     # The AE decoding of the true latents is the best a DiT can do with this autoencoder.
@@ -99,6 +99,9 @@ def test_dit_metrics_perfect_wrong_and_action_following(probe_store):
     follower = val(Oracle(truth, actions, follow=True))
     assert follower["action_sensitivity"] > 0 and follower["action_win"] > 0.5
     assert follower["next_psnr"] == pytest.approx(perfect["next_psnr"])
+    # An oracle's rollout is the truth at every step: it scores what one step scores; a wrong one drifts lower.
+    assert perfect["rollout_psnr"] == pytest.approx(perfect["next_psnr"], abs=1e-3)
+    assert wrong["rollout_psnr"] < perfect["rollout_psnr"]
     assert ceiling.shape[1] == 1 + 2 * 2  # a 3-latent window: all of it decoded
 
 

@@ -37,7 +37,7 @@ TARGETS: dict[str, list[tuple[str, str, str, float]]] = {
                 ("PSNR at 16 latent steps (dB)", "psnr@16", ">=", 20.0),
                 ("IDM gap, real - simulated", "idm:gap", "<=", 0.05)],
 }
-CURVE_METRICS = {"vae": ("psnr", "balls_found"), "dit": ("next_psnr", "tf_x0_mse", "action_win", "balls_found")}
+CURVE_METRICS = {"vae": ("psnr", "balls_found"), "dit": ("next_psnr", "rollout_psnr", "tf_x0_mse", "action_win", "balls_found")}
 
 
 def read_curve(run: Path) -> list[dict[str, Any]]:

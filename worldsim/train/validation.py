@@ -23,6 +23,10 @@ ones before it:
   actions' frame (ties count half): 0.5 for a model that ignores actions, 1 for one that follows them
   wherever the two actions differ visibly.
 - ``balls_found`` (probe world): fully visible balls found in the sampled frames.
+- ``rollout_psnr``: the last `rollout_steps` latent frames generated one after another, each from the
+  real context and the frames generated before it (the simulator's autoregressive rollout), the
+  last one decoded and compared with the real frames: where drift into blur shows up (and what
+  noise on the context, `context_noise_max`, is meant to prevent). ``rollout_balls_found`` likewise.
 """
 
 from __future__ import annotations
@@ -55,10 +59,11 @@ class ValidationConfig:
     every: int = 250  # optimizer steps between validations (and one at the end); 0 disables
     windows: int = 16  # held-out windows scored each time, evenly spread over the held-out episodes
     sample_steps: int = 4  # task=dit: Euler steps of the sampled next-frame metrics
+    rollout_steps: int = 4  # task=dit: latent frames generated autoregressively for rollout_psnr; 0 skips it
 
     def __post_init__(self) -> None:
-        if self.every < 0 or self.windows < 1 or self.sample_steps < 1:
-            raise ValueError("validation.every must be >= 0, validation.windows and sample_steps >= 1")
+        if self.every < 0 or self.windows < 1 or self.sample_steps < 1 or self.rollout_steps < 0:
+            raise ValueError("validation.every and rollout_steps must be >= 0, validation.windows and sample_steps >= 1")
 
 
 def holdout_episodes(num_episodes: int, requested: int | None) -> list[int]:
@@ -160,6 +165,29 @@ class DiTValidator:
         window = torch.cat([x0[:, :-1], new.to(x0.dtype)], dim=1)[:, -DECODE_LATENTS:]
         return self.autoencoder.decode(self.autoencoder.denormalize(window)).float().clamp(-1, 1)
 
+    def _rollout(self, model: Any, horizon: int, actions: torch.Tensor | None, mask: torch.Tensor | None) -> torch.Tensor:
+        """The last `horizon` latent frames generated one at a time from the real ones before; decoded tail (V, T, 3, H, W)."""
+        x0 = self.latents.to(self.device)
+        frames = x0.shape[1]
+        window = x0[:, :frames - horizon]
+        for h in range(horizon):
+            n = window.shape[1] + 1
+            noise = torch.randn(x0[:, :1].shape, generator=torch.Generator().manual_seed(SEED + 10 + h)).to(self.device)
+            new = sample_euler(model, tuple(noise.shape), steps=self.cfg.sample_steps, noise=noise, context=window,
+                               actions=None if actions is None else actions[:, :n],
+                               action_mask=None if mask is None else mask[:, :n])
+            window = torch.cat([window, new.to(x0.dtype)], dim=1)
+        return self.autoencoder.decode(self.autoencoder.denormalize(window[:, -DECODE_LATENTS:])).float().clamp(-1, 1)
+
+    def _balls(self, frames: torch.Tensor) -> float:
+        """Fraction of fully visible balls found in the last k decoded frames (V, k, 3, H, W) of each window."""
+        found, total = 0, 0
+        images = frames_to_uint8(frames).cpu().numpy()  # (V, k, H, W, 3)
+        for img, state in zip(images, self.states):
+            f, t = balls_found(img, {key: val[-self.k:] for key, val in state.items()})
+            found, total = found + f, total + t
+        return found / max(total, 1)
+
     @torch.no_grad()
     def __call__(self, model: Any) -> dict[str, float]:
         x0 = self.latents.to(self.device)
@@ -189,12 +217,13 @@ class DiTValidator:
             wins = (score > other_score).float() + 0.5 * (score == other_score).float()
             logs["action_win"] = wins.mean().item()
         if self.states[0] is not None:
-            found, total = 0, 0
-            images = frames_to_uint8(sampled).cpu().numpy()  # (V, k, H, W, 3)
-            for img, state in zip(images, self.states):
-                f, t = balls_found(img, {key: val[-self.k:] for key, val in state.items()})
-                found, total = found + f, total + t
-            logs["balls_found"] = found / max(total, 1)
+            logs["balls_found"] = self._balls(sampled)
+        horizon = min(self.cfg.rollout_steps, frames - 1)
+        if horizon > 1:
+            rolled = self._rollout(model, horizon, actions, mask)[:, -self.k:]
+            logs["rollout_psnr"] = psnr(rolled, real, data_range=2.0).mean().item()
+            if self.states[0] is not None:
+                logs["rollout_balls_found"] = self._balls(rolled)
         return logs
 
 
