@@ -22,6 +22,14 @@ def frame_causal_mask(frames: int, tokens_per_frame: int, past_frames: int = 0, 
     return k_frame[None, :] <= q_frame[:, None]  # (L_q, L_k)
 
 
+class RMSNorm(nn.RMSNorm):
+    """`nn.RMSNorm` whose weight follows the input's dtype, so bf16 autocast keeps the fused kernel."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        weight = None if self.weight is None else self.weight.to(x.dtype)
+        return F.rms_norm(x, self.normalized_shape, weight, self.eps)
+
+
 class FrameCausalAttention(nn.Module):
     """Multi-head self-attention with optional QK RMS-norm, rotary positions and cached keys/values."""
 
@@ -32,8 +40,8 @@ class FrameCausalAttention(nn.Module):
         self.heads = heads
         head_dim = dim // heads
         self.qkv = nn.Linear(dim, 3 * dim)
-        self.q_norm = nn.RMSNorm(head_dim, eps=1e-6) if qk_norm else nn.Identity()
-        self.k_norm = nn.RMSNorm(head_dim, eps=1e-6) if qk_norm else nn.Identity()
+        self.q_norm = RMSNorm(head_dim, eps=1e-6) if qk_norm else nn.Identity()
+        self.k_norm = RMSNorm(head_dim, eps=1e-6) if qk_norm else nn.Identity()
         self.proj = nn.Linear(dim, dim)
 
     def forward(
