@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import torch
-from helpers import make_store
+from helpers import free_port, make_store
 
 from worldsim.cli import compose
 from worldsim.models.ae_presets import autoencoder_config
@@ -34,7 +34,7 @@ def test_dit_trains_on_scheme_subsets_and_exports_with_its_autoencoder(tmp_path)
     write_export(tmp_path / "vae", ae, None, (16, 16), None)
     cfg = compose("train", [f"data={store}", f"vae={tmp_path / 'vae'}", f"run_dir={tmp_path / 'run'}", "model=tiny",
                             "window=9", "batch_size=2", "steps=3", "checkpoint_every=3", "video_every=3",
-                            "log_every=1", "progress=false", "optim.warmup_steps=1", "dist.port=29632",
+                            "log_every=1", "progress=false", "optim.warmup_steps=1", f"dist.port={free_port()}",
                             "context.schemes=[long-range,hierarchical]", "context.budget=2", "context.prob=1.0"])
     trainer = Trainer(cfg)
     calls = []

@@ -7,14 +7,14 @@ import signal
 
 import pytest
 import torch
-from helpers import make_store
+from helpers import free_port, make_store
 
 from worldsim.cli import compose, main
 from worldsim.train.checkpoint import resolve
 from worldsim.train.trainer import NonFiniteLossError, Trainer
 
 BASE = ["model=tiny", "window=5", "batch_size=2", "log_every=1", "progress=false", "optim.warmup_steps=1",
-        "latent_stats_batches=1", "dist.port=29631"]
+        "latent_stats_batches=1", f"dist.port={free_port()}"]
 
 
 @pytest.fixture(scope="module")
