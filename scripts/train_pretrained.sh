@@ -79,7 +79,7 @@ evaluate() {  # evaluate NAME WORLD: worldsim eval on the shipped export, the ca
 # The DiT of both worlds: the tiny preset widened; bf16 autocast where the CPU multiplies bf16 natively.
 DIT=(model=tiny +model_overrides.dim=128 +model_overrides.depth=4 +model_overrides.heads=2
      window=17 batch_size=8 optim.lr=1e-3 optim.warmup_steps=30 ema_decay=0.99
-     'context.schemes=[autoregressive,long-range,hierarchical]' validation.every=250)
+     'context.schemes=[autoregressive,long-range,hierarchical]' objective.context_noise_max=0.1 validation.every=250)
 VAE=(model=cpu window=5 batch_size=8 optim.lr=1e-3 optim.warmup_steps=100 ema_decay=0.99
      validation.every=250 validation.windows=32)
 

@@ -32,7 +32,7 @@ class DemoConfig:
     episodes: int = 12  # episodes collected with `policy`
     max_episode_steps: int = 150  # cap per collected episode (random Crafter agents live ~100-300 steps)
     policy: str = "random"  # collection and rollout policy (agents.POLICIES)
-    vae_model: str = "tiny"  # autoencoder preset
+    vae_model: str = "cpu"  # autoencoder preset: "cpu" learns fastest per CPU-second (README, training section)
     vae_steps: int = 300  # autoencoder optimizer steps
     vae_window: int = 5  # frames per autoencoder training window (1 + 2k)
     model: str = "tiny"  # DiT preset

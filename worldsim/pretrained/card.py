@@ -138,6 +138,11 @@ def _action_following(results: dict[str, Any]) -> list[str]:
                 f"frames, {real:.0%} from real ones; chance {idm['chance']:.0%})."]
 
 
+def _overrides(run: dict[str, Any]) -> str:
+    over = run.get("model_overrides") or {}
+    return "" if not over else " with " + ", ".join(f"{k}={v}" for k, v in over.items())
+
+
 def _fmt(x: float | None, digits: int = 2) -> str:
     return "n/a" if x is None else f"{x:.{digits}f}"
 
@@ -200,8 +205,9 @@ def model_card(name: str, work: Path) -> str:
         *target_table(name, results, curves),
         *_action_following(results), "",
         "## Model", "",
-        f"- autoencoder: preset `{vae['model']}`, {params['autoencoder']:,} parameters; "
-        f"space x{ae['spatial_factor']}, time x{ae['temporal_factor']}, {ae['latent_channels']} latent channels",
+        f"- autoencoder: preset `{vae['model']}`{_overrides(vae)}, {params['autoencoder']:,} parameters; "
+        f"space x{ae['spatial_factor']} (patch {ae.get('patch', 1)}), time x{ae['temporal_factor']}, {ae['latent_channels']} latent channels, "
+        f"object weight {ae.get('object_weight', 0.0):g}",
         f"- diffusion transformer: preset `{dit['model']}` widened, {params['dit']:,} parameters "
         f"(dim {dc['dim']}, depth {dc['depth']}, heads {dc['heads']}, patch {dc['patch_size']}); reward and termination heads",
         f"- weights: `autoencoder.safetensors` + `dit.safetensors`, {size_mb:.1f} MB, sha256 in config.json", "",
