@@ -116,7 +116,7 @@ def idm_table(idm: dict[str, Any]) -> list[str]:
     for scheme, v in idm["schemes"].items():
         row = f"| {scheme} | {v['real']:.3f} | {v['sim']:.3f} | {v['gap']:.3f} |"
         if moves:
-            row += f" {v['real_moves']:.3f} | {v['sim_moves']:.3f} | {v['gap_moves']:.3f} |"
+            row += " " + " | ".join(_fmt(v[key], 3) for key in ("real_moves", "sim_moves", "gap_moves")) + " |"
         lines.append(row)
     if moves:
         lines.append(f"\n(moves: pairs whose action is one of {idm['move_actions']}, which change the frame in nearly every state)")

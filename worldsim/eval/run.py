@@ -152,7 +152,9 @@ def _idm(cfg: EvalConfig, paired: dict[str, Paired], size: int, bar) -> dict[str
         moves = VISIBLE_ACTIONS.get(cfg.world)
         if moves is not None:  # the discriminating part of the judge, reported beside the whole
             mr, ms = idm_accuracy(model, real_x, real_y, only=moves), idm_accuracy(model, sim_x, sim_y, only=moves)
-            out["schemes"][scheme].update({"real_moves": mr, "sim_moves": ms, "gap_moves": mr - ms})
+            none = np.isnan(mr)  # no move in these episodes: nothing to report (JSON has no NaN)
+            out["schemes"][scheme].update({"real_moves": None if none else mr, "sim_moves": None if none else ms,
+                                           "gap_moves": None if none else mr - ms})
             out["move_actions"] = list(moves)
         bar.update(1)
     return out
