@@ -10,6 +10,7 @@ from PIL import Image, ImageDraw, ImageFont
 COLOURS = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189), (140, 86, 75)]
 SIZE = (640, 400)
 MARGIN = (70, 40, 170, 50)  # left, top, right (legend), bottom
+MAX_X_TICKS = 8  # more distinct x values than this (a learning curve) get evenly spaced ticks instead
 
 
 def line_plot(path: str | Path, title: str, x_label: str, y_label: str,
@@ -46,9 +47,11 @@ def line_plot(path: str | Path, title: str, x_label: str, y_label: str,
             d.line([x0, py, x1, py], fill=(225, 225, 225))
             d.text((5, py - 6), f"{v:.3g}", fill="black", font=font)
         xs_all = sorted({x for xs, _ in series.values() for x in xs})
+        if x_ticks is None and not log_x and len(xs_all) > MAX_X_TICKS:  # a continuous axis: a few round ticks
+            xs_all = [lo_x + (hi_x - lo_x) * i / (MAX_X_TICKS - 1) for i in range(MAX_X_TICKS)]
         for x in xs_all:
             px, _ = to_px(fx(x), lo_y)
-            label = x_ticks[int(x)] if x_ticks is not None else f"{x:g}"
+            label = x_ticks[int(x)] if x_ticks is not None else f"{x:.3g}"
             d.line([px, y1, px, y1 + 4], fill="black")
             d.text((px - 3 * len(label), y1 + 8), label, fill="black", font=font)
         for i, (name, (xs, ys)) in enumerate(series.items()):
