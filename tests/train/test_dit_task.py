@@ -62,3 +62,39 @@ def test_dit_trains_on_scheme_subsets_and_exports_with_its_autoencoder(tmp_path)
     assert meta["kind"] == "dit" and meta["dit_config"]["action_substeps"] == 2
     assert models["dit"].reward_head is not None and models["dit"].termination_head is not None
     assert torch.equal(models["autoencoder"].encoder.conv_in.conv.weight, ae.encoder.conv_in.conv.weight)
+
+
+def test_resume_keeps_the_holdout_and_refuses_a_changed_autoencoder(tmp_path):
+    import pytest
+
+    from worldsim.data.store import EpisodeStore
+    from worldsim.train.checkpoint import read_meta, resolve
+    from worldsim.train.engine import CheckpointError
+
+    store = make_store(tmp_path / "square.zarr", episodes=6, steps=16)
+    torch.manual_seed(0)
+    ae = VideoAutoencoder(autoencoder_config("tiny"))
+    ae.set_latent_stats(torch.zeros(4), torch.ones(4))
+    write_export(tmp_path / "vae", ae, None, (16, 16), None)
+    args = [f"data={store}", f"vae={tmp_path / 'vae'}", "model=tiny", "window=9", "batch_size=2", "checkpoint_every=2",
+            "progress=false", "optim.warmup_steps=1", f"dist.port={free_port()}", "validation.every=2",
+            "validation.windows=2", "tensorboard=false", "export=false"]
+    Trainer(compose("train", args + [f"run_dir={tmp_path / 'run'}", "steps=2"])).fit()
+    meta = read_meta(*resolve(str(tmp_path / "run")))
+    assert meta["holdout"] == [2] and "autoencoder_key" in meta  # 6 episodes: one held out, from the middle
+    rows = (tmp_path / "run" / "validation.jsonl").read_text().splitlines()
+    assert len(rows) == 1 and "next_psnr" in rows[0]
+
+    # The store grows: a resumed run keeps validating on the episodes it started with.
+    extra = EpisodeStore.open(store).episode(0)
+    with EpisodeStore.open(store, "a") as s:
+        s.append_episode(extra["obs"], extra["action"][1:], extra["reward"][1:], extra["terminated"][1:])
+    resumed = Trainer(compose("train", args + [f"resume={tmp_path / 'run'}", "steps=3"]))
+    assert resumed.holdout == [2] and 6 in resumed.train_episodes
+
+    # The autoencoder export changes under the same path: the DiT must not continue on its new latents.
+    with torch.no_grad():
+        ae.decoder.conv_out.conv.bias.add_(0.1)
+    write_export(tmp_path / "vae", ae, None, (16, 16), None)
+    with pytest.raises(CheckpointError, match="another autoencoder"):
+        Trainer(compose("train", args + [f"resume={tmp_path / 'run'}", "steps=4"]))

@@ -26,10 +26,11 @@ def probe_store(tmp_path_factory):
     return path
 
 
-def test_holdout_is_the_last_episodes_and_refuses_to_hold_out_everything():
-    assert holdout_episodes(100, None) == [95, 96, 97, 98, 99]
-    assert holdout_episodes(4, None) == [3] and holdout_episodes(3, None) == []
-    assert holdout_episodes(10, 2) == [8, 9] and holdout_episodes(10, 0) == []
+def test_holdout_is_spread_over_the_store_and_refuses_to_hold_out_everything():
+    assert holdout_episodes(100, None) == [10, 30, 50, 70, 90]  # spread over every collection in the store
+    assert holdout_episodes(4, None) == [2] and holdout_episodes(3, None) == []
+    assert holdout_episodes(10, 2) == [2, 7] and holdout_episodes(10, 0) == []
+    assert len(set(holdout_episodes(37, 36))) == 36
     with pytest.raises(ValueError, match="holdout_episodes=3"):
         holdout_episodes(3, 3)
 

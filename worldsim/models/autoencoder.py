@@ -320,7 +320,7 @@ def object_weights(frames: torch.Tensor, extra: float) -> torch.Tensor | None:
 
     Background (the median colour: sky, grass) dominates whole-frame losses, so small objects (the
     probe world's balls, Crafter's creatures and items) are learned last; this makes each of their
-    pixels count `extra` times more. Weights are rescaled to mean 1 per frame, so the loss keeps its
+    pixels count ``1 + extra`` times a background pixel. Weights are rescaled to mean 1 per frame, so the loss keeps its
     scale. None when ``extra == 0``.
     """
     if extra <= 0:
@@ -337,7 +337,8 @@ def autoencoder_loss(
     """VAE loss on frames ``(B, T, C, H, W)`` in [-1, 1]: ``l1_w*L1 + mse_w*MSE + kl_w*KL`` (all means).
 
     Returns the scalar loss and float logs: loss, l1, mse, kl, psnr (dB, data range 2, recon clipped
-    to [-1, 1], mean over frames).
+    to [-1, 1], mean over frames). With ``object_weight > 0`` the logged l1 and mse are the weighted
+    ones (what is optimised); psnr is always the plain one.
     """
     cfg = model.cfg
     recon, posterior = model(frames, sample=True, generator=generator)  # (B, T, C, H, W)

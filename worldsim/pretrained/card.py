@@ -119,7 +119,8 @@ def _times(work: Path, name: str) -> dict[str, int]:
     for line in (work / "times.txt").read_text().splitlines():
         parts = line.split()
         if len(parts) == 3 and parts[0] == name:
-            out[parts[1]] = int(parts[2])  # the last run of a stage wins
+            # collections and resumed trainings add up; an evaluation is redone whole, so its last run counts
+            out[parts[1]] = int(parts[2]) + (0 if parts[1] == "eval" else out.get(parts[1], 0))
     return out
 
 

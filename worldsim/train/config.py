@@ -113,6 +113,8 @@ class TrainConfig:
         for name in ("window", "frame_skip", "batch_size", "grad_accum", "steps", "checkpoint_every", "log_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.task == "dit" and self.latent_cache and self.frame_skip != 1:
+            raise ValueError(f"latent_cache=true encodes consecutive rows; frame_skip={self.frame_skip} needs latent_cache=false")
         if not 0.0 <= self.ema_decay < 1.0:
             raise ValueError(f"ema_decay must lie in [0, 1), got {self.ema_decay}")
 

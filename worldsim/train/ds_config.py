@@ -26,8 +26,9 @@ def deepspeed_config(
 
     The learning-rate schedule is not in here: the trainer sets it itself each step (one formula
     for every ZeRO stage, saved and restored with the step count). `bf16_supported` comes from the
-    accelerator (`worldsim.train.engine.bf16_supported`); on CPU "auto" means fp32, because CPU bf16
-    matmuls are slower than fp32 here and bf16 buys nothing on the memory-rich CPU.
+    accelerator (`worldsim.train.engine.bf16_supported`); on CPU the engine never uses DeepSpeed's bf16
+    mode: bf16 there means autocast around the DiT's forward, on CPUs that multiply bf16 natively
+    (`worldsim.train.precision`).
     `load_universal` loads a universal checkpoint (a run resumed at another number of processes).
     """
     o, d = cfg.optim, cfg.dist

@@ -9,6 +9,7 @@ This is the only module that imports `deepspeed` (imported lazily, so the rest o
 from __future__ import annotations
 
 import contextlib
+import datetime
 import os
 import subprocess
 import sys
@@ -53,7 +54,8 @@ def init_distributed(port: int = 29500) -> tuple[int, int]:
     """Start (once) the process group; returns (rank, world_size)."""
     ensure_dist_env(port)
     if not dist.is_initialized():
-        _deepspeed().init_distributed(verbose=False)
+        # Collectives may wait long: rank 0 alone encodes the latent cache of a large store on a CPU.
+        _deepspeed().init_distributed(verbose=False, timeout=datetime.timedelta(hours=3))
     return dist.get_rank(), dist.get_world_size()
 
 
@@ -68,7 +70,7 @@ def device() -> torch.device:
 
 
 def bf16_supported() -> bool:
-    """bf16 where it pays: GPUs that support it. On CPU fp32 (bf16 matmuls are slower there)."""
+    """DeepSpeed's bf16 mode where it pays: GPUs that support it. CPUs use autocast instead (`worldsim.train.precision`)."""
     from deepspeed.accelerator import get_accelerator
 
     acc = get_accelerator()

@@ -2,7 +2,9 @@
 
 Training the DiT used to encode every window with the frozen autoencoder at every step, which on a
 CPU cost more than the DiT itself. Here every episode of the store is encoded once, causally from
-its first frame, exactly as a rollout sees its frames: latent frame 0 is row 0 alone, latent frame
+its first frame, as a rollout that started at the episode's first frame sees it (a window cut from
+the middle of an episode starts with a latent that covers k frames and saw the episode before it,
+where per-window encoding would have started with one frame alone): latent frame 0 is row 0 alone, latent frame
 ``j >= 1`` covers rows ``1 + (j-1)k .. jk`` (`worldsim.train.latents`); trailing rows that do not
 fill a group of ``k`` are left out. Normalised latents (``autoencoder.normalize``) are stored as
 float16 (they are about unit variance, so float16's 11-bit mantissa loses nothing that matters).

@@ -129,7 +129,8 @@ class DiTTask:
     def latents(self, batch: Batch) -> Tensor:
         """obs uint8 (B, T, H, W, 3) -> normalised latents float32 (B, T', C, h, w) (posterior mean)."""
         frames = frames_to_float(batch["obs"]).to(self.device)
-        return self.autoencoder.normalize(self.autoencoder.encode(frames).mode())
+        with torch.autocast(self.device.type, enabled=False):  # the frozen autoencoder stays fp32 (the cache's precision)
+            return self.autoencoder.normalize(self.autoencoder.encode(frames).mode())
 
     def conditioning(self, batch: Batch) -> tuple[Tensor | None, Tensor | None]:
         """Actions (B, T', k, D) and mask (B, T', k), or (None, None) for an action-free model."""

@@ -39,7 +39,7 @@ from worldsim.train.resume import check_compatible, jsonable
 from worldsim.train.sampler import ResumableDistributedSampler
 from worldsim.train.tasks import DiTTask, VAETask
 from worldsim.train.tensorboard import RunLogger
-from worldsim.train.latent_cache import LatentWindowDataset, build_cache, open_cache
+from worldsim.train.latent_cache import LatentWindowDataset, autoencoder_key, build_cache, open_cache
 from worldsim.train.latents import num_latent_frames
 from worldsim.train.precision import autocast, cpu_autocast
 from worldsim.train.validation import CurveLog, DiTValidator, VAEValidator, holdout_episodes
@@ -94,7 +94,11 @@ class Trainer:
         self.frame_size = tuple(store.frame_size)
         self.action_space_json = None if store.action_space is None else space_to_json(store.action_space)
         self.fps = store.fps
-        self.holdout = holdout_episodes(store.num_episodes, cfg.holdout_episodes)
+        # Held-out episodes only when validating; a resumed run keeps the ones it started with.
+        if meta is not None:
+            self.holdout = _saved_holdout(meta, store.num_episodes, cfg)
+        else:
+            self.holdout = holdout_episodes(store.num_episodes, cfg.holdout_episodes) if cfg.validation.every else []
         self.train_episodes = [e for e in range(store.num_episodes) if e not in set(self.holdout)]
         store.close()
         self.dataset = WindowDataset(cfg.data, cfg.window, cfg.frame_skip, keys=KEYS, episodes=self.train_episodes)
@@ -117,6 +121,10 @@ class Trainer:
         # Nothing is written before the checks above and this one pass.
         if resume_from is not None:
             check_compatible(meta, cfg, self.task.export_meta()["model_config"], resume_from[0] / resume_from[1])
+            if isinstance(self.task, DiTTask) and meta.get("autoencoder_key") not in (None, autoencoder_key(self.task.autoencoder)):
+                raise CheckpointError(f"{resume_from[0] / resume_from[1]} was trained on the latents of another autoencoder "
+                                      f"(its weights changed at {cfg.vae}); a DiT cannot continue on a new latent space: "
+                                      "train it anew (another run_dir)")
         self.run_dir = self._make_run_dir(resume_from)
         load_tag = None if resume_from is None else resume.load_tag(meta, resume_from, self.world,
                                                                     cfg.dist.zero_stage, self.rank)
@@ -195,11 +203,15 @@ class Trainer:
         cfg = self.cfg
         if not cfg.validation.every or not self.holdout:
             return None
-        if isinstance(self.task, VAETask):
-            return VAEValidator(cfg.data, cfg.window, self.holdout, cfg.validation, self.device)
-        # Held-out windows always come from the latent cache (built here if training reads frames).
-        cache = build_cache(cfg.data, self.task.autoencoder, self.device, progress=cfg.progress)
-        data = LatentWindowDataset(cache, cfg.data, num_latent_frames(cfg.window, self.task.k), self.holdout)
+        try:
+            if isinstance(self.task, VAETask):
+                return VAEValidator(cfg.data, cfg.window, self.holdout, cfg.validation, self.device)
+            # Held-out windows always come from the latent cache (built here if training reads frames).
+            cache = build_cache(cfg.data, self.task.autoencoder, self.device, progress=cfg.progress)
+            data = LatentWindowDataset(cache, cfg.data, num_latent_frames(cfg.window, self.task.k), self.holdout)
+        except ValueError as e:  # e.g. every held-out episode shorter than the window
+            self._warn(f"validation off: {e}")
+            return None
         return DiTValidator(data, cfg.data, cfg.validation, self.task.autoencoder, self.device,
                             self.task.model_config.action_space is not None)
 
@@ -408,7 +420,10 @@ class Trainer:
             "model_config": jsonable(self.task.export_meta()["model_config"]),
             "config": jsonable(self.cfg.to_dict()),
             "weights_checksum": checksum,
+            "holdout": self.holdout,
         }
+        if isinstance(self.task, DiTTask):
+            meta["autoencoder_key"] = autoencoder_key(self.task.autoencoder)
         folder = directory / tag
         ckpt.write_rank_files(folder, self.rank, ckpt.rng_state(self.noise),
                               self.ema.state_dict() if self.rank == 0 else None, meta)
@@ -449,6 +464,15 @@ class Trainer:
     def _warn(self, message: str) -> None:
         if self.rank == 0:
             warnings.warn(message, RuntimeWarning, stacklevel=2)
+
+
+def _saved_holdout(meta: dict[str, Any], num_episodes: int, cfg: TrainConfig) -> list[int]:
+    """The held-out episodes a resumed run started with (checkpoints from before they were saved: the
+    store's last ones, the rule of that time)."""
+    if "holdout" in meta:
+        return [int(e) for e in meta["holdout"]]
+    n = len(holdout_episodes(num_episodes, cfg.holdout_episodes)) if cfg.validation.every else 0
+    return list(range(num_episodes - n, num_episodes))
 
 
 def _batch_len(batch: dict[str, Any]) -> int:

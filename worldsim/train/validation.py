@@ -59,7 +59,7 @@ class ValidationConfig:
     every: int = 250  # optimizer steps between validations (and one at the end); 0 disables
     windows: int = 16  # held-out windows scored each time, evenly spread over the held-out episodes
     sample_steps: int = 4  # task=dit: Euler steps of the sampled next-frame metrics
-    rollout_steps: int = 4  # task=dit: latent frames generated autoregressively for rollout_psnr; 0 skips it
+    rollout_steps: int = 4  # task=dit: latent frames generated autoregressively for rollout_psnr; below 2 skips it
 
     def __post_init__(self) -> None:
         if self.every < 0 or self.windows < 1 or self.sample_steps < 1 or self.rollout_steps < 0:
@@ -67,11 +67,15 @@ class ValidationConfig:
 
 
 def holdout_episodes(num_episodes: int, requested: int | None) -> list[int]:
-    """Indices of the held-out episodes: the store's last ones. None: about 5% (at least 1) from 4 episodes on."""
+    """Indices of the held-out episodes, spread evenly over the store (so a store filled by several
+    collections, e.g. an exploring policy then random play, is validated on all of them).
+    None: about 5% (at least 1) from 4 episodes on."""
     n = (max(1, round(0.05 * num_episodes)) if num_episodes >= 4 else 0) if requested is None else requested
     if n < 0 or (n and n >= num_episodes):
         raise ValueError(f"holdout_episodes={n}: the store has {num_episodes} episodes and training needs at least one")
-    return list(range(num_episodes - n, num_episodes))
+    if n == 0:
+        return []
+    return [int(round((i + 0.5) * num_episodes / n - 0.5)) for i in range(n)]
 
 
 def evenly(n_items: int, n: int) -> list[int]:
