@@ -23,6 +23,9 @@ ones before it:
   actions' frame (ties count half): 0.5 for a model that ignores actions, 1 for one that follows them
   wherever the two actions differ visibly.
 - ``balls_found`` (probe world): fully visible balls found in the sampled frames.
+- ``copy_psnr``: the same PSNR for a model that repeats the last real context frame (a constant
+  of the held-out windows; a window whose frames do not change counts as 60 dB): a DiT below it has
+  not yet learned what stays still.
 - ``rollout_psnr``: the last `rollout_steps` latent frames generated one after another, each from the
   real context and the frames generated before it (the simulator's autoregressive rollout), the
   last one decoded and compared with the real frames: where drift into blur shows up (and what
@@ -48,6 +51,7 @@ from worldsim.metrics import psnr
 
 PROBE_STATE_KEYS = ("present", "position", "radius", "color", "visible")
 TEACHER_LEVELS = (0.25, 0.5, 0.75)
+COPY_PSNR_CAP = 60.0  # dB for a window whose frames are identical (copying is perfect there)
 SEED = 4321  # validation noise: its own generator, so validating never changes training
 DECODE_LATENTS = 4  # latent frames decoded for the pixel metrics (the new one and 3 of context): decoding dominates the cost
 
@@ -155,6 +159,10 @@ class DiTValidator:
         finally:
             store.close()
         self.cfg, self.autoencoder, self.device = cfg, autoencoder, device
+        real = frames_to_float(self.real)  # (V, T, 3, H, W)
+        copied = real[:, -self.k - 1:-self.k].expand(-1, self.k, -1, -1, -1)
+        per_window = psnr(copied, real[:, -self.k:], data_range=2.0).mean(dim=1)
+        self.copy_psnr = per_window.clamp(max=COPY_PSNR_CAP).mean().item()  # identical frames would be +inf
 
     def _sample(self, model: Any, actions: torch.Tensor | None, mask: torch.Tensor | None) -> torch.Tensor:
         """The last latent frame sampled from the real context; the window's tail decoded, float (V, T, 3, H, W).
@@ -212,6 +220,7 @@ class DiTValidator:
         sampled = self._sample(model, actions, mask)[:, -self.k:]
         score = psnr(sampled, real, data_range=2.0).mean(dim=1)  # (V,)
         logs["next_psnr"] = score.mean().item()
+        logs["copy_psnr"] = self.copy_psnr
         if actions is not None and v > 1:
             other_actions, other_mask = actions.clone(), mask.clone()
             other_actions[:, -1], other_mask[:, -1] = actions.roll(1, 0)[:, -1], mask.roll(1, 0)[:, -1]
