@@ -66,7 +66,7 @@ evaluate() {  # evaluate NAME WORLD: worldsim eval on the shipped export, the ca
   timed "$name" eval $WS eval checkpoint="worldsim/pretrained/$name" world="$world" out="$WORK/$name-eval" \
     seeds=${EVAL_SEEDS:-16} steps=16 'horizons=[1,4,16]' num_envs=8 sampling_steps=${SAMPLING_STEPS:-4} \
     probe_seeds=${PROBE_SEEDS:-10} probe_steps=16 idm_episodes=${IDM_EPISODES:-48} idm_train_steps=${IDM_STEPS:-600} \
-    'loop_lengths=[2,4]' progress=false
+    'loop_lengths=[2,4]' 'schemes=[autoregressive,long-range]' progress=false
   $PY -m worldsim.pretrained.card "$name" "$WORK"
   mkdir -p "docs/$name"
   cp "$WORK/$name-eval/plots/"*.png "docs/$name/"
