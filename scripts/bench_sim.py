@@ -86,7 +86,6 @@ def main() -> None:
                      "cache": {}, "crafter": {}}
 
     sim = Simulator(folder, SimConfig(**base))
-    print(f"decoder window: {sim.decoder_window} latent frames")
     print("\nbatch  env steps/s  frames/s  s/step")
     for b in args.batches:
         tracks = [sim.start(context) for _ in range(b)]

@@ -256,3 +256,30 @@ def test_object_weights_single_out_small_objects_and_keep_the_loss_scale() -> No
     assert w.shape == (1, 1, 1, 16, 16) and w.mean().item() == pytest.approx(1.0)
     assert w[..., 5, 5].item() == pytest.approx(5 * w[..., 0, 0].item())
     assert object_weights(frames, 0.0) is None
+
+
+@pytest.mark.parametrize("preset,k", [("tiny", 1), ("tiny", 2), ("tiny", 4), ("cpu", 2)])
+def test_streaming_decode_equals_one_pass_and_states_stack(preset: str, k: int) -> None:
+    from worldsim.models.autoencoder import split_state, stack_states
+
+    torch.manual_seed(0)
+    overrides = {"temporal_factor": k} if preset == "tiny" else {}
+    model = VideoAutoencoder(autoencoder_config(preset, **overrides)).eval()
+    for p in model.parameters():  # nonzero residual branches: every layer's past matters
+        p.data.add_(0.05 * torch.randn_like(p))
+    z = torch.randn(2, 9, model.cfg.latent_channels, 4, 4)
+    with torch.no_grad():
+        whole = model.decode(z)  # (2, 1 + 8k, 3, 16, 16)
+        head, state = model.decode_stream(z[:, :3])  # a start: 1 + 2k frames
+        parts = [head]
+        for j in range(3, 9, 2):  # then two latents at a time
+            out, state = model.decode_stream(z[:, j:j + 2], state)
+            assert out.shape[1] == 2 * k
+            parts.append(out)
+        torch.testing.assert_close(torch.cat(parts, dim=1), whole, rtol=0, atol=1e-5)
+        # One video's state, split off and stacked again, decodes the next latent as in the batch.
+        nxt = torch.randn(2, 1, model.cfg.latent_channels, 4, 4)
+        batched, _ = model.decode_stream(nxt, state)
+        alone = [model.decode_stream(nxt[b:b + 1], s)[0] for b, s in enumerate(split_state(state, 2))]
+        torch.testing.assert_close(torch.cat(alone), batched, rtol=0, atol=1e-5)
+        torch.testing.assert_close(model.decode_stream(nxt, stack_states(split_state(state, 2)))[0], batched)

@@ -39,9 +39,9 @@ class ResBlock(nn.Module):
         nn.init.zeros_(self.conv2.conv.weight)
         nn.init.zeros_(self.conv2.conv.bias)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.conv1(F.silu(self.norm1(x)))
-        h = self.conv2(F.silu(self.norm2(h)))
+    def forward(self, x: torch.Tensor, stream: dict | None = None) -> torch.Tensor:
+        h = self.conv1(F.silu(self.norm1(x)), stream)
+        h = self.conv2(F.silu(self.norm2(h)), stream)
         return self.skip(x) + h
 
 
@@ -54,7 +54,7 @@ class FrameAttention(nn.Module):
         self.qkv = nn.Conv3d(channels, 3 * channels, 1)
         self.proj = nn.Conv3d(channels, channels, 1)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, stream: dict | None = None) -> torch.Tensor:
         b, _, t, h, w = x.shape
         qkv = rearrange(self.qkv(self.norm(x)), "b (n c) t h w -> n (b t) (h w) c", n=3)
         out = F.scaled_dot_product_attention(qkv[0], qkv[1], qkv[2])  # (B*T, H*W, C)

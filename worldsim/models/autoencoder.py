@@ -158,9 +158,12 @@ class Decoder(nn.Module):
         self.patch = cfg.patch
         self.conv_out = CausalConv3d(ch, cfg.in_channels * cfg.patch**2, 3)
 
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        h = self.up(self.mid(self.conv_in(z)))
-        x = self.conv_out(F.silu(self.norm_out(h)))
+    def forward(self, z: torch.Tensor, stream: dict | None = None) -> torch.Tensor:
+        """With `stream` (see `worldsim.models.causal_conv`), z is the next chunk of a video being decoded."""
+        h = self.conv_in(z, stream)
+        for block in (*self.mid, *self.up):
+            h = h if isinstance(block, nn.Identity) else block(h, stream)
+        x = self.conv_out(F.silu(self.norm_out(h)), stream)
         return rearrange(x, "b (c p1 p2) t h w -> b c t (h p1) (w p2)", p1=self.patch, p2=self.patch)
 
 
@@ -228,6 +231,21 @@ class VideoAutoencoder(nn.Module):
         x = self.decoder(rearrange(z, "b t c h w -> b c t h w"))
         return rearrange(x, "b c t h w -> b t c h w")
 
+    def decode_stream(self, z: torch.Tensor, state: dict | None = None) -> tuple[torch.Tensor, dict]:
+        """Decode the next latent frames of videos whose earlier latents were decoded into `state`.
+
+        z: raw latents (B, T', C_lat, h, w), the continuation of each video; state: what the last call
+        returned (None: the videos start here). Returns (frames (B, F, C, H, W), the new state), with
+        F = 1 + (T' - 1) k for a start and T' k after it: the frames a full decode would give for these
+        latents, at a cost that does not grow with the video. States of several videos stack along
+        the batch (`stack_states`, `split_state`).
+        """
+        if z.ndim != 5 or z.shape[2] != self.cfg.latent_channels:
+            raise ValueError(f"latents must be (B, T', {self.cfg.latent_channels}, h, w), got shape {tuple(z.shape)}")
+        state = {} if state is None else dict(state)
+        x = self.decoder(rearrange(z, "b t c h w -> b c t h w"), state)
+        return rearrange(x, "b c t h w -> b t c h w"), state
+
     def forward(
         self, frames: torch.Tensor, sample: bool = True, generator: torch.Generator | None = None
     ) -> tuple[torch.Tensor, DiagonalGaussian]:
@@ -262,6 +280,16 @@ class VideoAutoencoder(nn.Module):
         acc = LatentStats(self.cfg.latent_channels)
         acc.update(latents)
         self.set_latent_stats(*acc.result())
+
+
+def stack_states(states: list[dict]) -> dict:
+    """Decoder stream states of single videos -> one state of the batch (same layers, concatenated)."""
+    return {key: torch.cat([s[key] for s in states], dim=0) for key in states[0]}
+
+
+def split_state(state: dict, batch: int) -> list[dict]:
+    """A batch's decoder stream state -> one state per video."""
+    return [{key: value[b:b + 1] for key, value in state.items()} for b in range(batch)]
 
 
 class LatentStats:

@@ -10,6 +10,12 @@ Layout inside the autoencoder is ``(B, C, T, H, W)``. Causality rules shared by 
 * Temporal downsampling by 2 maps ``T = 1 + 2n`` frames to ``1 + n``: frame 0 alone, then frames
   ``(1, 2), (3, 4), ...`` in pairs. Upsampling is the mirror: ``1 + n -> 1 + 2n``.
 * Space is zero-padded symmetrically, frame by frame (nothing in space is causal).
+
+Streaming. A stride-1 `CausalConv3d` (and the time-doubling `Upsample`) can run one chunk of
+frames at a time with the same outputs as one pass over the whole video: given a `stream` dict it
+takes its past inputs from there (the first chunk is padded by replicating its first frame, as in
+one pass) and leaves its last ``kernel - 1`` inputs for the next chunk. The dict maps each layer to
+a tensor whose first dimension is the batch, so the states of several videos stack along it.
 """
 
 from __future__ import annotations
@@ -60,8 +66,16 @@ class CausalConv3d(nn.Module):
             padding=(0, kernel_size // 2, kernel_size // 2),
         )
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.conv(pad_past(x, self.time_pad))  # (B, C_out, T', H', W')
+    def forward(self, x: torch.Tensor, stream: dict | None = None) -> torch.Tensor:
+        if stream is None:
+            return self.conv(pad_past(x, self.time_pad))  # (B, C_out, T', H', W')
+        if self.conv.stride[0] != 1:
+            raise ValueError("only stride-1 causal convolutions stream (the decoder's); encode in one pass")
+        past = stream.get(self)
+        full = pad_past(x, self.time_pad) if past is None else torch.cat([past, x], dim=2)
+        if self.time_pad:
+            stream[self] = full[:, :, full.shape[2] - self.time_pad:]
+        return self.conv(full)
 
 
 class Downsample(nn.Module):
@@ -84,10 +98,15 @@ class Upsample(nn.Module):
         self.time = time
         self.conv = CausalConv3d(channels, channels, 3)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, stream: dict | None = None) -> torch.Tensor:
         if self.time:
-            # frame 0 stays one frame; every later latent frame becomes two
-            first, rest = x[:, :, :1], x[:, :, 1:]
-            x = torch.cat([first, rest.repeat_interleave(2, dim=2)], dim=2)  # (B, C, 1 + 2n, H, W)
+            started = stream is not None and self in stream  # a later chunk: no frame 0 in it
+            if started:
+                x = x.repeat_interleave(2, dim=2)
+            else:  # frame 0 stays one frame; every later latent frame becomes two
+                first, rest = x[:, :, :1], x[:, :, 1:]
+                x = torch.cat([first, rest.repeat_interleave(2, dim=2)], dim=2)  # (B, C, 1 + 2n, H, W)
+            if stream is not None:
+                stream[self] = torch.ones(x.shape[0], 1, device=x.device)  # "frame 0 seen", per video
         x = F.interpolate(x, scale_factor=(1.0, 2.0, 2.0), mode="nearest")  # (B, C, T, 2H, 2W)
-        return self.conv(x)
+        return self.conv(x, stream)

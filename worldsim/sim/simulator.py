@@ -11,8 +11,9 @@ one; `Simulator.step` advances a list of tracks by one latent frame each, batche
    distinct context length (the cache has no padding mask, so lengths cannot share a forward);
 4. one clean pass over the new latents gives the learned reward and termination and the new
    frame's keys/values, stored for later steps;
-5. the causal decoder turns the new latent into k frames from a window of past latents as long as
-   its measured receptive field, so decoding is exact and its cost constant.
+5. the causal decoder turns the new latents into k frames each, streaming: every track keeps its
+   causal convolutions' past inputs (`VideoAutoencoder.decode_stream`), so one batched decode of
+   exactly one latent per track gives the frames a full decode of the track would, at constant cost.
 
 The incremental cache is an approximation once frames drop out of the context: a frame's
 keys/values were computed when it was generated, attending to the context selected THEN, not to
@@ -37,6 +38,7 @@ from torch import Tensor
 
 from worldsim.diffusion.samplers import sample_euler, sample_heun
 from worldsim.frames import frames_to_float, frames_to_uint8
+from worldsim.models.autoencoder import split_state, stack_states
 from worldsim.models.kv_cache import KVCache
 from worldsim.spaces import packed_dim, space_from_json
 from worldsim.sim.config import SimConfig
@@ -56,7 +58,7 @@ class Track:
     masks: dict[int, Tensor] = field(default_factory=dict)  # position -> has-action (k,) bool
     keys: dict[int, Tensor] = field(default_factory=dict)  # position -> (depth, heads, N, head_dim)
     values: dict[int, Tensor] = field(default_factory=dict)  # position -> (depth, heads, N, head_dim)
-    window: list[Tensor] = field(default_factory=list)  # newest raw latents (C, h, w) for the decoder, oldest first
+    decoder_state: dict = field(default_factory=dict)  # the streaming decoder's past inputs (batch 1 tensors)
 
 
 @dataclass
@@ -86,44 +88,6 @@ def _cat_caches(caches: Sequence[KVCache]) -> KVCache:
         tokens_per_frame=caches[0].tokens_per_frame,
         frame_index=torch.cat([c.frame_index for c in caches], dim=0),
     )
-
-
-def decoder_receptive_field(autoencoder, latent_hw: tuple[int, int], device: torch.device, probe: int = 24) -> int:
-    """How many latent frames (the newest included) decide the decoder's output for the newest one.
-
-    Measured rather than derived: perturb the first of `probe` latent frames and find the last output
-    frame it changes. Decoding a window of this many latents then gives exactly the frames of a full
-    decode (the causal padding's replicated first frame never reaches the newest output).
-    """
-    c = autoencoder.cfg.latent_channels
-    k = autoencoder.cfg.temporal_factor
-    g = torch.Generator().manual_seed(0)
-    z = torch.randn(1, probe, c, *latent_hw, generator=g).to(device)
-    z2 = z.clone()
-    z2[:, 0] += 1.0
-    with torch.no_grad():
-        out = autoencoder.decode(torch.cat([z, z2]))  # (2, 1 + (probe - 1) k, 3, H, W)
-    diff = (out[0] - out[1]).abs().flatten(1).amax(dim=1)  # (frames,)
-    scale = out.abs().max().clamp_min(1e-6)
-    touched = torch.nonzero(diff > 1e-5 * scale).flatten()
-    last = int(touched.max()) if touched.numel() else 0
-    latent = 0 if last == 0 else 1 + (last - 1) // k  # output frame -> latent frame
-    if latent >= probe - 1:
-        raise ExportError(f"the decoder's receptive field reaches past {probe} latent frames; it is not causal-local")
-    return latent + 1
-
-
-def _decoder_window(autoencoder, latent_hw: tuple[int, int], device: torch.device, max_probe: int = 96) -> int:
-    """`decoder_receptive_field` with a probe long enough for the decoder: 24 latent frames, doubled while it
-    is too short (a deep decoder of k=2 reaches about 24 latent frames back), up to `max_probe`."""
-    probe = 24
-    while True:
-        try:
-            return decoder_receptive_field(autoencoder, latent_hw, device, probe=probe)
-        except ExportError:
-            if probe * 2 > max_probe:
-                raise
-            probe *= 2
 
 
 class Simulator:
@@ -162,7 +126,6 @@ class Simulator:
         self.k = ae.temporal_factor
         _, _, h, w = self.autoencoder.latent_shape(1, *self.frame_size)
         self.latent_hw = (h, w)
-        self.decoder_window = _decoder_window(self.autoencoder, self.latent_hw, self.device)
         self.sampler = partial(SAMPLER_FUNCTIONS[config.sampler], steps=config.sampling_steps,
                                guidance_scale=config.guidance_scale, shift=config.shift, device=self.device)
 
@@ -220,7 +183,9 @@ class Simulator:
         act, mask = group_rows(torch.from_numpy(actions.astype(np.float32))[None], k, 0), \
             group_rows(torch.from_numpy(has_action)[None], k, False)  # (1, n, k, D), (1, n, k)
         act, mask = act.to(self.device), mask.to(self.device)
-        track = Track(length=n, window=list(raw[0, -self.decoder_window:]))
+        with torch.no_grad():
+            _, state = self.autoencoder.decode_stream(raw)  # the context decoded once: the decoder's past
+        track = Track(length=n, decoder_state=state)
         for i in range(n):
             track.latents[i], track.actions[i], track.masks[i] = z[0, i], act[0, i], mask[0, i]
         if self.config.cache == "incremental":
@@ -322,16 +287,13 @@ class Simulator:
             t.latents[i], t.actions[i], t.masks[i] = new[b, 0], act[b, 0], mask[b, 0]
             if self.config.cache == "incremental":
                 t.keys[i], t.values[i] = new_keys[b], new_values[b]
-            t.window = (t.window + [raw_new[b]])[-self.decoder_window:]
             t.length += 1
             self._prune(t)
 
-        frames: list[np.ndarray | None] = [None] * batch
-        for size, members in _groups([len(t.window) for t in tracks]).items():
-            window = torch.stack([torch.stack(tracks[m].window) for m in members])  # (G, W, C, h, w)
-            with torch.no_grad():
-                video = self.autoencoder.decode(window)[:, -self.k:]  # (G, k, 3, H, W)
-            decoded = frames_to_uint8(video).cpu().numpy()  # (G, k, H, W, 3)
-            for j, m in enumerate(members):
-                frames[m] = decoded[j]
-        return StepOutput(np.stack(frames), reward.numpy().astype(np.float32), (torch.sigmoid(logit) > 0.5).numpy())
+        # One batched streaming decode: exactly the new latent of every track.
+        with torch.no_grad():
+            video, state = self.autoencoder.decode_stream(raw_new[:, None], stack_states([t.decoder_state for t in tracks]))
+        for t, one in zip(tracks, split_state(state, batch)):
+            t.decoder_state = one
+        frames = frames_to_uint8(video).cpu().numpy()  # (B, k, H, W, 3)
+        return StepOutput(frames, reward.numpy().astype(np.float32), (torch.sigmoid(logit) > 0.5).numpy())
