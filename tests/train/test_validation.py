@@ -31,6 +31,9 @@ def test_holdout_is_spread_over_the_store_and_refuses_to_hold_out_everything():
     assert holdout_episodes(4, None) == [2] and holdout_episodes(3, None) == []
     assert holdout_episodes(10, 2) == [2, 7] and holdout_episodes(10, 0) == []
     assert len(set(holdout_episodes(37, 36))) == 36
+    assert holdout_episodes(10, [7, 3]) == [3, 7]  # explicit episodes, e.g. to compare runs on the same ones
+    with pytest.raises(ValueError, match="must lie in"):
+        holdout_episodes(10, [10])
     with pytest.raises(ValueError, match="holdout_episodes=3"):
         holdout_episodes(3, 3)
 

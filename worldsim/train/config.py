@@ -80,7 +80,7 @@ class TrainConfig:
     context: ContextSamplingConfig = field(default_factory=ContextSamplingConfig)  # task=dit: rollout-like context index sets
     window: int = 9  # real frames per training window: 1 + m*k for the autoencoder's time factor k
     latent_cache: bool = True  # task=dit: encode the store once (kept in <store>/latents/<autoencoder hash>) instead of every step
-    holdout_episodes: int | None = None  # the store's last N episodes never train, they validate; None: ~5% (>= 1 from 4 episodes)
+    holdout_episodes: Any = None  # N episodes spread over the store never train, they validate; None: ~5% (>= 1 from 4 episodes); or a list of episode indices
     validation: ValidationConfig = field(default_factory=ValidationConfig)  # held-out metrics during training
     frame_skip: int = 1  # rows between consecutive frames of a window
     batch_size: int = 8  # windows per micro-batch per process

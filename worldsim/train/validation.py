@@ -70,10 +70,15 @@ class ValidationConfig:
             raise ValueError("validation.every and rollout_steps must be >= 0, validation.windows and sample_steps >= 1")
 
 
-def holdout_episodes(num_episodes: int, requested: int | None) -> list[int]:
+def holdout_episodes(num_episodes: int, requested: int | list[int] | None) -> list[int]:
     """Indices of the held-out episodes, spread evenly over the store (so a store filled by several
     collections, e.g. an exploring policy then random play, is validated on all of them).
-    None: about 5% (at least 1) from 4 episodes on."""
+    None: about 5% (at least 1) from 4 episodes on; a list: exactly those episodes (to compare runs)."""
+    if isinstance(requested, (list, tuple)) or hasattr(requested, "__iter__"):
+        chosen = sorted({int(e) for e in requested})
+        if any(not 0 <= e < num_episodes for e in chosen) or len(chosen) >= num_episodes:
+            raise ValueError(f"holdout_episodes={chosen}: indices must lie in [0, {num_episodes}) and leave one to train on")
+        return chosen
     n = (max(1, round(0.05 * num_episodes)) if num_episodes >= 4 else 0) if requested is None else requested
     if n < 0 or (n and n >= num_episodes):
         raise ValueError(f"holdout_episodes={n}: the store has {num_episodes} episodes and training needs at least one")
