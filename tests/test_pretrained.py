@@ -2,6 +2,7 @@
 and their exports are consistent (config vs weights, sizes, cards, package data)."""
 
 import json
+import re
 import socket
 import tomllib
 from pathlib import Path
@@ -72,8 +73,11 @@ def test_shipped_export_config_matches_weights(name):
 def test_model_card_has_data_training_hardware_and_eval(name):
     folder = pretrained_path(name)
     card = (folder / "MODEL_CARD.md").read_text()
-    for section in ("## Data", "## Training", "## Evaluation", "episodes", "CPU", "wall time", "PSNR"):
+    for section in ("## Data", "## Training", "## Evaluation", "## Learning curves", "episodes", "CPU", "wall time",
+                    "PSNR", "| measure | target | measured | met |"):
         assert section in card, section
+    for image in re.findall(r"\]\(([^)]+\.png)\)", card):  # every curve the card shows is shipped beside it
+        assert (folder / image).resolve().is_file(), image
     results = json.loads((folder / "eval_results.json").read_text())
     psnr = results["real_vs_sim"]["long-range"]["psnr"][0]["mean"]
     assert f"{psnr:.2f}" in card  # the card quotes the evaluation it ships with

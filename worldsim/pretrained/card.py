@@ -31,7 +31,12 @@ TARGETS: dict[str, list[tuple[str, str, str, float]]] = {
                ("autoencoder: visible balls found", "vae:balls_found", ">=", 0.99),
                ("PSNR at 1 latent step (dB)", "psnr@1", ">=", 30.0),
                ("PSNR at 16 latent steps (dB)", "psnr@16", ">=", 24.0),
-               ("IDM accuracy on simulated frames", "idm:sim", ">=", 0.85)],
+               ("IDM accuracy on simulated frames", "idm:sim", ">=", 0.85),
+               ("probe: identity (episodes passed)", "probe:identity", ">=", 0.9),
+               ("probe: permanence", "probe:permanence", ">=", 0.5),
+               ("probe: fall and bounce", "probe:fall_bounce", ">=", 0.5),
+               ("probe: collision", "probe:collision", ">=", 0.5),
+               ("probe: push", "probe:push", ">=", 0.5)],
     "crafter": [("autoencoder held-out PSNR (dB)", "vae:psnr", ">=", 30.0),
                 ("PSNR at 1 latent step (dB)", "psnr@1", ">=", 26.0),
                 ("PSNR at 16 latent steps (dB)", "psnr@16", ">=", 20.0),
@@ -74,6 +79,10 @@ def measured(key: str, results: dict[str, Any], curves: dict[str, list[dict[str,
     if kind in ("vae", "dit"):
         rows = [r for r in curves[kind] if what in r]
         return rows[-1][what] if rows else None
+    if kind == "probe":  # the best context scheme's fraction of scored episodes passed
+        vals = [r["summary"][what]["accuracy"] for scheme, r in (results.get("probes") or {}).items()
+                if not scheme.startswith("real") and r["summary"].get(what, {}).get("accuracy") is not None]
+        return max(vals) if vals else None
     if key.startswith("psnr@"):
         h = int(key[5:])
         vals = [c["psnr"][c["horizons"].index(h)]["mean"] for c in results["real_vs_sim"].values() if h in c["horizons"]]
