@@ -43,7 +43,7 @@ TARGETS: dict[str, list[tuple[str, str, str, float]]] = {
                 ("IDM gap, real - simulated", "idm:gap", "<=", 0.05),
                 ("IDM gap on the move actions", "idm:gap_moves", "<=", 0.05)],
 }
-CURVE_METRICS = {"vae": ("psnr", "balls_found"), "dit": ("next_psnr", "rollout_psnr", "tf_x0_mse", "action_win", "balls_found")}
+CURVE_METRICS = {"vae": ("psnr", "balls_found"), "dit": ("next_psnr", "rollout_psnr", "tf_x0_mse", "action_win", "balls_found", "rollout_balls_found")}
 
 
 def read_curve(run: Path) -> list[dict[str, Any]]:
