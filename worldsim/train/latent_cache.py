@@ -108,9 +108,9 @@ def encode_episode(autoencoder: VideoAutoencoder, frames: np.ndarray, device: to
     return np.concatenate(out) if out else np.zeros((0,), np.float32)
 
 
-def open_cache(store_path: str | os.PathLike, autoencoder: VideoAutoencoder) -> LatentCache | None:
-    """The cache of this autoencoder for the store, or None when there is none yet."""
-    key = autoencoder_key(autoencoder)
+def open_cache(store_path: str | os.PathLike, autoencoder: VideoAutoencoder, key: str | None = None) -> LatentCache | None:
+    """The cache of this autoencoder for the store, or None when there is none yet (`key`: its `autoencoder_key`, if known)."""
+    key = key or autoencoder_key(autoencoder)
     folder = cache_dir(store_path, key)
     index_path = folder / "index.json"
     if not index_path.is_file():
@@ -126,8 +126,12 @@ def open_cache(store_path: str | os.PathLike, autoencoder: VideoAutoencoder) -> 
 
 
 def build_cache(store_path: str | os.PathLike, autoencoder: VideoAutoencoder, device: torch.device | None = None,
-                progress: bool = True) -> LatentCache:
-    """Open this autoencoder's cache for the store, encoding whatever episodes it does not hold yet."""
+                progress: bool = True, key: str | None = None) -> LatentCache:
+    """Open this autoencoder's cache for the store, encoding whatever episodes it does not hold yet.
+
+    `key`: the autoencoder's `autoencoder_key` when the caller has it (hashing the weights is not free).
+    """
+    key = key or autoencoder_key(autoencoder)
     device = device or torch.device("cpu")
     autoencoder = autoencoder.eval()
     if not bool(autoencoder.latent_stats_fitted):
@@ -135,13 +139,12 @@ def build_cache(store_path: str | os.PathLike, autoencoder: VideoAutoencoder, de
     store = EpisodeStore.open(store_path, "r")
     try:
         episodes, ends = store.num_episodes, store.episode_ends
-        old = open_cache(store_path, autoencoder)
+        old = open_cache(store_path, autoencoder, key)
         if old is not None and old.episodes == episodes:
             return old
         if old is not None and old.episodes > episodes:
             raise ValueError(f"latent cache {old.path} holds {old.episodes} episodes but the store has only {episodes}: "
                              "the store was replaced; delete the cache folder and it will be rebuilt")
-        key = autoencoder_key(autoencoder)
         k = autoencoder.cfg.temporal_factor
         begins = np.concatenate([[0], ends[:-1]]).astype(np.int64)
         lengths = [latent_frames_of(int(e - b), k) for b, e in zip(begins, ends)]
@@ -179,7 +182,7 @@ def build_cache(store_path: str | os.PathLike, autoencoder: VideoAutoencoder, de
         os.replace(tmp_index, folder / "index.json")
     finally:
         store.close()
-    cache = open_cache(store_path, autoencoder)
+    cache = open_cache(store_path, autoencoder, key)
     assert cache is not None
     return cache
 

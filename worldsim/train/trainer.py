@@ -42,7 +42,7 @@ from worldsim.train.tensorboard import RunLogger
 from worldsim.train.latent_cache import LatentWindowDataset, autoencoder_key, build_cache, open_cache
 from worldsim.train.latents import num_latent_frames
 from worldsim.train.precision import autocast, cpu_autocast
-from worldsim.train.validation import CurveLog, DiTValidator, VAEValidator, holdout_episodes
+from worldsim.train.validation import CurveLog, DiTValidator, VAEValidator, run_holdout
 
 KEYS = ["obs", "action", "has_action", "reward", "terminated"]
 VIDEO_SEED = 1234  # progress videos draw from their own generator: logging never changes training
@@ -94,11 +94,7 @@ class Trainer:
         self.frame_size = tuple(store.frame_size)
         self.action_space_json = None if store.action_space is None else space_to_json(store.action_space)
         self.fps = store.fps
-        # Held-out episodes only when validating; a resumed run keeps the ones it started with.
-        if meta is not None:
-            self.holdout = _saved_holdout(meta, store.num_episodes, cfg)
-        else:
-            self.holdout = holdout_episodes(store.num_episodes, cfg.holdout_episodes) if cfg.validation.every else []
+        self.holdout = run_holdout(store.num_episodes, cfg.holdout_episodes, bool(cfg.validation.every), meta)
         self.train_episodes = [e for e in range(store.num_episodes) if e not in set(self.holdout)]
         store.close()
         self.dataset = WindowDataset(cfg.data, cfg.window, cfg.frame_skip, keys=KEYS, episodes=self.train_episodes)
@@ -109,6 +105,8 @@ class Trainer:
         torch.manual_seed(cfg.seed)
         self.task = self._make_task()
         self.task.device = self.device
+        self.ae_key = autoencoder_key(self.task.autoencoder) if isinstance(self.task, DiTTask) else None  # frozen: once
+        self.latent_cache = None
         if isinstance(self.task, DiTTask):
             self.task.autoencoder.to(self.device)
             if cfg.latent_cache:
@@ -121,7 +119,7 @@ class Trainer:
         # Nothing is written before the checks above and this one pass.
         if resume_from is not None:
             check_compatible(meta, cfg, self.task.export_meta()["model_config"], resume_from[0] / resume_from[1])
-            if isinstance(self.task, DiTTask) and meta.get("autoencoder_key") not in (None, autoencoder_key(self.task.autoencoder)):
+            if isinstance(self.task, DiTTask) and meta.get("autoencoder_key") not in (None, self.ae_key):
                 raise CheckpointError(f"{resume_from[0] / resume_from[1]} was trained on the latents of another autoencoder "
                                       f"(its weights changed at {cfg.vae}); a DiT cannot continue on a new latent space: "
                                       "train it anew (another run_dir)")
@@ -191,11 +189,12 @@ class Trainer:
         """Windows of cached latents (rank 0 encodes what the cache lacks; the others wait, then open it)."""
         cfg, ae = self.cfg, self.task.autoencoder
         if self.rank == 0:
-            cache = build_cache(cfg.data, ae, self.device, progress=cfg.progress)
+            cache = build_cache(cfg.data, ae, self.device, progress=cfg.progress, key=self.ae_key)
             self._print(f"latents of {cache.episodes} episodes cached in {cache.path}")
         eng.barrier()
         if self.rank != 0:
-            cache = open_cache(cfg.data, ae)
+            cache = open_cache(cfg.data, ae, self.ae_key)
+        self.latent_cache = cache
         return LatentWindowDataset(cache, cfg.data, num_latent_frames(cfg.window, self.task.k), episodes)
 
     def _make_validator(self):
@@ -207,7 +206,8 @@ class Trainer:
             if isinstance(self.task, VAETask):
                 return VAEValidator(cfg.data, cfg.window, self.holdout, cfg.validation, self.device)
             # Held-out windows always come from the latent cache (built here if training reads frames).
-            cache = build_cache(cfg.data, self.task.autoencoder, self.device, progress=cfg.progress)
+            cache = self.latent_cache or build_cache(cfg.data, self.task.autoencoder, self.device, progress=cfg.progress,
+                                                     key=self.ae_key)
             data = LatentWindowDataset(cache, cfg.data, num_latent_frames(cfg.window, self.task.k), self.holdout)
         except ValueError as e:  # e.g. every held-out episode shorter than the window
             self._warn(f"validation off: {e}")
@@ -423,7 +423,7 @@ class Trainer:
             "holdout": self.holdout,
         }
         if isinstance(self.task, DiTTask):
-            meta["autoencoder_key"] = autoencoder_key(self.task.autoencoder)
+            meta["autoencoder_key"] = self.ae_key
         folder = directory / tag
         ckpt.write_rank_files(folder, self.rank, ckpt.rng_state(self.noise),
                               self.ema.state_dict() if self.rank == 0 else None, meta)
@@ -464,15 +464,6 @@ class Trainer:
     def _warn(self, message: str) -> None:
         if self.rank == 0:
             warnings.warn(message, RuntimeWarning, stacklevel=2)
-
-
-def _saved_holdout(meta: dict[str, Any], num_episodes: int, cfg: TrainConfig) -> list[int]:
-    """The held-out episodes a resumed run started with (checkpoints from before they were saved: the
-    store's last ones, the rule of that time)."""
-    if "holdout" in meta:
-        return [int(e) for e in meta["holdout"]]
-    n = len(holdout_episodes(num_episodes, cfg.holdout_episodes)) if cfg.validation.every else 0
-    return list(range(num_episodes - n, num_episodes))
 
 
 def _batch_len(batch: dict[str, Any]) -> int:

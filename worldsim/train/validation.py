@@ -87,6 +87,19 @@ def holdout_episodes(num_episodes: int, requested: int | list[int] | None) -> li
     return [int(round((i + 0.5) * num_episodes / n - 0.5)) for i in range(n)]
 
 
+def run_holdout(num_episodes: int, requested: int | list[int] | None, validating: bool,
+                saved: dict[str, Any] | None = None) -> list[int]:
+    """The held-out episodes of a run: those a resumed run started with (`saved`, its checkpoint meta),
+    else chosen now by `holdout_episodes`; none when not validating."""
+    if saved is not None:
+        if "holdout" in saved:
+            return [int(e) for e in saved["holdout"]]
+        # a checkpoint from before the held-out episodes were saved: the store's last ones, the rule of that time
+        n = len(holdout_episodes(num_episodes, requested)) if validating else 0
+        return list(range(num_episodes - n, num_episodes))
+    return holdout_episodes(num_episodes, requested) if validating else []
+
+
 def evenly(n_items: int, n: int) -> list[int]:
     """n indices spread evenly over range(n_items) (all of them when n >= n_items)."""
     if n >= n_items:
