@@ -21,7 +21,7 @@ ACTIONS = spaces.Discrete(5)  # like the probe world's pusher
 
 
 def tiny_models(seed: int = 0, action_space: spaces.Space = ACTIONS, termination_bias: float = -8.0,
-                perturb: bool = True) -> tuple[VideoAutoencoder, torch.nn.Module]:
+                perturb: bool = True, previous_frame: bool = True) -> tuple[VideoAutoencoder, torch.nn.Module]:
     """Freshly initialised tiny models (k = 2).
 
     `perturb` nudges every weight so that adaLN-Zero's zero start cannot hide bugs.
@@ -32,7 +32,7 @@ def tiny_models(seed: int = 0, action_space: spaces.Space = ACTIONS, termination
     ae = VideoAutoencoder(autoencoder_config("tiny"))
     ae.set_latent_stats(torch.zeros(4), torch.ones(4))
     dit = build_dit("tiny", latent_channels=4, action_space=space_to_json(action_space), action_substeps=2,
-                    reward_head=True, termination_head=True)
+                    reward_head=True, termination_head=True, previous_frame=previous_frame)
     with torch.no_grad():
         if perturb:
             for p in dit.parameters():

@@ -57,17 +57,19 @@ def test_any_resolution_aspect_and_length(t, h, w):
     assert torch.isfinite(out.prediction).all()
 
 
-def test_gradients_reach_every_parameter():
-    model = _model().train()
+@pytest.mark.parametrize("previous_frame", [False, True])
+def test_gradients_reach_every_parameter(previous_frame):
+    model = _model(previous_frame=previous_frame).train()
     out = model(**_inputs(t=3))
     (out.prediction.square().mean() + out.reward.mean() + out.termination_logit.mean()).backward()
     missing = [n for n, p in model.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
     assert missing == []
 
 
+@pytest.mark.parametrize("previous_frame", [False, True])
 @pytest.mark.parametrize("what", ["x", "noise_level", "actions"])
-def test_frame_causality(what):
-    model = _model()
+def test_frame_causality(what, previous_frame):
+    model = _model(previous_frame=previous_frame)
     a = _inputs(t=5)
     b = {k: v.clone() for k, v in a.items()}
     b["action_mask"][:, 3] = True
@@ -85,8 +87,9 @@ def test_frame_causality(what):
         assert not torch.allclose(ya[:, 3:], yb[:, 3:])  # the changed frame and later ones react
 
 
-def test_cache_equals_full_recomputation():
-    model = _model()
+@pytest.mark.parametrize("previous_frame", [False, True])
+def test_cache_equals_full_recomputation(previous_frame):
+    model = _model(previous_frame=previous_frame)
     inputs = _inputs(t=5)
     full = model(**inputs)
     cache = model.build_cache(**_frames(inputs, slice(0, 3)))
@@ -105,6 +108,31 @@ def test_cache_equals_full_recomputation():
     torch.testing.assert_close(extended.frame_index, inputs["frame_index"][:, :4])
     last = model(**_frames(inputs, slice(4, 5)), cache=extended)
     torch.testing.assert_close(last.prediction, full.prediction[:, 4:], atol=1e-5, rtol=1e-5)
+
+
+def test_previous_frame_pathway_starts_as_a_no_op_and_reads_the_newest_cached_frame():
+    plain = _model()
+    model = build_dit("tiny", latent_channels=C, action_space=space_to_json(spaces.Discrete(N_ACTIONS)),
+                      action_substeps=K, reward_head=True, termination_head=True, previous_frame=True).eval()
+    missing, unexpected = model.load_state_dict(plain.state_dict(), strict=False)
+    assert unexpected == [] and missing and all(n.startswith("previous_") for n in missing)
+    inputs = _inputs(t=4)
+    # zero-initialised: a warm start from a model without the pathway predicts exactly what it did
+    torch.testing.assert_close(model(**inputs).prediction, plain(**inputs).prediction, atol=0, rtol=0)
+    with torch.no_grad():
+        model.previous_embed.proj.weight.normal_(std=0.2)
+    # the first new frame after a cache reads the cache's newest frame: change it, the prediction changes
+    cache = model.build_cache(**_frames(inputs, slice(0, 3)))
+    other = model.build_cache(**{**_frames(inputs, slice(0, 3)), "x": inputs["x"][:, :3] + torch.eye(3)[2][None, :, None, None, None]})
+    a = model(**_frames(inputs, slice(3, 4)), cache=cache).prediction
+    b = model(**_frames(inputs, slice(3, 4)), cache=other).prediction
+    assert not torch.allclose(a, b)
+    # a cache without the frames' latents cannot feed it: a clear error, not a silent zero
+    bare = dataclasses.replace(cache, latents=None, noise_level=None)
+    with pytest.raises(ValueError, match="holds no latents"):
+        model(**_frames(inputs, slice(3, 4)), cache=bare)
+    # trimming keeps the latents of the kept frames
+    torch.testing.assert_close(cache.select([0, 2]).latents, inputs["x"][:, [0, 2]])
 
 
 def test_cache_trimming_keeps_the_right_frames():

@@ -123,3 +123,28 @@ def test_ctrl_c_writes_a_checkpoint_before_exiting(store, tmp_path):
     directory, tag = resolve(tmp_path / "c")
     assert tag == "step_00000003" and (directory / tag / "manifest.json").is_file()
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored
+
+
+def test_warm_start_from_an_export_adds_a_pathway_and_is_recorded(vae_run, store, tmp_path, capsys):
+    from worldsim.train.export import load_export
+
+    common = [f"data={store}", f"vae={vae_run / 'export'}", "validation.every=0", "video_every=0", "steps=2",
+              "ema_decay=0", *BASE]
+    first = Trainer(compose("train", [f"run_dir={tmp_path / 'a'}", *common])).fit()
+    # vae= also takes a DiT export (it carries its autoencoder); the new run adds the previous-frame pathway
+    cfg = compose("train", [f"run_dir={tmp_path / 'b'}", f"init_from={first.export_dir}",
+                            "+model_overrides.previous_frame=true", *common])
+    cfg.vae = str(first.export_dir)
+    trainer = Trainer(cfg)
+    old = load_export(first.export_dir)[0]["dit"].state_dict()
+    new = trainer.task.model.state_dict()
+    assert all(torch.equal(new[n], old[n]) for n in old)  # every trained tensor carried over
+    assert trainer.warm_start["new_parameters"] and all(n.startswith("previous_") for n in trainer.warm_start["new_parameters"])
+    result = trainer.fit()
+    meta = load_export(result.export_dir)[1]
+    assert meta["train"]["init_from"]["from"] == str(first.export_dir)
+    # a model the export does not fit: one line naming the mismatch, no run folder written
+    err_args = ["train", f"run_dir={tmp_path / 'c'}", f"init_from={first.export_dir}", "+model_overrides.dim=128", *common]
+    err = _error(capsys, *err_args)
+    assert "does not fit" in err and "differ in shape" in err
+    assert not (tmp_path / "c" / "checkpoints").exists()

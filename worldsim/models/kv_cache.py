@@ -29,6 +29,8 @@ class KVCache:
     values: list[Tensor]  # per layer (B, heads, F * N, head_dim)
     tokens_per_frame: int  # N = (h / p) * (w / p) of the latents the cache was built from
     frame_index: Tensor  # (B, F) long: each cached frame's true time index
+    latents: Tensor | None = None  # (B, F, C, h, w): the frames' inputs (a previous_frame DiT reads the newest)
+    noise_level: Tensor | None = None  # (B, F): their noise levels; set exactly when latents is
 
     @property
     def num_frames(self) -> int:
@@ -50,6 +52,8 @@ class KVCache:
             values=[torch.cat([a, b], dim=2) for a, b in zip(self.values, other.values)],
             tokens_per_frame=self.tokens_per_frame,
             frame_index=torch.cat([self.frame_index, other.frame_index], dim=1),
+            latents=_cat_or_none(self.latents, other.latents),
+            noise_level=_cat_or_none(self.noise_level, other.noise_level),
         )
 
     def select(self, frames: Sequence[int]) -> KVCache:
@@ -61,11 +65,14 @@ class KVCache:
         n = self.tokens_per_frame
         device = self.frame_index.device
         tokens = torch.tensor([f * n + i for f in frames for i in range(n)], dtype=torch.long, device=device)
+        positions = torch.tensor(frames, dtype=torch.long, device=device)
         return KVCache(
             keys=[k.index_select(2, tokens) for k in self.keys],
             values=[v.index_select(2, tokens) for v in self.values],
             tokens_per_frame=n,
-            frame_index=self.frame_index[:, torch.tensor(frames, dtype=torch.long, device=device)],
+            frame_index=self.frame_index[:, positions],
+            latents=None if self.latents is None else self.latents[:, positions],
+            noise_level=None if self.noise_level is None else self.noise_level[:, positions],
         )
 
     def keep_last(self, frames: int) -> KVCache:
@@ -73,3 +80,34 @@ class KVCache:
         if frames < 0:
             raise ValueError(f"cannot keep {frames} frames")
         return self.select(range(max(self.num_frames - frames, 0), self.num_frames))
+
+
+def _cat_or_none(a: Tensor | None, b: Tensor | None) -> Tensor | None:
+    """a and b joined along frames, or None when either cache lacks them."""
+    return None if a is None or b is None else torch.cat([a, b], dim=1)
+
+
+def cat_batch(caches: Sequence[KVCache]) -> KVCache:
+    """Caches of the same frame count stacked along the batch."""
+    if len(caches) == 1:
+        return caches[0]
+    first = caches[0]
+    has_latents = all(c.latents is not None for c in caches)
+    return KVCache(
+        keys=[torch.cat(layer, dim=0) for layer in zip(*(c.keys for c in caches))],
+        values=[torch.cat(layer, dim=0) for layer in zip(*(c.values for c in caches))],
+        tokens_per_frame=first.tokens_per_frame,
+        frame_index=torch.cat([c.frame_index for c in caches], dim=0),
+        latents=torch.cat([c.latents for c in caches]) if has_latents else None,
+        noise_level=torch.cat([c.noise_level for c in caches]) if has_latents else None,
+    )
+
+
+def batch_item(cache: KVCache, j: int) -> KVCache:
+    """Sample j of the batch as a batch-1 cache."""
+    return KVCache(
+        keys=[x[j:j + 1] for x in cache.keys], values=[x[j:j + 1] for x in cache.values],
+        tokens_per_frame=cache.tokens_per_frame, frame_index=cache.frame_index[j:j + 1],
+        latents=None if cache.latents is None else cache.latents[j:j + 1],
+        noise_level=None if cache.noise_level is None else cache.noise_level[j:j + 1],
+    )

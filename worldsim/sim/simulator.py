@@ -39,7 +39,7 @@ from torch import Tensor
 from worldsim.diffusion.samplers import sample_euler, sample_heun
 from worldsim.frames import frames_to_float, frames_to_uint8
 from worldsim.models.autoencoder import split_state, stack_states
-from worldsim.models.kv_cache import KVCache
+from worldsim.models.kv_cache import KVCache, batch_item, cat_batch
 from worldsim.spaces import packed_dim, space_from_json
 from worldsim.sim.config import SimConfig
 from worldsim.train.export import ExportError, load_export
@@ -76,18 +76,6 @@ def _groups(keys: Sequence) -> dict:
     for i, key in enumerate(keys):
         out.setdefault(key, []).append(i)
     return out
-
-
-def _cat_caches(caches: Sequence[KVCache]) -> KVCache:
-    """Caches of the same frame count stacked along the batch."""
-    if len(caches) == 1:
-        return caches[0]
-    return KVCache(
-        keys=[torch.cat(layer, dim=0) for layer in zip(*(c.keys for c in caches))],
-        values=[torch.cat(layer, dim=0) for layer in zip(*(c.values for c in caches))],
-        tokens_per_frame=caches[0].tokens_per_frame,
-        frame_index=torch.cat([c.frame_index for c in caches], dim=0),
-    )
 
 
 class Simulator:
@@ -219,8 +207,10 @@ class Simulator:
                 keys = rearrange(torch.stack([t.keys[i] for i in sel]), "f l h n d -> l 1 h (f n) d")
                 values = rearrange(torch.stack([t.values[i] for i in sel]), "f l h n d -> l 1 h (f n) d")
                 n = keys.shape[-2] // len(sel)
+                latents = torch.stack([t.latents[i] for i in sel])[None]  # (1, F, C, h, w), clean
                 caches.append(KVCache(list(keys.unbind(0)), list(values.unbind(0)), n,
-                                      torch.tensor([sel], dtype=torch.long, device=self.device)))
+                                      torch.tensor([sel], dtype=torch.long, device=self.device),
+                                      latents=latents, noise_level=torch.zeros(1, len(sel), device=self.device)))
             return caches
         # recompute: re-encode every track's selected frames, one pass per distinct context length
         caches: list[KVCache | None] = [None] * len(tracks)
@@ -231,8 +221,7 @@ class Simulator:
             index = torch.tensor([selections[m] for m in members], dtype=torch.long, device=self.device)
             cache = self._dit(z, torch.zeros(len(members), size, device=self.device), act, mask, index, return_cache=True).cache
             for j, m in enumerate(members):
-                caches[m] = KVCache([x[j:j + 1] for x in cache.keys], [x[j:j + 1] for x in cache.values],
-                                    cache.tokens_per_frame, cache.frame_index[j:j + 1])
+                caches[m] = batch_item(cache, j)
         return caches
 
     # ------------------------------------------------------------------ step
@@ -241,7 +230,7 @@ class Simulator:
         batch = len(tracks)
         caches = self._context(tracks)
         groups = _groups([c.num_frames for c in caches])
-        group_caches = {size: _cat_caches([caches[m] for m in members]) for size, members in groups.items()}
+        group_caches = {size: cat_batch([caches[m] for m in members]) for size, members in groups.items()}
         act = torch.as_tensor(np.asarray(actions, dtype=np.float32), device=self.device)  # (B, D)
         act = act[:, None, None, :].expand(batch, 1, self.k, self.action_dim).contiguous()  # (B, 1, k, D)
         mask = torch.ones(batch, 1, self.k, dtype=torch.bool, device=self.device)

@@ -71,7 +71,7 @@ class TrainConfig:
 
     task: str = "vae"  # vae: the autoencoder | dit: the diffusion transformer on latents of `vae`
     data: str = MISSING  # episode store (worldsim collect / import-video)
-    vae: str | None = None  # export folder of a trained autoencoder (task=dit only)
+    vae: str | None = None  # export folder of a trained autoencoder, or of a DiT (its autoencoder) (task=dit only)
     model: str = "tiny"  # size preset: worldsim.models.ae_presets (vae) or worldsim.models.presets (dit)
     model_overrides: dict[str, Any] = field(default_factory=dict)  # preset fields to change, e.g. {depth: 4}
     reward_head: bool = True  # task=dit: predict each latent frame's summed reward
@@ -95,6 +95,7 @@ class TrainConfig:
     name: str | None = None  # run name; None: train-vae or train
     run_dir: str | None = None  # exact folder for this run, overriding out/name/timestamp
     resume: str | None = None  # a run folder (its latest checkpoint) or a checkpoint tag folder to continue
+    init_from: str | None = None  # warm start of a new run from an export's weights (parameters it lacks keep their init)
     checkpoint_every: int = 500  # optimizer steps between DeepSpeed checkpoints (and one at the end)
     keep_checkpoints: int = 2  # newest checkpoints kept; 0 keeps all
     log_every: int = 10  # steps between TensorBoard scalars
@@ -126,7 +127,7 @@ class TrainConfig:
 RESUMABLE_CHANGES = frozenset({
     "steps", "resume", "run_dir", "out", "name", "checkpoint_every", "keep_checkpoints", "log_every",
     "video_every", "max_nonfinite", "progress", "tensorboard", "export", "dist", "latent_stats_batches",
-    "num_workers", "validation",
+    "num_workers", "validation", "init_from",
 })
 
 

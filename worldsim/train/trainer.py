@@ -114,6 +114,7 @@ class Trainer:
                 self.sampler = ResumableDistributedSampler(len(self.dataset), self.rank, self.world, cfg.seed,
                                                            self.global_batch)
         self.autocast = cpu_autocast(cfg.dist.precision, self.device, cfg.task)
+        self.warm_start = self._warm_start() if cfg.init_from and resume_from is None else None
         self._set_seeds()
 
         # Nothing is written before the checks above and this one pass.
@@ -175,15 +176,37 @@ class Trainer:
         cfg = self.cfg
         if cfg.task == "vae":
             return VAETask(cfg, self.frame_size, self.action_space_json)
-        models, meta = load_export(cfg.vae)
-        if meta["kind"] != "autoencoder":
-            raise ValueError(f"vae={cfg.vae} is a {meta['kind']} export; train the DiT on an autoencoder export")
+        models, meta = load_export(cfg.vae)  # an autoencoder export, or a DiT export (its autoencoder)
         if tuple(meta["frame_size"]) != self.frame_size:
             raise ValueError(f"the autoencoder was trained on {tuple(meta['frame_size'])} frames, the store has {self.frame_size}")
         task = DiTTask(cfg, self.frame_size, self.action_space_json, models["autoencoder"], meta)
         if not bool(task.autoencoder.latent_stats_fitted):
             task.fit_latent_stats(self._first_batches(cfg.latent_stats_batches))
         return task
+
+    def _warm_start(self) -> dict[str, Any]:
+        """Load `init_from`'s weights into the fresh model; returns what was loaded (for the run's record)."""
+        cfg = self.cfg
+        models, meta = load_export(cfg.init_from)
+        want = "autoencoder" if cfg.task == "vae" else "dit"
+        if want not in models:
+            raise ValueError(f"init_from={cfg.init_from} is an {meta['kind']} export; task={cfg.task} warm-starts from "
+                             f"an export holding a {want}")
+        if want == "dit" and autoencoder_key(models["autoencoder"]) != self.ae_key:
+            raise ValueError(f"init_from={cfg.init_from} was trained on the latents of another autoencoder than "
+                             f"vae={cfg.vae}; a DiT cannot carry over to a new latent space")
+        source, target = models[want].state_dict(), self.task.model.state_dict()
+        unexpected = sorted(set(source) - set(target))
+        reshaped = sorted(n for n in set(source) & set(target) if source[n].shape != target[n].shape)
+        if unexpected or reshaped:
+            raise ValueError(f"init_from={cfg.init_from} does not fit model={cfg.model} with these overrides: "
+                             f"{len(unexpected)} parameters it has are not in the model (e.g. {unexpected[:3]}), "
+                             f"{len(reshaped)} differ in shape (e.g. {reshaped[:3]})")
+        new = sorted(set(target) - set(source))
+        self.task.model.load_state_dict(source, strict=False)
+        self._print(f"warm start from {cfg.init_from}: {len(source)} tensors loaded"
+                    + (f", {len(new)} new ones keep their initialisation ({', '.join(new[:4])}...)" if new else ""))
+        return {"from": str(cfg.init_from), "steps": meta.get("train", {}).get("steps"), "new_parameters": new}
 
     def _latent_dataset(self, episodes: list[int]) -> LatentWindowDataset:
         """Windows of cached latents (rank 0 encodes what the cache lacks; the others wait, then open it)."""
@@ -444,7 +467,7 @@ class Trainer:
             model = self.ema_model()
             extra = {"window": self.cfg.window, "frame_skip": self.cfg.frame_skip, "fps": self.fps,
                      "train": {"steps": self.step, "seed": self.cfg.seed, "data": str(self.cfg.data),
-                               "run_dir": str(self.run_dir)}}
+                               "run_dir": str(self.run_dir), "init_from": self._init_record()}}
             if self.cfg.task == "vae":
                 stats = self.task.finish(model.to(self.device), self._first_batches(self.cfg.latent_stats_batches))
                 self._print(f"fitted latent shift {_short(stats['latent_shift'])} scale {_short(stats['latent_scale'])}")
@@ -456,6 +479,13 @@ class Trainer:
         eng.barrier()
         path = eng.broadcast(None if out is None else str(out))
         return None if path is None else Path(path)
+
+    def _init_record(self) -> dict[str, Any] | None:
+        """The warm start this run began from (read back from its config on a resumed run)."""
+        if self.warm_start is not None:
+            return self.warm_start
+        saved = json.loads((self.run_dir / "config.json").read_text()) if (self.run_dir / "config.json").is_file() else {}
+        return {"from": saved["init_from"]} if saved.get("init_from") else None
 
     def _print(self, message: str) -> None:
         if self.rank == 0:
