@@ -52,7 +52,7 @@ def main() -> int:
         t0 = time.perf_counter()
         metrics = val(dit)
         rows.append({"sampling_steps": steps, "seconds": time.perf_counter() - t0, **metrics})
-    keys = [k for k in ("next_psnr", "rollout_psnr", "copy_psnr", "action_win", "balls_found", "rollout_balls_found")
+    keys = [k for k in ("next_psnr", "rollout_psnr", "ceiling_psnr", "latent_copy_psnr", "copy_psnr", "action_win", "balls_found", "rollout_balls_found")
             if k in rows[0]]
     print(f"{'steps':>5s} " + " ".join(f"{k:>19s}" for k in keys))
     for r in rows:

@@ -48,11 +48,21 @@ def test_cache_is_keyed_by_the_autoencoder_and_extended_when_the_store_grows(tmp
     expected = encode_episode(ae, first, torch.device("cpu"))
     np.testing.assert_allclose(cache.episode_latents(0).astype(np.float32), expected, atol=2e-2, rtol=1e-2)
 
-    # Another autoencoder (even one weight changed) gets a cache of its own: never the stale latents.
-    other = _autoencoder(0)
+    # Another encoder (even one weight changed) or other latent stats: a cache of its own, never stale latents.
+    for change in ("encoder", "stats"):
+        changed = _autoencoder(0)
+        with torch.no_grad():
+            if change == "encoder":
+                next(changed.encoder.parameters()).view(-1)[0] += 1e-3
+            else:
+                changed.latent_scale.mul_(1.001)
+        assert autoencoder_key(changed) != autoencoder_key(ae), change
+    # The decoder does not decide the latents: a fine-tuned decoder keeps the cache (and DiTs trained on it).
+    decoder_only = _autoencoder(0)
     with torch.no_grad():
-        other.decoder.conv_out.conv.bias.add_(1e-3)  # the decoder too: the key covers every weight
-    assert autoencoder_key(other) != autoencoder_key(ae)
+        decoder_only.decoder.conv_out.conv.bias.add_(1e-3)
+    assert autoencoder_key(decoder_only) == autoencoder_key(ae)
+    other = changed
     assert open_cache(store, other) is None
     assert build_cache(store, other, progress=False).path != cache.path
 

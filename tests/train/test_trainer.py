@@ -148,3 +148,20 @@ def test_warm_start_from_an_export_adds_a_pathway_and_is_recorded(vae_run, store
     err = _error(capsys, *err_args)
     assert "does not fit" in err and "differ in shape" in err
     assert not (tmp_path / "c" / "checkpoints").exists()
+
+
+def test_decoder_fine_tune_keeps_the_encoder_and_the_latent_key(vae_run, store, tmp_path):
+    from worldsim.train.export import load_export
+    from worldsim.train.latent_cache import autoencoder_key
+
+    cfg = compose("train_vae", [f"data={store}", f"run_dir={tmp_path / 'ft'}", f"init_from={vae_run / 'export'}",
+                                "freeze_encoder=true", "steps=3", "validation.every=0", "video_every=0",
+                                "optim.lr=0.01", *BASE])
+    result = Trainer(cfg).fit()
+    before, after = load_export(vae_run / "export")[0]["autoencoder"], load_export(result.export_dir)[0]["autoencoder"]
+    old, new = before.state_dict(), after.state_dict()
+    assert all(torch.equal(old[n], new[n]) for n in old if not n.startswith("decoder."))  # encoder and stats kept
+    assert any(not torch.equal(old[n], new[n]) for n in old if n.startswith("decoder."))  # the decoder trained
+    assert autoencoder_key(after) == autoencoder_key(before)
+    with pytest.raises(ValueError, match="needs task=vae"):
+        compose("train_vae", [f"data={store}", "freeze_encoder=true", *BASE])

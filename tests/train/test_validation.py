@@ -107,6 +107,11 @@ def test_dit_metrics_perfect_wrong_and_action_following(probe_store):
     assert perfect["rollout_psnr"] == pytest.approx(perfect["next_psnr"], abs=1e-3)
     assert wrong["rollout_psnr"] < perfect["rollout_psnr"]
     assert ceiling.shape[1] == 1 + 2 * 2  # a 3-latent window: all of it decoded
+    # The perfect DiT scores exactly the ceiling; repeating the last latent scores the latent copy bar.
+    assert perfect["ceiling_psnr"] == pytest.approx(perfect["next_psnr"], abs=1e-3)
+    copier = val(Oracle(torch.cat([truth[:, :-1], truth[:, -2:-1]], dim=1), actions, follow=False))
+    assert copier["next_psnr"] == pytest.approx(perfect["latent_copy_psnr"], abs=1e-3)
+    assert perfect["latent_copy_psnr"] < perfect["ceiling_psnr"]
 
 
 def test_curve_log_continues_cpu_time_and_drops_lines_past_a_resumed_checkpoint(tmp_path):

@@ -96,6 +96,7 @@ class TrainConfig:
     run_dir: str | None = None  # exact folder for this run, overriding out/name/timestamp
     resume: str | None = None  # a run folder (its latest checkpoint) or a checkpoint tag folder to continue
     init_from: str | None = None  # warm start of a new run from an export's weights (parameters it lacks keep their init)
+    freeze_encoder: bool = False  # task=vae with init_from: train the decoder only; latents, their stats and any DiT trained on them stay valid
     checkpoint_every: int = 500  # optimizer steps between DeepSpeed checkpoints (and one at the end)
     keep_checkpoints: int = 2  # newest checkpoints kept; 0 keeps all
     log_every: int = 10  # steps between TensorBoard scalars
@@ -114,6 +115,9 @@ class TrainConfig:
         for name in ("window", "frame_skip", "batch_size", "grad_accum", "steps", "checkpoint_every", "log_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.freeze_encoder and (self.task != "vae" or not self.init_from):
+            raise ValueError("freeze_encoder=true fine-tunes the decoder of a trained autoencoder: it needs task=vae "
+                             "(worldsim train-vae) and init_from=EXPORT")
         if self.task == "dit" and self.latent_cache and self.frame_skip != 1:
             raise ValueError(f"latent_cache=true encodes consecutive rows; frame_skip={self.frame_skip} needs latent_cache=false")
         if not 0.0 <= self.ema_decay < 1.0:

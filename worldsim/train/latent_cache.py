@@ -42,9 +42,15 @@ OVERLAP_LATENTS = 32  # extra past latent frames per chunk: the tiny preset's en
 
 
 def autoencoder_key(autoencoder: VideoAutoencoder) -> str:
-    """sha256 (hex, first 16 digits) of the autoencoder's config and state dict: weights and latent stats."""
+    """sha256 (hex, first 16 digits) of what decides the latents: config, encoder weights, latent stats.
+
+    The decoder is left out, so a decoder fine-tuned with `freeze_encoder` keeps the cache and the DiTs
+    trained on it.
+    """
     h = hashlib.sha256(json.dumps(autoencoder.cfg.to_dict(), sort_keys=True).encode())
     for name, tensor in sorted(autoencoder.state_dict().items()):
+        if name.startswith("decoder."):
+            continue
         t = tensor.detach().cpu().contiguous()
         h.update(f"{name}:{t.dtype}:{tuple(t.shape)}".encode())
         h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")

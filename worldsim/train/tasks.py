@@ -46,6 +46,8 @@ class VAETask:
         self.action_space_json = action_space_json
         model = VideoAutoencoder(self.model_config)
         model.latent_shape(cfg.window, *frame_size)  # raises naming window / frame size problems
+        if cfg.freeze_encoder:
+            model.encoder.requires_grad_(False)
         self.model = model
 
     def build_model(self) -> VideoAutoencoder:
@@ -71,7 +73,12 @@ class VAETask:
 
     @torch.no_grad()
     def finish(self, model: VideoAutoencoder, batches: list[Batch]) -> dict[str, Any]:
-        """Fit the latent shift/scale of `model` (the EMA weights) from `batches`; returns them for the logs."""
+        """Fit the latent shift/scale of `model` (the EMA weights) from `batches`; returns them for the logs.
+
+        With a frozen encoder the warm start's statistics stay: the latents must not move under a DiT.
+        """
+        if self.cfg.freeze_encoder:
+            return {"latent_shift": model.latent_shift.tolist(), "latent_scale": model.latent_scale.tolist()}
         acc = LatentStats(self.model_config.latent_channels)
         for batch in batches:
             frames = frames_to_float(batch["obs"]).to(self.device, _model_dtype(model))

@@ -414,6 +414,9 @@ class Trainer:
         for name, buf in self.engine.module.named_buffers():
             if name in persistent:
                 state[name] = buf.detach().cpu()
+        for name, param in self.engine.module.named_parameters():  # frozen ones (freeze_encoder) have no EMA
+            if not param.requires_grad:
+                state[name] = param.detach().cpu()
         missing, unexpected = model.load_state_dict(state, strict=False)
         if missing or unexpected:
             raise RuntimeError(f"EMA weights do not fit the model: missing {missing[:5]}, unexpected {unexpected[:5]}")

@@ -26,6 +26,9 @@ ones before it:
 - ``copy_psnr``: the same PSNR for a model that repeats the last real context frame (a constant
   of the held-out windows; a window whose frames do not change counts as 60 dB): a DiT below it has
   not yet learned what stays still.
+- ``ceiling_psnr``: the true next latent decoded the same way: what a perfect DiT would score through
+  this autoencoder (``next_psnr`` cannot pass it), and ``latent_copy_psnr``: the last context latent
+  repeated, decoded: the copy bar in the DiT's own terms (constants of the windows, like ``copy_psnr``).
 - ``rollout_psnr``: the last `rollout_steps` latent frames generated one after another, each from the
   real context and the frames generated before it (the simulator's autoregressive rollout), the
   last one decoded and compared with the real frames: where drift into blur shows up (and what
@@ -181,6 +184,17 @@ class DiTValidator:
         copied = real[:, -self.k - 1:-self.k].expand(-1, self.k, -1, -1, -1)
         per_window = psnr(copied, real[:, -self.k:], data_range=2.0).mean(dim=1)
         self.copy_psnr = per_window.clamp(max=COPY_PSNR_CAP).mean().item()  # identical frames would be +inf
+        with torch.no_grad():
+            truth = self._decode_tail(self.latents.to(device))
+            repeated = self._decode_tail(torch.cat([self.latents[:, :-1], self.latents[:, -2:-1]], dim=1).to(device))
+        tail = real[:, -self.k:].to(device)
+        self.ceiling_psnr = psnr(truth, tail, data_range=2.0).mean().item()
+        self.latent_copy_psnr = psnr(repeated, tail, data_range=2.0).mean().item()
+
+    def _decode_tail(self, window: torch.Tensor) -> torch.Tensor:
+        """Normalised latents (V, T', C, h, w) -> the last k decoded frames (V, k, 3, H, W), as `_sample` decodes."""
+        window = window[:, -DECODE_LATENTS:]
+        return self.autoencoder.decode(self.autoencoder.denormalize(window)).float().clamp(-1, 1)[:, -self.k:]
 
     def _sample(self, model: Any, actions: torch.Tensor | None, mask: torch.Tensor | None) -> torch.Tensor:
         """The last latent frame sampled from the real context; the window's tail decoded, float (V, T, 3, H, W).
@@ -239,6 +253,8 @@ class DiTValidator:
         score = psnr(sampled, real, data_range=2.0).mean(dim=1)  # (V,)
         logs["next_psnr"] = score.mean().item()
         logs["copy_psnr"] = self.copy_psnr
+        logs["ceiling_psnr"] = self.ceiling_psnr
+        logs["latent_copy_psnr"] = self.latent_copy_psnr
         if actions is not None and v > 1:
             other_actions, other_mask = actions.clone(), mask.clone()
             other_actions[:, -1], other_mask[:, -1] = actions.roll(1, 0)[:, -1], mask.roll(1, 0)[:, -1]
