@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import gymnasium
 
-from agents.base import Agent
-from agents.explore import ExploreAgent
-from agents.probe import NoopAgent, PushAgent
-from agents.random import RandomAgent
-from agents.replay import ReplayAgent
+from worldsim.agents.base import Agent
+from worldsim.agents.explore import ExploreAgent
+from worldsim.agents.probe import NoopAgent, PushAgent
+from worldsim.agents.random import RandomAgent
+from worldsim.agents.replay import ReplayAgent
 
 
 def _actor_critic(action_space: gymnasium.Space, num_envs: int, seed: int | None = None, **kwargs) -> Agent:
     """The "actor_critic" policy: saved weights, ``weights=PATH`` (imported on use: it needs torch)."""
-    from agents.actor_critic import make_actor_critic_agent
+    from worldsim.agents.actor_critic import make_actor_critic_agent
 
     return make_actor_critic_agent(action_space, num_envs, seed=seed, **kwargs)
 

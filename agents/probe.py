@@ -15,8 +15,8 @@ import gymnasium
 import numpy as np
 from gymnasium import spaces
 
-from envs.probe.env import ACTION_NAMES
-from envs.probe.render import PALETTE, PUSHER
+from worldsim.envs.probe.env import ACTION_NAMES
+from worldsim.envs.probe.render import PALETTE, PUSHER
 
 NOOP, LEFT, RIGHT, UP, DOWN = (ACTION_NAMES.index(n) for n in ("noop", "left", "right", "up", "down"))
 COLOR_TOLERANCE = 60.0  # max RGB distance of a pixel from a reference colour to count as that colour

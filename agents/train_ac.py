@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from gymnasium.vector import AutoresetMode
 
-from agents.actor_critic import ActorCritic, ActorCriticNetConfig, num_discrete_actions
+from worldsim.agents.actor_critic import ActorCritic, ActorCriticNetConfig, num_discrete_actions
 
 
 @dataclass
@@ -193,7 +193,7 @@ class HoldAction(gym.Wrapper):
 
 def real_vector_env(name: str, num_envs: int, hold: int = 1, **kwargs: Any) -> gym.vector.SyncVectorEnv:
     """`num_envs` copies of real world `name` (envs.make_real_env kwargs) with actions held `hold` frames."""
-    from envs import make_real_env
+    from worldsim.envs import make_real_env
 
     return gym.vector.SyncVectorEnv([lambda: HoldAction(make_real_env(name, **kwargs), hold)
                                      for _ in range(num_envs)], autoreset_mode=AutoresetMode.NEXT_STEP)

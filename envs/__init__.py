@@ -19,9 +19,9 @@ REAL_ENVS: dict[str, str] = {
     "minedojo": "worldsim-real/MineDojo-v0",
 }
 _ENTRY_POINTS = {
-    "crafter": "envs.crafter:CrafterEnv",
-    "probe": "envs.probe.env:ProbeWorldEnv",
-    "minedojo": "envs.minedojo:MineDojoEnv",
+    "crafter": "worldsim.envs.crafter:CrafterEnv",
+    "probe": "worldsim.envs.probe.env:ProbeWorldEnv",
+    "minedojo": "worldsim.envs.minedojo:MineDojoEnv",
 }
 
 for _name, _id in REAL_ENVS.items():

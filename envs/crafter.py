@@ -37,7 +37,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from envs.frame_size import parse_size
+from worldsim.envs.frame_size import parse_size
 
 # Fixed orders copied from crafter/data.yaml (crafter 1.8), so state arrays line up across runs;
 # `CrafterEnv` checks them against the installed crafter.

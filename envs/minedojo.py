@@ -35,7 +35,7 @@ import numpy as np
 from einops import rearrange
 from gymnasium import spaces
 
-from envs.frame_size import parse_size
+from worldsim.envs.frame_size import parse_size
 
 ACTION_NVEC = (3, 3, 4, 25, 25, 8, 244, 36)  # MineDojo's documented MultiDiscrete action space
 NOOP_ACTION = np.array([0, 0, 0, 12, 12, 0, 0, 0], np.int64)  # camera bins 12 = no rotation

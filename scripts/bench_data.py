@@ -27,8 +27,8 @@ import numpy as np
 import torch
 from gymnasium.vector import AsyncVectorEnv, AutoresetMode, SyncVectorEnv
 
-import envs
-from agents import make_policy
+from worldsim import envs
+from worldsim.agents import make_policy
 from worldsim.cli import compose
 from worldsim.data.collect import collect, env_kwargs
 from worldsim.data.dataset import WindowDataset

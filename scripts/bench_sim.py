@@ -28,7 +28,7 @@ from worldsim.models.presets import build_dit
 from worldsim.sim.config import SimConfig
 from worldsim.sim.simulator import Simulator
 from worldsim.spaces import space_to_json
-from worldsim.train.export import write_export
+from worldsim.export import write_export
 
 SIZE = 64
 
@@ -116,7 +116,7 @@ def main() -> None:
     print(f"speed-up of the cache: {results['cache']['speedup']:.2f}x")
 
     try:
-        from envs import make_real_env
+        from worldsim.envs import make_real_env
 
         env = make_real_env("crafter", size=SIZE)
         env.reset(seed=0)

@@ -24,13 +24,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from agents.actor_critic import ActorCriticAgent, save_actor_critic
-from agents.random import RandomAgent
-from agents.train_ac import ActorCriticConfig, TrainResult, real_vector_env, train_actor_critic
-from envs import REAL_ENVS, make_real_env
+from worldsim.agents.actor_critic import ActorCriticAgent, save_actor_critic
+from worldsim.agents.random import RandomAgent
+from worldsim.agents.train_ac import ActorCriticConfig, TrainResult, real_vector_env, train_actor_critic
+from worldsim.envs import REAL_ENVS, make_real_env
 from worldsim.eval.episodes import roll_real
 from worldsim.sim.vector_env import WorldModelVectorEnv
-from worldsim.train.export import read_export_config
+from worldsim.export import read_export_config
 
 # Two-sided 95% Student t quantiles by degrees of freedom (no scipy); beyond 30 the normal 1.96.
 T95 = {1: 12.71, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262, 10: 2.228,

@@ -22,9 +22,9 @@ sys.path.insert(0, str(ROOT))
 import torch  # noqa: E402
 
 from worldsim.data.store import EpisodeStore  # noqa: E402
-from worldsim.train.export import load_export  # noqa: E402
+from worldsim.export import load_export  # noqa: E402
 from worldsim.train.latent_cache import LatentWindowDataset, build_cache  # noqa: E402
-from worldsim.train.latents import num_latent_frames  # noqa: E402
+from worldsim.models.latents import num_latent_frames  # noqa: E402
 from worldsim.train.validation import DiTValidator, ValidationConfig, holdout_episodes  # noqa: E402
 
 

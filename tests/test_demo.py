@@ -9,7 +9,7 @@ from PIL import Image
 
 from worldsim.cli import main
 from worldsim.demo import DemoConfig, strip_image
-from worldsim.train.export import load_export
+from worldsim.export import load_export
 from worldsim.video import read_mp4
 
 SMALL = ["episodes=2", "max_episode_steps=40", "vae_steps=4", "steps=4", "batch_size=2", "rollout_steps=3",

@@ -15,7 +15,7 @@ from gymnasium.utils.env_checker import check_env
 import worldsim  # noqa: F401  (registers the envs)
 from worldsim.pretrained import PRETRAINED, ROOT, PretrainedError, pretrained_path
 from worldsim.spaces import space_from_json
-from worldsim.train.export import load_export, read_export_config
+from worldsim.export import load_export, read_export_config
 
 MAX_BYTES = 30 * 2**20
 NAMES = list(PRETRAINED)

@@ -14,7 +14,7 @@ from worldsim.models.ae_presets import autoencoder_config
 from worldsim.models.autoencoder import VideoAutoencoder
 from worldsim.models.presets import build_dit
 from worldsim.spaces import space_to_json
-from worldsim.train.export import write_export
+from worldsim.export import write_export
 
 FRAME = 16  # frames are 16x16: latents 4x4 (s = 4), 4 tokens per frame with patch 2
 ACTIONS = spaces.Discrete(5)  # like the probe world's pusher

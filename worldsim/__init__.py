@@ -10,10 +10,15 @@ Importing the package registers the Gymnasium environments (cheaply: entry-point
 
 from __future__ import annotations
 
-import envs as _envs  # noqa: F401  (registers worldsim-real/*)
-import worldsim.sim as _sim  # noqa: F401  (registers worldsim/WorldModel-v0)
+import gymnasium as _gym
+
+from worldsim import envs as _envs  # noqa: F401  (registers worldsim-real/*)
 from worldsim.pretrained import register as _register_pretrained
 
+if "worldsim/WorldModel-v0" not in _gym.registry:  # worldsim.sim.ENV_ID; registered here so that the simulator loads lazily
+    # No max_episode_steps: the env truncates itself (SimConfig.max_episode_steps), so no TimeLimit wrapper.
+    _gym.register(id="worldsim/WorldModel-v0", entry_point="worldsim.sim.env:WorldModelEnv",
+                  vector_entry_point="worldsim.sim.vector_env:WorldModelVectorEnv")
 _register_pretrained()
 
 __version__ = "0.1.0"

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any, Callable
 
-CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
+CONF_DIR = Path(__file__).resolve().parent / "conf"  # the repository's conf/, linked into (and installed with) the package
 
 USAGE = """usage: worldsim COMMAND [key=value ...]
 
@@ -37,6 +37,23 @@ class CLIError(Exception):
     """A problem with what the user asked for: printed as one line, exit status 2."""
 
 
+def register_configs() -> None:
+    """Register the schemas (typed dataclasses of each layer) that the YAML files under conf/ name first."""
+    from hydra.core.config_store import ConfigStore
+
+    from worldsim.config import CollectConfig, ImportVideoConfig
+    from worldsim.eval.config import EvalConfig
+    from worldsim.sim.play import PlayConfig
+    from worldsim.sim.rollout import RolloutConfig
+    from worldsim.train.config import TrainConfig
+
+    cs = ConfigStore.instance()
+    for name, node in (("collect_schema", CollectConfig), ("import_video_schema", ImportVideoConfig),
+                       ("train_schema", TrainConfig), ("eval_schema", EvalConfig), ("rollout_schema", RolloutConfig),
+                       ("play_schema", PlayConfig)):
+        cs.store(name=name, node=node)
+
+
 def compose(config_name: str, overrides: list[str]) -> Any:
     """Compose conf/<config_name>.yaml with Hydra `overrides` into its typed dataclass."""
     from hydra import compose as hydra_compose
@@ -46,10 +63,8 @@ def compose(config_name: str, overrides: list[str]) -> Any:
     from omegaconf import OmegaConf
     from omegaconf.errors import OmegaConfBaseException
 
-    from worldsim.config import register_configs
-
     if not CONF_DIR.is_dir():
-        raise CLIError(f"config folder {CONF_DIR} is missing; install worldsim from its repository (pip install -e .)")
+        raise CLIError(f"config folder {CONF_DIR} is missing: this worldsim installation is broken; reinstall it")
     register_configs()
     GlobalHydra.instance().clear()
     try:
@@ -71,8 +86,6 @@ def _config_help(config_name: str) -> str:
     from hydra import initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
     from omegaconf import OmegaConf
-
-    from worldsim.config import register_configs
 
     register_configs()
     _register_demo_schema()
@@ -157,7 +170,7 @@ def _register_demo_schema() -> None:
 def cmd_demo(args: list[str]) -> None:
     """worldsim demo [episodes=N vae_steps=N steps=N ...]: collect, train-vae, train, rollout, eval on Crafter, in minutes."""
     from worldsim.demo import format_result, run_demo
-    from worldsim.train.export import ExportError
+    from worldsim.export import ExportError
 
     _register_demo_schema()
     cfg = compose("demo", args)
@@ -170,7 +183,7 @@ def cmd_demo(args: list[str]) -> None:
 
 def _run_training(config_name: str, args: list[str]) -> None:
     from worldsim.train.engine import CheckpointError
-    from worldsim.train.export import ExportError
+    from worldsim.export import ExportError
     from worldsim.train.trainer import NonFiniteLossError, train
 
     # The deepspeed launcher appends --local_rank=N; the rank comes from the environment instead.
@@ -209,7 +222,7 @@ def cmd_eval(args: list[str]) -> None:
 def cmd_rollout(args: list[str]) -> None:
     """worldsim rollout checkpoint=EXPORT policy=random steps=N out=DIR: sim.mp4 and, with a real world, side_by_side.mp4."""
     from worldsim.sim.rollout import rollout
-    from worldsim.train.export import ExportError
+    from worldsim.export import ExportError
 
     try:
         result = rollout(compose("rollout", args))
@@ -223,7 +236,7 @@ def cmd_rollout(args: list[str]) -> None:
 def cmd_play(args: list[str]) -> None:
     """worldsim play checkpoint=EXPORT [port=8765]: drive the simulator with the keyboard in a local web page."""
     from worldsim.sim.play import play
-    from worldsim.train.export import ExportError
+    from worldsim.export import ExportError
 
     try:
         play(compose("play", args))
@@ -246,7 +259,13 @@ COMMANDS: dict[str, tuple[Callable[[list[str]], None], str | None]] = {
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
+    """`worldsim COMMAND key=value ...`; also the entry of launchers (`python -m worldsim.cli`).
+
+    The deepspeed launcher puts ``--local_rank=N`` before the command; it is dropped (the rank is read
+    from the environment), so ``deepspeed --num_gpus 2 --module worldsim.cli train ...`` works, as does
+    ``torchrun --nproc_per_node 2 -m worldsim.cli train ...``.
+    """
+    argv = [a for a in (sys.argv[1:] if argv is None else argv) if not a.startswith("--local_rank")]
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(USAGE)
         return 0

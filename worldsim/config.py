@@ -1,4 +1,4 @@
-"""Typed configs for the command-line entry points, registered in Hydra's ConfigStore.
+"""Typed configs for the command-line entry points (the CLI registers them in Hydra's ConfigStore).
 
 The YAML files under `conf/` fill these dataclasses; because the schema is a structured config, a
 misspelt or unknown key fails at start-up with a message naming it. Library code receives the
@@ -10,7 +10,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
 
 
@@ -31,7 +30,7 @@ class CollectConfig:
     env: EnvConfig = MISSING  # chosen with env=crafter|probe|minedojo
     out: str = MISSING  # episode store path; appended to if it exists
     episodes: int = 10  # episodes to add to the store
-    policy: str = "random"  # a name from agents.POLICIES
+    policy: str = "random"  # a name from worldsim.agents.POLICIES
     num_envs: int = 2  # worlds stepped in parallel
     vector: str = "async"  # async (one process per world) | sync (all in this process)
     seed: int = 0  # episode j of the store is reset with seed + j, so a resumed run adds new worlds
@@ -51,37 +50,3 @@ class ImportVideoConfig:
     max_frames: int | None = None  # cut each video into episodes of at most this many frames
     actions: str = "auto"  # auto: import a VPT .jsonl beside a video if present | none: never
     progress: bool = True
-
-
-def register_configs() -> None:
-    """Register the schemas; the YAML files under conf/ name them in their defaults lists."""
-    cs = ConfigStore.instance()
-    cs.store(name="collect_schema", node=CollectConfig)
-    cs.store(name="import_video_schema", node=ImportVideoConfig)
-    cs.store(group="env", name="env_schema", node=EnvConfig)
-    register_train_configs()
-    register_sim_configs()
-    register_eval_configs()
-
-
-def register_train_configs() -> None:
-    """Register the trainer's schema (worldsim.train.config) for conf/train.yaml and conf/train_vae.yaml."""
-    from worldsim.train.config import TrainConfig
-
-    ConfigStore.instance().store(name="train_schema", node=TrainConfig)
-
-
-def register_eval_configs() -> None:
-    """Register `worldsim eval`'s schema (worldsim.eval.config) for conf/eval.yaml."""
-    from worldsim.eval.config import EvalConfig
-
-    ConfigStore.instance().store(name="eval_schema", node=EvalConfig)
-
-
-def register_sim_configs() -> None:
-    """Register the simulator commands' schemas (worldsim.sim) for conf/rollout.yaml and conf/play.yaml."""
-    from worldsim.sim.play import PlayConfig
-    from worldsim.sim.rollout import RolloutConfig
-
-    ConfigStore.instance().store(name="rollout_schema", node=RolloutConfig)
-    ConfigStore.instance().store(name="play_schema", node=PlayConfig)

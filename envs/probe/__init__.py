@@ -4,9 +4,9 @@ Files: `physics` (the simulation), `render` (frames at any size), `occlusion` (g
 visibility), `scenarios` (named, seeded probe families), `env` (the Gymnasium env).
 """
 
-from envs.probe.env import ACTION_NAMES, ProbeWorldEnv
-from envs.probe.physics import PhysicsConfig
-from envs.probe.scenarios import FAMILIES, MAX_BALLS, MAX_OCCLUDERS, Scenario, make_scenario
+from worldsim.envs.probe.env import ACTION_NAMES, ProbeWorldEnv
+from worldsim.envs.probe.physics import PhysicsConfig
+from worldsim.envs.probe.scenarios import FAMILIES, MAX_BALLS, MAX_OCCLUDERS, Scenario, make_scenario
 
 __all__ = [
     "ACTION_NAMES",

@@ -45,11 +45,11 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from envs.probe.occlusion import visible_fraction
-from envs.probe.physics import PhysicsConfig, WorldState, step
-from envs.frame_size import parse_size
-from envs.probe.render import Renderer
-from envs.probe.scenarios import FAMILIES, MAX_BALLS, MAX_OCCLUDERS, Scenario, make_scenario
+from worldsim.envs.probe.occlusion import visible_fraction
+from worldsim.envs.probe.physics import PhysicsConfig, WorldState, step
+from worldsim.envs.frame_size import parse_size
+from worldsim.envs.probe.render import Renderer
+from worldsim.envs.probe.scenarios import FAMILIES, MAX_BALLS, MAX_OCCLUDERS, Scenario, make_scenario
 
 ACTION_NAMES = ("noop", "left", "right", "up", "down")
 _DIRECTIONS = np.array([[0, 0], [-1, 0], [1, 0], [0, 1], [0, -1]], np.float64)  # (5, 2)

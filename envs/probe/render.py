@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from envs.frame_size import parse_size
+from worldsim.envs.frame_size import parse_size
 
 # Distinct, saturated ball colours: evaluation finds each ball in a frame by its colour.
 PALETTE = np.array(

@@ -23,8 +23,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from envs.probe.physics import PhysicsConfig, WorldState
-from envs.probe.render import PALETTE
+from worldsim.envs.probe.physics import PhysicsConfig, WorldState
+from worldsim.envs.probe.render import PALETTE
 
 MAX_BALLS = 6  # the state arrays are padded to this many balls (= len(PALETTE))
 MAX_OCCLUDERS = 2  # and to this many occluders

@@ -9,12 +9,12 @@ import torch
 from gymnasium import spaces
 from tiny_world_model import make_export
 
-from agents import make_policy
-from agents.actor_critic import ActorCritic, ActorCriticAgent, ActorCriticNetConfig, load_actor_critic, \
+from worldsim.agents import make_policy
+from worldsim.agents.actor_critic import ActorCritic, ActorCriticAgent, ActorCriticNetConfig, load_actor_critic, \
     save_actor_critic
-from agents.random import RandomAgent
-from agents.train_ac import ActorCriticConfig, HoldAction, lambda_returns, real_vector_env, train_actor_critic
-from envs import make_real_env
+from worldsim.agents.random import RandomAgent
+from worldsim.agents.train_ac import ActorCriticConfig, HoldAction, lambda_returns, real_vector_env, train_actor_critic
+from worldsim.envs import make_real_env
 from worldsim.eval.episodes import roll_real
 from worldsim.sim.vector_env import WorldModelVectorEnv
 

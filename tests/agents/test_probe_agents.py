@@ -2,10 +2,10 @@ import numpy as np
 import pytest
 from gymnasium import spaces
 
-import envs
-from agents import Agent, NoopAgent, PushAgent, make_policy
-from agents.probe import colour_centroid
-from envs.probe.render import PALETTE
+from worldsim import envs
+from worldsim.agents import Agent, NoopAgent, PushAgent, make_policy
+from worldsim.agents.probe import colour_centroid
+from worldsim.envs.probe.render import PALETTE
 
 
 def test_push_agent_pushes_the_ball_right_in_every_push_scenario():

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from gymnasium import spaces
 
-from agents import RandomAgent, make_policy
+from worldsim.agents import RandomAgent, make_policy
 
 
 @pytest.mark.parametrize("space", [spaces.Discrete(17), spaces.MultiDiscrete([3, 4]),

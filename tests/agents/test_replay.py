@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from gymnasium import spaces
 
-from agents import ReplayAgent
+from worldsim.agents import ReplayAgent
 
 
 def test_replays_each_worlds_sequence_and_rewinds_on_reset():

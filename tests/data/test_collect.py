@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-import envs
+from worldsim import envs
 from worldsim.cli import compose, main
 from worldsim.data.collect import collect
 from worldsim.data.store import EpisodeStore, StoreError

@@ -11,8 +11,8 @@ from gymnasium.utils.env_checker import check_env
 
 pytest.importorskip("crafter")
 
-from envs import REAL_ENVS  # noqa: E402
-from envs.crafter import ACHIEVEMENT_KEYS, INVENTORY_KEYS, CrafterEnv  # noqa: E402
+from worldsim.envs import REAL_ENVS  # noqa: E402
+from worldsim.envs.crafter import ACHIEVEMENT_KEYS, INVENTORY_KEYS, CrafterEnv  # noqa: E402
 
 ACTIONS = np.random.default_rng(0).integers(0, 17, size=25)
 
@@ -57,7 +57,7 @@ def test_unseeded_reset_continues_a_deterministic_sequence():
 
 def test_worlds_do_not_depend_on_the_process():
     """Crafter hashes (seed, episode) for the world seed; the result must not vary per process."""
-    code = "from envs.crafter import CrafterEnv; import hashlib; print(hashlib.sha1(CrafterEnv().reset(seed=3)[0].tobytes()).hexdigest())"
+    code = "from worldsim.envs.crafter import CrafterEnv; import hashlib; print(hashlib.sha1(CrafterEnv().reset(seed=3)[0].tobytes()).hexdigest())"
     digests = {
         subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                        env={"PYTHONHASHSEED": str(h)}).stdout

@@ -7,8 +7,8 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-from envs import REAL_ENVS, make_real_env
-from envs.minedojo import MineDojoUnavailable
+from worldsim.envs import REAL_ENVS, make_real_env
+from worldsim.envs.minedojo import MineDojoUnavailable
 
 
 def test_all_ids_are_registered():
@@ -22,9 +22,21 @@ def test_all_ids_are_registered():
 
 
 def test_importing_envs_imports_no_world():
-    code = "import sys, envs; print(sorted(m for m in sys.modules if m.startswith(('envs.', 'crafter', 'minedojo'))))"
+    code = ("import sys, worldsim.envs; "
+            "print(sorted(m for m in sys.modules if m.startswith(('worldsim.envs.', 'crafter', 'minedojo'))))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_a_user_folder_named_envs_or_agents_shadows_nothing(tmp_path):
+    """Our worlds and agents live under worldsim.*: a user's own envs/ and agents/ packages are theirs."""
+    for name in ("envs", "agents"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "__init__.py").write_text("raise ImportError('the user package was imported')\n")
+    code = ("import gymnasium, worldsim; from worldsim.envs import make_real_env; from worldsim.agents import RandomAgent; "
+            "env = make_real_env('probe', max_episode_steps=2); env.reset(seed=0); print('ok')")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]
 
 
 def test_make_real_env_probe_passes_kwargs():

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from envs.frame_size import parse_size
+from worldsim.envs.frame_size import parse_size
 
 
 @pytest.mark.parametrize(("size", "hw"), [(64, (64, 64)), ((48, 80), (48, 80)), (np.int64(32), (32, 32)), ([9, 17], (9, 17))])

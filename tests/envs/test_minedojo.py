@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from gymnasium import spaces
 
-from envs.minedojo import (
+from worldsim.envs.minedojo import (
     ACTION_NVEC,
     NOOP_ACTION,
     STATE_SPEC,

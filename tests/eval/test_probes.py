@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-import envs
-from agents import make_policy
-from envs.probe.render import BACKGROUND, OCCLUDER, PALETTE, world_to_pixel
+from worldsim import envs
+from worldsim.agents import make_policy
+from worldsim.envs.probe.render import BACKGROUND, OCCLUDER, PALETTE, world_to_pixel
 from worldsim.eval.episodes import roll_real
 from worldsim.eval.probe_suite import ProbeSuiteConfig, real_probe_episodes, score_suite
 from worldsim.eval.probes import detect_balls, score_episode, wilson_interval

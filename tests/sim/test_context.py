@@ -2,7 +2,7 @@
 
 import pytest
 
-from worldsim.sim.context import ContextScheme, autoregressive, hierarchical, long_range
+from worldsim.context import ContextScheme, autoregressive, hierarchical, long_range
 
 SCHEMES = [("autoregressive", {}), ("long-range", {}), ("long-range", {"recent": 3}), ("hierarchical", {"level_size": 3})]
 

@@ -8,7 +8,7 @@ from gymnasium.utils.env_checker import check_env
 import worldsim.sim  # noqa: F401  (registers worldsim/WorldModel-v0)
 from worldsim.sim.env import WorldModelEnv
 from worldsim.spaces import ActionError
-from worldsim.train.export import ExportError
+from worldsim.export import ExportError
 
 from tiny_world_model import FRAME, make_export
 

@@ -83,3 +83,12 @@ def test_rollout_command(export_dir, tmp_path, capsys):
     assert main(["rollout", f"checkpoint={tmp_path / 'none'}"]) == 2
     assert "does not exist" in capsys.readouterr().err
     assert main(["rollout", f"checkpoint={export_dir}", "sim.contxt=x"]) == 2
+
+
+def test_rollout_finds_the_real_world_in_the_export_when_the_store_has_moved():
+    from worldsim.sim.rollout import recorded_world
+
+    moved = {"world": {"env_id": "worldsim-real/Probe-v0", "env_kwargs": {}}, "train": {"data": "/nowhere/probe.zarr"}}
+    assert recorded_world(moved) == "probe"
+    assert recorded_world({"train": {"data": "/nowhere/probe.zarr"}}) is None  # an old export, its store gone: no world
+    assert recorded_world({"world": {"env_id": "someone/Else-v0"}}) is None

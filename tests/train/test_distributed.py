@@ -61,7 +61,7 @@ def test_zero2_and_zero3_with_two_processes_train_and_resume_at_one(store, tmp_p
     assert len(losses) == 15 and max(losses[12:]) < losses[0], losses
     meta = json.loads((dit / "checkpoints" / "step_00000015" / "meta.json").read_text())
     assert meta["world_size"] == 1 and meta["step"] == 15
-    from worldsim.train.export import load_export
+    from worldsim.export import load_export
 
     models, info = load_export(dit / "export")
     assert info["kind"] == "dit" and models["dit"].reward_head is not None and info["train"]["steps"] == 15

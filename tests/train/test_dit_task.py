@@ -9,7 +9,7 @@ from worldsim.cli import compose
 from worldsim.models.ae_presets import autoencoder_config
 from worldsim.models.autoencoder import VideoAutoencoder
 from worldsim.train.context_sampling import ContextSamplingConfig, select_frames
-from worldsim.train.export import load_export, write_export
+from worldsim.export import load_export, write_export
 from worldsim.train.trainer import Trainer
 
 
@@ -60,6 +60,7 @@ def test_dit_trains_on_scheme_subsets_and_exports_with_its_autoencoder(tmp_path)
     assert (tmp_path / "run" / "videos" / "video_rollout_00000003.mp4").is_file()
     models, meta = load_export(tmp_path / "run" / "export")
     assert meta["kind"] == "dit" and meta["dit_config"]["action_substeps"] == 2
+    assert meta["world"] == {"env_id": "test/square", "env_kwargs": {}}  # what it imitates, without its store
     assert models["dit"].reward_head is not None and models["dit"].termination_head is not None
     assert torch.equal(models["autoencoder"].encoder.conv_in.conv.weight, ae.encoder.conv_in.conv.weight)
 
@@ -92,9 +93,14 @@ def test_resume_keeps_the_holdout_and_refuses_a_changed_autoencoder(tmp_path):
     resumed = Trainer(compose("train", args + [f"resume={tmp_path / 'run'}", "steps=3"]))
     assert resumed.holdout == [2] and 6 in resumed.train_episodes
 
-    # The autoencoder export changes under the same path: the DiT must not continue on its new latents.
+    # A fine-tuned decoder keeps the latents: the DiT continues.
     with torch.no_grad():
         ae.decoder.conv_out.conv.bias.add_(0.1)
+    write_export(tmp_path / "vae", ae, None, (16, 16), None)
+    Trainer(compose("train", args + [f"resume={tmp_path / 'run'}", "steps=3"]))
+    # The encoder changes under the same path: the DiT must not continue on its new latents.
+    with torch.no_grad():
+        ae.encoder.conv_in.conv.bias.add_(0.1)
     write_export(tmp_path / "vae", ae, None, (16, 16), None)
     with pytest.raises(CheckpointError, match="another autoencoder"):
         Trainer(compose("train", args + [f"resume={tmp_path / 'run'}", "steps=4"]))

@@ -13,7 +13,7 @@ from worldsim.models.autoencoder import VideoAutoencoder
 from worldsim.models.dit import DiT
 from worldsim.models.presets import dit_config
 from worldsim.spaces import space_to_json
-from worldsim.train.export import ExportError, load_export, write_export
+from worldsim.export import ExportError, load_export, write_export
 
 ACTIONS = space_to_json(spaces.Discrete(3))
 

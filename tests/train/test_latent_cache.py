@@ -13,7 +13,7 @@ from worldsim.models.ae_presets import autoencoder_config
 from worldsim.models.autoencoder import VideoAutoencoder
 from worldsim.train.latent_cache import (LatentWindowDataset, autoencoder_key, build_cache, encode_episode,
                                          open_cache)
-from worldsim.train.latents import latent_actions
+from worldsim.models.latents import latent_actions
 
 
 def _autoencoder(seed: int = 0) -> VideoAutoencoder:

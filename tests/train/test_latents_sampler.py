@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from worldsim.train.latents import latent_actions, latent_rewards, latent_terminated, num_latent_frames
+from worldsim.models.latents import latent_actions, latent_rewards, latent_terminated, num_latent_frames
 from worldsim.train.sampler import ResumableDistributedSampler
 
 

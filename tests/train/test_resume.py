@@ -14,7 +14,7 @@ from safetensors.torch import load_file
 from worldsim.models.ae_presets import autoencoder_config
 from worldsim.models.autoencoder import VideoAutoencoder
 from worldsim.train.checkpoint import resolve
-from worldsim.train.export import write_export
+from worldsim.export import write_export
 
 COMMON = ["model=tiny", "window=5", "batch_size=3", "steps=10", "checkpoint_every=2", "keep_checkpoints=0",
           "log_every=1", "video_every=0", "progress=false", "ema_decay=0.9", "optim.warmup_steps=3",

@@ -126,7 +126,7 @@ def test_ctrl_c_writes_a_checkpoint_before_exiting(store, tmp_path):
 
 
 def test_warm_start_from_an_export_adds_a_pathway_and_is_recorded(vae_run, store, tmp_path, capsys):
-    from worldsim.train.export import load_export
+    from worldsim.export import load_export
 
     common = [f"data={store}", f"vae={vae_run / 'export'}", "validation.every=0", "video_every=0", "steps=2",
               "ema_decay=0", *BASE]
@@ -151,7 +151,7 @@ def test_warm_start_from_an_export_adds_a_pathway_and_is_recorded(vae_run, store
 
 
 def test_decoder_fine_tune_keeps_the_encoder_and_the_latent_key(vae_run, store, tmp_path):
-    from worldsim.train.export import load_export
+    from worldsim.export import load_export
     from worldsim.train.latent_cache import autoencoder_key
 
     cfg = compose("train_vae", [f"data={store}", f"run_dir={tmp_path / 'ft'}", f"init_from={vae_run / 'export'}",

@@ -84,7 +84,7 @@ class Oracle:
 
 def test_dit_metrics_perfect_wrong_and_action_following(probe_store):
     from worldsim.pretrained import pretrained_path
-    from worldsim.train.export import load_export
+    from worldsim.export import load_export
 
     ae = load_export(pretrained_path("probes"))[0]["autoencoder"].eval()  # decodes probe frames recognisably
     cache = build_cache(probe_store, ae, progress=False)

@@ -117,7 +117,7 @@ def env_kwargs(cfg: CollectConfig) -> dict[str, Any]:
 
 def open_or_create(cfg: CollectConfig, env: gymnasium.Env) -> EpisodeStore:
     """Open `cfg.out` for appending if it exists (checking it records the same world), else create it."""
-    import envs
+    from worldsim import envs
 
     env_id = envs.REAL_ENVS[cfg.env.name]
     kwargs = env_kwargs(cfg)
@@ -154,8 +154,8 @@ def _row(values: dict[str, Any] | None, i: int) -> dict[str, np.ndarray]:
 
 def collect(cfg: CollectConfig) -> CollectResult:
     """Roll `cfg.policy` in `cfg.env` until `cfg.episodes` new episodes are in the store at `cfg.out`."""
-    import envs
-    from agents import make_policy
+    from worldsim import envs
+    from worldsim.agents import make_policy
 
     if cfg.episodes < 1:
         raise ValueError(f"episodes must be at least 1, got {cfg.episodes}")

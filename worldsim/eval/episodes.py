@@ -8,7 +8,7 @@ from typing import Any, Callable
 import gymnasium
 import numpy as np
 
-from agents.base import Agent
+from worldsim.agents.base import Agent
 
 
 @dataclass
@@ -54,7 +54,7 @@ def roll_real(env: gymnasium.Env, agent: Agent, steps: int, seed: int | None = N
 def replay_real(env: gymnasium.Env, actions: list[Any], seed: int | None = None,
                 options: dict[str, Any] | None = None) -> RealEpisode:
     """Reset `env` and play `actions` in order (the same world and actions give the same episode)."""
-    from agents.replay import ReplayAgent
+    from worldsim.agents.replay import ReplayAgent
 
     return roll_real(env, ReplayAgent(env.action_space, [actions]), len(actions), seed, options)
 

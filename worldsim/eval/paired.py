@@ -35,8 +35,8 @@ def paired_rollouts(env_name: str, seeds: list[int], steps: int, *, runner: Any 
         steps: latent steps after the context (m).
         context: real frames of context; must be 1 + (n - 1) k.
     """
-    import envs
-    from agents import make_policy
+    from worldsim import envs
+    from worldsim.agents import make_policy
 
     if runner is not None:
         k, context = runner.k, runner.context_rows

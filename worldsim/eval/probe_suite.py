@@ -48,8 +48,8 @@ def probe_policy(family: str) -> str:
 
 def real_probe_episodes(cfg: ProbeSuiteConfig) -> list[ProbeEpisode]:
     """Roll the real probe world once per (family, seed) with the family's scripted agent."""
-    import envs
-    from agents import make_policy
+    from worldsim import envs
+    from worldsim.agents import make_policy
 
     env = envs.make_real_env("probe", size=cfg.size, max_episode_steps=cfg.steps)
     out = []

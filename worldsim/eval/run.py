@@ -124,8 +124,8 @@ def _idm(cfg: EvalConfig, paired: dict[str, Paired], size: int, bar) -> dict[str
                 return {"skipped": f"{cfg.idm_data} records {space}; the inverse-dynamics model needs Discrete actions"}
             x, y = pairs_from_store(store)
     else:  # fresh random-policy episodes of the real world; ones that end early still give pairs
-        import envs
-        from agents import make_policy
+        from worldsim import envs
+        from worldsim.agents import make_policy
         from worldsim.eval.episodes import roll_real
 
         env = envs.make_real_env(cfg.world, size=size)
@@ -215,7 +215,7 @@ def _minecraft(cfg: EvalConfig, runners: dict[str, Any], size: int) -> dict[str,
     out: dict[str, Any] = {}
     if cfg.minedojo:
         try:
-            import envs
+            from worldsim import envs
 
             envs.make_real_env("minedojo", size=size).close()
         except Exception as e:  # noqa: BLE001 - any failure to start MineDojo is reported, not raised

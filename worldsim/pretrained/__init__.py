@@ -4,7 +4,7 @@
     env = gymnasium.make("worldsim/Crafter-v0")   # the learned Crafter simulator
     env = gymnasium.make("worldsim/Probes-v0")    # the learned probe world (balls, gravity, occluders, a pusher)
 
-Each model is an ordinary export folder (`worldsim.train.export`: config.json + safetensors; the DiT
+Each model is an ordinary export folder (`worldsim.export`: config.json + safetensors; the DiT
 export carries its autoencoder) under ``worldsim/pretrained/<name>/`` with a MODEL_CARD.md saying how it
 was trained (scripts/train_pretrained.sh) and how well it does (``worldsim eval``). A reset takes its
 context frame from the live real world (``real_env``): Crafter needs the ``crafter`` extra, the probe

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from worldsim.sim.context import ContextScheme
+from worldsim.context import ContextScheme
 
 SAMPLERS = ("euler", "heun")
 CACHE_MODES = ("incremental", "recompute")

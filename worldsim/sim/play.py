@@ -176,11 +176,13 @@ def make_server(session: PlaySession, host: str = "127.0.0.1", port: int = 0) ->
 def play(cfg: PlayConfig) -> None:
     """Serve until Ctrl-C."""
     from worldsim.sim.env import WorldModelEnv
-    from worldsim.sim.rollout import _training_store
-    from worldsim.train.export import read_export_config
+    from worldsim.sim.rollout import _training_store, recorded_world
+    from worldsim.export import read_export_config
 
     meta = read_export_config(cfg.checkpoint)
-    env = WorldModelEnv(cfg.checkpoint, dataset=cfg.dataset or _training_store(meta), real_env=cfg.real_env, config=cfg.sim)
+    dataset = cfg.dataset or _training_store(meta)
+    real_env = cfg.real_env or (None if dataset else recorded_world(meta))  # no store here: the recorded world gives context
+    env = WorldModelEnv(cfg.checkpoint, dataset=dataset, real_env=real_env, config=cfg.sim)
     session = PlaySession(env, cfg.seed)
     server = make_server(session, cfg.host, cfg.port)
     session.start()

@@ -24,7 +24,7 @@ class RolloutConfig:
     """`worldsim rollout checkpoint=EXPORT policy=random steps=N out=DIR`."""
 
     checkpoint: str = "???"  # a DiT export folder (from `worldsim train`)
-    policy: str = "random"  # a name from agents.POLICIES
+    policy: str = "random"  # a name from worldsim.agents.POLICIES
     steps: int = 32  # simulator steps (latent frames); k real frames each
     out: str = "runs/rollout"  # folder for sim.mp4 and side_by_side.mp4
     seed: int = 0  # seeds the simulator, the policy and the real world
@@ -51,21 +51,29 @@ def _training_store(meta: dict[str, Any]) -> str | None:
 def _real_env_name(cfg: RolloutConfig, meta: dict[str, Any]) -> str | None:
     if cfg.real_env != "auto":
         return cfg.real_env
-    store = _training_store(meta)
-    if store is None:
-        return None
-    from envs import REAL_ENVS
-    from worldsim.data.store import EpisodeStore
+    return recorded_world(meta)
 
-    with EpisodeStore.open(store) as s:
-        env_id = s.env_id
+
+def recorded_world(meta: dict[str, Any]) -> str | None:
+    """Short name of the real world an export imitates: recorded in the export, else read from its training store."""
+    from worldsim.envs import REAL_ENVS
+
+    env_id = (meta.get("world") or {}).get("env_id")
+    if env_id is None:  # exports written before the world was recorded in them
+        store = _training_store(meta)
+        if store is None:
+            return None
+        from worldsim.data.store import EpisodeStore
+
+        with EpisodeStore.open(store) as s:
+            env_id = s.env_id
     return next((name for name, gid in REAL_ENVS.items() if gid == env_id), None)
 
 
 def rollout(cfg: RolloutConfig) -> RolloutResult:
-    from agents import make_policy
+    from worldsim.agents import make_policy
     from worldsim.sim.env import WorldModelEnv
-    from worldsim.train.export import read_export_config
+    from worldsim.export import read_export_config
 
     if cfg.steps < 1:
         raise ValueError(f"steps must be >= 1, got {cfg.steps}")
@@ -76,7 +84,7 @@ def rollout(cfg: RolloutConfig) -> RolloutResult:
     fps = cfg.fps or float(meta.get("fps") or 15.0)
     real = real_frames = None
     if real_name is not None:
-        from envs import make_real_env
+        from worldsim.envs import make_real_env
 
         real = make_real_env(real_name, size=env.sim.frame_size[0])
         obs, _ = real.reset(seed=cfg.seed)

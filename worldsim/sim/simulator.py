@@ -3,7 +3,7 @@
 A `Track` is one running episode in latent space. `Simulator.start` encodes context frames into
 one; `Simulator.step` advances a list of tracks by one latent frame each, batched:
 
-1. the context scheme (`worldsim.sim.context`) picks each track's conditioning frames;
+1. the context scheme (`worldsim.context`) picks each track's conditioning frames;
 2. their keys/values are gathered into a `KVCache` (cache="incremental") or re-encoded from their
    latents in one pass (cache="recompute");
 3. the sampler denoises the new latent of every track; each track draws its noise from its own
@@ -42,8 +42,8 @@ from worldsim.models.autoencoder import split_state, stack_states
 from worldsim.models.kv_cache import KVCache, batch_item, cat_batch
 from worldsim.spaces import packed_dim, space_from_json
 from worldsim.sim.config import SimConfig
-from worldsim.train.export import ExportError, load_export
-from worldsim.train.latents import group_rows
+from worldsim.export import ExportError, load_export
+from worldsim.models.latents import group_rows
 
 SAMPLER_FUNCTIONS = {"euler": sample_euler, "heun": sample_heun}
 

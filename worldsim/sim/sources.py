@@ -84,7 +84,7 @@ class ContextSource:
     def _from_world(self, world: str | gym.Env, rng: np.random.Generator) -> Context:
         if isinstance(world, str):
             if world not in self._worlds:
-                from envs import make_real_env
+                from worldsim.envs import make_real_env
 
                 h, w = self.frame_size
                 if h != w:

@@ -11,7 +11,7 @@ Launching (every override is a Hydra override; each run gets runs/<name>/<timest
     worldsim train data=datasets/crafter.zarr vae=runs/train-vae/<time>/export model=small
     worldsim train ... resume=runs/train/<time>                      # continue a run exactly
     torchrun --nproc_per_node 2 -m worldsim.cli train ... dist.zero_stage=2
-    deepspeed --num_gpus 2 --module worldsim.train.trainer train ... dist.zero_stage=3
+    deepspeed --num_gpus 2 --module worldsim.cli train ... dist.zero_stage=3
 
 Several machines: a DeepSpeed hostfile lists each machine and its slots (processes),
 
@@ -22,7 +22,7 @@ Several machines: a DeepSpeed hostfile lists each machine and its slots (process
 and the launcher is started on node1 (passwordless ssh to every node, the same repository path
 and venv on each, the data reachable from each):
 
-    deepspeed --hostfile hostfile --master_addr node1 --module worldsim.train.trainer train data=... vae=... \\
+    deepspeed --hostfile hostfile --master_addr node1 --module worldsim.cli train data=... vae=... \\
         dist.zero_stage=3
 
 A run resumed at another number of processes converts its latest ZeRO checkpoint to DeepSpeed's

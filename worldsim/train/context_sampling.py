@@ -1,6 +1,6 @@
 """Training samples shaped like rollout context: latent frames picked by the simulator's context schemes.
 
-At rollout the simulator conditions frame L on ``scheme.select(L)`` (`worldsim.sim.context`):
+At rollout the simulator conditions frame L on ``scheme.select(L)`` (`worldsim.context`):
 sparse, far-apart frames with their true time indices. So the DiT sees such index sets in
 training, a micro-batch can be cut from a long window the same way: draw a scheme and a history
 length L, keep the selected latent frames plus the `targets` frames from L on, and pass their true
@@ -29,7 +29,7 @@ class ContextSamplingConfig:
     def __post_init__(self) -> None:
         self.schemes = list(self.schemes)
         if self.schemes:
-            from worldsim.sim.context import SCHEMES
+            from worldsim.context import SCHEMES
 
             unknown = sorted(set(self.schemes) - set(SCHEMES))
             if unknown:
@@ -52,7 +52,7 @@ def select_frames(cfg: ContextSamplingConfig, num_frames: int, generator: torch.
     history = int(torch.randint(1, num_frames - cfg.targets + 1, (), generator=generator, device=device))
     if not use:
         return None
-    from worldsim.sim.context import ContextScheme
+    from worldsim.context import ContextScheme
 
     context = ContextScheme(cfg.schemes[which], cfg.budget).select(history)
     return torch.tensor(context + list(range(history, history + cfg.targets)), dtype=torch.int64)

@@ -5,7 +5,7 @@ CPU cost more than the DiT itself. Here every episode of the store is encoded on
 its first frame, as a rollout that started at the episode's first frame sees it (a window cut from
 the middle of an episode starts with a latent that covers k frames and saw the episode before it,
 where per-window encoding would have started with one frame alone): latent frame 0 is row 0 alone, latent frame
-``j >= 1`` covers rows ``1 + (j-1)k .. jk`` (`worldsim.train.latents`); trailing rows that do not
+``j >= 1`` covers rows ``1 + (j-1)k .. jk`` (`worldsim.models.latents`); trailing rows that do not
 fill a group of ``k`` are left out. Normalised latents (``autoencoder.normalize``) are stored as
 float16 (they are about unit variance, so float16's 11-bit mantissa loses nothing that matters).
 
@@ -197,7 +197,7 @@ class LatentWindowDataset(torch.utils.data.Dataset):
     """Windows of `frames` consecutive cached latent frames inside one episode, with their conditioning.
 
     Item ``i``: "latents" float32 (T', C, h, w); "action" (T', k, D) packed and "action_mask" bool
-    (T', k) (`worldsim.train.latents.latent_actions`; latent frame 0 of an episode has one action
+    (T', k) (`worldsim.models.latents.latent_actions`; latent frame 0 of an episode has one action
     slot, masked); "reward" float32 (T',) summed per latent frame; "terminated" float32 (T',);
     "start" the first latent frame (global index). `episodes` restricts windows to those episodes
     (held-out episodes are left out of training this way). The per-row arrays are small and read
@@ -206,7 +206,7 @@ class LatentWindowDataset(torch.utils.data.Dataset):
 
     def __init__(self, cache: LatentCache, store_path: str | os.PathLike, frames: int,
                  episodes: list[int] | None = None) -> None:
-        from worldsim.train.latents import latent_actions, latent_rewards, latent_terminated
+        from worldsim.models.latents import latent_actions, latent_rewards, latent_terminated
 
         self.cache, self.frames, self.k = cache, int(frames), cache.k
         store = EpisodeStore.open(store_path, "r")

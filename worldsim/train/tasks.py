@@ -23,7 +23,7 @@ from worldsim.models.dit import DiT
 from worldsim.models.presets import dit_config
 from worldsim.train.config import TrainConfig
 from worldsim.train.context_sampling import select_frames
-from worldsim.train.latents import latent_actions, latent_rewards, latent_terminated, num_latent_frames
+from worldsim.models.latents import latent_actions, latent_rewards, latent_terminated, num_latent_frames
 
 Batch = dict[str, Any]
 ROLLOUT_STEPS = 8  # Euler steps of the progress video: enough to see whether the model follows actions

@@ -34,13 +34,13 @@ from worldsim.train import resume
 from worldsim.train.config import TrainConfig
 from worldsim.train.ema import EMA
 from worldsim.train.engine import CheckpointError
-from worldsim.train.export import load_export, write_export
+from worldsim.export import load_export, write_export
 from worldsim.train.resume import check_compatible, jsonable
 from worldsim.train.sampler import ResumableDistributedSampler
 from worldsim.train.tasks import DiTTask, VAETask
 from worldsim.train.tensorboard import RunLogger
 from worldsim.train.latent_cache import LatentWindowDataset, autoencoder_key, build_cache, open_cache
-from worldsim.train.latents import num_latent_frames
+from worldsim.models.latents import num_latent_frames
 from worldsim.train.precision import autocast, cpu_autocast
 from worldsim.train.validation import CurveLog, DiTValidator, VAEValidator, run_holdout
 
@@ -94,6 +94,7 @@ class Trainer:
         self.frame_size = tuple(store.frame_size)
         self.action_space_json = None if store.action_space is None else space_to_json(store.action_space)
         self.fps = store.fps
+        self.real_world = {"env_id": store.env_id, "env_kwargs": store.attrs.get("env_kwargs", {})}  # what the model imitates
         self.holdout = run_holdout(store.num_episodes, cfg.holdout_episodes, bool(cfg.validation.every), meta)
         self.train_episodes = [e for e in range(store.num_episodes) if e not in set(self.holdout)]
         store.close()
@@ -468,7 +469,7 @@ class Trainer:
         out = None
         if self.rank == 0:
             model = self.ema_model()
-            extra = {"window": self.cfg.window, "frame_skip": self.cfg.frame_skip, "fps": self.fps,
+            extra = {"window": self.cfg.window, "frame_skip": self.cfg.frame_skip, "fps": self.fps, "world": self.real_world,
                      "train": {"steps": self.step, "seed": self.cfg.seed, "data": str(self.cfg.data),
                                "run_dir": str(self.run_dir), "init_from": self._init_record()}}
             if self.cfg.task == "vae":
@@ -514,20 +515,3 @@ def _short(values: list[float]) -> str:
 def train(cfg: TrainConfig) -> TrainResult:
     """Build a `Trainer` from `cfg` and run it to `cfg.steps`."""
     return Trainer(cfg).fit()
-
-
-def main(argv: list[str] | None = None) -> int:
-    """`python -m worldsim.train.trainer train|train-vae key=value ...`: the CLI, for launchers.
-
-    The deepspeed launcher puts ``--local_rank=N`` before the command; it is dropped (the rank is
-    read from the environment), so ``deepspeed --num_gpus 2 --module worldsim.train.trainer train ...``
-    works, as does ``torchrun --nproc_per_node 2 -m worldsim.train.trainer train ...``.
-    """
-    from worldsim.cli import main as cli_main
-
-    argv = sys.argv[1:] if argv is None else argv
-    return cli_main([a for a in argv if not a.startswith("--local_rank")])
-
-
-if __name__ == "__main__":
-    sys.exit(main())

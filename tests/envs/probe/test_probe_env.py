@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 from gymnasium.utils.env_checker import check_env
 
-from envs import REAL_ENVS
-from envs.probe import FAMILIES, ProbeWorldEnv
-from envs.probe.render import world_to_pixel
+from worldsim.envs import REAL_ENVS
+from worldsim.envs.probe import FAMILIES, ProbeWorldEnv
+from worldsim.envs.probe.render import world_to_pixel
 
 NOOP, LEFT, RIGHT, UP, DOWN = range(5)
 

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from envs.probe.occlusion import visible_fraction
+from worldsim.envs.probe.occlusion import visible_fraction
 
 OCC = np.array([[1.0, 0.0, 2.0, 2.0]])
 

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from envs.probe.physics import PhysicsConfig, WorldState, kinetic_energy, momentum, step
+from worldsim.envs.probe.physics import PhysicsConfig, WorldState, kinetic_energy, momentum, step
 
 
 def _world(pos, vel, radius, restitution=0.8, pusher=(0.3, 3.7)):

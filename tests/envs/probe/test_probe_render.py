@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from envs.frame_size import parse_size
-from envs.probe.render import BACKGROUND, OCCLUDER, PALETTE, PUSHER, Renderer, world_to_pixel
+from worldsim.envs.frame_size import parse_size
+from worldsim.envs.probe.render import BACKGROUND, OCCLUDER, PALETTE, PUSHER, Renderer, world_to_pixel
 
 NO_OCC = np.zeros((0, 4))
 

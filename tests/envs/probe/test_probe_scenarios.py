@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from envs.probe.physics import PhysicsConfig
-from envs.probe.render import PALETTE
-from envs.probe.scenarios import FAMILIES, MAX_BALLS, MAX_OCCLUDERS, make_scenario
+from worldsim.envs.probe.physics import PhysicsConfig
+from worldsim.envs.probe.render import PALETTE
+from worldsim.envs.probe.scenarios import FAMILIES, MAX_BALLS, MAX_OCCLUDERS, make_scenario
 
 
 def _arrays(s):
