@@ -221,3 +221,27 @@ def test_presets_registry_and_table():
     tiny = build_dit("tiny", latent_channels=C)
     assert table[0]["parameters"] == sum(p.numel() for p in tiny.parameters())
     assert parameter_count(dataclasses.replace(tiny.config, depth=4)) > table[0]["parameters"]
+
+
+@pytest.mark.parametrize("previous_frame", [False, True])
+def test_a_padded_batch_of_different_context_lengths_equals_each_sample_alone(previous_frame):
+    from worldsim.models.kv_cache import KVCache, batch_item, cat_batch
+
+    model = _model(previous_frame=previous_frame)
+    a, b = _inputs(b=1, t=5, seed=1), _inputs(b=1, t=5, seed=2)
+    short, long = model.build_cache(**_frames(a, slice(0, 1))), model.build_cache(**_frames(b, slice(0, 4)))
+    batch = cat_batch([short, long])
+    assert batch.num_frames == 4 and batch.valid.tolist() == [[False, False, False, True], [True] * 4]
+    new = {k: torch.cat([a[k][:, 1:2], b[k][:, 4:5]]) for k in a}
+    together = model(**new, cache=batch, return_cache=True)
+    alone = [model(**_frames(a, slice(1, 2)), cache=short), model(**_frames(b, slice(4, 5)), cache=long)]
+    for j, out in enumerate(alone):
+        torch.testing.assert_close(together.prediction[j:j + 1], out.prediction, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(together.reward[j:j + 1], out.reward, atol=1e-5, rtol=1e-5)
+    # the padding stays masked in the extended cache, and the per-frame layout round-trips
+    assert together.cache.valid[0].tolist() == [False, False, False, True, True]
+    rebuilt = KVCache.from_frames(long.frame_entries())
+    for x, y in zip(rebuilt.keys + rebuilt.values, long.keys + long.values):
+        assert torch.equal(x, y)
+    newest = together.cache.newest_entries()[1]
+    assert torch.equal(newest["keys"], torch.stack(batch_item(together.cache, 1).keys)[:, 0, :, -12:])

@@ -86,8 +86,8 @@ def test_memory_stays_within_the_budget(export_dir):
     env.reset(seed=0, options={"frames": np.zeros((FRAME, FRAME, 3), np.uint8)})  # a single image
     for _ in range(10):
         env.step(0)
-    assert len(env._track.keys) <= 4 and len(env._track.latents) <= 4
-    assert sorted(env._track.keys) == env.sim.scheme.select(env._track.length)
+    assert len(env._track.kv) <= 4 and len(env._track.latents) <= 4
+    assert sorted(env._track.kv) == env.sim.scheme.select(env._track.length)
     env.close()
 
 

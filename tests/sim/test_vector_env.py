@@ -16,7 +16,7 @@ FAST = {"sampling_steps": 1, "context_frames": 3}
 
 @pytest.mark.parametrize("sampler", ["euler", "heun"])
 def test_vector_env_equals_sub_envs_one_by_one(export_dir, store_path, sampler):
-    # Dataset episodes of 13, 10 and 4 rows give contexts of different lengths: the batched forward groups them.
+    # Dataset episodes of 13, 10 and 4 rows give contexts of different lengths: one forward, shorter ones padded and masked.
     n, steps = 3, 4
     actions = np.random.default_rng(0).integers(0, 5, (steps, n))
     venv = WorldModelVectorEnv(n, export_dir, dataset=store_path, sampler=sampler, **FAST)

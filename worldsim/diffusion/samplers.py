@@ -112,11 +112,12 @@ def _prepare(shape, generator, noise, context, actions, action_mask, guidance_sc
     return noise.to(device), action_mask  # x_1 ~ N(0, I)
 
 
-def sample_euler(
+def sample(
     denoiser: Denoiser,
     shape: tuple[int, ...],
     *,
     steps: int,
+    method: str = "euler",
     generator: torch.Generator | None = None,
     noise: Tensor | None = None,
     context: Tensor | None = None,
@@ -128,7 +129,12 @@ def sample_euler(
     shift: float = 1.0,
     device: torch.device | str | None = None,
 ) -> Tensor:
-    """Generate new frames with DDIM, the Euler method on the probability-flow ODE (one evaluation per step).
+    """Generate new frames: DDIM (method "euler", one evaluation per step) or Heun's correction ("heun").
+
+    One loop, Heun's correction as a branch, as in EDM's `edm_sampler` (Karras et al. 2022,
+    Algorithm 1). "heun" takes two evaluations per step except the last, which is a plain DDIM step
+    as in EDM (the objective puts little weight on t ~ 0, so the network is not asked there):
+    2 * steps - 1 evaluations, times two with guidance.
 
     shape: (B, T_new, C, h, w) of the new frames. context: (B, T_ctx, C, h, w) clean latents or
     None. actions (B, T_ctx + T_new, k, D), action_mask (B, T_ctx + T_new, k) bool and frame_index
@@ -137,44 +143,26 @@ def sample_euler(
     per sample from separate generators; nothing else is random, so the result is a pure function of
     the arguments. Returns (B, T_new, C, h, w) float32 latents.
     """
-    x, action_mask = _prepare(shape, generator, noise, context, actions, action_mask, guidance_scale, device)
-    args = (context, context_noise_level, actions, action_mask, frame_index, guidance_scale)
-    ts = time_grid(steps, shift).tolist()
-    for t_cur, t_next in zip(ts[:-1], ts[1:]):
-        x = _ddim(x, _x0(denoiser, x, t_cur, *args), t_cur, t_next)  # Euler on dy/dtau = x0_hat (DDIM, eq. 12)
-    return x
-
-
-def sample_heun(
-    denoiser: Denoiser,
-    shape: tuple[int, ...],
-    *,
-    steps: int,
-    generator: torch.Generator | None = None,
-    noise: Tensor | None = None,
-    context: Tensor | None = None,
-    actions: Tensor | None = None,
-    action_mask: Tensor | None = None,
-    frame_index: Tensor | None = None,
-    guidance_scale: float = 1.0,
-    context_noise_level: float = 0.0,
-    shift: float = 1.0,
-    device: torch.device | str | None = None,
-) -> Tensor:
-    """Generate new frames with Heun's second-order method (Karras et al. 2022, Algorithm 1).
-
-    Two evaluations per step except the last, which is a plain DDIM step as in EDM (the objective
-    puts little weight on t ~ 0, so the network is not asked there): 2 * steps - 1 evaluations,
-    times two with guidance. Arguments and result as in `sample_euler`.
-    """
+    if method not in ("euler", "heun"):
+        raise ValueError(f"method must be 'euler' or 'heun', got {method!r}")
     x, action_mask = _prepare(shape, generator, noise, context, actions, action_mask, guidance_scale, device)
     args = (context, context_noise_level, actions, action_mask, frame_index, guidance_scale)
     ts = time_grid(steps, shift).tolist()
     for t_cur, t_next in zip(ts[:-1], ts[1:]):
         x0_hat = _x0(denoiser, x, t_cur, *args)
-        x_next = _ddim(x, x0_hat, t_cur, t_next)  # Alg. 1, line 5: Euler predictor
-        if t_next > 0:  # Alg. 1, line 6: no correction on the step that lands on clean data
+        x_next = _ddim(x, x0_hat, t_cur, t_next)  # Euler on dy/dtau = x0_hat (DDIM, eq. 12); Alg. 1, line 5
+        if method == "heun" and t_next > 0:  # Alg. 1, line 6: no correction on the step that lands on clean data
             x0_next = _x0(denoiser, x_next, t_next, *args)
             x_next = _ddim(x, 0.5 * (x0_hat + x0_next), t_cur, t_next)  # Alg. 1, line 8: trapezoid rule
         x = x_next
     return x
+
+
+def sample_euler(denoiser: Denoiser, shape: tuple[int, ...], **kwargs: Any) -> Tensor:
+    """`sample` with method "euler" (DDIM): one evaluation per step."""
+    return sample(denoiser, shape, method="euler", **kwargs)
+
+
+def sample_heun(denoiser: Denoiser, shape: tuple[int, ...], **kwargs: Any) -> Tensor:
+    """`sample` with method "heun": 2 * steps - 1 evaluations."""
+    return sample(denoiser, shape, method="heun", **kwargs)

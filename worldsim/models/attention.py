@@ -47,8 +47,8 @@ class FrameCausalAttention(nn.Module):
     def forward(
         self, x: Tensor, rope: tuple[Tensor, Tensor], mask: Tensor | None, past: tuple[Tensor, Tensor] | None = None
     ) -> tuple[Tensor, tuple[Tensor, Tensor]]:
-        """x (B, L, dim), rope (cos, sin) each (B, L, head_dim / 2), mask (L, L_past + L) bool or
-        None (attend to everything).
+        """x (B, L, dim), rope (cos, sin) each (B, L, head_dim / 2), mask (L, L_past + L) bool, or
+        (B, 1, L, L_past + L) for a batch whose samples differ (padded caches), or None (attend to everything).
 
         Returns the output (B, L, dim) and this call's keys and values, each (B, heads, L, head_dim),
         keys already rotated, ready to be cached.

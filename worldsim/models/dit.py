@@ -222,6 +222,9 @@ class DiT(nn.Module):
         past_frames = 0 if cache is None else cache.num_frames
         # One new frame sees everything: no mask, so GPUs can use the flash kernel on the rollout path.
         mask = None if frames == 1 else frame_causal_mask(frames, n, past_frames, x.device)  # (T * N, (F + T) * N)
+        if cache is not None and cache.valid is not None:  # a padded batch: no query sees a padding frame
+            keep = torch.cat([cache.valid, cache.valid.new_ones(batch, frames)], dim=1).repeat_interleave(n, dim=1)
+            mask = keep[:, None, None, :] if mask is None else mask[None, None] & keep[:, None, None, :]  # (B, 1, L_q, L_k)
         keys, values = [], []
         for i, block in enumerate(self.blocks):
             past = None if cache is None else (cache.keys[i], cache.values[i])

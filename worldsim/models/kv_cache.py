@@ -10,6 +10,13 @@ keys and values were computed while they could still see the dropped ones. That 
 approximation of recomputing the shorter context, not the same thing; a rollout that needs exact
 equality with a fresh context (FDM-style non-contiguous context that changes every step) rebuilds
 the cache with `build_cache` instead.
+
+Tracks of a batch may hold different numbers of frames: `cat_batch` left-pads the shorter caches
+and marks the padding in `valid`, which the DiT turns into an attention mask, so a whole batch runs
+one forward per denoising step whatever each track's context length (the padded track's output
+equals its output alone; tests/sim/test_vector_env.py checks it). The cache owns its layout:
+`frame_entries` splits a batch-1 cache into per-frame entries (what a rollout keeps per track),
+`from_frames` stacks them back.
 """
 
 from __future__ import annotations
@@ -31,6 +38,7 @@ class KVCache:
     frame_index: Tensor  # (B, F) long: each cached frame's true time index
     latents: Tensor | None = None  # (B, F, C, h, w): the frames' inputs (a previous_frame DiT reads the newest)
     noise_level: Tensor | None = None  # (B, F): their noise levels; set exactly when latents is
+    valid: Tensor | None = None  # (B, F) bool, False for left padding (see cat_batch); None: every frame is real
 
     @property
     def num_frames(self) -> int:
@@ -54,6 +62,7 @@ class KVCache:
             frame_index=torch.cat([self.frame_index, other.frame_index], dim=1),
             latents=_cat_or_none(self.latents, other.latents),
             noise_level=_cat_or_none(self.noise_level, other.noise_level),
+            valid=None if self.valid is None and other.valid is None else torch.cat([self.valid_mask(), other.valid_mask()], 1),
         )
 
     def select(self, frames: Sequence[int]) -> KVCache:
@@ -73,6 +82,78 @@ class KVCache:
             frame_index=self.frame_index[:, positions],
             latents=None if self.latents is None else self.latents[:, positions],
             noise_level=None if self.noise_level is None else self.noise_level[:, positions],
+            valid=None if self.valid is None else self.valid[:, positions],
+        )
+
+    def valid_mask(self) -> Tensor:
+        """(B, F) bool, True for real frames (all of them unless the cache was padded)."""
+        if self.valid is not None:
+            return self.valid
+        return torch.ones(self.frame_index.shape, dtype=torch.bool, device=self.frame_index.device)
+
+    def pad_to(self, frames: int) -> KVCache:
+        """This cache left-padded to `frames` frames (zeros, marked invalid); itself if it has that many."""
+        missing = frames - self.num_frames
+        if missing < 0:
+            raise ValueError(f"cannot pad a cache of {self.num_frames} frames to {frames}")
+        if missing == 0:
+            return self
+        n, batch = self.tokens_per_frame, self.batch_size
+
+        def left(x: Tensor, dim: int, per_frame: int) -> Tensor:
+            shape = list(x.shape)
+            shape[dim] = missing * per_frame
+            return torch.cat([x.new_zeros(shape), x], dim=dim)
+
+        return KVCache(
+            keys=[left(k, 2, n) for k in self.keys], values=[left(v, 2, n) for v in self.values], tokens_per_frame=n,
+            frame_index=left(self.frame_index, 1, 1),
+            latents=None if self.latents is None else left(self.latents, 1, 1),
+            noise_level=None if self.noise_level is None else left(self.noise_level, 1, 1),
+            valid=torch.cat([torch.zeros(batch, missing, dtype=torch.bool, device=self.frame_index.device),
+                             self.valid_mask()], dim=1),
+        )
+
+    def frame_entries(self) -> list[dict[str, Tensor]]:
+        """A batch-1 cache as per-frame entries: keys, values (depth, heads, N, head_dim), frame_index, latent, noise_level."""
+        if self.batch_size != 1:
+            raise ValueError(f"frame_entries splits a batch-1 cache, this one has batch {self.batch_size}")
+        n = self.tokens_per_frame
+        keys, values = torch.stack(self.keys)[:, 0], torch.stack(self.values)[:, 0]  # (depth, heads, F * N, hd)
+        out = []
+        for f in range(self.num_frames):
+            entry = {"keys": keys[:, :, f * n:(f + 1) * n], "values": values[:, :, f * n:(f + 1) * n],
+                     "frame_index": self.frame_index[0, f]}
+            if self.latents is not None:
+                entry["latent"], entry["noise_level"] = self.latents[0, f], self.noise_level[0, f]
+            out.append(entry)
+        return out
+
+    def newest_entries(self) -> list[dict[str, Tensor]]:
+        """The newest frame of every sample of the batch as a per-frame entry (see `frame_entries`)."""
+        n = self.tokens_per_frame
+        keys, values = torch.stack(self.keys, 1)[:, :, :, -n:], torch.stack(self.values, 1)[:, :, :, -n:]  # (B, depth, heads, N, hd)
+        out = []
+        for b in range(self.batch_size):
+            entry = {"keys": keys[b], "values": values[b], "frame_index": self.frame_index[b, -1]}
+            if self.latents is not None:
+                entry["latent"], entry["noise_level"] = self.latents[b, -1], self.noise_level[b, -1]
+            out.append(entry)
+        return out
+
+    @staticmethod
+    def from_frames(entries: Sequence[dict[str, Tensor]]) -> KVCache:
+        """The batch-1 cache of these per-frame entries (as `frame_entries` gives them), in order."""
+        if not entries:
+            raise ValueError("a cache needs at least one frame")
+        keys = torch.cat([e["keys"] for e in entries], dim=2)[:, None]  # (depth, 1, heads, F * N, hd)
+        values = torch.cat([e["values"] for e in entries], dim=2)[:, None]
+        has_latents = all("latent" in e for e in entries)
+        return KVCache(
+            keys=list(keys.unbind(0)), values=list(values.unbind(0)), tokens_per_frame=entries[0]["keys"].shape[2],
+            frame_index=torch.stack([e["frame_index"] for e in entries])[None].long(),
+            latents=torch.stack([e["latent"] for e in entries])[None] if has_latents else None,
+            noise_level=torch.stack([e["noise_level"] for e in entries])[None] if has_latents else None,
         )
 
     def keep_last(self, frames: int) -> KVCache:
@@ -88,11 +169,14 @@ def _cat_or_none(a: Tensor | None, b: Tensor | None) -> Tensor | None:
 
 
 def cat_batch(caches: Sequence[KVCache]) -> KVCache:
-    """Caches of the same frame count stacked along the batch."""
+    """Caches stacked along the batch; shorter ones are left-padded to the longest (see `KVCache.pad_to`)."""
     if len(caches) == 1:
         return caches[0]
+    frames = max(c.num_frames for c in caches)
+    caches = [c.pad_to(frames) for c in caches]
     first = caches[0]
     has_latents = all(c.latents is not None for c in caches)
+    padded = any(c.valid is not None for c in caches)
     return KVCache(
         keys=[torch.cat(layer, dim=0) for layer in zip(*(c.keys for c in caches))],
         values=[torch.cat(layer, dim=0) for layer in zip(*(c.values for c in caches))],
@@ -100,6 +184,7 @@ def cat_batch(caches: Sequence[KVCache]) -> KVCache:
         frame_index=torch.cat([c.frame_index for c in caches], dim=0),
         latents=torch.cat([c.latents for c in caches]) if has_latents else None,
         noise_level=torch.cat([c.noise_level for c in caches]) if has_latents else None,
+        valid=torch.cat([c.valid_mask() for c in caches]) if padded else None,
     )
 
 
@@ -110,4 +195,5 @@ def batch_item(cache: KVCache, j: int) -> KVCache:
         tokens_per_frame=cache.tokens_per_frame, frame_index=cache.frame_index[j:j + 1],
         latents=None if cache.latents is None else cache.latents[j:j + 1],
         noise_level=None if cache.noise_level is None else cache.noise_level[j:j + 1],
+        valid=None if cache.valid is None else cache.valid[j:j + 1],
     )

@@ -7,10 +7,10 @@ one; `Simulator.step` advances a list of tracks by one latent frame each, batche
 2. their keys/values are gathered into a `KVCache` (cache="incremental") or re-encoded from their
    latents in one pass (cache="recompute");
 3. the sampler denoises the new latent of every track; each track draws its noise from its own
-   generator, and all tracks share ONE sampler call: one DiT forward per denoising step for each
-   distinct context length (the cache has no padding mask, so lengths cannot share a forward);
+   generator, and all tracks share ONE sampler call with one DiT forward per denoising step: tracks
+   with shorter contexts are left-padded and the padding masked out of attention (`cat_batch`);
 4. one clean pass over the new latents gives the learned reward and termination and the new
-   frame's keys/values, stored for later steps;
+   frame's keys/values, stored for later steps (one entry per frame, `KVCache.frame_entries`);
 5. the causal decoder turns the new latents into k frames each, streaming: every track keeps its
    causal convolutions' past inputs (`VideoAutoencoder.decode_stream`), so one batched decode of
    exactly one latent per track gives the frames a full decode of the track would, at constant cost.
@@ -33,7 +33,6 @@ from functools import partial
 
 import numpy as np
 import torch
-from einops import rearrange
 from torch import Tensor
 
 from worldsim.diffusion.samplers import sample_euler, sample_heun
@@ -56,8 +55,7 @@ class Track:
     latents: dict[int, Tensor] = field(default_factory=dict)  # position -> normalised latent (C, h, w)
     actions: dict[int, Tensor] = field(default_factory=dict)  # position -> packed actions (k, D)
     masks: dict[int, Tensor] = field(default_factory=dict)  # position -> has-action (k,) bool
-    keys: dict[int, Tensor] = field(default_factory=dict)  # position -> (depth, heads, N, head_dim)
-    values: dict[int, Tensor] = field(default_factory=dict)  # position -> (depth, heads, N, head_dim)
+    kv: dict[int, dict] = field(default_factory=dict)  # position -> the frame's cache entry (KVCache.frame_entries)
     decoder_state: dict = field(default_factory=dict)  # the streaming decoder's past inputs (batch 1 tensors)
 
 
@@ -179,21 +177,14 @@ class Simulator:
         if self.config.cache == "incremental":
             index = torch.arange(n, device=self.device)[None]
             cache = self._dit(z, torch.zeros(1, n, device=self.device), act, mask, index, return_cache=True).cache
-            for i, (kk, vv) in enumerate(zip(self._per_frame(cache.keys, n), self._per_frame(cache.values, n))):
-                track.keys[i], track.values[i] = kk[0], vv[0]
+            track.kv = dict(enumerate(cache.frame_entries()))
         self._prune(track)
         return track
-
-    @staticmethod
-    def _per_frame(layers: list[Tensor], frames: int) -> list[Tensor]:
-        """Per-layer (B, heads, F * N, hd) -> per frame (B, depth, heads, N, hd)."""
-        stacked = torch.stack(layers, dim=1)  # (B, depth, heads, F * N, hd)
-        return list(rearrange(stacked, "b l h (f n) d -> f b l h n d", f=frames).unbind(0))
 
     def _prune(self, track: Track) -> None:
         """Forget frames the scheme will never select again (the schemes are nested)."""
         keep = set(self.scheme.select(track.length))
-        for store in (track.latents, track.actions, track.masks, track.keys, track.values):
+        for store in (track.latents, track.actions, track.masks, track.kv):
             for i in [i for i in store if i not in keep]:
                 del store[i]
 
@@ -202,16 +193,7 @@ class Simulator:
         """One batch-1 cache of each track's selected frames."""
         selections = [self.scheme.select(t.length) for t in tracks]
         if self.config.cache == "incremental":
-            caches = []
-            for t, sel in zip(tracks, selections):
-                keys = rearrange(torch.stack([t.keys[i] for i in sel]), "f l h n d -> l 1 h (f n) d")
-                values = rearrange(torch.stack([t.values[i] for i in sel]), "f l h n d -> l 1 h (f n) d")
-                n = keys.shape[-2] // len(sel)
-                latents = torch.stack([t.latents[i] for i in sel])[None]  # (1, F, C, h, w), clean
-                caches.append(KVCache(list(keys.unbind(0)), list(values.unbind(0)), n,
-                                      torch.tensor([sel], dtype=torch.long, device=self.device),
-                                      latents=latents, noise_level=torch.zeros(1, len(sel), device=self.device)))
-            return caches
+            return [KVCache.from_frames([t.kv[i] for i in sel]) for t, sel in zip(tracks, selections)]
         # recompute: re-encode every track's selected frames, one pass per distinct context length
         caches: list[KVCache | None] = [None] * len(tracks)
         for size, members in _groups([len(s) for s in selections]).items():
@@ -228,23 +210,15 @@ class Simulator:
     def step(self, tracks: Sequence[Track], actions: np.ndarray, generators: Sequence[torch.Generator]) -> StepOutput:
         """Advance every track by one latent frame; actions packed (B, D), held for the frame's k sub-steps."""
         batch = len(tracks)
-        caches = self._context(tracks)
-        groups = _groups([c.num_frames for c in caches])
-        group_caches = {size: cat_batch([caches[m] for m in members]) for size, members in groups.items()}
+        cache = cat_batch(self._context(tracks))  # one batch: shorter contexts are padded and masked
         act = torch.as_tensor(np.asarray(actions, dtype=np.float32), device=self.device)  # (B, D)
         act = act[:, None, None, :].expand(batch, 1, self.k, self.action_dim).contiguous()  # (B, 1, k, D)
         mask = torch.ones(batch, 1, self.k, dtype=torch.bool, device=self.device)
         index = torch.tensor([[t.length] for t in tracks], dtype=torch.long, device=self.device)  # (B, 1)
         shape = (1, 1, self.dit.config.latent_channels, *self.latent_hw)
 
-        def denoiser(x, level, a, m, fi) -> Tensor:  # one DiT forward per distinct context length
-            pred: list[Tensor | None] = [None] * batch
-            for size, members in groups.items():
-                out = self._dit(x[members], level[members], a[members], m[members], fi[members],
-                                cache=group_caches[size]).prediction
-                for j, i in enumerate(members):
-                    pred[i] = out[j]
-            return torch.stack(pred)
+        def denoiser(x, level, a, m, fi) -> Tensor:  # one DiT forward per denoising step for the whole batch
+            return self._dit(x, level, a, m, fi, cache=cache).prediction
 
         # Each track's noise comes from its own generator, so a sub-env of a vector env gets the
         # same frames as when it runs alone; the sampler is deterministic given its noise.
@@ -253,29 +227,17 @@ class Simulator:
                            frame_index=index).float()  # (B, 1, C, h, w)
 
         # The clean new frames: reward, termination and their keys/values for later steps.
-        reward = torch.zeros(batch)
-        logit = torch.full((batch,), -1.0)
-        new_keys: list[Tensor | None] = [None] * batch
-        new_values: list[Tensor | None] = [None] * batch
-        for size, members in groups.items():
-            out = self._dit(new[members], torch.zeros(len(members), 1, device=self.device), act[members], mask[members],
-                            index[members], cache=group_caches[size], return_cache=True)
-            if out.reward is not None:
-                reward[members] = out.reward[:, 0].float().cpu()
-            if out.termination_logit is not None:
-                logit[members] = out.termination_logit[:, 0].float().cpu()
-            last = out.cache.tokens_per_frame
-            keys = torch.stack([x[:, :, -last:] for x in out.cache.keys], dim=1)  # (G, depth, heads, N, hd)
-            values = torch.stack([x[:, :, -last:] for x in out.cache.values], dim=1)
-            for j, i in enumerate(members):
-                new_keys[i], new_values[i] = keys[j], values[j]
+        out = self._dit(new, torch.zeros(batch, 1, device=self.device), act, mask, index, cache=cache, return_cache=True)
+        reward = torch.zeros(batch) if out.reward is None else out.reward[:, 0].float().cpu()
+        logit = torch.full((batch,), -1.0) if out.termination_logit is None else out.termination_logit[:, 0].float().cpu()
+        new_entries = out.cache.newest_entries()
 
         raw_new = self.autoencoder.denormalize(new[:, 0])  # (B, C, h, w) for the decoder
         for b, t in enumerate(tracks):
             i = t.length
             t.latents[i], t.actions[i], t.masks[i] = new[b, 0], act[b, 0], mask[b, 0]
             if self.config.cache == "incremental":
-                t.keys[i], t.values[i] = new_keys[b], new_values[b]
+                t.kv[i] = new_entries[b]
             t.length += 1
             self._prune(t)
 
