@@ -1,141 +1,223 @@
-"""Benchmark the learned simulator: throughput per batch size, step time against horizon, cache speed-up, Crafter.
+"""Benchmark the learned simulator against the real worlds, in one run: speed, where a step's time goes, FLOP/s.
 
-    .venv/bin/python scripts/bench_sim.py [--out bench_sim.json] [--batches 1 8 32 128] [--steps 4]
+    .venv/bin/python scripts/bench_sim.py [--models crafter probes] [--batches 1 8 32] [--sampling-steps 1 2 4]
+                                          [--dtypes float32] [--threads 2] [--out bench_results/bench_sim.json]
 
-Models: the "small" autoencoder and DiT presets at 64x64 frames (latents 16x16x8, 64 tokens per
-frame), freshly initialised (speed does not depend on training), exported and loaded through the
-real export path. Step time at horizon H is measured on a track fast-forwarded to length H: the
-frames the scheme selects at H are filled in (copies of context frames), which is exactly the work
-a real rollout does at that horizon (the step only touches selected frames), without generating H
-frames first. Prints a table and writes JSON.
+For each shipped model (`worldsim/pretrained/<name>`), sampling-step count, dtype and batch size:
+frames/s (k real frames per latent step), ms per step, and the step's split into DiT forwards,
+decoder and the rest (context gathering, cache bookkeeping, noise); the DiT's achieved GFLOP/s
+(FLOPs counted by `torch.utils.flop_counter` on one step) against the matmul peak measured in the
+same run (a 1024x1024 fp32 matmul, and bf16 where the CPU multiplies it natively); the ratio to
+the real world's frames/s, also measured in this run. Then the step time against the horizon
+(16 vs 1024, every context scheme, `--repeats` runs each for the spread). Prints tables and
+writes JSON with the machine, its load before and after, and the torch thread count.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
+import os
 import platform
-import tempfile
+import statistics
+import sys
 import time
+from pathlib import Path
 
-import numpy as np
-import torch
-from gymnasium import spaces
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 
-from worldsim.models.ae_presets import autoencoder_config
-from worldsim.models.autoencoder import VideoAutoencoder
-from worldsim.models.presets import build_dit
-from worldsim.sim.config import SimConfig
-from worldsim.sim.simulator import Simulator
-from worldsim.spaces import space_to_json
-from worldsim.export import write_export
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
-SIZE = 64
+from worldsim.pretrained import pretrained_path  # noqa: E402
+from worldsim.sim.config import SimConfig  # noqa: E402
+from worldsim.sim.simulator import Simulator  # noqa: E402
+from worldsim.train.precision import cpu_has_native_bf16  # noqa: E402
 
-
-def export_small(folder: str) -> str:
-    torch.manual_seed(0)
-    ae = VideoAutoencoder(autoencoder_config("small"))
-    ae.set_latent_stats(torch.zeros(8), torch.ones(8))
-    space = space_to_json(spaces.Discrete(17))  # Crafter's actions
-    dit = build_dit("small", latent_channels=8, action_space=space, action_substeps=2, reward_head=True, termination_head=True)
-    write_export(folder, ae, dit, (SIZE, SIZE), space)
-    return folder
+REAL = {"crafter": "crafter", "probes": "probe"}  # shipped model -> the real world it imitates
 
 
-def timed_steps(sim: Simulator, tracks, steps: int) -> float:
-    """Mean seconds per batched step over `steps` steps (after one warm-up step)."""
-    gens = [torch.Generator().manual_seed(i) for i in range(len(tracks))]
-    actions = np.zeros((len(tracks), 1), dtype=np.int64)
-    sim.step(tracks, actions, gens)
+def matmul_peak(dtype: torch.dtype, n: int = 1024, seconds: float = 1.0) -> float:
+    """GFLOP/s of an n x n matmul in `dtype` with the current thread count."""
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+    a @ b
+    reps, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        a @ b
+        reps += 1
+    return 2 * n**3 * reps / (time.perf_counter() - start) / 1e9
+
+
+def real_world_fps(name: str, size: int, steps: int = 400) -> float:
+    """Frames/s of the real world under random actions (resets included)."""
+    from worldsim.envs import make_real_env
+
+    env = make_real_env(name, size=size)
+    env.reset(seed=0)
+    env.action_space.seed(0)
+    start = time.perf_counter()
+    for _ in range(steps):
+        _, _, term, trunc, _ = env.step(env.action_space.sample())
+        if term or trunc:
+            env.reset()
+    fps = steps / (time.perf_counter() - start)
+    env.close()
+    return fps
+
+
+class Split:
+    """Wall time spent inside the simulator's DiT calls and decoder calls."""
+
+    def __init__(self, sim: Simulator) -> None:
+        self.dit = self.decoder = 0.0
+        sim._dit = self._timed(sim._dit, "dit")
+        sim.autoencoder.decode_stream = self._timed(sim.autoencoder.decode_stream, "decoder")
+
+    def _timed(self, fn, name: str):
+        @functools.wraps(fn)
+        def wrapper(*args, **kwargs):
+            start = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                setattr(self, name, getattr(self, name) + time.perf_counter() - start)
+        return wrapper
+
+    def reset(self) -> None:
+        self.dit = self.decoder = 0.0
+
+
+def context_frames(name: str, size: int, n: int = 5) -> np.ndarray:
+    """n real frames of the world `name` (the context a rollout starts from)."""
+    from worldsim.envs import make_real_env
+
+    env = make_real_env(name, size=size)
+    obs, _ = env.reset(seed=0)
+    frames = [obs]
+    for _ in range(n - 1):
+        frames.append(env.step(env.action_space.sample())[0])
+    env.close()
+    return np.stack(frames)
+
+
+def measure(sim: Simulator, context: np.ndarray, batch: int, steps: int) -> dict:
+    tracks = [sim.start(context) for _ in range(batch)]
+    gens = [torch.Generator().manual_seed(i) for i in range(batch)]
+    actions = np.zeros((batch, sim.action_dim), dtype=np.float32)
+    split = Split(sim)
+    sim.step(tracks, actions, gens)  # warm-up
+    with FlopCounterMode(display=False) as counter:
+        sim.step(tracks, actions, gens)
+    flops = counter.get_total_flops()
+    dit_flops = sum(counter.get_flop_counts().get("DiT", {}).values()) if "DiT" in counter.get_flop_counts() else None
+    split.reset()
     start = time.perf_counter()
     for _ in range(steps):
         sim.step(tracks, actions, gens)
-    return (time.perf_counter() - start) / steps
+    total = (time.perf_counter() - start) / steps
+    dit, decoder = split.dit / steps, split.decoder / steps
+    return {"batch": batch, "ms_per_step": 1000 * total, "frames_per_s": batch * sim.k / total,
+            "dit_ms": 1000 * dit, "decoder_ms": 1000 * decoder, "other_ms": 1000 * (total - dit - decoder),
+            "step_gflop": flops / 1e9, "dit_gflop": None if dit_flops is None else dit_flops / 1e9,
+            "dit_gflop_per_s": None if not dit_flops or dit == 0 else dit_flops / dit / 1e9}
 
 
 def fast_forward(sim: Simulator, track, horizon: int):
-    """Give `track` length `horizon` with every frame the scheme selects there present (copies of frame 0)."""
+    """Give `track` length `horizon` with every frame the scheme selects there present (copies of its first frame)."""
     src = min(track.latents)
     for i in sim.scheme.select(horizon):
         track.latents[i], track.actions[i], track.masks[i] = track.latents[src], track.actions[src], track.masks[src]
-        if track.keys:
-            track.keys[i], track.values[i] = track.keys[src], track.values[src]
+        if track.kv:
+            track.kv[i] = {**track.kv[src], "frame_index": torch.tensor(i)}
     track.length = horizon
     sim._prune(track)
     return track
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", default="bench_sim.json")
-    parser.add_argument("--batches", type=int, nargs="+", default=[1, 8, 32, 128])
-    parser.add_argument("--horizons", type=int, nargs="+", default=[16, 256, 1024])
-    parser.add_argument("--steps", type=int, default=4, help="timed env steps per measurement")
-    parser.add_argument("--sampling-steps", type=int, default=2)
-    parser.add_argument("--budget", type=int, default=16)
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--threads", type=int, default=2)
-    args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    folder = export_small(tempfile.mkdtemp(prefix="bench_sim_"))
-    context = np.random.default_rng(0).integers(0, 256, (7, SIZE, SIZE, 3), dtype=np.uint8)
-    base = dict(sampling_steps=args.sampling_steps, context_budget=args.budget, device=args.device, context_frames=4)
-    results: dict = {"machine": f"{platform.processor() or platform.machine()}, {args.threads} torch threads, device {args.device}",
-                     "config": {**base, "preset": "small/small", "frame": SIZE, "k": 2}, "throughput": [], "horizon": [],
-                     "cache": {}, "crafter": {}}
-
-    sim = Simulator(folder, SimConfig(**base))
-    print("\nbatch  env steps/s  frames/s  s/step")
-    for b in args.batches:
-        tracks = [sim.start(context) for _ in range(b)]
-        t = timed_steps(sim, tracks, max(1, args.steps if b <= 32 else args.steps // 2))
-        row = {"batch": b, "steps_per_s": b / t, "frames_per_s": b * sim.k / t, "seconds_per_step": t}
-        results["throughput"].append(row)
-        print(f"{b:5d}  {row['steps_per_s']:11.1f}  {row['frames_per_s']:8.1f}  {t:6.3f}")
-    sim.close()
-
-    print("\nscheme          horizon  ms/step  (batch 1, cache incremental)")
+def horizon_times(name: str, context: np.ndarray, horizons: list[int], repeats: int, steps: int, base: dict) -> list[dict]:
+    rows = []
     for scheme in ("autoregressive", "long-range", "hierarchical"):
-        sim = Simulator(folder, SimConfig(**base, context=scheme))
-        for h in args.horizons:
-            track = fast_forward(sim, sim.start(context), h)
-            t = timed_steps(sim, [track], args.steps)
-            results["horizon"].append({"scheme": scheme, "horizon": h, "ms_per_step": 1000 * t})
-            print(f"{scheme:15s} {h:7d}  {1000 * t:7.1f}")
-        sim.close()
+        sim = Simulator(pretrained_path(name), SimConfig(**base, context=scheme))
+        gens = [torch.Generator().manual_seed(0)]
+        actions = np.zeros((1, sim.action_dim), dtype=np.float32)
+        times = {h: [] for h in horizons}
+        for _ in range(repeats):
+            for h in horizons:
+                track = fast_forward(sim, sim.start(context), h)
+                sim.step([track], actions, gens)
+                start = time.perf_counter()
+                for _ in range(steps):
+                    sim.step([track], actions, gens)
+                times[h].append(1000 * (time.perf_counter() - start) / steps)
+        lo, hi = min(horizons), max(horizons)
+        ratios = [b / a for a, b in zip(times[lo], times[hi])]
+        rows.append({"scheme": scheme, **{f"ms_at_{h}": statistics.median(times[h]) for h in horizons},
+                     "ratio": statistics.median(ratios), "ratio_min": min(ratios), "ratio_max": max(ratios)})
+    return rows
 
-    print("\ncache         ms/step at horizon 256 (long-range, batch 1)")
-    for mode in ("incremental", "recompute"):
-        sim = Simulator(folder, SimConfig(**base, context="long-range", cache=mode))
-        track = fast_forward(sim, sim.start(context), 256)
-        results["cache"][mode] = 1000 * timed_steps(sim, [track], args.steps)
-        print(f"{mode:12s}  {results['cache'][mode]:.1f}")
-        sim.close()
-    results["cache"]["speedup"] = results["cache"]["recompute"] / results["cache"]["incremental"]
-    print(f"speed-up of the cache: {results['cache']['speedup']:.2f}x")
 
-    try:
-        from worldsim.envs import make_real_env
-
-        env = make_real_env("crafter", size=SIZE)
-        env.reset(seed=0)
-        env.action_space.seed(0)
-        n, start = 300, time.perf_counter()
-        for _ in range(n):
-            _, _, term, trunc, _ = env.step(env.action_space.sample())
-            if term or trunc:
-                env.reset()
-        fps = n / (time.perf_counter() - start)
-        results["crafter"] = {"frames_per_s": fps}
-        best = max(r["frames_per_s"] for r in results["throughput"])
-        print(f"\nreal Crafter: {fps:.0f} frames/s; simulator at its best batch: {best:.1f} frames/s ({best / fps:.3f}x)")
-    except Exception as e:  # the benchmark still reports the simulator without Crafter
-        results["crafter"] = {"error": str(e)}
-    with open(args.out, "w") as f:
-        json.dump(results, f, indent=2)
-    print(f"wrote {args.out}")
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--models", nargs="+", default=["crafter", "probes"])
+    ap.add_argument("--batches", type=int, nargs="+", default=[1, 8, 32])
+    ap.add_argument("--sampling-steps", type=int, nargs="+", default=[1, 2, 4])
+    ap.add_argument("--dtypes", nargs="+", default=["float32"], help="float32 and/or bfloat16 (simulator dtype)")
+    ap.add_argument("--steps", type=int, default=6, help="timed steps per measurement")
+    ap.add_argument("--horizons", type=int, nargs="+", default=[16, 1024])
+    ap.add_argument("--repeats", type=int, default=3, help="repeats of each horizon measurement (for the spread)")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--out", default="bench_results/bench_sim.json")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    load_before = os.getloadavg()
+    peaks = {"float32": matmul_peak(torch.float32)}
+    if cpu_has_native_bf16():
+        peaks["bfloat16"] = matmul_peak(torch.bfloat16)
+    machine = {"cpu": platform.processor() or platform.machine(), "capability": torch.backends.cpu.get_cpu_capability(),
+               "native_bf16": cpu_has_native_bf16(), "threads": args.threads, "load_before": load_before,
+               "matmul_gflop_per_s": peaks}
+    print(f"machine: {machine['capability']}, {args.threads} threads, load {load_before[0]:.2f}; matmul peak "
+          + ", ".join(f"{k} {v:.0f} GFLOP/s" for k, v in peaks.items()))
+    results: dict = {"machine": machine, "real": {}, "sim": [], "horizon": {}}
+    for name in args.models:
+        sim0 = Simulator(pretrained_path(name), SimConfig())
+        size = sim0.frame_size[0]
+        results["real"][name] = real_world_fps(REAL[name], size)
+        context = context_frames(REAL[name], size)
+        print(f"\n{name}: real world {results['real'][name]:.0f} frames/s")
+        print(f"{'dtype':>8s} {'steps':>5s} {'batch':>5s} {'frames/s':>9s} {'x real':>7s} {'ms/step':>8s} {'DiT ms':>7s} "
+              f"{'dec ms':>7s} {'other':>7s} {'DiT GFLOP/s':>11s} {'/ peak':>6s}")
+        for dtype in args.dtypes:
+            for sampling in args.sampling_steps:
+                sim = Simulator(pretrained_path(name), SimConfig(sampling_steps=sampling, dtype=dtype))
+                for batch in args.batches:
+                    row = {"model": name, "dtype": dtype, "sampling_steps": sampling,
+                           **measure(sim, context, batch, args.steps)}
+                    row["x_real"] = row["frames_per_s"] / results["real"][name]
+                    peak = peaks.get(dtype, peaks["float32"])
+                    row["dit_peak_fraction"] = None if row["dit_gflop_per_s"] is None else row["dit_gflop_per_s"] / peak
+                    results["sim"].append(row)
+                    gf = row["dit_gflop_per_s"] or float("nan")
+                    print(f"{dtype:>8s} {sampling:5d} {batch:5d} {row['frames_per_s']:9.1f} {row['x_real']:7.3f} "
+                          f"{row['ms_per_step']:8.1f} {row['dit_ms']:7.1f} {row['decoder_ms']:7.1f} {row['other_ms']:7.1f} "
+                          f"{gf:11.1f} {row['dit_peak_fraction'] or float('nan'):6.2f}")
+        base = {"sampling_steps": max(args.sampling_steps), "context_budget": 16, "context_frames": 4}
+        rows = horizon_times(name, context, args.horizons, args.repeats, max(2, args.steps // 2), base)
+        results["horizon"][name] = rows
+        lo, hi = min(args.horizons), max(args.horizons)
+        print(f"\n{'scheme':15s} {'ms@' + str(lo):>8s} {'ms@' + str(hi):>9s} {'ratio':>6s} {'(min-max)':>12s}   ({name}, batch 1)")
+        for r in rows:
+            print(f"{r['scheme']:15s} {r[f'ms_at_{lo}']:8.1f} {r[f'ms_at_{hi}']:9.1f} {r['ratio']:6.2f} "
+                  f"{r['ratio_min']:5.2f}-{r['ratio_max']:.2f}")
+    machine["load_after"] = os.getloadavg()
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(results, indent=2))
+    print(f"\nload average after: {machine['load_after'][0]:.2f}; wrote {args.out}")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())
