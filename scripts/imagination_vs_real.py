@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import platform
 import time
 from pathlib import Path
@@ -28,27 +27,10 @@ from worldsim.agents.actor_critic import ActorCriticAgent, save_actor_critic
 from worldsim.agents.random import RandomAgent
 from worldsim.agents.train_ac import ActorCriticConfig, TrainResult, real_vector_env, train_actor_critic
 from worldsim.envs import REAL_ENVS, make_real_env
+from worldsim.eval.compare import mean_ci95
 from worldsim.eval.episodes import roll_real
 from worldsim.sim.vector_env import WorldModelVectorEnv
 from worldsim.export import read_export_config
-
-# Two-sided 95% Student t quantiles by degrees of freedom (no scipy); beyond 30 the normal 1.96.
-T95 = {1: 12.71, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262, 10: 2.228,
-       11: 2.201, 12: 2.179, 13: 2.160, 14: 2.145, 15: 2.131, 16: 2.120, 17: 2.110, 18: 2.101, 19: 2.093,
-       20: 2.086, 25: 2.060, 30: 2.042}
-
-
-def mean_ci95(x: list[float]) -> dict[str, Any]:
-    """Mean and a Student-t 95% interval of per-seed values."""
-    a = np.asarray(x, np.float64)
-    m = float(a.mean())
-    if len(a) < 2:
-        return {"mean": m, "ci95": [m, m], "n": len(a)}
-    df = len(a) - 1
-    t = T95.get(df) or (T95[max(k for k in T95 if k <= df)] if df <= 30 else 1.96)
-    half = t * float(a.std(ddof=1)) / math.sqrt(len(a))
-    return {"mean": m, "ci95": [m - half, m + half], "n": len(a)}
-
 
 def real_returns(world: str, agent, seeds: list[int], frames: int, hold: int,
                  size: tuple[int, int]) -> tuple[list[float], list[int]]:
@@ -156,8 +138,9 @@ def main() -> None:
     for name, (agent, trained) in agents.items():
         t0 = time.perf_counter()
         returns, lengths = real_returns(world, agent, seeds, args.eval_frames, k, size)
-        rows[name] = {"real_return": mean_ci95(returns), "returns": returns, "episode_frames": lengths,
-                      "mean_episode_frames": float(np.mean(lengths)), "eval_seconds": time.perf_counter() - t0,
+        rows[name] = {"real_return": {**mean_ci95(returns), "n": len(returns)}, "returns": returns,
+                      "episode_frames": lengths, "mean_episode_frames": float(np.mean(lengths)),
+                      "eval_seconds": time.perf_counter() - t0,
                       "training": None if trained is None else summarise(trained)}
 
     print(f"\n{world} real-world return over {len(seeds)} seeds (<= {args.eval_frames} frames, actions held {k} frames)")

@@ -29,7 +29,7 @@ RULES = {
     "worldsim.envs": ("worldsim.train", "worldsim.sim", "worldsim.eval", "worldsim.cli", "worldsim.demo", "hydra"),
 }
 # The one sanctioned edge upward: validation scores probe-world reconstructions with the probe
-# detector, a leaf module that imports only numpy and the probe world's renderer.
+# detector, a leaf module that imports only numpy, the probe world's renderer and its box size.
 ALLOWED = {("worldsim.train.validation", "worldsim.eval.probes")}
 
 

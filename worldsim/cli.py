@@ -7,9 +7,11 @@ naming the problem and exit status 2, never a traceback.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Callable
 
@@ -35,6 +37,21 @@ commands:
 
 class CLIError(Exception):
     """A problem with what the user asked for: printed as one line, exit status 2."""
+
+
+@contextlib.contextmanager
+def _user_errors(*errors: type[Exception]) -> Iterator[None]:
+    """Re-raise an unusable export (ExportError) or one of `errors` as a CLIError, so it ends in one line.
+
+    They come from what the user passed (a wrong or broken export, checkpoint or run), not from bugs.
+    ExportError is imported here, not at the top: `worldsim --help` must not pay for torch.
+    """
+    from worldsim.export import ExportError
+
+    try:
+        yield
+    except (ExportError, *errors) as e:
+        raise CLIError(str(e)) from None
 
 
 def register_configs() -> None:
@@ -170,28 +187,22 @@ def _register_demo_schema() -> None:
 def cmd_demo(args: list[str]) -> None:
     """worldsim demo [episodes=N vae_steps=N steps=N ...]: collect, train-vae, train, rollout, eval on Crafter, in minutes."""
     from worldsim.demo import format_result, run_demo
-    from worldsim.export import ExportError
 
     _register_demo_schema()
     cfg = compose("demo", args)
-    try:
+    with _user_errors():
         result = run_demo(cfg)
-    except ExportError as e:
-        raise CLIError(str(e)) from None
     print(format_result(result))
 
 
 def _run_training(config_name: str, args: list[str]) -> None:
     from worldsim.train.engine import CheckpointError
-    from worldsim.export import ExportError
     from worldsim.train.trainer import NonFiniteLossError, train
 
     # The deepspeed launcher appends --local_rank=N; the rank comes from the environment instead.
     cfg = compose(config_name, [a for a in args if not a.startswith("--local_rank")])
-    try:
+    with _user_errors(CheckpointError, NonFiniteLossError):
         result = train(cfg)
-    except (CheckpointError, ExportError, NonFiniteLossError) as e:
-        raise CLIError(str(e)) from None
     if result.interrupted:
         if os.environ.get("RANK", "0") == "0":
             print(f"interrupted at step {result.step}; checkpoint saved; continue with resume={result.run_dir}", file=sys.stderr)
@@ -222,12 +233,9 @@ def cmd_eval(args: list[str]) -> None:
 def cmd_rollout(args: list[str]) -> None:
     """worldsim rollout checkpoint=EXPORT policy=random steps=N out=DIR: sim.mp4 and, with a real world, side_by_side.mp4."""
     from worldsim.sim.rollout import rollout
-    from worldsim.export import ExportError
 
-    try:
+    with _user_errors():
         result = rollout(compose("rollout", args))
-    except ExportError as e:
-        raise CLIError(str(e)) from None
     print(f"wrote {result.sim_video} ({result.frames} frames, {result.frames / max(result.seconds, 1e-9):.1f} frames/s)")
     if result.side_by_side_video is not None:
         print(f"wrote {result.side_by_side_video} (real {result.real_env} | simulated, same seed and actions)")
@@ -236,12 +244,9 @@ def cmd_rollout(args: list[str]) -> None:
 def cmd_play(args: list[str]) -> None:
     """worldsim play checkpoint=EXPORT [port=8765]: drive the simulator with the keyboard in a local web page."""
     from worldsim.sim.play import play
-    from worldsim.export import ExportError
 
-    try:
+    with _user_errors():
         play(compose("play", args))
-    except ExportError as e:
-        raise CLIError(str(e)) from None
 
 
 COMMANDS: dict[str, tuple[Callable[[list[str]], None], str | None]] = {

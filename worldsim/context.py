@@ -18,7 +18,7 @@ whichever scheme is used and however long the episode is.
                   frames whose stride doubles with each level back (1, 2, 4, ...), plus the first
                   frame.
 
-While ``history_len <= budget`` every scheme but `hierarchical` keeps everything.
+While ``history_len <= budget`` every scheme keeps everything.
 
 All three are *nested*: a frame left out once is never selected again, i.e.
 ``select(L + 1) ⊆ select(L) ∪ {L}``. The env relies on it to forget frames (their latents and

@@ -29,14 +29,15 @@ from dataclasses import dataclass, field
 import numpy as np
 
 GRAVITY = 9.81  # m/s^2
+BOX = (4.0, 4.0)  # (width, height) of the box in metres: the default, and the one probe scenarios are laid out for
 
 
 @dataclass
 class PhysicsConfig:
     """Constants of the simulation (all in SI-like world units)."""
 
-    width: float = 4.0  # box width in metres
-    height: float = 4.0  # box height in metres
+    width: float = BOX[0]  # box width in metres
+    height: float = BOX[1]  # box height in metres
     gravity: float = GRAVITY  # downward acceleration, m/s^2
     dt: float = 1.0 / 15.0  # seconds per env step (render_fps = 1 / dt)
     substeps: int = 4  # integration substeps per env step; keeps fast balls from tunnelling

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from worldsim.envs.probe.physics import PhysicsConfig, WorldState
+from worldsim.envs.probe.physics import BOX, PhysicsConfig, WorldState
 from worldsim.envs.probe.render import PALETTE
 
 MAX_BALLS = 6  # the state arrays are padded to this many balls (= len(PALETTE))
@@ -72,7 +72,7 @@ def make_scenario(family: str, seed: int, cfg: PhysicsConfig | None = None) -> S
     if family not in _BUILDERS:
         raise ValueError(f"unknown probe family {family!r}; known families: {', '.join(FAMILIES)}")
     cfg = cfg or PhysicsConfig()
-    if (cfg.width, cfg.height) != (4.0, 4.0):
+    if (cfg.width, cfg.height) != BOX:
         raise ValueError(f"probe scenarios are laid out for a 4 x 4 m box, got {cfg.width} x {cfg.height}")
     rng = np.random.default_rng([zlib.crc32(family.encode()), int(seed)])
     parts = _BUILDERS[family](rng, cfg)

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from gymnasium import spaces
 
-from worldsim.data.store import FORMAT_VERSION, EpisodeStore, StoreError
+from worldsim.data.store import FORMAT_VERSION, EpisodeStore, StoreError, concurrent_rows, zarr_internals_missing
 from worldsim.spaces import ActionError, pack_action, unpack_action
 
 H, W = 12, 16
@@ -269,3 +269,47 @@ def test_capacity_grows_ahead_while_writing_and_close_trims_it(tmp_path: Path) -
     assert {group[f"data/{k}"].shape[0] for k in ("obs", "reward", "state/pos")} == {36}
     assert group["meta/episode_ends"].shape == (6,)
     assert EpisodeStore.open(path).uncommitted_rows == 0
+
+
+def test_installed_zarr_still_has_the_internals_of_the_fast_path(tmp_path: Path) -> None:
+    """Without them the store still works, through the public API, but slower: an upgrade must say so here."""
+    import zarr
+
+    path = tmp_path / "s.zarr"
+    with make_store(path) as store:
+        store.append_episode(**episode(3, 0))
+    group = zarr.open_group(path, mode="r")
+    missing = sorted({m for k in ("obs", "action", "reward") for m in zarr_internals_missing(group[f"data/{k}"])})
+    assert not missing, (f"zarr {zarr.__version__} no longer has {', '.join(missing)}: EpisodeStore now reads and "
+                         "writes through the slower public API; port concurrent_rows in worldsim/data/store.py")
+
+
+def test_public_api_fallback_reads_and_writes_like_the_fast_path(tmp_path: Path) -> None:
+    import zarr
+
+    path = tmp_path / "s.zarr"
+    with make_store(path) as store:
+        for seed, steps in enumerate([5, 9]):
+            store.append_episode(**episode(steps, seed))
+        keys = store.keys()
+    reader = EpisodeStore.open(path)
+    group = zarr.open_group(path, mode="r")
+    arrays = [group[f"data/{k}"] for k in keys]
+    for rows in (slice(0, 16), slice(3, 11), slice(7, 7)):
+        fast, slow = concurrent_rows(arrays, rows), concurrent_rows(arrays, rows, fast=False)
+        expected = reader.read_rows(keys, rows.start, rows.stop)
+        for key, a, b in zip(keys, fast, slow):
+            assert np.asarray(a).dtype == b.dtype == expected[key].dtype
+            np.testing.assert_array_equal(np.asarray(a), b)
+            np.testing.assert_array_equal(b, expected[key])
+
+    values = [np.arange(24, dtype=np.float32).reshape(8, 3), np.arange(8) % 3 == 0]
+    written = []
+    for fast in (True, False):
+        targets = [zarr.create_array(tmp_path / f"{fast}_{i}.zarr", shape=(12, *v.shape[1:]), chunks=(4, *v.shape[1:]),
+                                     dtype=v.dtype, fill_value=0) for i, v in enumerate(values)]
+        concurrent_rows(targets, slice(2, 10), values, fast=fast)
+        written.append([t[:] for t in targets])
+    for a, b, v in zip(*written, values):
+        np.testing.assert_array_equal(a, b)
+        np.testing.assert_array_equal(a[2:10], v)

@@ -1,13 +1,13 @@
 """The play server headless (a key press changes the action, a frame comes back as PNG) and the rollout command."""
 
+import io
 import json
-import struct
 import threading
 import time
 import urllib.request
-import zlib
 
 import numpy as np
+from PIL import Image
 
 from worldsim.sim.config import SimConfig
 from worldsim.sim.env import WorldModelEnv
@@ -22,10 +22,7 @@ FAST = {"sampling_steps": 1, "context_frames": 3}
 
 def decode_png(data: bytes) -> np.ndarray:
     assert data[:8] == b"\x89PNG\r\n\x1a\n"
-    w, h = struct.unpack(">II", data[16:24])
-    idat_len = struct.unpack(">I", data[33:37])[0]
-    raw = zlib.decompress(data[41:41 + idat_len])
-    return np.frombuffer(raw, np.uint8).reshape(h, 1 + 3 * w)[:, 1:].reshape(h, w, 3)
+    return np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
 
 
 def test_png_round_trip():

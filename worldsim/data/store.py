@@ -51,11 +51,15 @@ from typing import Any
 import numpy as np
 import zarr
 import zarr.codecs
-from zarr.core.sync import sync as zarr_sync
 from gymnasium import spaces
 
 from worldsim.data.layout import StoreError, StoreLayout, check_state_spec, episode_rows, row_nbytes
 from worldsim.spaces import space_from_json, space_to_json
+
+try:  # a zarr internal, used only by `concurrent_rows`'s fast path
+    from zarr.core.sync import sync as _zarr_sync
+except ImportError:  # pragma: no cover - another zarr: the public API instead
+    _zarr_sync = None
 
 __all__ = ["FORMAT_VERSION", "EpisodeStore", "StoreError"]
 
@@ -284,10 +288,8 @@ class EpisodeStore:
         for arr in self._arrays.values():  # capacity grows geometrically: few metadata rewrites
             _ensure_rows(arr, stop)
 
-        async def write() -> None:  # 1. data (invisible until committed), every array concurrently
-            await asyncio.gather(*(a._async_array.setitem(slice(start, stop), rows[k]) for k, a in self._arrays.items()))
-
-        zarr_sync(write())
+        keys = list(self._arrays)  # 1. data (invisible until committed), every array concurrently
+        concurrent_rows([self._arrays[k] for k in keys], slice(start, stop), [rows[k] for k in keys])
         e = self.num_episodes
         _ensure_rows(self._ends_array, e + 1)  # 2. the episode's end row
         self._ends_array[e] = stop
@@ -376,10 +378,7 @@ class EpisodeStore:
         stored = [k for k in keys if k in self._arrays]
         out = {k: self.read(k, start, stop) for k in keys if k not in self._arrays}  # absent action, bad keys
 
-        async def gather() -> list[Any]:
-            return await asyncio.gather(*(self._arrays[k]._async_array.getitem(slice(start, stop)) for k in stored))
-
-        out.update(zip(stored, zarr_sync(gather())))
+        out.update(zip(stored, concurrent_rows([self._arrays[k] for k in stored], slice(start, stop))))
         return {k: np.asarray(out[k]) for k in keys}
 
     def episode(self, i: int) -> dict[str, np.ndarray]:
@@ -404,6 +403,42 @@ class EpisodeStore:
             f"EpisodeStore({str(self.path)!r}, mode={self.mode!r}, env_id={self.env_id!r}, "
             f"episodes={self.num_episodes}, frames={self.num_frames})"
         )
+
+
+def zarr_internals_missing(arr: Any) -> list[str]:
+    """The zarr internals that `concurrent_rows`'s fast path needs and `arr` (a zarr.Array) lacks; [] when none.
+
+    Internals can vanish in any zarr release; tests/data/test_store.py fails on a non-empty list, so
+    an upgrade that drops them is noticed instead of silently reading at the public API's pace.
+    """
+    missing = [] if _zarr_sync is not None else ["zarr.core.sync.sync"]
+    async_array = getattr(arr, "_async_array", None)
+    if async_array is None:
+        return missing + ["zarr.Array._async_array"]
+    return missing + [f"zarr.Array._async_array.{m}" for m in ("getitem", "setitem") if not callable(getattr(async_array, m, None))]
+
+
+def concurrent_rows(arrays: list[Any], rows: slice, values: list[np.ndarray] | None = None,
+                    fast: bool = True) -> list[Any]:
+    """Read (`values` None) or write `rows` of several zarr arrays at once; the rows read, one per array.
+
+    zarr's public API makes one blocking round trip to its IO loop per array. Its async arrays
+    (``Array._async_array``, driven by ``zarr.core.sync.sync``) let every array share one, which for a
+    16-frame window of every array takes about 60% of the time. Those are zarr internals: where they
+    are missing (or `fast` is False), the public API is used one array at a time, with the same result.
+    """
+    if fast and not any(zarr_internals_missing(a) for a in arrays):
+        async def run() -> list[Any]:
+            if values is None:
+                return await asyncio.gather(*(a._async_array.getitem(rows) for a in arrays))
+            return await asyncio.gather(*(a._async_array.setitem(rows, v) for a, v in zip(arrays, values)))
+
+        return _zarr_sync(run())
+    if values is None:
+        return [a[rows] for a in arrays]
+    for a, v in zip(arrays, values):
+        a[rows] = v
+    return [None] * len(arrays)
 
 
 def _ensure_rows(arr: Any, rows: int) -> None:

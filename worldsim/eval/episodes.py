@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import gymnasium
 import numpy as np
@@ -65,5 +65,3 @@ def _unbatch(batched: Any) -> Any:
     a = batched[0]
     return int(a) if np.ndim(a) == 0 and np.issubdtype(np.asarray(a).dtype, np.integer) else a
 
-
-EnvFactory = Callable[[], gymnasium.Env]

@@ -36,10 +36,10 @@ from typing import Any
 
 import numpy as np
 
+from worldsim.envs.probe.physics import BOX
 from worldsim.envs.probe.render import PALETTE, PUSHER, world_to_pixel
 
 FAMILY_CHECKS = ("identity", "permanence", "fall_bounce", "collision", "push")
-BOX = (4.0, 4.0)  # probe world box (width, height) in metres; see envs.probe.physics.PhysicsConfig
 
 
 @dataclass

@@ -18,6 +18,7 @@ class SimRunner:
     """
 
     def __init__(self, checkpoint: str | os.PathLike, config: SimConfig | None = None, num_envs: int = 4) -> None:
+        from worldsim.models.latents import num_real_frames
         from worldsim.sim.vector_env import WorldModelVectorEnv
 
         self.config = config or SimConfig()
@@ -26,7 +27,7 @@ class SimRunner:
         self.k = self.env.sim.k
         self.frame_size = self.env.sim.frame_size
         self.action_space = self.env.single_action_space
-        self.context_rows = 1 + (self.config.context_frames - 1) * self.k
+        self.context_rows = num_real_frames(self.config.context_frames, self.k)
 
     def close(self) -> None:
         self.env.close()

@@ -29,6 +29,7 @@ from worldsim.metrics import psnr
 from worldsim.models.ae_blocks import FrameAttention, FrameGroupNorm, ResBlock
 from worldsim.models.causal_conv import CausalConv3d, Downsample, Upsample
 from worldsim.models.distributions import DiagonalGaussian
+from worldsim.models.latents import num_latent_frames, num_real_frames
 
 SPATIAL_FACTORS = (4, 8)
 TEMPORAL_FACTORS = (1, 2, 4)
@@ -200,11 +201,11 @@ class VideoAutoencoder(nn.Module):
                 raise ValueError(
                     f"frame {name} {n} is not divisible by spatial_factor s={s} (nearest valid: {lo or hi} or {hi})"
                 )
-        return 1 + (num_frames - 1) // k, self.cfg.latent_channels, height // s, width // s
+        return num_latent_frames(num_frames, k), self.cfg.latent_channels, height // s, width // s
 
     def num_frames(self, num_latent_frames: int) -> int:
         """Real frames decoded from ``num_latent_frames`` latent frames: ``1 + (T'-1)*k``."""
-        return 1 + (num_latent_frames - 1) * self.cfg.temporal_factor
+        return num_real_frames(num_latent_frames, self.cfg.temporal_factor)
 
     def _check_frames(self, frames: torch.Tensor) -> None:
         if frames.dtype == torch.uint8:

@@ -23,6 +23,11 @@ def num_latent_frames(frames: int, k: int) -> int:
     return 1 + (frames - 1) // k
 
 
+def num_real_frames(latent_frames: int, k: int) -> int:
+    """``1 + (T' - 1) * k``: the real frames (rows) that `latent_frames` latent frames cover, the inverse of `num_latent_frames`."""
+    return 1 + (latent_frames - 1) * k
+
+
 def group_rows(x: Tensor, k: int, fill: float | bool = 0) -> Tensor:
     """Per-row values (B, T, ...) -> per-latent-frame slots (B, T', k, ...).
 

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 from gymnasium import spaces
 
+from worldsim.models.latents import num_real_frames
 from worldsim.sim.config import SimConfig
 from worldsim.sim.simulator import Simulator, Track
 from worldsim.sim.sources import ContextSource
@@ -61,8 +62,8 @@ class WorldModelEnv(gym.Env):
         self.action_space = self.sim.action_space
         self.render_mode = render_mode
         self.metadata = {**self.metadata, "render_fps": self.sim.meta.get("fps", 15)}
-        self.source = ContextSource(self.sim.frame_size, self.action_space, 1 + (self.config.context_frames - 1) * self.sim.k,
-                                    dataset, real_env)
+        self.source = ContextSource(self.sim.frame_size, self.action_space,
+                                    num_real_frames(self.config.context_frames, self.sim.k), dataset, real_env)
         self._track: Track | None = None
         self._obs: np.ndarray | None = None
         self._steps = 0

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from omegaconf import MISSING
 
 from worldsim.sim.config import SimConfig
 from worldsim.video import side_by_side, write_mp4
@@ -23,7 +24,7 @@ from worldsim.video import side_by_side, write_mp4
 class RolloutConfig:
     """`worldsim rollout checkpoint=EXPORT policy=random steps=N out=DIR`."""
 
-    checkpoint: str = "???"  # a DiT export folder (from `worldsim train`)
+    checkpoint: str = MISSING  # a DiT export folder (from `worldsim train`)
     policy: str = "random"  # a name from worldsim.agents.POLICIES
     steps: int = 32  # simulator steps (latent frames); k real frames each
     out: str = "runs/rollout"  # folder for sim.mp4 and side_by_side.mp4

@@ -22,6 +22,7 @@ from gymnasium.utils import seeding
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space, iterate
 
+from worldsim.models.latents import num_real_frames
 from worldsim.sim.config import SimConfig
 from worldsim.sim.env import sim_config, torch_generator
 from worldsim.sim.simulator import Simulator, Track
@@ -49,7 +50,7 @@ class WorldModelVectorEnv(VectorEnv):
         self.action_space = batch_space(self.single_action_space, num_envs)
         self.render_mode = render_mode
         self.source = ContextSource(self.sim.frame_size, self.single_action_space,
-                                    1 + (self.config.context_frames - 1) * self.sim.k, dataset, real_env)
+                                    num_real_frames(self.config.context_frames, self.sim.k), dataset, real_env)
         self._rngs = [seeding.np_random(None)[0] for _ in range(num_envs)]
         self._tracks: list[Track | None] = [None] * num_envs
         self._obs = np.zeros(self.observation_space.shape, dtype=np.uint8)

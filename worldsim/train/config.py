@@ -72,7 +72,7 @@ class TrainConfig:
     task: str = "vae"  # vae: the autoencoder | dit: the diffusion transformer on latents of `vae`
     data: str = MISSING  # episode store (worldsim collect / import-video)
     vae: str | None = None  # export folder of a trained autoencoder, or of a DiT (its autoencoder) (task=dit only)
-    model: str = "tiny"  # size preset: worldsim.models.ae_presets (vae) or worldsim.models.presets (dit)
+    model: str = "small"  # size preset: worldsim.models.ae_presets (vae) or worldsim.models.presets (dit)
     model_overrides: dict[str, Any] = field(default_factory=dict)  # preset fields to change, e.g. {depth: 4}
     reward_head: bool = True  # task=dit: predict each latent frame's summed reward
     termination_head: bool = True  # task=dit: predict whether the episode terminated within each latent frame

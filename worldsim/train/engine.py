@@ -125,11 +125,6 @@ def full_grad_norm(engine: Any) -> float | None:
     return float(torch.sqrt(sum(g.pow(2).sum() for g in grads)))
 
 
-def save_checkpoint(engine: Any, directory: Path, tag: str, client_state: dict[str, Any]) -> None:
-    """A DeepSpeed checkpoint `directory/tag`; `latest` is updated last, so a kill mid-save leaves the previous one."""
-    engine.save_checkpoint(str(directory), tag=tag, client_state=client_state, save_latest=True)
-
-
 def load_checkpoint(engine: Any, directory: Path, tag: str) -> dict[str, Any]:
     """Load module, optimizer and client state of `directory/tag`; CheckpointError if it cannot."""
     try:

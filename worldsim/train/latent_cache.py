@@ -35,6 +35,7 @@ import torch
 from worldsim.data.store import EpisodeStore
 from worldsim.frames import frames_to_float
 from worldsim.models.autoencoder import VideoAutoencoder
+from worldsim.models.latents import latent_actions, latent_rewards, latent_terminated, num_real_frames
 
 CACHE_FORMAT = 1
 CHUNK_LATENTS = 128  # latent frames encoded per pass of a long episode
@@ -206,8 +207,6 @@ class LatentWindowDataset(torch.utils.data.Dataset):
 
     def __init__(self, cache: LatentCache, store_path: str | os.PathLike, frames: int,
                  episodes: list[int] | None = None) -> None:
-        from worldsim.models.latents import latent_actions, latent_rewards, latent_terminated
-
         self.cache, self.frames, self.k = cache, int(frames), cache.k
         store = EpisodeStore.open(store_path, "r")
         try:
@@ -219,7 +218,7 @@ class LatentWindowDataset(torch.utils.data.Dataset):
         for e in range(cache.episodes):
             length = int(cache.episode_ends[e] - begins[e])
             r0 = int(cache.row_starts[e])
-            r1 = r0 + 1 + (length - 1) * self.k  # rows covered by the cached latent frames
+            r1 = r0 + num_real_frames(length, self.k)  # rows covered by the cached latent frames
             one = {key: torch.from_numpy(np.ascontiguousarray(v[r0:r1]))[None] for key, v in rows.items()}
             a, m = latent_actions(one["action"], one["has_action"], self.k)
             acts.append(a[0])
@@ -252,4 +251,4 @@ class LatentWindowDataset(torch.utils.data.Dataset):
         s = int(self.starts[i])
         e = int(np.searchsorted(self.cache.episode_ends, s, side="right"))
         first = int(self.cache.row_starts[e]) + (s - int(self._begins[e])) * self.k
-        return first, first + 1 + (self.frames - 1) * self.k
+        return first, first + num_real_frames(self.frames, self.k)

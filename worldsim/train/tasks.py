@@ -11,7 +11,7 @@ import dataclasses
 from typing import Any, Callable
 
 import torch
-from einops import rearrange, repeat
+from einops import repeat
 from torch import Tensor, nn
 
 from worldsim.diffusion.objective import diffusion_loss
@@ -207,8 +207,3 @@ class DiTTask:
 
     def export_meta(self) -> dict[str, Any]:
         return {"model_config": dataclasses.asdict(self.model_config)}
-
-
-def video_strip(video: Tensor) -> Tensor:
-    """uint8 (T, H, W, 3) -> one image uint8 (3, H, T*W): frames left to right, for TensorBoard."""
-    return rearrange(video, "t h w c -> c h (t w)")
