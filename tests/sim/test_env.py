@@ -149,3 +149,38 @@ def test_bad_inputs_get_clear_errors(export_dir, store_path, tmp_path):
         WorldModelEnv(export_dir, sampling_step=2)
     with pytest.raises(ValueError, match="unknown context scheme"):
         WorldModelEnv(export_dir, context="fdm")
+
+
+def _frames_with(export_dir, compile_: bool) -> list[np.ndarray]:
+    env = WorldModelEnv(export_dir, compile=compile_, **FAST)
+    env.reset(seed=3, options={"frames": np.full((FRAME, FRAME, 3), 90, np.uint8)})
+    frames = [env.step(a)[0] for a in (1, 2)]
+    env.close()
+    return frames
+
+
+def test_compiled_simulator_gives_the_eager_frames_and_falls_back(export_dir, monkeypatch):
+    """sim.compile=true traces the DiT and the streaming decoder with torch.compile (dynamic shapes).
+
+    The "eager" backend runs dynamo's tracing, guards and graph breaks without inductor's minutes of
+    C++ compilation; a backend that fails shows the fallback: a warning, then the eager frames.
+    """
+    import torch._dynamo
+
+    from worldsim.sim import simulator
+
+    eager = _frames_with(export_dir, False)
+    monkeypatch.setattr(simulator, "COMPILE_BACKEND", "eager")
+    torch._dynamo.reset()
+    traced = _frames_with(export_dir, True)
+
+    def broken(gm, example_inputs):
+        raise RuntimeError("no compiler here")
+
+    monkeypatch.setattr(simulator, "COMPILE_BACKEND", broken)
+    torch._dynamo.reset()
+    with pytest.warns(RuntimeWarning, match="torch.compile of the DiT failed"):
+        fallen_back = _frames_with(export_dir, True)
+    for a, b, c in zip(eager, traced, fallen_back):
+        assert np.abs(a.astype(int) - b.astype(int)).max() <= 1
+        assert np.array_equal(a, c)

@@ -19,13 +19,14 @@ The incremental cache is an approximation once frames drop out of the context: a
 keys/values were computed when it was generated, attending to the context selected THEN, not to
 the frames selected now. "recompute" is the exact reference (the DiT re-encodes the selected frames
 every step, causally among themselves); the two agree exactly while the whole history fits the
-budget (tests/sim/test_simulator.py), and the incremental cache is what keeps a step's cost flat.
+budget (tests/sim/test_env.py, test_cached_rollout_equals_recomputed_context), and the incremental cache is what keeps a step's cost flat.
 Memory is bounded too: the schemes are nested, so a frame that leaves the selection is forgotten.
 """
 
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -76,6 +77,32 @@ def _groups(keys: Sequence) -> dict:
     return out
 
 
+COMPILE_BACKEND = "inductor"  # torch.compile's backend for SimConfig.compile
+
+
+def compiled(fn, what: str):
+    """`torch.compile(fn)` (dynamic shapes: batch and context length vary), falling back to `fn` for good
+    if compiling or running the compiled code fails (no compiler, an unsupported op): a warning, never a crash.
+
+    Measured on a 2-core CPU (one thread, busy machine, shipped probe model, batch 8, one sampling step):
+    331 ms a step eager, 201 ms compiled, after 53 s of compilation at the first steps.
+    """
+    state = {"fn": torch.compile(fn, dynamic=True, backend=COMPILE_BACKEND)}
+
+    def call(*args, **kwargs):
+        if state["fn"] is fn:
+            return fn(*args, **kwargs)
+        try:
+            return state["fn"](*args, **kwargs)
+        except Exception as e:  # noqa: BLE001 - any compiler failure; a user error reappears in eager below
+            warnings.warn(f"torch.compile of {what} failed ({type(e).__name__}: {str(e).splitlines()[0][:200]}); "
+                          "running it uncompiled", RuntimeWarning, stacklevel=2)
+            state["fn"] = fn
+            return fn(*args, **kwargs)
+
+    return call
+
+
 class Simulator:
     """Loaded models plus the batched step; see the module docstring."""
 
@@ -115,13 +142,17 @@ class Simulator:
         self.sampler = partial(SAMPLER_FUNCTIONS[config.sampler], steps=config.sampling_steps,
                                guidance_scale=config.guidance_scale, shift=config.shift, device=self.device)
 
+        self._dit_fn = compiled(self.dit, "the DiT") if config.compile else self.dit
+        self._decode_fn = compiled(self.autoencoder.decode_stream, "the decoder") if config.compile \
+            else self.autoencoder.decode_stream
+
     # ------------------------------------------------------------------ helpers
     def _autocast(self):
         return torch.autocast(self.device.type, dtype=torch.bfloat16) if self.autocast else nullcontext()
 
     def _dit(self, *args, **kwargs):
         with torch.no_grad(), self._autocast():
-            return self.dit(*args, **kwargs)
+            return self._dit_fn(*args, **kwargs)
 
     def close(self) -> None:
         """Nothing to release today; kept so envs can close their simulator unconditionally."""
@@ -243,7 +274,7 @@ class Simulator:
 
         # One batched streaming decode: exactly the new latent of every track.
         with torch.no_grad():
-            video, state = self.autoencoder.decode_stream(raw_new[:, None], stack_states([t.decoder_state for t in tracks]))
+            video, state = self._decode_fn(raw_new[:, None], stack_states([t.decoder_state for t in tracks]))
         for t, one in zip(tracks, split_state(state, batch)):
             t.decoder_state = one
         frames = frames_to_uint8(video).cpu().numpy()  # (B, k, H, W, 3)
