@@ -98,6 +98,12 @@ def test_resume_keeps_the_holdout_and_refuses_a_changed_autoencoder(tmp_path):
         ae.decoder.conv_out.conv.bias.add_(0.1)
     write_export(tmp_path / "vae", ae, None, (16, 16), None)
     Trainer(compose("train", args + [f"resume={tmp_path / 'run'}", "steps=3"]))
+    # ... also from another folder: the export then carries the new decoder
+    write_export(tmp_path / "vae2", ae, None, (16, 16), None)
+    moved = [a for a in args if not a.startswith("vae=")] + [f"vae={tmp_path / 'vae2'}", "export=true"]
+    result = Trainer(compose("train", moved + [f"resume={tmp_path / 'run'}", "steps=3"])).fit()
+    carried = load_export(result.export_dir)[0]["autoencoder"]
+    assert torch.equal(carried.decoder.conv_out.conv.bias, ae.decoder.conv_out.conv.bias)
     # The encoder changes under the same path: the DiT must not continue on its new latents.
     with torch.no_grad():
         ae.encoder.conv_in.conv.bias.add_(0.1)

@@ -132,6 +132,7 @@ RESUMABLE_CHANGES = frozenset({
     "steps", "resume", "run_dir", "out", "name", "checkpoint_every", "keep_checkpoints", "log_every",
     "video_every", "max_nonfinite", "progress", "tensorboard", "export", "dist", "latent_stats_batches",
     "num_workers", "validation", "init_from",
+    "vae",  # another export of the same encoder (a fine-tuned decoder): the trainer compares the latent keys
 })
 
 
