@@ -74,7 +74,7 @@ class Split:
     def __init__(self, sim: Simulator) -> None:
         self.dit = self.decoder = 0.0
         sim._dit = self._timed(sim._dit, "dit")
-        sim.autoencoder.decode_stream = self._timed(sim.autoencoder.decode_stream, "decoder")
+        sim._decode_fn = self._timed(sim._decode_fn, "decoder")
 
     def _timed(self, fn, name: str):
         @functools.wraps(fn)

@@ -12,6 +12,13 @@
 # finished run is continued to the new step count. Both trainings validate on held-out episodes as they
 # go (validation.jsonl in each run folder: the learning curves in the cards).
 #
+# Each world trains in two phases. Phase 1: the autoencoder (NAME-vae) and the DiT (NAME-dit). Phase 2
+# continues both from phase 1's exports (warm starts, `init_from`): the decoder alone is fine-tuned
+# (NAME-vae2, `freeze_encoder`: the latents stay, so the DiT stays valid), and the DiT gains the
+# previous-frame pathway and trains with uniform noise levels and a cosine learning rate (NAME-dit2, on the
+# fine-tuned decoder). CONTINUE=1 starts phase 2 from the committed exports in worldsim/pretrained/ (how a
+# later session on a fresh machine continues); the model card says where each phase started.
+#
 # The sizes below are what the shipped models were trained with, on a 2-core CPU without a GPU; the
 # model cards give the measured CPU-hours.
 set -euo pipefail
@@ -46,18 +53,30 @@ stage() {  # stage NAME STAGE RUN_DIR STEPS command args...: train a stage, resu
 
 train_world() {  # train_world NAME VAE_STEPS DIT_STEPS VAE_ARGS -- DIT_ARGS   (the store must exist)
   local name=$1 vae_steps=$2 dit_steps=$3; shift 3
-  local store=$WORK/$name.zarr vae_args=() dit_args=()
+  local store=$WORK/$name.zarr vae_args=() dit_args=() start
   while [ $# -gt 0 ] && [ "$1" != "--" ]; do vae_args+=("$1"); shift; done
   [ $# -gt 0 ] && shift
   dit_args=("$@")
-  stage "$name" train-vae "$WORK/$name-vae" "$vae_steps" $WS train-vae data="$store" progress=false \
-    checkpoint_every=500 keep_checkpoints=1 video_every=0 "${vae_args[@]}"
-  stage "$name" train "$WORK/$name-dit" "$dit_steps" $WS train data="$store" vae="$WORK/$name-vae/export" progress=false \
-    checkpoint_every=500 keep_checkpoints=1 video_every=0 "${dit_args[@]}"
+  if [ "${CONTINUE:-0}" = 1 ]; then
+    start=worldsim/pretrained/$name  # phase 1's export as committed (it carries its autoencoder)
+  else
+    stage "$name" train-vae "$WORK/$name-vae" "$vae_steps" $WS train-vae data="$store" progress=false \
+      checkpoint_every=500 keep_checkpoints=1 video_every=0 "${vae_args[@]}"
+    stage "$name" train "$WORK/$name-dit" "$dit_steps" $WS train data="$store" vae="$WORK/$name-vae/export" progress=false \
+      checkpoint_every=500 keep_checkpoints=1 video_every=0 "${dit_args[@]}"
+    start=$WORK/$name-dit/export
+  fi
+  # Phase 2: warm starts from phase 1 (see the header).
+  stage "$name" train-vae "$WORK/$name-vae2" "${VAE2_STEPS:-8000}" $WS train-vae data="$store" progress=false \
+    checkpoint_every=500 keep_checkpoints=1 video_every=0 init_from="$start" freeze_encoder=true \
+    "${vae_args[@]}" optim.schedule=cosine
+  stage "$name" train "$WORK/$name-dit2" "${DIT2_STEPS:-10000}" $WS train data="$store" vae="$WORK/$name-vae2/export" \
+    progress=false checkpoint_every=500 keep_checkpoints=1 video_every=0 init_from="$start" \
+    "${dit_args[@]}" +model_overrides.previous_frame=true objective.time_sampling=uniform optim.schedule=cosine
   local dest=worldsim/pretrained/$name
   rm -rf "$dest/autoencoder.safetensors" "$dest/dit.safetensors" "$dest/config.json"
   mkdir -p "$dest"
-  cp "$WORK/$name-dit/export/"* "$dest/"
+  cp "$WORK/$name-dit2/export/"* "$dest/"
 }
 
 evaluate() {  # evaluate NAME WORLD: worldsim eval on the shipped export, the card, plots and a strip for the README

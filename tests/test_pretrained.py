@@ -104,3 +104,24 @@ def test_unknown_or_missing_model_is_a_clear_error(tmp_path, monkeypatch):
     monkeypatch.setattr(pretrained, "ROOT", tmp_path)
     with pytest.raises(PretrainedError, match="missing from this installation"):
         pretrained_path("crafter")
+
+
+def test_card_joins_a_stage_and_its_warm_started_continuation(tmp_path):
+    import json
+
+    from worldsim.pretrained.card import _continuation, stage_curve, stage_runs
+
+    base = {"steps": 100, "objective": {"time_sampling": "logit_normal"}, "model_overrides": {"dim": 128}, "run_dir": "a"}
+    more = {**base, "steps": 50, "objective": {"time_sampling": "uniform"}, "init_from": "worldsim/pretrained/x",
+            "model_overrides": {"dim": 128, "previous_frame": True}, "run_dir": "b"}
+    for run, cfg, rows in (("x-dit", base, [(50, 60.0), (100, 120.0)]), ("x-dit2", more, [(25, 30.0), (50, 60.0)])):
+        (tmp_path / run).mkdir()
+        (tmp_path / run / "config.json").write_text(json.dumps(cfg))
+        (tmp_path / run / "validation.jsonl").write_text(
+            "".join(json.dumps({"step": s, "cpu_s": c, "next_psnr": 20.0}) + "\n" for s, c in rows))
+    assert [r.name for r in stage_runs(tmp_path, "x", "dit")] == ["x-dit", "x-dit2"]
+    curve = stage_curve(tmp_path, "x", "dit")
+    assert [r["step"] for r in curve] == [50, 100, 125, 150] and [r["cpu_s"] for r in curve] == [60, 120, 150, 180]
+    line = _continuation("dit", tmp_path / "x-dit2", more, base)
+    assert "50 more steps" in line and "worldsim/pretrained/x" in line
+    assert "objective.time_sampling=uniform" in line and "previous_frame" in line and "run_dir" not in line

@@ -54,13 +54,33 @@ def read_curve(run: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
+def stage_runs(work: Path, name: str, stage: str) -> list[Path]:
+    """The run folders of a stage in order: ``NAME-STAGE`` and its warm-started continuations ``NAME-STAGE2``, ..."""
+    runs = [work / f"{name}-{stage}"]
+    n = 2
+    while (work / f"{name}-{stage}{n}" / "config.json").is_file():
+        runs.append(work / f"{name}-{stage}{n}")
+        n += 1
+    return runs
+
+
+def stage_curve(work: Path, name: str, stage: str) -> list[dict[str, Any]]:
+    """One learning curve across a stage's runs: a continuation's steps and CPU seconds follow on from the run before."""
+    out: list[dict[str, Any]] = []
+    for run in stage_runs(work, name, stage):
+        rows = read_curve(run)
+        step0, cpu0 = (out[-1]["step"], out[-1]["cpu_s"]) if out else (0, 0.0)
+        out += [{**r, "step": r["step"] + step0, "cpu_s": r["cpu_s"] + cpu0, "run": run.name} for r in rows]
+    return out
+
+
 def curve_plots(name: str, work: Path) -> list[str]:
     """PNG learning curves (held-out metric against CPU minutes) under docs/NAME/; markdown lines linking them."""
     from worldsim.eval.plots import line_plot
 
     lines = []
     for stage in ("vae", "dit"):
-        rows = read_curve(work / f"{name}-{stage}")
+        rows = stage_curve(work, name, stage)
         for metric in CURVE_METRICS[stage]:
             have = [r for r in rows if metric in r]
             if not have:
@@ -163,6 +183,38 @@ def _action_following(results: dict[str, Any]) -> list[str]:
                 f"frames, {real:.0%} from real ones; chance {idm['chance']:.0%})."]
 
 
+def _continuation(stage: str, run: Path, cfg: dict[str, Any], base: dict[str, Any]) -> str:
+    """One line on a warm-started continuation of a stage: where it started and what it changed."""
+    command = "worldsim train-vae" if stage == "vae" else "worldsim train"
+    exported = run / "export" / "config.json"
+    steps = _read_json(exported)["train"]["steps"] if exported.is_file() else cfg["steps"]
+    changed = [f"{k}={_flat(cfg, k)}" for k in sorted(set(_keys(cfg)) | set(_keys(base)))
+               if _flat(cfg, k) != _flat(base, k) and k.split(".")[0] not in IGNORED_CHANGES]
+    return (f"- then `{command}` continued for {steps} more steps, warm-started (`init_from`) from "
+            f"`{cfg.get('init_from')}`" + (f"; changed: {', '.join(changed)}" if changed else ""))
+
+
+IGNORED_CHANGES = {"steps", "run_dir", "resume", "init_from", "data", "vae", "name", "out", "progress", "tensorboard", "dist"}
+
+
+def _keys(cfg: dict[str, Any], prefix: str = "") -> list[str]:
+    out = []
+    for k, v in cfg.items():
+        if isinstance(v, dict) and k != "model_overrides":
+            out += _keys(v, f"{prefix}{k}.")
+        else:
+            out.append(prefix + k)
+    return out
+
+
+def _flat(cfg: dict[str, Any], key: str) -> Any:
+    for part in key.split("."):
+        if not isinstance(cfg, dict) or part not in cfg:
+            return None
+        cfg = cfg[part]
+    return cfg
+
+
 def _overrides(run: dict[str, Any]) -> str:
     over = run.get("model_overrides") or {}
     return "" if not over else " with " + ", ".join(f"{k}={v}" for k, v in over.items())
@@ -207,14 +259,17 @@ def model_card(name: str, work: Path) -> str:
     folder = pretrained_path(name)
     meta = _read_json(folder / "config.json")
     vae, dit = _read_json(work / f"{name}-vae" / "config.json"), _read_json(work / f"{name}-dit" / "config.json")
+    continued = {stage: [(run, _read_json(run / "config.json")) for run in stage_runs(work, name, stage)[1:]]
+                 for stage in ("vae", "dit")}
     results = _read_json(work / f"{name}-eval" / "results.json")
     with EpisodeStore.open(work / f"{name}.zarr", mode="r") as store:
         data = describe(store)
     times = _times(work, name)
     params = _params(folder)
-    curves = {stage: read_curve(work / f"{name}-{stage}") for stage in ("vae", "dit")}
+    curves = {stage: stage_curve(work, name, stage) for stage in ("vae", "dit")}
     vae_export = work / f"{name}-vae" / "export" / "config.json"
     vae_steps = _read_json(vae_export)["train"]["steps"] if vae_export.is_file() else vae["steps"]
+    dit_steps = dit["steps"] if continued["dit"] else meta["train"]["steps"]
     cpu = {stage: rows[-1]["cpu_s"] / 3600 for stage, rows in curves.items() if rows}
     size_mb = sum(f.stat().st_size for f in folder.glob("*.safetensors")) / 2**20
     ae, dc = meta["autoencoder_config"], meta["dit_config"]
@@ -247,9 +302,11 @@ def model_card(name: str, work: Path) -> str:
         f"- `worldsim train-vae`: {vae_steps} steps, batch {vae['batch_size']} windows of {vae['window']} frames, "
         f"AdamW lr {vae['optim']['lr']:g} (warm-up {vae['optim']['warmup_steps']}), EMA {vae['ema_decay']}, "
         f"DeepSpeed ZeRO-{vae['dist']['zero_stage']}, seed {vae['seed']}",
-        f"- `worldsim train`: {meta['train']['steps']} steps, batch {dit['batch_size']} windows of {dit['window']} frames, "
+        f"- `worldsim train`: {dit_steps} steps, batch {dit['batch_size']} windows of {dit['window']} frames, "
         f"AdamW lr {dit['optim']['lr']:g} (warm-up {dit['optim']['warmup_steps']}), EMA {dit['ema_decay']}, "
         f"context schemes {dit['context']['schemes']}, DeepSpeed ZeRO-{dit['dist']['zero_stage']}, seed {dit['seed']}",
+        *[_continuation(stage, run, cfg, base) for stage, base in (("vae", vae), ("dit", dit))
+          for run, cfg in continued[stage]],
         f"- hardware: {HARDWARE} ({platform.machine()}, torch on CPU)",
         "- wall time: " + ", ".join(f"{k} {v / 60:.1f} min" for k, v in times.items()),
         "- CPU time (process CPU seconds, validation included): " + ", ".join(
