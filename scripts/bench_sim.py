@@ -35,7 +35,7 @@ from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 from worldsim.pretrained import pretrained_path  # noqa: E402
 from worldsim.sim.config import SimConfig  # noqa: E402
 from worldsim.sim.simulator import Simulator  # noqa: E402
-from worldsim.train.precision import cpu_has_native_bf16  # noqa: E402
+from worldsim.hardware import cpu_has_native_bf16  # noqa: E402
 
 REAL = {"crafter": "crafter", "probes": "probe"}  # shipped model -> the real world it imitates
 

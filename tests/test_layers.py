@@ -19,7 +19,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "worldsim"
 # the small shared modules) sits below training and simulation, which sit side by side below
 # evaluation, which sits below the command line.
 BASE = ("worldsim.models", "worldsim.diffusion", "worldsim.data", "worldsim.export", "worldsim.context",
-        "worldsim.spaces", "worldsim.frames", "worldsim.metrics", "worldsim.video", "worldsim.config")
+        "worldsim.spaces", "worldsim.frames", "worldsim.hardware", "worldsim.metrics", "worldsim.video", "worldsim.config")
 ABOVE_BASE = ("worldsim.train", "worldsim.sim", "worldsim.eval", "worldsim.cli", "worldsim.demo", "hydra")
 RULES = {
     **{prefix: ABOVE_BASE for prefix in BASE},

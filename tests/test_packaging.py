@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -17,10 +18,12 @@ REPO = Path(__file__).resolve().parents[1]
 def installed(tmp_path_factory) -> Path:
     """The wheel built from this checkout, unpacked into a folder of its own (dependencies from this venv)."""
     wheels, target = tmp_path_factory.mktemp("wheel"), tmp_path_factory.mktemp("site")
+    shutil.rmtree(REPO / "build", ignore_errors=True)  # setuptools' in-tree build folder: stale files would ship
     build = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w",
                             str(wheels), str(REPO)], capture_output=True, text=True)
     if build.returncode != 0 and "No module named pip" in build.stderr:
         pytest.skip("pip is not available in this interpreter")
+    shutil.rmtree(REPO / "build", ignore_errors=True)
     assert build.returncode == 0, build.stderr[-3000:]
     (wheel,) = wheels.glob("worldsim-*.whl")
     with zipfile.ZipFile(wheel) as z:

@@ -65,7 +65,7 @@ def test_actions_change_the_frames(export_dir):
 @pytest.mark.parametrize("scheme", ["autoregressive", "long-range"])
 def test_cached_rollout_equals_recomputed_context(export_dir, scheme):
     # While the whole history fits the budget, the incremental cache is exact: same latents, frames, rewards.
-    kw = dict(FAST, context=scheme, context_budget=12)
+    kw = dict(FAST, context=scheme, context_budget=12, dtype="float32")  # exactness of the algorithm, not of bf16
     cached = WorldModelEnv(export_dir, cache="incremental", **kw)
     exact = WorldModelEnv(export_dir, cache="recompute", **kw)
     start = {"frames": np.random.default_rng(0).integers(0, 256, (5, FRAME, FRAME, 3), dtype=np.uint8)}
@@ -184,3 +184,15 @@ def test_compiled_simulator_gives_the_eager_frames_and_falls_back(export_dir, mo
     for a, b, c in zip(eager, traced, fallen_back):
         assert np.abs(a.astype(int) - b.astype(int)).max() <= 1
         assert np.array_equal(a, c)
+
+
+def test_auto_dtype_is_bf16_exactly_where_the_cpu_multiplies_it_natively(export_dir):
+    from worldsim.hardware import cpu_has_native_bf16
+
+    env = WorldModelEnv(export_dir, **FAST)
+    assert env.sim.autocast == cpu_has_native_bf16()
+    env.reset(seed=0, options={"frames": np.full((FRAME, FRAME, 3), 90, np.uint8)})
+    obs = env.step(1)[0]
+    assert obs.dtype == np.uint8 and obs.shape == (FRAME, FRAME, 3)
+    env.close()
+    assert not WorldModelEnv(export_dir, dtype="float32", **FAST).sim.autocast

@@ -27,7 +27,7 @@ class SimConfig:
     cache: str = "incremental"  # incremental: keys/values computed once per frame | recompute: re-encode the selected context every step (exact, slower)
     max_episode_steps: int = 1000  # truncation, in env steps (latent frames)
     device: str = "cpu"  # torch device of the models
-    dtype: str = "auto"  # auto: bfloat16 on CUDA, float32 elsewhere | float32 | bfloat16
+    dtype: str = "auto"  # auto: bfloat16 on CUDA and on CPUs that multiply bf16 natively (AMX), else float32 | float32 | bfloat16
     compile: bool = False  # torch.compile the DiT and the decoder (about a minute at the first steps); eager if it fails
 
     def __post_init__(self) -> None:

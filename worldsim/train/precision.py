@@ -17,29 +17,11 @@ random inputs), which would end a long run without warning.
 from __future__ import annotations
 
 import contextlib
-import functools
-from pathlib import Path
 from typing import Iterator
 
 import torch
 
-NATIVE_BF16_FLAGS = ("amx_bf16", "avx512_bf16")  # /proc/cpuinfo flags of CPUs with bf16 matmul in hardware
-
-
-@functools.lru_cache(maxsize=1)
-def cpu_has_native_bf16() -> bool:
-    """True when this CPU multiplies bf16 in hardware (AMX or AVX512-BF16), read from /proc/cpuinfo."""
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    flags = set()
-    for line in text.splitlines():
-        if line.startswith("flags"):
-            flags.update(line.split(":", 1)[1].split())
-            break
-    return any(flag in flags for flag in NATIVE_BF16_FLAGS)
-
+from worldsim.hardware import cpu_has_native_bf16  # noqa: F401  (re-exported: training reads it here)
 
 def cpu_autocast(precision: str, device: torch.device, task: str = "dit") -> bool:
     """Whether to train `task` under bf16 autocast on this CPU: "bf16" demands it, "auto" takes it where native.
