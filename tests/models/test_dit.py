@@ -245,3 +245,26 @@ def test_a_padded_batch_of_different_context_lengths_equals_each_sample_alone(pr
         assert torch.equal(x, y)
     newest = together.cache.newest_entries()[1]
     assert torch.equal(newest["keys"], torch.stack(batch_item(together.cache, 1).keys)[:, 0, :, -12:])
+
+
+def test_a_cache_with_spare_room_gives_the_concatenated_result_without_concatenating():
+    from worldsim.models.kv_cache import KVCache, cat_batch
+
+    model = _model(previous_frame=True)
+    a, b = _inputs(b=1, t=5, seed=1), _inputs(b=1, t=5, seed=2)
+    short, long = model.build_cache(**_frames(a, slice(0, 2))), model.build_cache(**_frames(b, slice(0, 4)))
+    new = {k: torch.cat([a[k][:, 2:3], b[k][:, 4:5]]) for k in a}
+    reference = model(**new, cache=cat_batch([short, long]), return_cache=True)
+    roomy = KVCache.batch_from_entries([short.frame_entries(), long.frame_entries()], spare=1)
+    assert roomy.num_frames == 4 and roomy.keys[0].shape[2] == 5 * 12 and roomy.valid.tolist()[0] == [False, False, True, True]
+    for _ in range(2):  # a sampler calls it repeatedly: each call overwrites the room
+        out = model(**new, cache=roomy, return_cache=True)
+        torch.testing.assert_close(out.prediction, reference.prediction, atol=1e-5, rtol=1e-5)
+    for x, y in zip(out.cache.keys, reference.cache.keys):
+        torch.testing.assert_close(x, y, atol=1e-5, rtol=1e-5)
+    assert out.cache.num_frames == 5 and out.cache.spare == 0
+    torch.testing.assert_close(out.cache.newest_entries()[1]["keys"], reference.cache.newest_entries()[1]["keys"])
+    with pytest.raises(ValueError, match="room for 1 new frames"):
+        model(**{k: torch.cat([v, v], dim=1) for k, v in new.items()}, cache=roomy)
+    with pytest.raises(ValueError, match="spare room"):
+        roomy.select([0])

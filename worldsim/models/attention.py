@@ -45,18 +45,25 @@ class FrameCausalAttention(nn.Module):
         self.proj = nn.Linear(dim, dim)
 
     def forward(
-        self, x: Tensor, rope: tuple[Tensor, Tensor], mask: Tensor | None, past: tuple[Tensor, Tensor] | None = None
+        self, x: Tensor, rope: tuple[Tensor, Tensor], mask: Tensor | None, past: tuple[Tensor, Tensor] | None = None,
+        in_place: bool = False,
     ) -> tuple[Tensor, tuple[Tensor, Tensor]]:
         """x (B, L, dim), rope (cos, sin) each (B, L, head_dim / 2), mask (L, L_past + L) bool, or
         (B, 1, L, L_past + L) for a batch whose samples differ (padded caches), or None (attend to everything).
 
         Returns the output (B, L, dim) and this call's keys and values, each (B, heads, L, head_dim),
-        keys already rotated, ready to be cached.
+        keys already rotated, ready to be cached. `in_place`: the last L positions of `past` are room
+        for this call's keys and values (a cache with spare frames): they are written there, not concatenated.
         """
         q, k, v = rearrange(self.qkv(x), "b l (three h d) -> three b h l d", three=3, h=self.heads)
         q, k = apply_rotary(self.q_norm(q), *rope), apply_rotary(self.k_norm(k), *rope)
         new = (k, v)
-        if past is not None:
+        if past is not None and in_place:
+            length = k.shape[2]
+            past[0][:, :, -length:].copy_(k)
+            past[1][:, :, -length:].copy_(v)
+            k, v = past
+        elif past is not None:
             k, v = torch.cat([past[0], k], dim=2), torch.cat([past[1], v], dim=2)  # (B, heads, L_past + L, head_dim)
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)  # (B, heads, L, head_dim)
         return self.proj(rearrange(out, "b h l d -> b l (h d)")), new

@@ -97,14 +97,14 @@ class DiTBlock(nn.Module):
 
     def forward(
         self, x: Tensor, c: Tensor, rope: tuple[Tensor, Tensor], mask: Tensor | None,
-        past: tuple[Tensor, Tensor] | None = None,
+        past: tuple[Tensor, Tensor] | None = None, in_place: bool = False,
     ) -> tuple[Tensor, tuple[Tensor, Tensor]]:
-        """x (B, T, N, D), c (B, T, D) -> (x, this block's (keys, values))."""
+        """x (B, T, N, D), c (B, T, D) -> (x, this block's (keys, values)); `in_place` as in FrameCausalAttention."""
         frames = x.shape[1]
         mods = self.adaLN_modulation(c)[:, :, None].chunk(6, dim=-1)  # six of (B, T, 1, D)
         shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp = mods
         h = rearrange(modulate(self.norm1(x), shift_msa, scale_msa), "b t n d -> b (t n) d")
-        h, kv = self.attn(h, rope, mask, past)
+        h, kv = self.attn(h, rope, mask, past, in_place)
         x = x + gate_msa * rearrange(h, "b (t n) d -> b t n d", t=frames)
         x = x + gate_mlp * self.mlp(modulate(self.norm2(x), shift_mlp, scale_mlp))
         return x, kv
@@ -226,9 +226,10 @@ class DiT(nn.Module):
             keep = torch.cat([cache.valid, cache.valid.new_ones(batch, frames)], dim=1).repeat_interleave(n, dim=1)
             mask = keep[:, None, None, :] if mask is None else mask[None, None] & keep[:, None, None, :]  # (B, 1, L_q, L_k)
         keys, values = [], []
+        in_place = cache is not None and cache.spare > 0
         for i, block in enumerate(self.blocks):
             past = None if cache is None else (cache.keys[i], cache.values[i])
-            tokens, (k, v) = block(tokens, cond, rope, mask, past)
+            tokens, (k, v) = block(tokens, cond, rope, mask, past, in_place)
             keys.append(k)
             values.append(v)
         out = DiTOutput(prediction=unpatchify(self.final(tokens, cond), p, self.config.latent_channels, grid_h))
@@ -238,7 +239,7 @@ class DiT(nn.Module):
             out.termination_logit = self.termination_head(tokens)
         if return_cache:
             new = KVCache(keys, values, n, frame_index.long(), latents=x, noise_level=noise_level)
-            out.cache = new if cache is None else cache.append(new)
+            out.cache = new if cache is None else (cache.fill_spare(new) if in_place else cache.append(new))
         return out
 
     @torch.no_grad()
@@ -310,6 +311,8 @@ class DiT(nn.Module):
             if len(cache.keys) != c.depth:
                 raise ValueError(f"cache has {len(cache.keys)} layers, the model has depth {c.depth}")
             n = (height // c.patch_size) * (width // c.patch_size)
+            if cache.spare and cache.spare != frames:
+                raise ValueError(f"the cache has room for {cache.spare} new frames after its own, these are {frames}")
             if cache.tokens_per_frame != n:
                 raise ValueError(f"cache was built from frames of {cache.tokens_per_frame} patches, these have {n}")
         return batch, frames, channels, height, width

@@ -39,6 +39,7 @@ class KVCache:
     latents: Tensor | None = None  # (B, F, C, h, w): the frames' inputs (a previous_frame DiT reads the newest)
     noise_level: Tensor | None = None  # (B, F): their noise levels; set exactly when latents is
     valid: Tensor | None = None  # (B, F) bool, False for left padding (see cat_batch); None: every frame is real
+    spare: int = 0  # frames of room after the F cached ones in keys/values: the next forward writes its new frames there
 
     @property
     def num_frames(self) -> int:
@@ -50,6 +51,7 @@ class KVCache:
 
     def append(self, other: KVCache) -> KVCache:
         """This cache followed by `other`'s frames (same batch, layers and tokens per frame)."""
+        self._without_spare("append to")
         if (other.batch_size, len(other.keys), other.tokens_per_frame) != (self.batch_size, len(self.keys), self.tokens_per_frame):
             raise ValueError(
                 f"cannot append a cache of batch {other.batch_size}, {len(other.keys)} layers, {other.tokens_per_frame} "
@@ -67,6 +69,7 @@ class KVCache:
 
     def select(self, frames: Sequence[int]) -> KVCache:
         """Keep only the cached frames at these positions (0 = oldest), in the given order."""
+        self._without_spare("select from")
         frames = list(frames)
         if any(not -self.num_frames <= f < self.num_frames for f in frames):
             raise ValueError(f"frame positions {frames} out of range for a cache of {self.num_frames} frames")
@@ -85,6 +88,21 @@ class KVCache:
             valid=None if self.valid is None else self.valid[:, positions],
         )
 
+    def _without_spare(self, what: str) -> None:
+        if self.spare:
+            raise ValueError(f"cannot {what} a cache with spare room for new frames (it belongs to one forward)")
+
+    def fill_spare(self, new: KVCache) -> KVCache:
+        """This cache with its spare room counted as `new`'s frames (whose keys/values a forward wrote there)."""
+        if new.num_frames != self.spare:
+            raise ValueError(f"{new.num_frames} new frames for a cache with room for {self.spare}")
+        return KVCache(
+            keys=self.keys, values=self.values, tokens_per_frame=self.tokens_per_frame,
+            frame_index=torch.cat([self.frame_index, new.frame_index], dim=1),
+            latents=_cat_or_none(self.latents, new.latents), noise_level=_cat_or_none(self.noise_level, new.noise_level),
+            valid=None if self.valid is None else torch.cat([self.valid, new.valid_mask()], dim=1),
+        )
+
     def valid_mask(self) -> Tensor:
         """(B, F) bool, True for real frames (all of them unless the cache was padded)."""
         if self.valid is not None:
@@ -93,6 +111,7 @@ class KVCache:
 
     def pad_to(self, frames: int) -> KVCache:
         """This cache left-padded to `frames` frames (zeros, marked invalid); itself if it has that many."""
+        self._without_spare("pad")
         missing = frames - self.num_frames
         if missing < 0:
             raise ValueError(f"cannot pad a cache of {self.num_frames} frames to {frames}")
@@ -131,8 +150,9 @@ class KVCache:
 
     def newest_entries(self) -> list[dict[str, Tensor]]:
         """The newest frame of every sample of the batch as a per-frame entry (see `frame_entries`)."""
-        n = self.tokens_per_frame
-        keys, values = torch.stack(self.keys, 1)[:, :, :, -n:], torch.stack(self.values, 1)[:, :, :, -n:]  # (B, depth, heads, N, hd)
+        n, end = self.tokens_per_frame, self.num_frames * self.tokens_per_frame  # (spare room holds nothing)
+        keys = torch.stack([k[:, :, end - n:end] for k in self.keys], 1)  # (B, depth, heads, N, hd)
+        values = torch.stack([v[:, :, end - n:end] for v in self.values], 1)
         out = []
         for b in range(self.batch_size):
             entry = {"keys": keys[b], "values": values[b], "frame_index": self.frame_index[b, -1]}
@@ -140,6 +160,41 @@ class KVCache:
                 entry["latent"], entry["noise_level"] = self.latents[b, -1], self.noise_level[b, -1]
             out.append(entry)
         return out
+
+    @staticmethod
+    def batch_from_entries(tracks: Sequence[Sequence[dict[str, Tensor]]], spare: int = 0) -> KVCache:
+        """One batched cache of per-frame entries (one list per sample, as `frame_entries` gives them).
+
+        Shorter lists are left-padded (marked in `valid`), and `spare` frames of room are left at the
+        end for the next forward's new frames: every key and value is copied once, straight into place
+        (no per-sample cache, no concatenation in attention).
+        """
+        if not tracks or any(not t for t in tracks):
+            raise ValueError("every sample needs at least one cached frame")
+        first = tracks[0][0]
+        depth, heads, n, head_dim = first["keys"].shape
+        batch, frames = len(tracks), max(len(t) for t in tracks)
+        like = first["keys"]
+        keys = like.new_zeros(depth, batch, heads, (frames + spare) * n, head_dim)
+        values = first["values"].new_zeros(depth, batch, heads, (frames + spare) * n, head_dim)
+        index = torch.zeros(batch, frames, dtype=torch.long, device=like.device)
+        valid = torch.zeros(batch, frames, dtype=torch.bool, device=like.device)
+        has_latents = all("latent" in e for t in tracks for e in t)
+        latents = first["latent"].new_zeros(batch, frames, *first["latent"].shape) if has_latents else None
+        levels = first["noise_level"].new_zeros(batch, frames) if has_latents else None
+        for b, entries in enumerate(tracks):
+            offset = frames - len(entries)
+            for f, e in enumerate(entries, start=offset):
+                keys[:, b, :, f * n:(f + 1) * n] = e["keys"]
+                values[:, b, :, f * n:(f + 1) * n] = e["values"]
+                index[b, f] = e["frame_index"]
+                if has_latents:
+                    latents[b, f], levels[b, f] = e["latent"], e["noise_level"]
+            valid[b, offset:] = True
+        # per-layer views by indexing, not unbind: the forward writes into them (unbind's views refuse in-place writes)
+        return KVCache(keys=[keys[i] for i in range(depth)], values=[values[i] for i in range(depth)], tokens_per_frame=n,
+                       frame_index=index,
+                       latents=latents, noise_level=levels, valid=None if bool(valid.all()) else valid, spare=spare)
 
     @staticmethod
     def from_frames(entries: Sequence[dict[str, Tensor]]) -> KVCache:

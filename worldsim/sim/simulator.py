@@ -224,11 +224,14 @@ class Simulator:
                 del store[i]
 
     # ------------------------------------------------------------------ context
-    def _context(self, tracks: Sequence[Track]) -> list[KVCache]:
-        """One batch-1 cache of each track's selected frames."""
+    def _context(self, tracks: Sequence[Track]) -> KVCache:
+        """The batch's cache of each track's selected frames, shorter contexts left-padded and masked.
+
+        Incremental: the stored per-frame entries copied once into place, with room for the new frame.
+        """
         selections = [self.scheme.select(t.length) for t in tracks]
         if self.config.cache == "incremental":
-            return [KVCache.from_frames([t.kv[i] for i in sel]) for t, sel in zip(tracks, selections)]
+            return KVCache.batch_from_entries([[t.kv[i] for i in sel] for t, sel in zip(tracks, selections)], spare=1)
         # recompute: re-encode every track's selected frames, one pass per distinct context length
         caches: list[KVCache | None] = [None] * len(tracks)
         for size, members in _groups([len(s) for s in selections]).items():
@@ -239,13 +242,13 @@ class Simulator:
             cache = self._dit(z, torch.zeros(len(members), size, device=self.device), act, mask, index, return_cache=True).cache
             for j, m in enumerate(members):
                 caches[m] = batch_item(cache, j)
-        return caches
+        return cat_batch(caches)
 
     # ------------------------------------------------------------------ step
     def step(self, tracks: Sequence[Track], actions: np.ndarray, generators: Sequence[torch.Generator]) -> StepOutput:
         """Advance every track by one latent frame; actions packed (B, D), held for the frame's k sub-steps."""
         batch = len(tracks)
-        cache = cat_batch(self._context(tracks))  # one batch: shorter contexts are padded and masked
+        cache = self._context(tracks)  # one batch: shorter contexts are padded and masked
         act = torch.as_tensor(np.asarray(actions, dtype=np.float32), device=self.device)  # (B, D)
         act = act[:, None, None, :].expand(batch, 1, self.k, self.action_dim).contiguous()  # (B, 1, k, D)
         mask = torch.ones(batch, 1, self.k, dtype=torch.bool, device=self.device)
