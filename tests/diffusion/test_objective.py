@@ -115,6 +115,7 @@ def test_reward_and_termination_only_where_there_is_a_target():
     termination[0, 1] = 1.0
     gen = lambda: torch.Generator().manual_seed(4)  # noqa: E731
     loss, logs = diffusion_loss(model, x0, actions, None, None, gen(), reward=reward, termination=termination)
+    logs = {k: float(v) for k, v in logs.items()}
     assert torch.isfinite(loss) and {"loss", "diffusion", "reward", "termination", "noise_level"} <= set(logs)
     assert logs["loss"] == pytest.approx(logs["diffusion"] + logs["reward"] + logs["termination"], rel=1e-5)
     changed = reward.clone()

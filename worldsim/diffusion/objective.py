@@ -157,7 +157,8 @@ def diffusion_loss(
     reward: (B, T) float targets, NaN where a frame has none. termination: (B, T) in {0, 1}, NaN
         where none. context_frames: exactly this many leading frames are clean context in every
         sample (see `sample_noise_levels`). All randomness comes from `generator`.
-    Returns (scalar loss, logs of floats).
+    Returns (scalar loss, logs of detached 0-d tensors: reading one is a device sync, so the trainer
+    reads them only at its logging interval).
     """
     batch, frames = x0.shape[:2]
     t, is_context = sample_noise_levels(batch, frames, generator, config, context_frames)
@@ -172,17 +173,17 @@ def diffusion_loss(
     per_frame = (out.prediction.float() - v_target(x0, noise, t).float()).pow(2).mean(dim=(2, 3, 4))  # (B, T)
     weight = (~is_context).float()
     diffusion = (per_frame * weight).sum() / weight.sum().clamp(min=1)
-    loss, logs = diffusion, {"diffusion": diffusion.item(), "noise_level": t.mean().item()}
+    loss, logs = diffusion, {"diffusion": diffusion.detach(), "noise_level": t.mean()}
     if reward is not None:
         has = ~torch.isnan(reward)
         term = F.mse_loss(out.reward[has].float(), reward[has].float()) if has.any() else out.reward.sum() * 0
-        loss, logs["reward"] = loss + config.reward_weight * term, term.item()
+        loss, logs["reward"] = loss + config.reward_weight * term, term.detach()
     if termination is not None:
         has = ~torch.isnan(termination)
         term = (
             F.binary_cross_entropy_with_logits(out.termination_logit[has].float(), termination[has].float())
             if has.any() else out.termination_logit.sum() * 0
         )
-        loss, logs["termination"] = loss + config.termination_weight * term, term.item()
-    logs["loss"] = loss.item()
+        loss, logs["termination"] = loss + config.termination_weight * term, term.detach()
+    logs["loss"] = loss.detach()
     return loss, logs

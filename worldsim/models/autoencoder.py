@@ -365,7 +365,7 @@ def autoencoder_loss(
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """VAE loss on frames ``(B, T, C, H, W)`` in [-1, 1]: ``l1_w*L1 + mse_w*MSE + kl_w*KL`` (all means).
 
-    Returns the scalar loss and float logs: loss, l1, mse, kl, psnr (dB, data range 2, recon clipped
+    Returns the scalar loss and logs (0-d tensors): loss, l1, mse, kl, psnr (dB, data range 2, recon clipped
     to [-1, 1], mean over frames). With ``object_weight > 0`` the logged l1 and mse are the weighted
     ones (what is optimised); psnr is always the plain one.
     """
@@ -379,11 +379,6 @@ def autoencoder_loss(
     loss = cfg.l1_weight * l1 + cfg.mse_weight * mse + cfg.kl_weight * kl
     with torch.no_grad():
         frame_psnr = psnr(recon.detach().clamp(-1.0, 1.0), frames, data_range=2.0)  # (B, T)
-    logs = {
-        "loss": loss.item(),
-        "l1": l1.item(),
-        "mse": mse.item(),
-        "kl": kl.item(),
-        "psnr": frame_psnr.mean().item(),
-    }
+    # detached 0-d tensors: the trainer reads them (a device sync) only at its logging interval
+    logs = {"loss": loss.detach(), "l1": l1.detach(), "mse": mse.detach(), "kl": kl.detach(), "psnr": frame_psnr.mean()}
     return loss, logs

@@ -317,19 +317,20 @@ class Trainer:
         previous = signal.signal(signal.SIGINT, self._on_sigint) if _main_thread() else None
         bar = self._progress_bar()
         logs: dict[str, float] = {}
+        step_logs: list[dict[str, torch.Tensor]] = []
         nonfinite, last_saved = 0, self.step
         window_start, window_samples, window_tokens = time.perf_counter(), 0, 0
         try:
             while self.step < cfg.steps:
                 eng.set_lr(self.engine, lr_at(cfg, self.step))
-                step_logs: list[dict[str, float]] = []
+                step_logs = []  # detached 0-d tensors: read (a device sync) only when they are shown
                 while len(step_logs) < cfg.grad_accum:
                     batch = next(batches)
                     with autocast(self.autocast, self.device):
                         loss, micro_logs = self.task.loss(self.engine, batch, self.noise)
                     if eng.any_rank(not bool(torch.isfinite(loss))):
                         nonfinite += 1
-                        self._warn(f"step {self.step}: non-finite loss ({micro_logs.get('loss')}); batch skipped "
+                        self._warn(f"step {self.step}: non-finite loss ({float(loss)}); batch skipped "
                                    f"({nonfinite} in a row, abort at {cfg.max_nonfinite})")
                         if nonfinite >= cfg.max_nonfinite:
                             raise NonFiniteLossError(
@@ -347,12 +348,15 @@ class Trainer:
                 self.step += 1
                 with eng.gathered(self.engine, [p for _, p in self.named_params]):
                     self.ema.update(self.named_params)
-                logs = {k: float(np.mean([m[k] for m in step_logs])) for k in step_logs[0]}
+                shown = self.step % cfg.log_every == 0 or self.step == cfg.steps
                 if bar is not None:
-                    elapsed = max(time.perf_counter() - window_start, 1e-9)
-                    bar.set_postfix(loss=f"{logs['loss']:.4f}", samples_s=f"{window_samples / elapsed:.1f}")
+                    if shown:
+                        elapsed = max(time.perf_counter() - window_start, 1e-9)
+                        bar.set_postfix(loss=f"{_mean_logs(step_logs)['loss']:.4f}",
+                                        samples_s=f"{window_samples / elapsed:.1f}")
                     bar.update(1)
-                if self.step % cfg.log_every == 0 or self.step == cfg.steps:
+                if shown:
+                    logs = _mean_logs(step_logs)
                     elapsed = max(time.perf_counter() - window_start, 1e-9)
                     self._log_scalars(logs, window_samples / elapsed, window_tokens / elapsed)
                     window_start, window_samples, window_tokens = time.perf_counter(), 0, 0
@@ -368,11 +372,12 @@ class Trainer:
                 if interrupted:
                     self._print(f"interrupted at step {self.step}; checkpoint saved in {self.run_dir}; "
                                 f"continue with resume={self.run_dir}")
-                    return TrainResult(self.run_dir, self.step, logs, interrupted=True)
+                    return TrainResult(self.run_dir, self.step, _mean_logs(step_logs) if step_logs else logs,
+                                       interrupted=True)
             if last_saved != self.step:
                 self.save()
             export_dir = self.export() if cfg.export else None
-            return TrainResult(self.run_dir, self.step, logs, export_dir)
+            return TrainResult(self.run_dir, self.step, _mean_logs(step_logs) if step_logs else logs, export_dir)
         finally:
             if bar is not None:
                 bar.close()
@@ -498,6 +503,11 @@ class Trainer:
     def _warn(self, message: str) -> None:
         if self.rank == 0:
             warnings.warn(message, RuntimeWarning, stacklevel=2)
+
+
+def _mean_logs(step_logs: list[dict[str, Any]]) -> dict[str, float]:
+    """Floats of a step's micro-batch logs (0-d tensors or floats), averaged: the one place logs are read back."""
+    return {k: float(np.mean([float(m[k]) for m in step_logs])) for k in step_logs[0]}
 
 
 def _batch_len(batch: dict[str, Any]) -> int:
