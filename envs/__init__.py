@@ -41,4 +41,21 @@ def make_real_env(name: str, **kwargs) -> gym.Env:
     return gym.make(REAL_ENVS[name], **kwargs)
 
 
-__all__ = ["REAL_ENVS", "make_real_env"]
+def episode_limit(env_id: str, env_kwargs: dict | None = None) -> int | None:
+    """The step at which the real world `env_id` truncates with these constructor kwargs (its own default
+    when they do not set ``max_episode_steps``), read from the env class without making the world; None
+    for a world that is not ours or has no limit."""
+    import importlib
+    import inspect
+
+    if (env_kwargs or {}).get("max_episode_steps") is not None:
+        return int(env_kwargs["max_episode_steps"])
+    name = next((n for n, gid in REAL_ENVS.items() if gid == env_id), None)
+    if name is None:
+        return None
+    module, cls = _ENTRY_POINTS[name].split(":")
+    param = inspect.signature(getattr(importlib.import_module(module), cls).__init__).parameters.get("max_episode_steps")
+    return None if param is None or param.default in (inspect.Parameter.empty, None) else int(param.default)
+
+
+__all__ = ["REAL_ENVS", "episode_limit", "make_real_env"]

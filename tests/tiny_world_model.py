@@ -42,7 +42,7 @@ def tiny_models(seed: int = 0, action_space: spaces.Space = ACTIONS, termination
 
 
 def make_export(folder, seed: int = 0, action_space: spaces.Space = ACTIONS, termination_bias: float = -8.0,
-                perturb: bool = True):
-    """Write the tiny models as an export folder and return its path."""
+                perturb: bool = True, extra: dict | None = None):
+    """Write the tiny models as an export folder and return its path; `extra` goes into its config.json."""
     ae, dit = tiny_models(seed, action_space, termination_bias, perturb)
-    return write_export(folder, ae, dit, (FRAME, FRAME), space_to_json(action_space))
+    return write_export(folder, ae, dit, (FRAME, FRAME), space_to_json(action_space), extra)

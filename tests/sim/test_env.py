@@ -196,3 +196,42 @@ def test_auto_dtype_is_bf16_exactly_where_the_cpu_multiplies_it_natively(export_
     assert obs.dtype == np.uint8 and obs.shape == (FRAME, FRAME, 3)
     env.close()
     assert not WorldModelEnv(export_dir, dtype="float32", **FAST).sim.autocast
+
+
+def test_episodes_behave_like_the_imitated_world(tmp_path):
+    """Time limit from the real world (in steps of k frames), exactly 0 reward for a world that never pays,
+    and the real frame rate for videos (one rendered frame per k real frames)."""
+    from tiny_world_model import make_export
+
+    world = {"env_id": "worldsim-real/Probe-v0", "env_kwargs": {"size": FRAME}, "rewarded": False}
+    export = make_export(tmp_path / "probe", extra={"world": world, "fps": 15.0})
+    env = WorldModelEnv(export, **FAST)
+    assert env.sim.max_episode_steps == 32  # the probe world truncates at 64 frames, k = 2
+    assert env.metadata["render_fps"] == 7.5
+    env.reset(seed=0, options={"frames": np.full((FRAME, FRAME, 3), 90, np.uint8)})
+    rewards, truncated, steps = [], False, 0
+    while not truncated:
+        _, r, terminated, truncated, _ = env.step(1)
+        rewards.append(r)
+        steps += 1
+        assert not terminated
+    assert steps == 32 and set(rewards) == {0.0}
+    env.close()
+    limited = make_export(tmp_path / "limited", extra={"world": {**world, "env_kwargs": {"max_episode_steps": 7}}})
+    assert WorldModelEnv(limited, **FAST).sim.max_episode_steps == 4  # ceil(7 / 2)
+    assert WorldModelEnv(limited, max_episode_steps=9, **FAST).sim.max_episode_steps == 9  # asked for: kept
+
+
+def test_frameskip_repeats_the_action_and_adds_the_rewards(export_dir):
+    """One step with frameskip=3 is three steps with the action held (TorchRL's GymEnv passes frameskip)."""
+    start = {"frames": np.full((FRAME, FRAME, 3), 90, np.uint8)}
+    skip = gym.make("worldsim/WorldModel-v0", checkpoint=str(export_dir), frameskip=3, **FAST)
+    one = WorldModelEnv(export_dir, **FAST)
+    skip.reset(seed=4, options=start)
+    one.reset(seed=4, options=start)
+    obs, reward, _, _, info = skip.step(2)
+    steps = [one.step(2) for _ in range(3)]
+    assert np.array_equal(obs, steps[-1][0]) and info["frames"].shape[0] == 3 * one.sim.k
+    assert reward == pytest.approx(sum(s[1] for s in steps), abs=1e-5)
+    skip.close()
+    one.close()

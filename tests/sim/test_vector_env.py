@@ -72,3 +72,18 @@ def test_reset_mask_and_determinism(export_dir, store_path):
     with pytest.raises(ActionError, match="Discrete"):
         venv.step(np.array([0, 9]))
     venv.close()
+
+
+def test_vector_frameskip_equals_the_single_env(export_dir):
+    start = {"frames": np.full((FRAME, FRAME, 3), 90, np.uint8)}
+    venv = WorldModelVectorEnv(2, export_dir, frameskip=2, **EXACT)
+    venv.reset(seed=7, options=start)
+    obs, reward, _, _, info = venv.step(np.array([1, 3]))
+    assert info["frames"].shape[1] == 2 * venv.sim.k
+    for i, a in enumerate((1, 3)):
+        env = WorldModelEnv(export_dir, frameskip=2, **EXACT)
+        env.reset(seed=7 + i, options=start)
+        o, r, *_ = env.step(a)
+        assert np.abs(o.astype(int) - obs[i].astype(int)).max() <= 1 and abs(r - reward[i]) < 1e-4
+        env.close()
+    venv.close()

@@ -60,7 +60,7 @@ def test_dit_trains_on_scheme_subsets_and_exports_with_its_autoencoder(tmp_path)
     assert (tmp_path / "run" / "videos" / "video_rollout_00000003.mp4").is_file()
     models, meta = load_export(tmp_path / "run" / "export")
     assert meta["kind"] == "dit" and meta["dit_config"]["action_substeps"] == 2
-    assert meta["world"] == {"env_id": "test/square", "env_kwargs": {}}  # what it imitates, without its store
+    assert meta["world"] == {"env_id": "test/square", "env_kwargs": {}, "rewarded": True}  # what it imitates, without its store
     assert models["dit"].reward_head is not None and models["dit"].termination_head is not None
     assert torch.equal(models["autoencoder"].encoder.conv_in.conv.weight, ae.encoder.conv_in.conv.weight)
 

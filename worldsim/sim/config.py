@@ -25,7 +25,8 @@ class SimConfig:
     guidance_scale: float = 1.0  # classifier-free guidance on actions; 1 = plain conditional (cheapest)
     shift: float = 1.0  # timestep shift of the sampler's grid (> 1: more steps at high noise)
     cache: str = "incremental"  # incremental: keys/values computed once per frame | recompute: re-encode the selected context every step (exact, slower)
-    max_episode_steps: int = 1000  # truncation, in env steps (latent frames)
+    max_episode_steps: int | None = None  # truncation, in env steps (latent frames); None: the imitated world's limit
+    frameskip: int = 1  # env steps per step() with the action repeated (as ALE's frameskip): rewards add up
     device: str = "cpu"  # torch device of the models
     dtype: str = "auto"  # auto: bfloat16 on CUDA and on CPUs that multiply bf16 natively (AMX), else float32 | float32 | bfloat16
     compile: bool = False  # torch.compile the DiT and the decoder (about a minute at the first steps); eager if it fails
@@ -37,8 +38,9 @@ class SimConfig:
             raise ValueError(f"cache must be one of {', '.join(CACHE_MODES)}, got {self.cache!r}")
         if self.dtype not in DTYPES:
             raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
-        if self.sampling_steps < 1 or self.context_frames < 1 or self.max_episode_steps < 1:
-            raise ValueError("sampling_steps, context_frames and max_episode_steps must be >= 1")
+        if self.sampling_steps < 1 or self.context_frames < 1 or self.frameskip < 1 or (
+                self.max_episode_steps is not None and self.max_episode_steps < 1):
+            raise ValueError("sampling_steps, context_frames, frameskip and max_episode_steps must be >= 1")
         self.scheme()  # validates the scheme's parameters
 
     def scheme(self) -> ContextScheme:

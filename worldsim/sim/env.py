@@ -7,7 +7,9 @@
 
 One step is one latent frame: k real frames with the action held. The reward is the DiT's learned
 reward head, termination its termination head (sigmoid > 0.5), truncation comes at
-``max_episode_steps``. Reset options: ``{"dataset": STORE}``, ``{"frames": uint8 (T, H, W, 3) or
+``max_episode_steps`` (by default the limit of the real world it imitates, in its steps of k frames);
+a world that never pays a reward (the probe world) gets exactly 0. ``frameskip`` repeats the action
+over that many steps (rewards add up, ``info["frames"]`` holds them all). Reset options: ``{"dataset": STORE}``, ``{"frames": uint8 (T, H, W, 3) or
 one image (H, W, 3), "actions": the T - 1 actions between them (optional)}`` or ``{"real_env":
 "crafter" | an env}``; without options the store or world given at construction is used. Every
 random choice (episode, start, sampling noise) comes from ``self.np_random``, so the same seed and
@@ -61,7 +63,7 @@ class WorldModelEnv(gym.Env):
         self.observation_space = spaces.Box(0, 255, (h, w, 3), np.uint8)
         self.action_space = self.sim.action_space
         self.render_mode = render_mode
-        self.metadata = {**self.metadata, "render_fps": self.sim.meta.get("fps", 15)}
+        self.metadata = {**self.metadata, "render_fps": self.sim.render_fps}  # one frame per step of k real frames
         self.source = ContextSource(self.sim.frame_size, self.action_space,
                                     num_real_frames(self.config.context_frames, self.sim.k), dataset, real_env)
         self._track: Track | None = None
@@ -84,13 +86,19 @@ class WorldModelEnv(gym.Env):
             raise RuntimeError("this episode has ended (terminated or truncated): call reset() before stepping again")
         check_action(self.action_space, action)  # ActionError naming the space
         packed = pack_action(self.action_space, action)[None]  # (1, D)
-        out = self.sim.step([self._track], packed, [torch_generator(self.np_random)])
-        self._steps += 1
-        terminated = bool(out.terminated[0])
-        truncated = self._steps >= self.config.max_episode_steps and not terminated
+        reward, frames, terminated, truncated = 0.0, [], False, False
+        for _ in range(self.config.frameskip):  # the action repeated, rewards added up (ALE's frameskip)
+            out = self.sim.step([self._track], packed, [torch_generator(self.np_random)])
+            self._steps += 1
+            reward += float(out.reward[0])
+            frames.append(out.frames[0])
+            terminated = bool(out.terminated[0])
+            truncated = self._steps >= self.sim.max_episode_steps and not terminated
+            if terminated or truncated:
+                break
         self._done = terminated or truncated
-        self._obs = out.frames[0, -1]
-        return self._obs.copy(), float(out.reward[0]), terminated, truncated, {"frames": out.frames[0]}
+        self._obs = frames[-1][-1]
+        return self._obs.copy(), reward, terminated, truncated, {"frames": np.concatenate(frames)}
 
     def render(self) -> np.ndarray | None:
         if self.render_mode == "rgb_array" and self._obs is not None:

@@ -46,6 +46,7 @@ from worldsim.sim.config import SimConfig
 from worldsim.export import ExportError, load_export
 from worldsim.models.latents import group_rows
 
+DEFAULT_EPISODE_STEPS = 1000  # when the export does not say which world it imitates
 SAMPLER_FUNCTIONS = {"euler": sample_euler, "heun": sample_heun}
 
 
@@ -142,12 +143,23 @@ class Simulator:
         self.k = ae.temporal_factor
         _, _, h, w = self.autoencoder.latent_shape(1, *self.frame_size)
         self.latent_hw = (h, w)
+        world = meta.get("world") or {}  # the real world it imitates (exports from before it was recorded: none)
+        self.rewarded = bool(world.get("rewarded", True))  # a world that never pays gets exactly 0, not head noise
+        self.max_episode_steps = config.max_episode_steps or self._episode_limit(world)
+        self.render_fps = float(meta.get("fps") or 15.0) / self.k  # one rendered frame per step of k real frames
         self.sampler = partial(SAMPLER_FUNCTIONS[config.sampler], steps=config.sampling_steps,
                                guidance_scale=config.guidance_scale, shift=config.shift, device=self.device)
 
         self._dit_fn = compiled(self.dit, "the DiT") if config.compile else self.dit
         self._decode_fn = compiled(self.autoencoder.decode_stream, "the decoder") if config.compile \
             else self.autoencoder.decode_stream
+
+    def _episode_limit(self, world: dict) -> int:
+        """The imitated world's episode limit in this simulator's steps (k real frames each); 1000 if unknown."""
+        from worldsim.envs import episode_limit
+
+        real = episode_limit(world["env_id"], world.get("env_kwargs")) if world.get("env_id") else None
+        return DEFAULT_EPISODE_STEPS if real is None else max(1, -(-real // self.k))
 
     # ------------------------------------------------------------------ helpers
     def _autocast(self):
@@ -287,4 +299,5 @@ class Simulator:
         for t, one in zip(tracks, split_state(state, batch)):
             t.decoder_state = one
         frames = frames_to_uint8(video).cpu().numpy()  # (B, k, H, W, 3)
-        return StepOutput(frames, reward.numpy().astype(np.float32), (torch.sigmoid(logit) > 0.5).numpy())
+        reward = reward.numpy().astype(np.float32) if self.rewarded else np.zeros(batch, dtype=np.float32)
+        return StepOutput(frames, reward, (torch.sigmoid(logit) > 0.5).numpy())

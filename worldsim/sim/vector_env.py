@@ -49,6 +49,7 @@ class WorldModelVectorEnv(VectorEnv):
         self.observation_space = batch_space(self.single_observation_space, num_envs)
         self.action_space = batch_space(self.single_action_space, num_envs)
         self.render_mode = render_mode
+        self.metadata = {**self.metadata, "render_fps": self.sim.render_fps}
         self.source = ContextSource(self.sim.frame_size, self.single_action_space,
                                     num_real_frames(self.config.context_frames, self.sim.k), dataset, real_env)
         self._rngs = [seeding.np_random(None)[0] for _ in range(num_envs)]
@@ -94,7 +95,8 @@ class WorldModelVectorEnv(VectorEnv):
         reward = np.zeros(n, dtype=np.float32)
         terminated = np.zeros(n, dtype=bool)
         truncated = np.zeros(n, dtype=bool)
-        frames = np.zeros((n, self.sim.k, *self.single_observation_space.shape), dtype=np.uint8)
+        skip = self.config.frameskip
+        frames = np.zeros((n, skip * self.sim.k, *self.single_observation_space.shape), dtype=np.uint8)
         stepped = ~self._autoreset
         per_env = list(iterate(self.action_space, actions))
         if len(per_env) != n:
@@ -105,14 +107,21 @@ class WorldModelVectorEnv(VectorEnv):
         if live.size:
             for i in live:
                 check_action(self.single_action_space, per_env[i])
-            packed = np.stack([pack_action(self.single_action_space, per_env[i]) for i in live])  # (B, D)
-            out = self.sim.step([self._tracks[i] for i in live], packed, [torch_generator(self._rngs[i]) for i in live])
-            self._steps[live] += 1
-            frames[live] = out.frames
-            self._obs[live] = out.frames[:, -1]
-            reward[live] = out.reward
-            terminated[live] = out.terminated
-            truncated[live] = (self._steps[live] >= self.config.max_episode_steps) & ~out.terminated
+            packed = {i: pack_action(self.single_action_space, per_env[i]) for i in live}  # (D,) each
+            for r in range(skip):  # the action repeated (frameskip); a sub-env that ends stops stepping
+                live = live[~(terminated[live] | truncated[live])]
+                if not live.size:
+                    break
+                out = self.sim.step([self._tracks[i] for i in live], np.stack([packed[i] for i in live]),
+                                    [torch_generator(self._rngs[i]) for i in live])
+                self._steps[live] += 1
+                k = self.sim.k
+                frames[live, r * k:(r + 1) * k] = out.frames
+                frames[live, (r + 1) * k:] = out.frames[:, -1:]  # an episode that ends early repeats its last frame
+                self._obs[live] = out.frames[:, -1]
+                reward[live] += out.reward
+                terminated[live] = out.terminated
+                truncated[live] = (self._steps[live] >= self.sim.max_episode_steps) & ~out.terminated
         self._autoreset = terminated | truncated
         return self._obs.copy(), reward, terminated, truncated, {"frames": frames, "_frames": stepped}
 

@@ -94,7 +94,9 @@ class Trainer:
         self.frame_size = tuple(store.frame_size)
         self.action_space_json = None if store.action_space is None else space_to_json(store.action_space)
         self.fps = store.fps
-        self.real_world = {"env_id": store.env_id, "env_kwargs": store.attrs.get("env_kwargs", {})}  # what the model imitates
+        rewards = store.read("reward", 0, store.num_frames) if "reward" in store.keys() else np.zeros(0)
+        self.real_world = {"env_id": store.env_id, "env_kwargs": store.attrs.get("env_kwargs", {}),  # what it imitates
+                           "rewarded": bool(np.any(np.nan_to_num(rewards) != 0))}  # does that world ever pay?
         self.holdout = run_holdout(store.num_episodes, cfg.holdout_episodes, bool(cfg.validation.every), meta)
         self.train_episodes = [e for e in range(store.num_episodes) if e not in set(self.holdout)]
         store.close()
