@@ -56,3 +56,35 @@ def test_presets_prints_parameter_counts(capsys):
     tiny = sum(p.numel() for p in build_dit("tiny").parameters())
     assert "autoencoder presets" in out and "diffusion transformer presets" in out
     assert f"{tiny / 1e6:.2f}M" in out
+
+
+def test_version_and_python_dash_m(capsys):
+    import subprocess
+    import sys
+
+    from worldsim import __version__
+
+    assert main(["--version"]) == 0 and capsys.readouterr().out.strip() == f"worldsim {__version__}"
+    out = subprocess.run([sys.executable, "-m", "worldsim", "--version"], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == f"worldsim {__version__}"
+
+
+def test_training_without_deepspeed_is_one_line(tmp_path):
+    """A user without the deepspeed extra gets the install hint, not a traceback (deepspeed made unimportable)."""
+    import os
+    import subprocess
+    import sys
+
+    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "train"))
+    from helpers import make_store
+
+    store = make_store(tmp_path / "s.zarr", episodes=2, steps=8)
+    blocker = tmp_path / "block" / "deepspeed"
+    blocker.mkdir(parents=True)
+    (blocker / "__init__.py").write_text("raise ImportError('No module named deepspeed')\n")
+    env = {**os.environ, "PYTHONPATH": str(blocker.parent), "OMP_NUM_THREADS": "1"}
+    out = subprocess.run([sys.executable, "-m", "worldsim.cli", "train-vae", f"data={store}", "model=tiny", "window=5",
+                          "steps=1", f"run_dir={tmp_path / 'run'}", "progress=false"], capture_output=True, text=True,
+                         env=env, timeout=300)
+    assert out.returncode == 2, out.stderr[-2000:]
+    assert out.stderr.count("\n") == 1 and "pip install 'worldsim[deepspeed]'" in out.stderr and "Traceback" not in out.stderr

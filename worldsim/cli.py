@@ -274,6 +274,11 @@ def main(argv: list[str] | None = None) -> int:
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(USAGE)
         return 0
+    if argv[0] in ("--version", "-V", "version"):
+        from worldsim import __version__
+
+        print(f"worldsim {__version__}")
+        return 0
     name, args = argv[0], argv[1:]
     if name not in COMMANDS:
         print(f"worldsim: unknown command {name!r}\n\n{USAGE}", file=sys.stderr)
@@ -285,11 +290,12 @@ def main(argv: list[str] | None = None) -> int:
             print(f"\nconfiguration (override with key=value):\n{_config_help(config_name)}")
         return 0
     from worldsim.data.store import StoreError
+    from worldsim.hardware import MissingDependencyError
     from worldsim.spaces import ActionError
 
     try:
         handler(args)
-    except (CLIError, StoreError, ActionError, ValueError) as e:
+    except (CLIError, StoreError, ActionError, ValueError, MissingDependencyError) as e:
         if os.environ.get("WORLDSIM_DEBUG"):
             raise
         print(f"worldsim {name}: error: {e}", file=sys.stderr)

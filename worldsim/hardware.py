@@ -1,4 +1,5 @@
-"""What this machine's CPU can do, read once: shared by training (autocast) and the simulator (its dtype).
+"""What this machine can do, read once: its CPU (shared by training's autocast and the simulator's dtype),
+and the error for an optional dependency that is not installed.
 
 bf16 matmuls are fast only where the CPU multiplies bf16 in hardware (AMX tiles or AVX512-BF16):
 measured with 1 thread, 1024x1024, about 1,500 GFLOP/s against 200 for fp32 on an AMX CPU, and
@@ -27,3 +28,7 @@ def cpu_has_native_bf16() -> bool:
             flags.update(line.split(":", 1)[1].split())
             break
     return any(flag in flags for flag in NATIVE_BF16_FLAGS)
+
+
+class MissingDependencyError(RuntimeError):
+    """An optional dependency a command needs is not installed; the message says what to install."""

@@ -47,6 +47,18 @@ class PretrainedError(FileNotFoundError):
     """A shipped model that is unknown or missing from this installation."""
 
 
+def resolve_checkpoint(checkpoint: str | Path) -> str:
+    """An export folder as given, or a shipped model named by its name ("probes") or its id
+    ("worldsim/Probes-v0") when no folder of that name exists."""
+    text = str(checkpoint)
+    if Path(text).exists():
+        return text
+    by_id = {p.env_id: name for name, p in PRETRAINED.items()}
+    if text in PRETRAINED or text in by_id:
+        return str(pretrained_path(by_id.get(text, text)))
+    return text
+
+
 def pretrained_path(name: str) -> Path:
     """The export folder of shipped model `name` ("crafter" | "probes"), checked to exist.
 

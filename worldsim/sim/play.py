@@ -174,6 +174,9 @@ def play(cfg: PlayConfig) -> None:
     from worldsim.sim.rollout import _training_store, recorded_world
     from worldsim.export import read_export_config
 
+    from worldsim.pretrained import resolve_checkpoint
+
+    cfg.checkpoint = resolve_checkpoint(cfg.checkpoint)  # a shipped model may be named (probes, worldsim/Probes-v0)
     meta = read_export_config(cfg.checkpoint)
     dataset = cfg.dataset or _training_store(meta)
     real_env = cfg.real_env or (None if dataset else recorded_world(meta))  # no store here: the recorded world gives context

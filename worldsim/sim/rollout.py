@@ -78,6 +78,9 @@ def rollout(cfg: RolloutConfig) -> RolloutResult:
 
     if cfg.steps < 1:
         raise ValueError(f"steps must be >= 1, got {cfg.steps}")
+    from worldsim.pretrained import resolve_checkpoint
+
+    cfg.checkpoint = resolve_checkpoint(cfg.checkpoint)  # a shipped model may be named (probes, worldsim/Probes-v0)
     meta = read_export_config(cfg.checkpoint)
     real_name = _real_env_name(cfg, meta)
     env = WorldModelEnv(cfg.checkpoint, dataset=cfg.dataset or _training_store(meta), config=cfg.sim)

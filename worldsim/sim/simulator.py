@@ -40,6 +40,7 @@ from worldsim.diffusion.samplers import sample_euler, sample_heun
 from worldsim.frames import frames_to_float, frames_to_uint8
 from worldsim.hardware import cpu_has_native_bf16
 from worldsim.models.autoencoder import split_state, stack_states
+from worldsim.pretrained import resolve_checkpoint
 from worldsim.models.kv_cache import KVCache, batch_item, cat_batch
 from worldsim.spaces import packed_dim, space_from_json
 from worldsim.sim.config import SimConfig
@@ -122,7 +123,7 @@ class Simulator:
         dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16,
                  "auto": torch.bfloat16 if native else torch.float32}[config.dtype]
         self.autocast = dtype != torch.float32
-        models, meta = load_export(checkpoint, self.device)
+        models, meta = load_export(resolve_checkpoint(checkpoint), self.device)
         if meta["kind"] != "dit":
             raise ExportError(f"{checkpoint} is an autoencoder export (kind {meta['kind']!r}); the simulator needs a "
                               "DiT export (from `worldsim train`), which carries its autoencoder")

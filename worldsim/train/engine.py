@@ -23,6 +23,8 @@ from torch import nn
 from worldsim.train.config import TrainConfig
 from worldsim.train.ds_config import deepspeed_config
 
+from worldsim.hardware import MissingDependencyError
+
 
 class CheckpointError(Exception):
     """A checkpoint that is missing, truncated, from another model, or did not load."""
@@ -32,7 +34,7 @@ def _deepspeed() -> Any:
     try:
         import deepspeed
     except ImportError as e:  # pragma: no cover - depends on the install
-        raise RuntimeError(
+        raise MissingDependencyError(
             "training needs DeepSpeed: pip install 'worldsim[deepspeed]' (or pip install deepspeed)"
         ) from e
     return deepspeed
