@@ -1,0 +1,1 @@
+"""Adapters for the RL libraries people already run (each an optional extra; nothing here is imported by worldsim)."""
