@@ -88,3 +88,17 @@ def test_training_without_deepspeed_is_one_line(tmp_path):
                          env=env, timeout=300)
     assert out.returncode == 2, out.stderr[-2000:]
     assert out.stderr.count("\n") == 1 and "pip install 'worldsim[deepspeed]'" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_multirun_sweeps_each_job_into_its_own_output(tmp_path, capsys):
+    from worldsim.data.store import EpisodeStore
+
+    out = tmp_path / "probe.zarr"
+    code = main(["collect", "-m", "env=probe", "episodes=1,2", f"out={out}", "env.max_episode_steps=3", "progress=false"])
+    assert code == 0, capsys.readouterr().err
+    assert "job 2/2" in capsys.readouterr().out
+    for i, episodes in enumerate((1, 2)):
+        with EpisodeStore.open(tmp_path / f"probe-{i}.zarr") as store:
+            assert store.num_episodes == episodes
+    assert not out.exists()
+    assert main(["collect", "--multirun", "episodes=1,", f"out={out}"]) == 2  # a malformed sweep: one line

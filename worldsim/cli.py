@@ -54,6 +54,37 @@ def _user_errors(*errors: type[Exception]) -> Iterator[None]:
         raise CLIError(str(e)) from None
 
 
+OUTPUT_KEYS = ("out", "run_dir")  # where a command writes: each job of a sweep gets its own
+
+
+def sweep(args: list[str]) -> list[list[str]]:
+    """Hydra multirun (`-m`): the jobs of a sweep (``episodes=1,2``, ``range(...)``, ``choice(...)``), one
+    argument list each, in Hydra's order; every job writes to its own output (``out=x.zarr`` -> ``x-0.zarr``, ...)."""
+    import itertools
+
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
+    try:
+        overrides = OverridesParser.create().parse_overrides(args)
+    except HydraException as e:
+        raise CLIError(str(e).splitlines()[0]) from None
+    choices = [[f"{o.get_key_element()}={v}" for v in o.sweep_string_iterator()] if o.is_sweep_override() else [o.input_line]
+               for o in overrides]
+    jobs = [list(job) for job in itertools.product(*choices)]
+    if len(jobs) == 1:
+        return jobs
+    return [[_job_output(a, i) for a in job] for i, job in enumerate(jobs)]
+
+
+def _job_output(arg: str, i: int) -> str:
+    key, _, value = arg.partition("=")
+    if key.lstrip("+") not in OUTPUT_KEYS or not value:
+        return arg
+    path = Path(value)
+    return f"{key}={path.with_name(f'{path.stem}-{i}{path.suffix}')}"
+
+
 def register_configs() -> None:
     """Register the schemas (typed dataclasses of each layer) that the YAML files under conf/ name first."""
     from hydra.core.config_store import ConfigStore
@@ -284,6 +315,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"worldsim: unknown command {name!r}\n\n{USAGE}", file=sys.stderr)
         return 2
     handler, config_name = COMMANDS[name]
+    multirun = any(a in ("-m", "--multirun") for a in args)
+    args = [a for a in args if a not in ("-m", "--multirun")]
     if "--help" in args or "-h" in args:
         print((handler.__doc__ or "").strip() or USAGE)
         if config_name:
@@ -294,7 +327,11 @@ def main(argv: list[str] | None = None) -> int:
     from worldsim.spaces import ActionError
 
     try:
-        handler(args)
+        jobs = sweep(args) if multirun else [args]
+        for i, job in enumerate(jobs):
+            if multirun:
+                print(f"[worldsim {name} -m] job {i + 1}/{len(jobs)}: {' '.join(job)}", flush=True)
+            handler(job)
     except (CLIError, StoreError, ActionError, ValueError, MissingDependencyError) as e:
         if os.environ.get("WORLDSIM_DEBUG"):
             raise
