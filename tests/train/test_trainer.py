@@ -118,11 +118,12 @@ def test_ctrl_c_writes_a_checkpoint_before_exiting(store, tmp_path):
         return real_loss(module, batch, generator)
 
     trainer.task.loss = interrupting
+    before = signal.getsignal(signal.SIGINT)  # Python's default, or SIG_IGN when the suite runs as a background job
     result = trainer.fit()
     assert result.interrupted and result.step == 3
     directory, tag = resolve(tmp_path / "c")
     assert tag == "step_00000003" and (directory / tag / "manifest.json").is_file()
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored
+    assert signal.getsignal(signal.SIGINT) is before  # restored, whatever it was
 
 
 def test_warm_start_from_an_export_adds_a_pathway_and_is_recorded(vae_run, store, tmp_path, capsys):
@@ -165,3 +166,29 @@ def test_decoder_fine_tune_keeps_the_encoder_and_the_latent_key(vae_run, store, 
     assert autoencoder_key(after) == autoencoder_key(before)
     with pytest.raises(ValueError, match="needs task=vae"):
         compose("train_vae", [f"data={store}", "freeze_encoder=true", *BASE])
+
+
+def test_resume_refuses_a_checkpoint_that_would_run_code(vae_run, store, tmp_path, capsys):
+    """A crafted pickle (its manifest updated to match) is refused before DeepSpeed unpickles it: nothing runs."""
+    import json
+    import pickle
+    import shutil
+
+    run = tmp_path / "crafted"
+    shutil.copytree(vae_run, run)
+    directory, tag = resolve(run)
+    victim = directory / tag / "mp_rank_00_model_states.pt"
+    marker = tmp_path / "pwned"
+
+    class Payload:
+        def __reduce__(self):
+            return (open, (str(marker), "w"))
+
+    victim.write_bytes(pickle.dumps({"module": Payload()}))
+    manifest = directory / tag / "manifest.json"
+    data = json.loads(manifest.read_text())
+    data["files"]["mp_rank_00_model_states.pt"] = victim.stat().st_size
+    manifest.write_text(json.dumps(data))
+    err = _error(capsys, "train-vae", f"data={store}", f"resume={run}", "steps=6", *BASE)
+    assert "refusing to load" in err and "could run code" in err
+    assert not marker.exists()

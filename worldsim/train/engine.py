@@ -127,8 +127,48 @@ def full_grad_norm(engine: Any) -> float | None:
     return float(torch.sqrt(sum(g.pow(2).sum() for g in grads)))
 
 
+# Plain-data classes DeepSpeed 0.19 pickles into ZeRO and universal checkpoints (found by scanning the
+# checkpoints of every test run: ZeRO 0-3, offload, universal). Unpickling them builds the object, runs nothing.
+DEEPSPEED_PICKLED = ("deepspeed.runtime.zero.config.ZeroStageEnum", "deepspeed.runtime.fp16.loss_scaler.LossScaler",
+                     "deepspeed.utils.tensor_fragment.fragment_address")
+
+
+def _deepspeed_safe_globals() -> list[Any]:
+    import importlib
+
+    found = []
+    for name in DEEPSPEED_PICKLED:
+        module, _, attr = name.rpartition(".")
+        try:
+            found.append(getattr(importlib.import_module(module), attr))
+        except (ImportError, AttributeError):  # another DeepSpeed version: its checkpoints will say what they need
+            pass
+    return found
+
+
+def check_pickles(folder: Path) -> None:
+    """Refuse a checkpoint whose pickle files hold anything but tensors and plain data.
+
+    DeepSpeed loads its `.pt` files with ``torch.load(weights_only=False)``, which runs whatever code a
+    crafted pickle names (a checkpoint is a program). Every file is first read with PyTorch's restricted
+    unpickler (``weights_only=True``: tensors, numbers, strings, containers and a short allow-list); a
+    file it rejects is never handed to DeepSpeed.
+    """
+    allowed = _deepspeed_safe_globals()
+    for path in sorted(folder.rglob("*.pt")):
+        try:
+            with torch.serialization.safe_globals(allowed):
+                torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as e:  # UnpicklingError for a forbidden global; anything else: unreadable
+            raise CheckpointError(
+                f"refusing to load {path}: it holds objects other than tensors and plain data "
+                f"({type(e).__name__}: {str(e).splitlines()[0][:200]}); loading it could run code. "
+                "Only resume checkpoints you trust, written by worldsim") from None
+
+
 def load_checkpoint(engine: Any, directory: Path, tag: str) -> dict[str, Any]:
-    """Load module, optimizer and client state of `directory/tag`; CheckpointError if it cannot."""
+    """Load module, optimizer and client state of `directory/tag`; CheckpointError if it cannot (or must not)."""
+    check_pickles(directory / tag)
     try:
         path, client = engine.load_checkpoint(str(directory), tag=tag, load_optimizer_states=True,
                                               load_lr_scheduler_states=False)
@@ -147,7 +187,9 @@ def convert_to_universal(directory: Path, tag: str) -> str:
     out_tag = f"{tag}_universal"
     out = directory / out_tag
     if (out / "zero").is_dir():
+        check_pickles(out)
         return out_tag
+    check_pickles(directory / tag)  # the conversion unpickles too
     cmd = [sys.executable, "-m", "deepspeed.checkpoint.ds_to_universal", "--input_folder", str(directory / tag),
            "--output_folder", str(out), "--num_extract_workers", "1", "--num_merge_workers", "1",
            "--inject_missing_state"]
