@@ -102,3 +102,17 @@ def test_multirun_sweeps_each_job_into_its_own_output(tmp_path, capsys):
             assert store.num_episodes == episodes
     assert not out.exists()
     assert main(["collect", "--multirun", "episodes=1,", f"out={out}"]) == 2  # a malformed sweep: one line
+
+
+@pytest.mark.parametrize("command,override,words", [
+    ("collect", "seed=-5", "seed must be an integer >= 0"),
+    ("train", "dist.port=99999", "dist.port must be a TCP port"),
+    ("play", "port=99999", "port must be a TCP port"),
+    ("rollout", "sim.guidance_scale=nan", "guidance_scale must be finite"),
+])
+def test_out_of_range_values_are_one_line(command, override, words, tmp_path, capsys):
+    args = {"collect": [f"out={tmp_path / 's.zarr'}"], "train": [f"data={tmp_path}", f"vae={tmp_path}"],
+            "play": ["checkpoint=probes"], "rollout": ["checkpoint=probes"]}[command]
+    assert main([command, *args, override]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and words in err, err

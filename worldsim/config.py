@@ -13,6 +13,18 @@ from typing import Any
 from omegaconf import MISSING
 
 
+def check_seed(value: int, name: str = "seed") -> None:
+    """Seeds are non-negative integers (numpy refuses negative ones deep inside a run)."""
+    if not isinstance(value, int) or value < 0:
+        raise ValueError(f"{name} must be an integer >= 0, got {value!r}")
+
+
+def check_port(value: int, name: str = "port", allow_zero: bool = True) -> None:
+    """TCP ports are 1-65535 (0: any free port, where allowed)."""
+    if not isinstance(value, int) or not (0 if allow_zero else 1) <= value <= 65535:
+        raise ValueError(f"{name} must be a TCP port in {0 if allow_zero else 1}-65535, got {value!r}")
+
+
 @dataclass
 class EnvConfig:
     """A real world from `envs/`."""
@@ -36,6 +48,9 @@ class CollectConfig:
     seed: int = 0  # episode j of the store is reset with seed + j, so a resumed run adds new worlds
     fps: float | None = None  # recorded frame rate; None: the world's render_fps
     progress: bool = True  # show a progress bar
+
+    def __post_init__(self) -> None:
+        check_seed(self.seed)
 
 
 @dataclass

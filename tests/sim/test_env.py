@@ -235,3 +235,11 @@ def test_frameskip_repeats_the_action_and_adds_the_rewards(export_dir):
     assert reward == pytest.approx(sum(s[1] for s in steps), abs=1e-5)
     skip.close()
     one.close()
+
+
+def test_step_after_close_is_refused(export_dir):
+    env = WorldModelEnv(export_dir, **FAST)
+    env.reset(seed=0, options={"frames": np.full((FRAME, FRAME, 3), 90, np.uint8)})
+    env.close()
+    with pytest.raises(RuntimeError, match="after close"):
+        env.step(0)

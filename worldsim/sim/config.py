@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from worldsim.context import ContextScheme
@@ -41,6 +42,8 @@ class SimConfig:
         if self.sampling_steps < 1 or self.context_frames < 1 or self.frameskip < 1 or (
                 self.max_episode_steps is not None and self.max_episode_steps < 1):
             raise ValueError("sampling_steps, context_frames, frameskip and max_episode_steps must be >= 1")
+        if not math.isfinite(self.guidance_scale) or not math.isfinite(self.shift) or self.shift <= 0:
+            raise ValueError(f"guidance_scale must be finite and shift finite and > 0, got {self.guidance_scale}, {self.shift}")
         self.scheme()  # validates the scheme's parameters
 
     def scheme(self) -> ContextScheme:

@@ -70,6 +70,7 @@ class WorldModelEnv(gym.Env):
         self._obs: np.ndarray | None = None
         self._steps = 0
         self._done = False
+        self._closed = False
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict[str, Any]]:
         super().reset(seed=seed)
@@ -80,6 +81,8 @@ class WorldModelEnv(gym.Env):
         return self._obs.copy(), {**context.info, "context_frames": self._track.length}
 
     def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
+        if self._closed:
+            raise RuntimeError("WorldModelEnv.step called after close()")
         if self._track is None:
             raise RuntimeError("WorldModelEnv.step called before reset()")
         if self._done:
@@ -106,5 +109,6 @@ class WorldModelEnv(gym.Env):
         return None
 
     def close(self) -> None:
+        self._closed = True
         self.source.close()
         self.sim.close()

@@ -22,6 +22,7 @@ import numpy as np
 from omegaconf import MISSING
 from PIL import Image
 
+from worldsim.config import check_port, check_seed
 from worldsim.sim.config import SimConfig
 
 # Crafter's action order (noop, left, right, up, down, do, sleep, ...): arrows/WASD move, space acts.
@@ -67,6 +68,10 @@ class PlayConfig:
     dataset: str | None = None  # context store; default: the export's training store
     real_env: str | None = None  # or a real world for the context (e.g. crafter)
     sim: SimConfig = field(default_factory=SimConfig)
+
+    def __post_init__(self) -> None:
+        check_port(self.port)
+        check_seed(self.seed)
 
 
 class PlaySession:

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 from omegaconf import MISSING
 
+from worldsim.config import check_seed
 from worldsim.sim.config import SimConfig
 from worldsim.video import side_by_side, write_mp4
 
@@ -33,6 +34,9 @@ class RolloutConfig:
     dataset: str | None = None  # store for the context when there is no real world; default: the export's training store
     fps: float | None = None  # video frame rate; default: the export's
     sim: SimConfig = field(default_factory=SimConfig)
+
+    def __post_init__(self) -> None:
+        check_seed(self.seed)
 
 
 @dataclass

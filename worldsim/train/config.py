@@ -13,6 +13,7 @@ from typing import Any
 
 from omegaconf import MISSING
 
+from worldsim.config import check_port, check_seed
 from worldsim.diffusion.objective import ObjectiveConfig
 from worldsim.train.context_sampling import ContextSamplingConfig
 from worldsim.train.validation import ValidationConfig
@@ -63,6 +64,7 @@ class DistConfig:
             raise ValueError("dist.offload_param needs dist.zero_stage=3 (only stage 3 partitions parameters)")
         if self.offload_optimizer and self.zero_stage == 0:
             raise ValueError("dist.offload_optimizer needs dist.zero_stage >= 1")
+        check_port(self.port, "dist.port", allow_zero=False)
 
 
 @dataclass
@@ -115,6 +117,7 @@ class TrainConfig:
         for name in ("window", "frame_skip", "batch_size", "grad_accum", "steps", "checkpoint_every", "log_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        check_seed(self.seed)
         if self.freeze_encoder and (self.task != "vae" or not self.init_from):
             raise ValueError("freeze_encoder=true fine-tunes the decoder of a trained autoencoder: it needs task=vae "
                              "(worldsim train-vae) and init_from=EXPORT")
