@@ -313,3 +313,21 @@ def test_public_api_fallback_reads_and_writes_like_the_fast_path(tmp_path: Path)
     for a, b, v in zip(*written, values):
         np.testing.assert_array_equal(a, b)
         np.testing.assert_array_equal(a[2:10], v)
+
+
+def test_a_lost_index_chunk_is_refused_and_no_committed_frame_is_trimmed(tmp_path: Path) -> None:
+    """A deleted meta/episode_ends chunk reads back as zeros: opening must refuse, never trim the data to it."""
+    path = tmp_path / "s.zarr"
+    with make_store(path) as store:
+        for i in range(3):
+            store.append_episode(**episode(4, i))
+        frames = store.num_frames
+    chunks = [p for p in (path / "meta" / "episode_ends").rglob("*") if p.is_file() and p.name != "zarr.json"]
+    assert chunks
+    for chunk in chunks:
+        chunk.unlink()
+    for mode in ("r", "a"):
+        with pytest.raises(StoreError, match="does not rise strictly"):
+            EpisodeStore.open(path, mode)
+    rows = json.loads((path / "data" / "obs" / "zarr.json").read_text())["shape"][0]
+    assert rows >= frames  # every committed row is still there

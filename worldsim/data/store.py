@@ -95,8 +95,11 @@ class EpisodeStore:
                 f"{self._ends_array.shape[0]} entries; the store is corrupt"
             )
         self._ends = np.asarray(self._ends_array[:committed], dtype=np.int64)
-        if committed and (np.any(np.diff(self._ends) < 0) or self._ends[0] < 0):
-            raise StoreError(f"{path}: meta/episode_ends is not non-decreasing; the store is corrupt")
+        # Every episode holds at least one row, so the ends rise strictly. A lost or zeroed chunk of the index
+        # breaks that; trusting it would make mode "a" trim committed frames away, so nothing is opened.
+        if committed and (np.any(np.diff(self._ends) <= 0) or self._ends[0] < 1):
+            raise StoreError(f"{path}: meta/episode_ends does not rise strictly (a lost or zeroed chunk?); the store is "
+                             "corrupt and was left untouched: copy it before any repair")
         for key, arr in self._arrays.items():
             if arr.shape[0] < self.num_frames:
                 raise StoreError(
