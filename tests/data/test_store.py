@@ -331,3 +331,17 @@ def test_a_lost_index_chunk_is_refused_and_no_committed_frame_is_trimmed(tmp_pat
             EpisodeStore.open(path, mode)
     rows = json.loads((path / "data" / "obs" / "zarr.json").read_text())["shape"][0]
     assert rows >= frames  # every committed row is still there
+
+
+def test_arrays_name_their_dimensions_for_xarray(tmp_path: Path) -> None:
+    import zarr
+
+    path = tmp_path / "s.zarr"
+    with make_store(path) as store:
+        store.append_episode(**episode(3, 0))
+    group = zarr.open_group(path, mode="r")
+    assert group["data/obs"].metadata.dimension_names == ("row", "y", "x", "channel")
+    assert group["meta/episode_ends"].metadata.dimension_names == ("episode",)
+    for name, arr in group["data"].arrays():
+        names = arr.metadata.dimension_names
+        assert names is not None and names[0] == "row" and len(names) == arr.ndim, name

@@ -182,6 +182,7 @@ class EpisodeStore:
                     compressors=[codec],
                     fill_value=0,
                     chunk_key_encoding=CHUNK_KEYS,
+                    dimension_names=dimension_names(key, len(shape)),  # xarray.open_zarr needs them
                 )
             meta = group.create_group("meta")
             meta.create_array(
@@ -191,6 +192,7 @@ class EpisodeStore:
                 dtype="int64",
                 compressors=[_blosc("shuffle")],
                 chunk_key_encoding=CHUNK_KEYS,
+                dimension_names=("episode",),
             )
             os.rename(tmp, path)
         except BaseException:
@@ -442,6 +444,18 @@ def concurrent_rows(arrays: list[Any], rows: slice, values: list[np.ndarray] | N
     for a, v in zip(arrays, values):
         a[rows] = v
     return [None] * len(arrays)
+
+
+def dimension_names(key: str, inner: int) -> tuple[str, ...]:
+    """Names of a data array's dimensions: rows first ("row"), then the key's own (obs: y, x, channel).
+
+    Each array gets its own inner names (``<key>_dim1``, ...) because arrays of different widths must not
+    share a dimension name in xarray; only "row" is shared.
+    """
+    if key == "obs":
+        return ("row", "y", "x", "channel")
+    base = key.replace("/", "_")
+    return ("row", *(f"{base}_dim{i + 1}" for i in range(inner)))
 
 
 def _ensure_rows(arr: Any, rows: int) -> None:
