@@ -62,6 +62,12 @@ def test_cache_is_keyed_by_the_autoencoder_and_extended_when_the_store_grows(tmp
     with torch.no_grad():
         decoder_only.decoder.conv_out.conv.bias.add_(1e-3)
     assert autoencoder_key(decoder_only) == autoencoder_key(ae)
+    # ... nor do the loss weights, nor how a number was written (a preset's 4.0, an override's 4)
+    import dataclasses
+    restated = _autoencoder(0)
+    restated.cfg = dataclasses.replace(restated.cfg, object_weight=int(ae.cfg.object_weight) + 3, kl_weight=0.5,
+                                       base_channels=float(ae.cfg.base_channels))
+    assert autoencoder_key(restated) == autoencoder_key(ae)
     other = changed
     assert open_cache(store, other) is None
     assert build_cache(store, other, progress=False).path != cache.path

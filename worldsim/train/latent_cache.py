@@ -42,13 +42,22 @@ CHUNK_LATENTS = 128  # latent frames encoded per pass of a long episode
 OVERLAP_LATENTS = 32  # extra past latent frames per chunk: the tiny preset's encoder still reaches 16-24 back
 
 
+LOSS_ONLY = ("kl_weight", "l1_weight", "mse_weight", "object_weight")  # training-loss fields: they shape no latent
+
+
+def _latent_config(cfg: dict) -> dict:
+    """The config fields that decide the latents, numbers as floats (a preset's 4 and an override's 4.0 agree)."""
+    return {k: float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else v
+            for k, v in cfg.items() if k not in LOSS_ONLY}
+
+
 def autoencoder_key(autoencoder: VideoAutoencoder) -> str:
     """sha256 (hex, first 16 digits) of what decides the latents: config, encoder weights, latent stats.
 
     The decoder is left out, so a decoder fine-tuned with `freeze_encoder` keeps the cache and the DiTs
     trained on it.
     """
-    h = hashlib.sha256(json.dumps(autoencoder.cfg.to_dict(), sort_keys=True).encode())
+    h = hashlib.sha256(json.dumps(_latent_config(autoencoder.cfg.to_dict()), sort_keys=True).encode())
     for name, tensor in sorted(autoencoder.state_dict().items()):
         if name.startswith("decoder."):
             continue
