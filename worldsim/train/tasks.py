@@ -18,7 +18,7 @@ from worldsim.diffusion.objective import diffusion_loss
 from worldsim.diffusion.samplers import sample_euler
 from worldsim.frames import frames_to_float, frames_to_uint8
 from worldsim.models.ae_presets import autoencoder_config
-from worldsim.models.autoencoder import LatentStats, VideoAutoencoder, autoencoder_loss
+from worldsim.models.autoencoder import VideoAutoencoder, autoencoder_loss, fit_latent_stats_from_frames
 from worldsim.models.dit import DiT
 from worldsim.models.presets import dit_config
 from worldsim.train.config import TrainConfig
@@ -79,12 +79,8 @@ class VAETask:
         """
         if self.cfg.freeze_encoder:
             return {"latent_shift": model.latent_shift.tolist(), "latent_scale": model.latent_scale.tolist()}
-        acc = LatentStats(self.model_config.latent_channels)
-        for batch in batches:
-            frames = frames_to_float(batch["obs"]).to(self.device, _model_dtype(model))
-            acc.update(model.encode(frames).mode())
-        shift, scale = acc.result()
-        model.set_latent_stats(shift, scale)
+        frames = (frames_to_float(batch["obs"]).to(self.device, _model_dtype(model)) for batch in batches)
+        shift, scale = fit_latent_stats_from_frames(model, frames)
         return {"latent_shift": shift.tolist(), "latent_scale": scale.tolist()}
 
     def export_meta(self) -> dict[str, Any]:
@@ -126,11 +122,7 @@ class DiTTask:
 
     def fit_latent_stats(self, batches: list[Batch]) -> None:
         """Fit the autoencoder's latent shift/scale from data when its export has none."""
-        acc = LatentStats(self.autoencoder.cfg.latent_channels)
-        with torch.no_grad():
-            for batch in batches:
-                acc.update(self.autoencoder.encode(frames_to_float(batch["obs"]).to(self.device)).mode())
-        self.autoencoder.set_latent_stats(*acc.result())
+        fit_latent_stats_from_frames(self.autoencoder, (frames_to_float(b["obs"]).to(self.device) for b in batches))
 
     @torch.no_grad()
     def latents(self, batch: Batch) -> Tensor:
