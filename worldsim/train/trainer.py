@@ -254,12 +254,20 @@ class Trainer:
         self._print(f"validation step {self.step} (cpu {row['cpu_s'] / 60:.1f} min): {shown}")
         return metrics
 
-    def _set_seeds(self) -> None:
+    def _set_seeds(self, step: int | None = None) -> None:
+        """Seed Python, numpy, torch and the objective's noise generator for this rank (the one seeding block).
+
+        `step`: reseed a run resumed at another world size (its saved generator states belong to other ranks).
+        """
         seed = self.cfg.seed * 1000 + self.rank
+        if step is not None:
+            seed = seed * 1_000_003 + step
         random.seed(seed)
-        np.random.seed(seed)
+        np.random.seed(seed % 2**32)
         torch.manual_seed(seed)
-        self.noise = torch.Generator(device=self.device).manual_seed(seed)  # on the device: draws happen there
+        if step is None:
+            self.noise = torch.Generator(device=self.device)  # on the device: draws happen there
+        self.noise.manual_seed(seed)
 
     def _first_batches(self, n: int) -> list[dict[str, Any]]:
         """The first `n` batches of windows in store order (deterministic; for latent statistics and videos)."""
@@ -290,11 +298,7 @@ class Trainer:
         if rng is not None:
             ckpt.set_rng_state(rng, self.noise)
         else:
-            seed = (self.cfg.seed * 1000 + self.rank) * 1_000_003 + self.step
-            random.seed(seed)
-            np.random.seed(seed % 2**32)
-            torch.manual_seed(seed)
-            self.noise.manual_seed(seed)
+            self._set_seeds(self.step)
             if self.rank == 0:
                 warnings.warn(f"resumed at {self.world} processes from a checkpoint of {meta['world_size']}: weights, "
                               "optimizer and data order continue; the noise draws are reseeded", stacklevel=2)
