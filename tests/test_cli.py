@@ -116,3 +116,11 @@ def test_out_of_range_values_are_one_line(command, override, words, tmp_path, ca
     assert main([command, *args, override]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and words in err, err
+
+
+def test_plus_adds_keys_only_inside_free_form_dicts(tmp_path):
+    with pytest.raises(CLIError, match="no field 'foo'"):
+        compose("collect", [f"out={tmp_path / 'x.zarr'}", "+foo=1"])
+    cfg = compose("collect", [f"out={tmp_path / 'x.zarr'}", "env=probe", "+env.kwargs.seed_offset=3"])
+    assert cfg.env.kwargs["seed_offset"] == 3
+    assert compose("train", ["data=x", "vae=y", "+model_overrides.depth=4"]).model_overrides["depth"] == 4

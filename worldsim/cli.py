@@ -102,6 +102,24 @@ def register_configs() -> None:
         cs.store(name=name, node=node)
 
 
+def _check_added_keys(obj: Any, overrides: list[str]) -> None:
+    """`+key=value` may add keys only inside free-form dict fields (model_overrides, env.kwargs); anywhere
+    else the schema has no such field and the value would be dropped without a word."""
+    import dataclasses
+
+    for override in overrides:
+        if not override.startswith("+") or "=" not in override:
+            continue
+        node = obj
+        for part in override[1:].split("=", 1)[0].lstrip("+").split("."):
+            if isinstance(node, dict):
+                break  # a free-form dict: any key is fine
+            if not dataclasses.is_dataclass(node) or part not in {f.name for f in dataclasses.fields(node)}:
+                raise CLIError(f"{override}: there is no field {part!r} here (+ adds keys only inside "
+                               "model_overrides or kwargs); check the spelling with --help")
+            node = getattr(node, part)
+
+
 def compose(config_name: str, overrides: list[str]) -> Any:
     """Compose conf/<config_name>.yaml with Hydra `overrides` into its typed dataclass."""
     from hydra import compose as hydra_compose
@@ -118,7 +136,9 @@ def compose(config_name: str, overrides: list[str]) -> Any:
     try:
         with initialize_config_dir(config_dir=str(CONF_DIR), version_base=None):
             cfg = hydra_compose(config_name=config_name, overrides=overrides)
-        return OmegaConf.to_object(cfg)
+        obj = OmegaConf.to_object(cfg)
+        _check_added_keys(obj, overrides)
+        return obj
     except (HydraException, OmegaConfBaseException) as e:
         reasons, cause = [], e
         while cause is not None:
