@@ -16,11 +16,13 @@ import gymnasium as gym
 REAL_ENVS: dict[str, str] = {
     "crafter": "worldsim-real/Crafter-v0",
     "probe": "worldsim-real/Probe-v0",
+    "probe-push": "worldsim-real/ProbePush-v0",
     "minedojo": "worldsim-real/MineDojo-v0",
 }
 _ENTRY_POINTS = {
     "crafter": "worldsim.envs.crafter:CrafterEnv",
     "probe": "worldsim.envs.probe.env:ProbeWorldEnv",
+    "probe-push": "worldsim.envs.probe.task:ProbePushTaskEnv",
     "minedojo": "worldsim.envs.minedojo:MineDojoEnv",
 }
 

@@ -15,6 +15,7 @@ def test_all_ids_are_registered():
     assert REAL_ENVS == {
         "crafter": "worldsim-real/Crafter-v0",
         "probe": "worldsim-real/Probe-v0",
+        "probe-push": "worldsim-real/ProbePush-v0",
         "minedojo": "worldsim-real/MineDojo-v0",
     }
     for env_id in REAL_ENVS.values():
@@ -66,5 +67,5 @@ def test_make_real_env_minedojo_fails_clearly_without_the_game():
 
 
 def test_unknown_name_lists_the_known_ones():
-    with pytest.raises(ValueError, match="crafter, probe, minedojo"):
+    with pytest.raises(ValueError, match="crafter, probe, probe-push, minedojo"):
         make_real_env("atari")
