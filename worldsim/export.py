@@ -120,7 +120,12 @@ def _load_weights(folder: Path, entry: dict[str, Any], model: nn.Module, what: s
         state = load_file(str(path))
     except (SafetensorError, OSError) as e:
         raise ExportError(f"cannot read {path}: {e}") from None
-    result = model.load_state_dict(state, strict=False)
+    try:
+        result = model.load_state_dict(state, strict=False)
+    except RuntimeError as e:  # torch's "size mismatch for ...": weights of another architecture
+        first = next((ln.strip() for ln in str(e).splitlines() if "size mismatch" in ln), str(e).splitlines()[0])
+        raise ExportError(f"{path} does not fit the {what} config in config.json ({first[:200]}); "
+                          "weights and config come from different models") from None
     if result.missing_keys or result.unexpected_keys:
         raise ExportError(f"{path} does not fit the {what} config: missing {result.missing_keys[:5]}, "
                           f"unexpected {result.unexpected_keys[:5]} (weights of another model?)")

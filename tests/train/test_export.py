@@ -74,6 +74,13 @@ def test_missing_truncated_and_foreign_exports_are_named(tmp_path):
     (folder / "config.json").write_text(json.dumps(config))
     with pytest.raises(ExportError, match="another model"):
         load_export(folder)
+    # ... or of another width (same names, other shapes): named, not torch's "size mismatch" traceback
+    config["dit_config"]["depth"] = dit.config.depth
+    config["dit_config"]["dim"] = dit.config.dim * 2
+    config["dit_config"]["heads"] = dit.config.heads
+    (folder / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ExportError, match="different models"):
+        load_export(folder)
     (folder / "config.json").write_text("{\"format\": ")
     with pytest.raises(ExportError, match="not valid JSON"):
         load_export(folder)
