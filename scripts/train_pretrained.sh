@@ -63,7 +63,7 @@ train_world() {  # train_world NAME VAE_STEPS DIT_STEPS VAE_ARGS -- DIT_ARGS   (
     stage "$name" train-vae "$WORK/$name-vae" "$vae_steps" $WS train-vae data="$store" progress=false \
       checkpoint_every=500 keep_checkpoints=1 video_every=0 "${vae_args[@]}"
     stage "$name" train "$WORK/$name-dit" "$dit_steps" $WS train data="$store" vae="$WORK/$name-vae/export" progress=false \
-      checkpoint_every=500 keep_checkpoints=1 video_every=0 "${dit_args[@]}"
+      checkpoint_every=500 keep_checkpoints=1 video_every=0 "${dit_args[@]}" "${PHASE1_DIT[@]}"
     start=$WORK/$name-dit/export
   fi
   # Phase 2: warm starts from phase 1 (see the header).
@@ -99,6 +99,8 @@ evaluate() {  # evaluate NAME WORLD: worldsim eval on the shipped export, the ca
 DIT=(model=tiny +model_overrides.dim=128 +model_overrides.depth=4 +model_overrides.heads=2
      window=17 batch_size=8 optim.lr=1e-3 optim.warmup_steps=30 ema_decay=0.99
      'context.schemes=[autoregressive,long-range,hierarchical]' objective.context_noise_max=0.1 validation.every=250)
+# Phase 1 as it was shipped, before the presets' previous-frame pathway and uniform noise levels became the defaults.
+PHASE1_DIT=(++model_overrides.previous_frame=false objective.time_sampling=logit_normal)
 VAE=(model=cpu window=5 batch_size=8 optim.lr=1e-3 optim.warmup_steps=100 ema_decay=0.99
      validation.every=250 validation.windows=32)
 

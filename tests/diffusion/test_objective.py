@@ -48,7 +48,7 @@ def test_context_frames_fixes_the_split_in_every_sample():
 def test_logit_normal_concentrates_mid_noise_compared_to_uniform():
     g = torch.Generator().manual_seed(1)
     none = dict(context_prob=0.0)
-    ln, _ = sample_noise_levels(2000, 4, g, ObjectiveConfig(**none))
+    ln, _ = sample_noise_levels(2000, 4, g, ObjectiveConfig(time_sampling="logit_normal", **none))
     un, _ = sample_noise_levels(2000, 4, g, ObjectiveConfig(time_sampling="uniform", **none))
     mid = lambda t: ((t > 0.25) & (t < 0.75)).float().mean()  # noqa: E731
     assert mid(ln) > 0.6 > mid(un) > 0.4

@@ -111,7 +111,7 @@ def test_cache_equals_full_recomputation(previous_frame):
 
 
 def test_previous_frame_pathway_starts_as_a_no_op_and_reads_the_newest_cached_frame():
-    plain = _model()
+    plain = _model(previous_frame=False)
     model = build_dit("tiny", latent_channels=C, action_space=space_to_json(spaces.Discrete(N_ACTIONS)),
                       action_substeps=K, reward_head=True, termination_head=True, previous_frame=True).eval()
     missing, unexpected = model.load_state_dict(plain.state_dict(), strict=False)

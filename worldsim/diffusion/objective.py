@@ -56,7 +56,7 @@ from torch import Tensor
 class ObjectiveConfig:
     """How noise levels are drawn and how the loss terms are weighted."""
 
-    time_sampling: str = "logit_normal"  # logit_normal (SD3: favours mid noise, where the task is hardest) | uniform
+    time_sampling: str = "uniform"  # uniform: every level, t = 1 (where sampling starts) included | logit_normal (SD3: mid noise)
     logit_mean: float = 0.0  # mean of the normal before the sigmoid
     logit_std: float = 1.0  # std of the normal before the sigmoid
     context_prob: float = 0.5  # probability that a sample starts with a context prefix (1 to T-1 frames)

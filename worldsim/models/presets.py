@@ -1,7 +1,9 @@
 """Size presets of the diffusion transformer: small factory functions in one registry dict.
 
 Each factory returns a `DiTConfig`; keyword overrides set the data-dependent fields (latent
-channels, action space, sub-steps, heads on/off) or anything else.
+channels, action space, sub-steps, heads on/off) or anything else. Every preset feeds each frame its
+previous frame's latent (`previous_frame`: the probe-world learning curves in the README); configs
+read from older exports lack the field and keep the plain DiT.
 """
 
 from __future__ import annotations
@@ -16,22 +18,22 @@ from worldsim.models.dit import DiT, DiTConfig
 
 def tiny(**overrides: Any) -> DiTConfig:
     """CPU tests: a forward pass in milliseconds."""
-    return DiTConfig(**{"dim": 64, "depth": 2, "heads": 2, **overrides})
+    return DiTConfig(**{"dim": 64, "depth": 2, "heads": 2, "previous_frame": True, **overrides})
 
 
 def small(**overrides: Any) -> DiTConfig:
     """CPU training on small worlds."""
-    return DiTConfig(**{"dim": 256, "depth": 6, "heads": 4, **overrides})
+    return DiTConfig(**{"dim": 256, "depth": 6, "heads": 4, "previous_frame": True, **overrides})
 
 
 def base(**overrides: Any) -> DiTConfig:
     """One GPU (DiT-B widths)."""
-    return DiTConfig(**{"dim": 768, "depth": 12, "heads": 12, **overrides})
+    return DiTConfig(**{"dim": 768, "depth": 12, "heads": 12, "previous_frame": True, **overrides})
 
 
 def large(**overrides: Any) -> DiTConfig:
     """Several GPUs under ZeRO (DiT-L widths)."""
-    return DiTConfig(**{"dim": 1024, "depth": 24, "heads": 16, **overrides})
+    return DiTConfig(**{"dim": 1024, "depth": 24, "heads": 16, "previous_frame": True, **overrides})
 
 
 PRESETS: dict[str, Callable[..., DiTConfig]] = {"tiny": tiny, "small": small, "base": base, "large": large}
