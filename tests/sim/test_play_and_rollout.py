@@ -89,3 +89,12 @@ def test_rollout_finds_the_real_world_in_the_export_when_the_store_has_moved():
     assert recorded_world(moved) == "probe"
     assert recorded_world({"train": {"data": "/nowhere/probe.zarr"}}) is None  # an old export, its store gone: no world
     assert recorded_world({"world": {"env_id": "someone/Else-v0"}}) is None
+
+
+def test_rollout_of_a_shipped_model_by_name_finds_its_real_world(tmp_path, capsys):
+    """`worldsim rollout checkpoint=probes` (no real_env, no store): the export records the world it imitates."""
+    from worldsim.cli import main
+
+    code = main(["rollout", "checkpoint=worldsim/Probes-v0", "steps=1", f"out={tmp_path}", "sim.sampling_steps=1"])
+    assert code == 0, capsys.readouterr().err
+    assert (tmp_path / "sim.mp4").is_file() and (tmp_path / "side_by_side.mp4").is_file()

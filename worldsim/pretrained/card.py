@@ -189,9 +189,14 @@ def _continuation(stage: str, run: Path, cfg: dict[str, Any], base: dict[str, An
     exported = run / "export" / "config.json"
     steps = _read_json(exported)["train"]["steps"] if exported.is_file() else cfg["steps"]
     changed = [f"{k}={_flat(cfg, k)}" for k in sorted(set(_keys(cfg)) | set(_keys(base)))
-               if _flat(cfg, k) != _flat(base, k) and k.split(".")[0] not in IGNORED_CHANGES]
+               if _flat(cfg, k) != _flat(base, k) and k.split(".")[0] not in IGNORED_CHANGES
+               and not (_flat(base, k) is None and not _flat(cfg, k))]  # a field newer than the base run, left off
+    metric = "psnr" if stage == "vae" else "next_psnr"
+    rows = [r for r in read_curve(run) if metric in r]
+    curve = (f"; held-out {metric} {rows[0][metric]:.2f} dB at its first validation (step {rows[0]['step']}), "
+             f"{rows[-1][metric]:.2f} at its last") if rows else ""
     return (f"- then `{command}` continued for {steps} more steps, warm-started (`init_from`) from "
-            f"`{cfg.get('init_from')}`" + (f"; changed: {', '.join(changed)}" if changed else ""))
+            f"`{cfg.get('init_from')}`" + (f"; changed: {', '.join(changed)}" if changed else "") + curve)
 
 
 IGNORED_CHANGES = {"steps", "run_dir", "resume", "init_from", "data", "vae", "name", "out", "progress", "tensorboard", "dist"}
@@ -311,7 +316,10 @@ def model_card(name: str, work: Path) -> str:
         "- wall time: " + ", ".join(f"{k} {v / 60:.1f} min" for k, v in times.items()),
         "- CPU time (process CPU seconds, validation included): " + ", ".join(
             f"{stage} {hours:.2f} CPU-hours" for stage, hours in cpu.items()),
-        "- reproduce: `bash scripts/train_pretrained.sh " + name + "`", "",
+        "- reproduce: `bash scripts/train_pretrained.sh " + name + "`"
+        + (" (phase 2 alone, from the committed phase-1 export: `CONTINUE=1 bash scripts/train_pretrained.sh "
+           + name + "`; its held-out windows come from the store the recipe collects, so its first validation "
+           "is the phase-1 model scored there)" if any(continued.values()) else ""), "",
         "## Learning curves", "",
         "Held-out validation during training (`validation.jsonl` of each run; `worldsim.train.validation`):", "",
         *curve_plots(name, work), "",
