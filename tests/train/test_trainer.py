@@ -131,7 +131,7 @@ def test_warm_start_from_an_export_adds_a_pathway_and_is_recorded(vae_run, store
 
     common = [f"data={store}", f"vae={vae_run / 'export'}", "validation.every=0", "video_every=0", "steps=2",
               "ema_decay=0", *BASE]
-    first = Trainer(compose("train", [f"run_dir={tmp_path / 'a'}", *common])).fit()
+    first = Trainer(compose("train", [f"run_dir={tmp_path / 'a'}", "++model_overrides.previous_frame=false", *common])).fit()
     # vae= also takes a DiT export (it carries its autoencoder); the new run adds the previous-frame pathway
     cfg = compose("train", [f"run_dir={tmp_path / 'b'}", f"init_from={first.export_dir}",
                             "+model_overrides.previous_frame=true", *common])

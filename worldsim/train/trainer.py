@@ -336,7 +336,7 @@ class Trainer:
                         loss, micro_logs = self.task.loss(self.engine, batch, self.noise)
                     if eng.any_rank(not bool(torch.isfinite(loss))):
                         nonfinite += 1
-                        self._warn(f"step {self.step}: non-finite loss ({float(loss)}); batch skipped "
+                        self._warn(f"step {self.step}: non-finite loss ({float(loss.detach())}); batch skipped "
                                    f"({nonfinite} in a row, abort at {cfg.max_nonfinite})")
                         if nonfinite >= cfg.max_nonfinite:
                             raise NonFiniteLossError(
