@@ -54,6 +54,15 @@ def test_play_server_takes_keys_and_serves_frames(export_dir):
             raise AssertionError("a bad key body must be refused")
         except urllib.error.HTTPError as e:
             assert e.code == 400
+        # a header claiming a petabyte body is refused without reading (or allocating) anything
+        import http.client
+
+        conn = http.client.HTTPConnection("127.0.0.1", server.server_address[1], timeout=10)
+        conn.putrequest("POST", "/key")
+        conn.putheader("Content-Length", str(10**15))
+        conn.endheaders()
+        assert conn.getresponse().status == 413
+        conn.close()
     finally:
         server.shutdown()
         server.server_close()

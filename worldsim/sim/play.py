@@ -74,6 +74,9 @@ class PlayConfig:
         check_seed(self.seed)
 
 
+MAX_BODY = 1024  # bytes of a POST /key body the play server reads at most
+
+
 class PlaySession:
     """The env, the held key and the newest frame, stepped by a background thread."""
 
@@ -164,7 +167,13 @@ def make_server(session: PlaySession, host: str = "127.0.0.1", port: int = 0) ->
             if self.path != "/key":
                 return self._send(b"not found", "text/plain", 404)
             try:
-                body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
+                length = int(self.headers.get("Content-Length", 0))
+            except ValueError:
+                length = -1
+            if not 0 <= length <= MAX_BODY:  # a key event is a few bytes; never allocate what a header claims
+                return self._send(b'{"error": "request body must be 0-1024 bytes"}', "application/json", 413)
+            try:
+                body = json.loads(self.rfile.read(length) or b"{}")
                 session.press(str(body["key"]), bool(body.get("down", True)))
             except (ValueError, KeyError, TypeError):
                 return self._send(b'{"error": "expected {\\"key\\": KEY, \\"down\\": true|false}"}', "application/json", 400)
