@@ -124,3 +124,12 @@ def test_plus_adds_keys_only_inside_free_form_dicts(tmp_path):
     cfg = compose("collect", [f"out={tmp_path / 'x.zarr'}", "env=probe", "+env.kwargs.seed_offset=3"])
     assert cfg.env.kwargs["seed_offset"] == 3
     assert compose("train", ["data=x", "vae=y", "+model_overrides.depth=4"]).model_overrides["depth"] == 4
+
+
+def test_an_unwritable_output_is_one_line_before_anything_is_collected(capsys):
+    import os
+
+    target = "/sys/worldsim-test.zarr" if os.path.isdir("/sys") else "/proc/worldsim-test.zarr"
+    assert main(["collect", "env=probe", "episodes=1", f"out={target}", "progress=false"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "output folder you can write to" in err and "Traceback" not in err

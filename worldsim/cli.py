@@ -85,6 +85,19 @@ def _job_output(arg: str, i: int) -> str:
     return f"{key}={path.with_name(f'{path.stem}-{i}{path.suffix}')}"
 
 
+def os_hint(e: OSError) -> str:
+    """One line for an operating-system error: what failed, on which path, and what to do."""
+    import errno
+
+    what = f"{e.strerror or e}" + (f": {e.filename}" if e.filename else "")
+    hint = {errno.ENOSPC: "free some disk space, then resume or rerun (committed work is kept)",
+            errno.EROFS: "the file system is read-only: choose an output folder you can write to",
+            errno.EACCES: "no permission: choose an output folder you can write to",
+            errno.EPERM: "not permitted: choose an output folder you can write to",
+            errno.EADDRINUSE: "the port is in use: choose another (port=0 picks a free one)"}.get(e.errno)
+    return what + (f" ({hint})" if hint else "")
+
+
 def register_configs() -> None:
     """Register the schemas (typed dataclasses of each layer) that the YAML files under conf/ name first."""
     from hydra.core.config_store import ConfigStore
@@ -356,6 +369,11 @@ def main(argv: list[str] | None = None) -> int:
         if os.environ.get("WORLDSIM_DEBUG"):
             raise
         print(f"worldsim {name}: error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:  # the machine refused: disk full, read-only or forbidden path, port in use, ...
+        if os.environ.get("WORLDSIM_DEBUG"):
+            raise
+        print(f"worldsim {name}: error: {os_hint(e)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"\nworldsim {name}: interrupted; completed episodes are saved", file=sys.stderr)
