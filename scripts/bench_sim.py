@@ -112,7 +112,8 @@ def measure(sim: Simulator, context: np.ndarray, batch: int, steps: int) -> dict
     with FlopCounterMode(display=False) as counter:
         sim.step(tracks, actions, gens)
     flops = counter.get_total_flops()
-    dit_flops = sum(counter.get_flop_counts().get("DiT", {}).values()) if "DiT" in counter.get_flop_counts() else None
+    dit_counts = counter.get_flop_counts().get("DiT")  # FLOPs under the DiT module, by operator
+    dit_flops = None if dit_counts is None else sum(dit_counts.values())
     split.reset()
     start = time.perf_counter()
     for _ in range(steps):

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from worldsim.envs.probe.env import ProbeWorldEnv
+from worldsim.envs.probe.render import BACKGROUND
 
 ZONE = np.array([60, 90, 60], np.uint8)  # muted green: no saturated ball hue, distinct from the background
 ZONE_WIDTH = 0.6  # metres
@@ -62,11 +63,8 @@ class ProbePushTaskEnv(ProbeWorldEnv):
             c0, c1 = self._renderer._cols(*self.zone)
             r0, r1 = self._renderer._rows(0.0, ZONE_HEIGHT)
             band = img[r0:r1, c0:c1]
-            band[(band == self._blank_colour()).all(axis=-1)] = ZONE  # under the balls and the pusher
+            band[(band == BACKGROUND).all(axis=-1)] = ZONE  # under the balls and the pusher
         return img
-
-    def _blank_colour(self) -> np.ndarray:
-        return self._renderer._blank[0, 0]
 
     def _info(self) -> dict[str, Any]:
         return {**super()._info(), "zone": self.zone}

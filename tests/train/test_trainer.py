@@ -192,3 +192,20 @@ def test_resume_refuses_a_checkpoint_that_would_run_code(vae_run, store, tmp_pat
     err = _error(capsys, "train-vae", f"data={store}", f"resume={run}", "steps=6", *BASE)
     assert "refusing to load" in err and "could run code" in err
     assert not marker.exists()
+
+
+def test_training_without_deepspeed_is_one_line(tmp_path):
+    """A user without the deepspeed extra gets the install hint, not a traceback (deepspeed made unimportable)."""
+    import subprocess
+    import sys
+
+    store = make_store(tmp_path / "s.zarr", episodes=2, steps=8)
+    blocker = tmp_path / "block" / "deepspeed"
+    blocker.mkdir(parents=True)
+    (blocker / "__init__.py").write_text("raise ImportError('No module named deepspeed')\n")
+    env = {**os.environ, "PYTHONPATH": str(blocker.parent), "OMP_NUM_THREADS": "1"}
+    out = subprocess.run([sys.executable, "-m", "worldsim.cli", "train-vae", f"data={store}", "model=tiny", "window=5",
+                          "steps=1", f"run_dir={tmp_path / 'run'}", "progress=false"], capture_output=True, text=True,
+                         env=env, timeout=300)
+    assert out.returncode == 2, out.stderr[-2000:]
+    assert out.stderr.count("\n") == 1 and "pip install 'worldsim[deepspeed]'" in out.stderr and "Traceback" not in out.stderr

@@ -199,17 +199,7 @@ class KVCache:
     @staticmethod
     def from_frames(entries: Sequence[dict[str, Tensor]]) -> KVCache:
         """The batch-1 cache of these per-frame entries (as `frame_entries` gives them), in order."""
-        if not entries:
-            raise ValueError("a cache needs at least one frame")
-        keys = torch.cat([e["keys"] for e in entries], dim=2)[:, None]  # (depth, 1, heads, F * N, hd)
-        values = torch.cat([e["values"] for e in entries], dim=2)[:, None]
-        has_latents = all("latent" in e for e in entries)
-        return KVCache(
-            keys=list(keys.unbind(0)), values=list(values.unbind(0)), tokens_per_frame=entries[0]["keys"].shape[2],
-            frame_index=torch.stack([e["frame_index"] for e in entries])[None].long(),
-            latents=torch.stack([e["latent"] for e in entries])[None] if has_latents else None,
-            noise_level=torch.stack([e["noise_level"] for e in entries])[None] if has_latents else None,
-        )
+        return KVCache.batch_from_entries([entries])
 
     def keep_last(self, frames: int) -> KVCache:
         """Keep the newest `frames` cached frames (all of them if there are fewer)."""

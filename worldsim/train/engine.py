@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import datetime
 import os
+import resource
 import subprocess
 import sys
 from pathlib import Path
@@ -20,10 +21,9 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from worldsim.hardware import MissingDependencyError
 from worldsim.train.config import TrainConfig
 from worldsim.train.ds_config import deepspeed_config
-
-from worldsim.hardware import MissingDependencyError
 
 
 class CheckpointError(Exception):
@@ -240,3 +240,10 @@ def max_over_ranks(value: float) -> float:
     t = torch.tensor([float(value)], dtype=torch.float64)
     dist.all_reduce(t, op=dist.ReduceOp.MAX)
     return float(t.item())
+
+
+def peak_memory_mb(device: torch.device) -> float:
+    """Peak memory of this process: accelerator allocations on GPU, resident set size on CPU."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB

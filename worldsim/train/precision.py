@@ -21,7 +21,7 @@ from typing import Iterator
 
 import torch
 
-from worldsim.hardware import cpu_has_native_bf16  # noqa: F401  (re-exported: training reads it here)
+from worldsim.hardware import cpu_has_native_bf16
 
 def cpu_autocast(precision: str, device: torch.device, task: str = "dit") -> bool:
     """Whether to train `task` under bf16 autocast on this CPU: "bf16" demands it, "auto" takes it where native.

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import math
 import random
-import resource
 import signal
 import sys
 import threading
@@ -43,6 +42,7 @@ from worldsim.train.latent_cache import LatentWindowDataset, autoencoder_key, bu
 from worldsim.models.latents import num_latent_frames
 from worldsim.train.precision import autocast, cpu_autocast
 from worldsim.train.validation import CurveLog, DiTValidator, VAEValidator, run_holdout
+from worldsim.train.warm_start import warm_start
 
 KEYS = ["obs", "action", "has_action", "reward", "terminated"]
 VIDEO_SEED = 1234  # progress videos draw from their own generator: logging never changes training
@@ -70,13 +70,6 @@ def lr_at(cfg: TrainConfig, step: int) -> float:
         return o.lr
     progress = (step - o.warmup_steps) / max(1, cfg.steps - o.warmup_steps)
     return o.lr * (o.min_lr_ratio + (1 - o.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
-
-
-def peak_memory_mb(device: torch.device) -> float:
-    """Peak memory of this process: accelerator allocations on GPU, resident set size on CPU."""
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2**20
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
 
 
 class Trainer:
@@ -117,7 +110,12 @@ class Trainer:
                 self.sampler = ResumableDistributedSampler(len(self.dataset), self.rank, self.world, cfg.seed,
                                                            self.global_batch)
         self.autocast = cpu_autocast(cfg.dist.precision, self.device, cfg.task)
-        self.warm_start = self._warm_start() if cfg.init_from and resume_from is None else None
+        self.warm_start = None
+        if cfg.init_from and resume_from is None:
+            self.warm_start = warm_start(cfg.init_from, cfg.task, self.task.model, cfg.model, self.ae_key)
+            new = self.warm_start["new_parameters"]
+            self._print(f"warm start from {cfg.init_from}: {self.warm_start['loaded']} tensors loaded"
+                        + (f", {len(new)} new ones keep their initialisation ({', '.join(new[:4])}...)" if new else ""))
         self._set_seeds()
 
         # Nothing is written before the checks above and this one pass.
@@ -186,30 +184,6 @@ class Trainer:
         if not bool(task.autoencoder.latent_stats_fitted):
             task.fit_latent_stats(self._first_batches(cfg.latent_stats_batches))
         return task
-
-    def _warm_start(self) -> dict[str, Any]:
-        """Load `init_from`'s weights into the fresh model; returns what was loaded (for the run's record)."""
-        cfg = self.cfg
-        models, meta = load_export(cfg.init_from)
-        want = "autoencoder" if cfg.task == "vae" else "dit"
-        if want not in models:
-            raise ValueError(f"init_from={cfg.init_from} is an {meta['kind']} export; task={cfg.task} warm-starts from "
-                             f"an export holding a {want}")
-        if want == "dit" and autoencoder_key(models["autoencoder"]) != self.ae_key:
-            raise ValueError(f"init_from={cfg.init_from} was trained on the latents of another autoencoder than "
-                             f"vae={cfg.vae}; a DiT cannot carry over to a new latent space")
-        source, target = models[want].state_dict(), self.task.model.state_dict()
-        unexpected = sorted(set(source) - set(target))
-        reshaped = sorted(n for n in set(source) & set(target) if source[n].shape != target[n].shape)
-        if unexpected or reshaped:
-            raise ValueError(f"init_from={cfg.init_from} does not fit model={cfg.model} with these overrides: "
-                             f"{len(unexpected)} parameters it has are not in the model (e.g. {unexpected[:3]}), "
-                             f"{len(reshaped)} differ in shape (e.g. {reshaped[:3]})")
-        new = sorted(set(target) - set(source))
-        self.task.model.load_state_dict(source, strict=False)
-        self._print(f"warm start from {cfg.init_from}: {len(source)} tensors loaded"
-                    + (f", {len(new)} new ones keep their initialisation ({', '.join(new[:4])}...)" if new else ""))
-        return {"from": str(cfg.init_from), "steps": meta.get("train", {}).get("steps"), "new_parameters": new}
 
     def _latent_dataset(self, episodes: list[int]) -> LatentWindowDataset:
         """Windows of cached latents (rank 0 encodes what the cache lacks; the others wait, then open it)."""
@@ -415,7 +389,7 @@ class Trainer:
             values["train/grad_norm"] = norm
         values["perf/samples_per_s"] = samples_s
         values["perf/tokens_per_s"] = tokens_s
-        values["perf/peak_memory_mb"] = eng.max_over_ranks(peak_memory_mb(self.device))
+        values["perf/peak_memory_mb"] = eng.max_over_ranks(eng.peak_memory_mb(self.device))
         self.logger.scalars(self.step, values)
 
     def ema_model(self) -> torch.nn.Module:
@@ -482,7 +456,9 @@ class Trainer:
             model = self.ema_model()
             extra = {"window": self.cfg.window, "frame_skip": self.cfg.frame_skip, "fps": self.fps, "world": self.real_world,
                      "train": {"steps": self.step, "seed": self.cfg.seed, "data": str(self.cfg.data),
-                               "run_dir": str(self.run_dir), "init_from": self._init_record()}}
+                               "run_dir": str(self.run_dir),
+                               # a resumed run's warm start: the config it was resumed with (it names the same export)
+                               "init_from": self.warm_start or ({"from": self.cfg.init_from} if self.cfg.init_from else None)}}
             if self.cfg.task == "vae":
                 stats = self.task.finish(model.to(self.device), self._first_batches(self.cfg.latent_stats_batches))
                 self._print(f"fitted latent shift {_short(stats['latent_shift'])} scale {_short(stats['latent_scale'])}")
@@ -494,13 +470,6 @@ class Trainer:
         eng.barrier()
         path = eng.broadcast(None if out is None else str(out))
         return None if path is None else Path(path)
-
-    def _init_record(self) -> dict[str, Any] | None:
-        """The warm start this run began from (read back from its config on a resumed run)."""
-        if self.warm_start is not None:
-            return self.warm_start
-        saved = json.loads((self.run_dir / "config.json").read_text()) if (self.run_dir / "config.json").is_file() else {}
-        return {"from": saved["init_from"]} if saved.get("init_from") else None
 
     def _print(self, message: str) -> None:
         if self.rank == 0:

@@ -191,10 +191,14 @@ class DiTValidator:
         self.ceiling_psnr = psnr(truth, tail, data_range=2.0).mean().item()
         self.latent_copy_psnr = psnr(repeated, tail, data_range=2.0).mean().item()
 
-    def _decode_tail(self, window: torch.Tensor) -> torch.Tensor:
-        """Normalised latents (V, T', C, h, w) -> the last k decoded frames (V, k, 3, H, W), as `_sample` decodes."""
+    def _decode(self, window: torch.Tensor) -> torch.Tensor:
+        """Normalised latents (V, T', C, h, w) -> their last `DECODE_LATENTS` decoded, float (V, T, 3, H, W) in [-1, 1]."""
         window = window[:, -DECODE_LATENTS:]
-        return self.autoencoder.decode(self.autoencoder.denormalize(window)).float().clamp(-1, 1)[:, -self.k:]
+        return self.autoencoder.decode(self.autoencoder.denormalize(window)).float().clamp(-1, 1)
+
+    def _decode_tail(self, window: torch.Tensor) -> torch.Tensor:
+        """The last k decoded frames (V, k, 3, H, W) of `window`, decoded as `_sample` decodes."""
+        return self._decode(window)[:, -self.k:]
 
     def _sample(self, model: Any, actions: torch.Tensor | None, mask: torch.Tensor | None) -> torch.Tensor:
         """The last latent frame sampled from the real context; the window's tail decoded, float (V, T, 3, H, W).
@@ -206,8 +210,7 @@ class DiTValidator:
         noise = torch.randn(x0[:, -1:].shape, generator=torch.Generator().manual_seed(SEED + 1)).to(self.device)
         new = sample_euler(model, tuple(noise.shape), steps=self.cfg.sample_steps, noise=noise, context=x0[:, :-1],
                            actions=actions, action_mask=mask)
-        window = torch.cat([x0[:, :-1], new.to(x0.dtype)], dim=1)[:, -DECODE_LATENTS:]
-        return self.autoencoder.decode(self.autoencoder.denormalize(window)).float().clamp(-1, 1)
+        return self._decode(torch.cat([x0[:, :-1], new.to(x0.dtype)], dim=1))
 
     def _rollout(self, model: Any, horizon: int, actions: torch.Tensor | None, mask: torch.Tensor | None) -> torch.Tensor:
         """The last `horizon` latent frames generated one at a time from the real ones before; decoded tail (V, T, 3, H, W)."""
@@ -221,7 +224,7 @@ class DiTValidator:
                                actions=None if actions is None else actions[:, :n],
                                action_mask=None if mask is None else mask[:, :n])
             window = torch.cat([window, new.to(x0.dtype)], dim=1)
-        return self.autoencoder.decode(self.autoencoder.denormalize(window[:, -DECODE_LATENTS:])).float().clamp(-1, 1)
+        return self._decode(window)
 
     def _balls(self, frames: torch.Tensor) -> float:
         """Fraction of fully visible balls found in the last k decoded frames (V, k, 3, H, W) of each window."""

@@ -1,0 +1,41 @@
+"""Warm starts: a new run begins from an export's weights (`TrainConfig.init_from`).
+
+Parameters the export lacks (a pathway added since, such as the DiT's previous-frame projection)
+keep their initialisation; anything the export has that the model does not, or of another shape,
+is an error naming it. A DiT only warm-starts on the latents it was trained on.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from torch import nn
+
+from worldsim.export import load_export
+from worldsim.train.latent_cache import autoencoder_key
+
+
+def warm_start(init_from: str, task: str, model: nn.Module, model_name: str, ae_key: str | None) -> dict[str, Any]:
+    """Load `init_from`'s weights into `model` (task "vae" or "dit"); returns the run's record of it.
+
+    ae_key: the latent key of the DiT's autoencoder (task "dit"), compared with the export's.
+    """
+    models, meta = load_export(init_from)
+    want = "autoencoder" if task == "vae" else "dit"
+    if want not in models:
+        raise ValueError(f"init_from={init_from} is an {meta['kind']} export; task={task} warm-starts from "
+                         f"an export holding a {want}")
+    if want == "dit" and autoencoder_key(models["autoencoder"]) != ae_key:
+        raise ValueError(f"init_from={init_from} was trained on the latents of another autoencoder than this run's "
+                         "vae; a DiT cannot carry over to a new latent space")
+    source, target = models[want].state_dict(), model.state_dict()
+    unexpected = sorted(set(source) - set(target))
+    reshaped = sorted(n for n in set(source) & set(target) if source[n].shape != target[n].shape)
+    if unexpected or reshaped:
+        raise ValueError(f"init_from={init_from} does not fit model={model_name} with these overrides: "
+                         f"{len(unexpected)} parameters it has are not in the model (e.g. {unexpected[:3]}), "
+                         f"{len(reshaped)} differ in shape (e.g. {reshaped[:3]})")
+    model.load_state_dict(source, strict=False)
+    new = sorted(set(target) - set(source))
+    return {"from": str(init_from), "steps": meta.get("train", {}).get("steps"), "loaded": len(source),
+            "new_parameters": new}
