@@ -18,6 +18,8 @@ def _model(**overrides) -> DiT:
     torch.manual_seed(0)
     config = dict(latent_channels=C, action_space=space_to_json(spaces.Discrete(N_ACTIONS)), action_substeps=K,
                   reward_head=True, termination_head=True)
+    if overrides.get("previous_frame") == "motion":  # the previous-frame pathway with its action-moved copy
+        overrides.update(previous_frame=True, motion_radius=1, motion_groups=2)
     model = build_dit("tiny", **{**config, **overrides})
     with torch.no_grad():
         for p in model.parameters():
@@ -57,7 +59,7 @@ def test_any_resolution_aspect_and_length(t, h, w):
     assert torch.isfinite(out.prediction).all()
 
 
-@pytest.mark.parametrize("previous_frame", [False, True])
+@pytest.mark.parametrize("previous_frame", [False, True, "motion"])
 def test_gradients_reach_every_parameter(previous_frame):
     model = _model(previous_frame=previous_frame).train()
     out = model(**_inputs(t=3))
@@ -66,7 +68,7 @@ def test_gradients_reach_every_parameter(previous_frame):
     assert missing == []
 
 
-@pytest.mark.parametrize("previous_frame", [False, True])
+@pytest.mark.parametrize("previous_frame", [False, True, "motion"])
 @pytest.mark.parametrize("what", ["x", "noise_level", "actions"])
 def test_frame_causality(what, previous_frame):
     model = _model(previous_frame=previous_frame)
@@ -87,7 +89,7 @@ def test_frame_causality(what, previous_frame):
         assert not torch.allclose(ya[:, 3:], yb[:, 3:])  # the changed frame and later ones react
 
 
-@pytest.mark.parametrize("previous_frame", [False, True])
+@pytest.mark.parametrize("previous_frame", [False, True, "motion"])
 def test_cache_equals_full_recomputation(previous_frame):
     model = _model(previous_frame=previous_frame)
     inputs = _inputs(t=5)
@@ -133,6 +135,39 @@ def test_previous_frame_pathway_starts_as_a_no_op_and_reads_the_newest_cached_fr
         model(**_frames(inputs, slice(3, 4)), cache=bare)
     # trimming keeps the latents of the kept frames
     torch.testing.assert_close(cache.select([0, 2]).latents, inputs["x"][:, [0, 2]])
+
+
+def test_motion_pathway_starts_as_a_no_op_and_its_kernel_moves_the_previous_frame():
+    from worldsim.models.dit import MotionKernel
+
+    before = _model(previous_frame=True)
+    model = build_dit("tiny", latent_channels=C, action_space=space_to_json(spaces.Discrete(N_ACTIONS)), action_substeps=K,
+                      reward_head=True, termination_head=True, previous_frame=True, motion_radius=2).eval()
+    missing, unexpected = model.load_state_dict(before.state_dict(), strict=False)
+    assert unexpected == [] and missing and all(n.startswith(("motion.", "moved_embed.")) for n in missing)
+    inputs = _inputs(t=4)
+    torch.testing.assert_close(model(**inputs).prediction, before(**inputs).prediction, atol=0, rtol=0)
+    # a kernel whose weight sits one tap right of centre moves every channel one pixel left; zeros come in
+    kernel = MotionKernel(dim=8, channels=C, radius=1, groups=1)
+    with torch.no_grad():
+        kernel.head.weight.zero_()
+        kernel.head.bias.copy_(torch.tensor([0, 0, 0, 0, 0, 100.0, 0, 0, 0]))
+    previous = torch.randn(2, 3, C, 5, 6)
+    moved = kernel(previous, torch.randn(2, 3, 8))
+    torch.testing.assert_close(moved[..., :-1], previous[..., 1:])
+    assert moved[..., -1].abs().max() < 1e-30
+    # the identity start keeps the frame (to 3% of a pixel's weight), and the action chooses the kernel
+    kernel.reset_to_identity()
+    torch.testing.assert_close(kernel(previous, torch.randn(2, 3, 8)), previous, atol=0.1, rtol=0.05)
+    with torch.no_grad():
+        kernel.head.weight.normal_()
+    cond = torch.randn(2, 3, 8)
+    assert not torch.allclose(kernel(previous, cond), kernel(previous, -cond))
+    with pytest.raises(ValueError, match="needs previous_frame=True"):
+        DiTConfig(latent_channels=C, motion_radius=1)
+    with pytest.raises(ValueError, match="dividing latent_channels"):
+        DiTConfig(latent_channels=C, previous_frame=True, motion_radius=1, motion_groups=3,
+                  action_space=space_to_json(spaces.Discrete(2)))
 
 
 def test_cache_trimming_keeps_the_right_frames():
@@ -223,7 +258,7 @@ def test_presets_registry_and_table():
     assert parameter_count(dataclasses.replace(tiny.config, depth=4)) > table[0]["parameters"]
 
 
-@pytest.mark.parametrize("previous_frame", [False, True])
+@pytest.mark.parametrize("previous_frame", [False, True, "motion"])
 def test_a_padded_batch_of_different_context_lengths_equals_each_sample_alone(previous_frame):
     from worldsim.models.kv_cache import KVCache, batch_item, cat_batch
 

@@ -16,6 +16,16 @@ attention lookup across frames, the way DIAMOND and GameNGen feed their context 
 concatenation); a DiT without it stayed below the copy-the-last-frame score on held-out windows for
 10k steps (docs/curves/shipped). The first frame of a sequence takes its previous frame from the
 cache (which keeps its frames' inputs), or zeros at noise level 1 without one.
+
+With `motion_radius` r > 0 (on top of `previous_frame`), the previous frame is also moved before it
+is fed: the frame's action embedding picks a softmax-normalised (2r+1) x (2r+1) kernel per latent
+channel group, which is applied to the previous latent as one depthwise convolution per sample (the
+action-conditioned transformation of Finn et al.'s CDNA, 2016, for action-conditioned video
+prediction). A move that scrolls the whole view (Crafter: a tile is about 1.8 latent pixels) is then
+a kernel with its weight off centre, which the action alone selects, instead of an attention
+pattern that the noise-level and action modulations have to learn to steer. The kernel starts as the
+identity and the moved frame enters through its own zero-initialised projection, so adding the
+pathway to a trained model changes nothing at first.
 """
 
 from __future__ import annotations
@@ -54,6 +64,8 @@ class DiTConfig:
     rope_theta_time: float = 10_000.0  # rotary base over time: resolves offsets from 1 to thousands of frames
     rope_theta_space: float = 100.0  # rotary base over patch rows/columns: grids are tens of patches
     previous_frame: bool = False  # also feed each frame the previous frame's latent, patch by patch (module docstring)
+    motion_radius: int = 0  # r > 0: also feed the previous latent moved by an action-chosen (2r+1)^2 kernel (docstring)
+    motion_groups: int = 1  # kernels per frame, each for C / groups latent channels
 
     def __post_init__(self) -> None:
         if self.temporal_patch != 1:
@@ -66,6 +78,12 @@ class DiTConfig:
         axis_dims(self.dim // self.heads)  # raises if the head dimension cannot be split over (t, h, w)
         if self.patch_size < 1 or self.action_substeps < 1:
             raise ValueError(f"patch_size and action_substeps must be >= 1, got {self.patch_size}, {self.action_substeps}")
+        if self.motion_radius < 0 or self.motion_groups < 1 or self.latent_channels % self.motion_groups:
+            raise ValueError(f"motion_radius must be >= 0 and motion_groups >= 1 dividing latent_channels "
+                             f"{self.latent_channels}, got {self.motion_radius}, {self.motion_groups}")
+        if self.motion_radius and not (self.previous_frame and self.action_space is not None):
+            raise ValueError("motion_radius > 0 moves the previous frame by the action: it needs previous_frame=True "
+                             "and an action space")
 
 
 @dataclass
@@ -137,6 +155,40 @@ class FrameHead(nn.Module):
         return self.mlp(x.mean(dim=2)).squeeze(-1)
 
 
+class MotionKernel(nn.Module):
+    """Previous latent moved by an action-chosen kernel: (B, T, C, h, w) x cond (B, T, D) -> (B, T, C, h, w).
+
+    Per frame, `groups` softmax-normalised (2r+1) x (2r+1) kernels (weights >= 0 summing to 1, so a
+    kernel moves and blends, never amplifies); group g moves latent channels [g C/G, (g+1) C/G).
+    Zero padding at the borders: what enters the view is unknown, the DiT fills it in.
+    """
+
+    def __init__(self, dim: int, channels: int, radius: int, groups: int) -> None:
+        super().__init__()
+        self.radius, self.groups, self.channels = radius, groups, channels
+        taps = (2 * radius + 1) ** 2
+        self.head = nn.Linear(dim, groups * taps)
+
+    def reset_to_identity(self) -> None:
+        """Weight zero, bias peaked on the centre tap: every kernel starts as (nearly) the identity."""
+        taps = (2 * self.radius + 1) ** 2
+        nn.init.zeros_(self.head.weight)
+        bias = torch.zeros(self.groups, taps)
+        bias[:, taps // 2] = 8.0  # softmax weight 1 - 80 e^-8: 0.97 on the centre for r = 4
+        with torch.no_grad():
+            self.head.bias.copy_(bias.flatten())
+
+    def forward(self, previous: Tensor, cond: Tensor) -> Tensor:
+        b, t, c, h, w = previous.shape
+        r, g = self.radius, self.groups
+        size = 2 * r + 1
+        kernels = self.head(cond).float().view(b * t, g, size * size).softmax(dim=-1)  # (BT, G, taps)
+        kernels = kernels.repeat_interleave(c // g, dim=1).view(b * t * c, 1, size, size)  # one per (sample, channel)
+        x = previous.float().reshape(1, b * t * c, h, w)
+        moved = torch.nn.functional.conv2d(x, kernels, padding=r, groups=b * t * c)  # (1, BTC, h, w)
+        return moved.view(b, t, c, h, w).to(previous.dtype)
+
+
 class DiT(nn.Module):
     """Video diffusion transformer over spacetime patches; see the module docstring."""
 
@@ -148,6 +200,8 @@ class DiT(nn.Module):
         self.noise_embed = NoiseLevelEmbedder(c.dim)
         self.previous_embed = PatchEmbed(c.latent_channels, c.patch_size, c.dim) if c.previous_frame else None
         self.previous_noise_embed = NoiseLevelEmbedder(c.dim) if c.previous_frame else None
+        self.motion = MotionKernel(c.dim, c.latent_channels, c.motion_radius, c.motion_groups) if c.motion_radius else None
+        self.moved_embed = PatchEmbed(c.latent_channels, c.patch_size, c.dim) if c.motion_radius else None
         self.action_space = None if c.action_space is None else space_from_json(c.action_space)
         self.action_encoder = None if self.action_space is None else ActionEncoder(self.action_space, c.dim, c.action_substeps)
         self.rotary = Rotary3D(c.dim // c.heads, c.rope_theta_time, c.rope_theta_space)
@@ -176,6 +230,9 @@ class DiT(nn.Module):
             nn.init.zeros_(self.previous_embed.proj.weight)
             nn.init.normal_(self.previous_noise_embed.mlp[0].weight, std=0.02)
             nn.init.zeros_(self.previous_noise_embed.mlp[2].weight)
+        if self.motion is not None:  # identity kernels, zero projection: the pathway starts silent
+            self.motion.reset_to_identity()
+            nn.init.zeros_(self.moved_embed.proj.weight)
 
     def forward(
         self,
@@ -207,12 +264,16 @@ class DiT(nn.Module):
         if frame_index is None:
             frame_index = repeat(torch.arange(frames, device=x.device), "t -> b t", b=batch)
         cond = self.noise_embed(noise_level)  # (B, T, D)
+        action_embedding = None if self.action_encoder is None else \
+            self._action_embedding(actions, action_mask, batch, frames)  # (B, T, D)
         if self.previous_embed is not None:
             previous, previous_level = self._previous(x, noise_level, cache)
             tokens = tokens + self.previous_embed(previous.to(x.dtype))
+            if self.motion is not None:  # the previous frame moved as this frame's actions say
+                tokens = tokens + self.moved_embed(self.motion(previous, action_embedding).to(x.dtype))
             cond = cond + self.previous_noise_embed(previous_level)
-        if self.action_encoder is not None:
-            cond = cond + self._action_embedding(actions, action_mask, batch, frames)
+        if action_embedding is not None:
+            cond = cond + action_embedding
         cond = cond.to(tokens.dtype)
         rows, cols = patch_positions(grid_h, grid_w, x.device)
         rope = self.rotary(
