@@ -38,6 +38,7 @@ class ActorCriticNetConfig:
     hidden: int = 256  # width of the shared layer in front of the two heads
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "num_actions", int(self.num_actions))  # a numpy int (space.n) would not save as JSON
         if self.num_actions < 1 or not self.channels or self.pooled < 1 or self.hidden < 1:
             raise ValueError(f"invalid actor-critic network config {self}")
 

@@ -20,13 +20,13 @@ PACKAGE = Path(__file__).resolve().parents[1] / "worldsim"
 # evaluation, which sits below the command line.
 BASE = ("worldsim.models", "worldsim.diffusion", "worldsim.data", "worldsim.export", "worldsim.context",
         "worldsim.spaces", "worldsim.frames", "worldsim.hardware", "worldsim.metrics", "worldsim.video", "worldsim.config")
-ABOVE_BASE = ("worldsim.train", "worldsim.sim", "worldsim.eval", "worldsim.cli", "worldsim.demo", "hydra")
+ABOVE_BASE = ("worldsim.train", "worldsim.sim", "worldsim.eval", "worldsim.cli", "worldsim.demo", "worldsim.imagine", "hydra")
 RULES = {
     **{prefix: ABOVE_BASE for prefix in BASE},
-    "worldsim.train": ("worldsim.sim", "worldsim.cli", "worldsim.demo", "hydra"),
-    "worldsim.sim": ("worldsim.train", "worldsim.eval", "worldsim.cli", "worldsim.demo", "hydra"),
-    "worldsim.eval": ("worldsim.cli", "worldsim.demo", "hydra"),
-    "worldsim.envs": ("worldsim.train", "worldsim.sim", "worldsim.eval", "worldsim.cli", "worldsim.demo", "hydra"),
+    "worldsim.train": ("worldsim.sim", "worldsim.cli", "worldsim.demo", "worldsim.imagine", "hydra"),
+    "worldsim.sim": ("worldsim.train", "worldsim.eval", "worldsim.cli", "worldsim.demo", "worldsim.imagine", "hydra"),
+    "worldsim.eval": ("worldsim.cli", "worldsim.demo", "worldsim.imagine", "hydra"),
+    "worldsim.envs": ("worldsim.train", "worldsim.sim", "worldsim.eval", "worldsim.cli", "worldsim.demo", "worldsim.imagine", "hydra"),
 }
 # The one sanctioned edge upward: validation scores probe-world reconstructions with the probe
 # detector, a leaf module that imports only numpy, the probe world's renderer and its box size.

@@ -30,6 +30,7 @@ commands:
   rollout                      the simulator driven by a policy, as mp4 (+ real | sim side by side):  worldsim rollout checkpoint=EXPORT steps=N out=DIR
   play                         drive the simulator with the keyboard in a local web page:  worldsim play checkpoint=EXPORT
   eval                         real vs simulated, action following, probes, look away and back:  worldsim eval checkpoint=EXPORT [world=probe out=runs/eval]
+  imagine                      the Dyna loop: collect, continue the world model, train an agent in imagination, score it in the real world:  worldsim imagine [iterations=N out=DIR]
 
 `worldsim COMMAND --help` prints the command's configuration with its defaults.
 """
@@ -116,7 +117,7 @@ def register_configs() -> None:
 
 
 def _check_added_keys(obj: Any, overrides: list[str]) -> None:
-    """`+key=value` may add keys only inside free-form dict fields (model_overrides, env.kwargs); anywhere
+    """`+key=value` may add keys only inside free-form dict fields (model_overrides, env.kwargs, policy_kwargs); anywhere
     else the schema has no such field and the value would be dropped without a word."""
     import dataclasses
 
@@ -129,7 +130,7 @@ def _check_added_keys(obj: Any, overrides: list[str]) -> None:
                 break  # a free-form dict: any key is fine
             if not dataclasses.is_dataclass(node) or part not in {f.name for f in dataclasses.fields(node)}:
                 raise CLIError(f"{override}: there is no field {part!r} here (+ adds keys only inside "
-                               "model_overrides or kwargs); check the spelling with --help")
+                               "model_overrides, kwargs or policy_kwargs); check the spelling with --help")
             node = getattr(node, part)
 
 
@@ -244,8 +245,10 @@ def _register_demo_schema() -> None:
     from hydra.core.config_store import ConfigStore
 
     from worldsim.demo import DemoConfig
+    from worldsim.imagine import ImagineConfig
 
     ConfigStore.instance().store(name="demo_schema", node=DemoConfig)
+    ConfigStore.instance().store(name="imagine_schema", node=ImagineConfig)
 
 
 def cmd_demo(args: list[str]) -> None:
@@ -257,6 +260,21 @@ def cmd_demo(args: list[str]) -> None:
     with _user_errors():
         result = run_demo(cfg)
     print(format_result(result))
+
+
+def cmd_imagine(args: list[str]) -> None:
+    """worldsim imagine [checkpoint=crafter iterations=N out=DIR ...]: collect -> world model -> agent in imagination -> real score, repeated (resumes)."""
+    from worldsim.imagine import run_imagine
+
+    _register_demo_schema()
+    cfg = compose("imagine", args)
+    with _user_errors():
+        result = run_imagine(cfg)
+    last = result["imagination"]
+    if last is not None:
+        print(f"[imagine] in the real {result['world']} world: agent trained in imagination return "
+              f"{last['return']['mean']:.2f}, random {result['random']['return']['mean']:.2f}"
+              + (f"; score {last['score']['mean']:.2f}% against {result['random']['score']['mean']:.2f}%" if "score" in last else ""))
 
 
 def _run_training(config_name: str, args: list[str]) -> None:
@@ -324,6 +342,7 @@ COMMANDS: dict[str, tuple[Callable[[list[str]], None], str | None]] = {
     "eval": (cmd_eval, "eval"),
     "rollout": (cmd_rollout, "rollout"),
     "play": (cmd_play, "play"),
+    "imagine": (cmd_imagine, "imagine"),
 }
 
 

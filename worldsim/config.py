@@ -43,6 +43,7 @@ class CollectConfig:
     out: str = MISSING  # episode store path; appended to if it exists
     episodes: int = 10  # episodes to add to the store
     policy: str = "random"  # a name from worldsim.agents.POLICIES
+    policy_kwargs: dict[str, Any] = field(default_factory=dict)  # the policy's own arguments, e.g. {weights: agent.safetensors} for actor_critic
     num_envs: int = 2  # worlds stepped in parallel
     vector: str = "async"  # async (one process per world) | sync (all in this process)
     seed: int = 0  # episode j of the store is reset with seed + j, so a resumed run adds new worlds

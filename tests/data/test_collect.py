@@ -84,7 +84,21 @@ def test_appending_a_different_world_is_refused_and_loses_nothing(tmp_path):
 
 
 @pytest.mark.parametrize("override, match", [("episodes=0", "episodes"), ("num_envs=0", "num_envs"),
-                                             ("vector=threads", "vector"), ("policy=genius", "policy")])
+                                             ("vector=threads", "vector"), ("policy=genius", "policy"),
+                                             ("+policy_kwargs.bogus=1", "does not take policy_kwargs")])
 def test_bad_settings(tmp_path, override, match):
     with pytest.raises(ValueError, match=match):
         collect(_cfg(tmp_path / "x.zarr", override))
+
+
+def test_a_trained_agent_collects_through_policy_kwargs(tmp_path):
+    from gymnasium import spaces
+
+    from worldsim.agents.actor_critic import ActorCritic, ActorCriticNetConfig, save_actor_critic
+
+    weights = tmp_path / "agent.safetensors"
+    save_actor_critic(weights, ActorCritic(ActorCriticNetConfig(spaces.Discrete(5).n, (4, 8, 8), hidden=16)))
+    out = tmp_path / "agent.zarr"
+    collect(_cfg(out, "episodes=2", "policy=actor_critic", f"+policy_kwargs.weights={weights}"))
+    assert EpisodeStore.open(out).num_episodes == 2
+    assert not (tmp_path / "x.zarr").exists()  # a refused setting wrote nothing

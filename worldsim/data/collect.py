@@ -167,7 +167,10 @@ def collect(cfg: CollectConfig) -> CollectResult:
     num_envs = min(cfg.num_envs, cfg.episodes)
     probe_env = envs.make_real_env(cfg.env.name, **kwargs)  # spaces, fps and state spec
     try:
-        agent = make_policy(cfg.policy, probe_env.action_space, num_envs, seed=cfg.seed)
+        try:
+            agent = make_policy(cfg.policy, probe_env.action_space, num_envs, seed=cfg.seed, **cfg.policy_kwargs)
+        except TypeError as e:  # an argument the policy does not take
+            raise ValueError(f"policy {cfg.policy!r} does not take policy_kwargs {dict(cfg.policy_kwargs)}: {e}") from None
         store = open_or_create(cfg, probe_env)
     finally:
         probe_env.close()
