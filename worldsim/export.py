@@ -9,6 +9,11 @@ An export folder holds
   dit.safetensors          the DiT with its reward/termination heads (kind "dit" only)
 
 A DiT export carries its autoencoder, so the simulator loads this folder alone.
+
+Each weight file also records, in its safetensors metadata, what config.json said when it was written
+(frame size, its model config, action space; the DiT also the sha256 of the autoencoder file it was
+exported with). Loading compares them, so an edited frame size or an autoencoder swapped in from
+another export (with config.json's checksums updated to match) is refused instead of running wrongly.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from worldsim.models.dit import DiT, DiTConfig
 
 FORMAT = "worldsim-export"
 VERSION = 1
+BINDING = "worldsim"  # safetensors metadata key: what config.json said when the weights were written
 
 
 class ExportError(Exception):
@@ -62,10 +68,16 @@ def write_export(
     if not bool(autoencoder.latent_stats_fitted):
         raise ExportError("the autoencoder's latent scale/shift are not fitted; fit them before exporting")
     files = {"autoencoder": "autoencoder.safetensors"}
-    save_file(_state(autoencoder), str(folder / files["autoencoder"]))
+    size = [int(frame_size[0]), int(frame_size[1])]
+    bound = {"frame_size": size, "action_space": action_space}
+    save_file(_state(autoencoder), str(folder / files["autoencoder"]),
+              metadata={BINDING: json.dumps({**bound, "config": autoencoder.cfg.to_dict()}, sort_keys=True)})
     if dit is not None:
         files["dit"] = "dit.safetensors"
-        save_file(_state(dit), str(folder / files["dit"]))
+        save_file(_state(dit), str(folder / files["dit"]),
+                  metadata={BINDING: json.dumps({**bound, "config": dataclasses.asdict(dit.config),
+                                                 "autoencoder_sha256": _sha256(folder / files["autoencoder"])},
+                                                sort_keys=True)})
     ae = autoencoder.cfg
     config = {
         "format": FORMAT,
@@ -107,6 +119,28 @@ def read_export_config(folder: str | os.PathLike) -> dict[str, Any]:
     return config
 
 
+def _check_binding(path: Path, meta: dict[str, Any], config: dict[str, Any] | None, ae_sha256: str | None) -> None:
+    """The weights' recorded frame size, config, action space (and autoencoder) against config.json's."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            raw = (f.metadata() or {}).get(BINDING)
+    except (SafetensorError, OSError) as e:
+        raise ExportError(f"cannot read {path}: {e}") from None
+    if raw is None:
+        return  # written before weights recorded their binding
+    bound = json.loads(raw)
+    said = {"frame_size": meta.get("frame_size"), "action_space": meta.get("action_space"), "config": config}
+    for key, value in said.items():
+        if json.dumps(bound.get(key), sort_keys=True) != json.dumps(value, sort_keys=True):
+            raise ExportError(f"{path.parent}/config.json says {key} {json.dumps(value)[:120]}, but {path.name} was exported "
+                              f"with {json.dumps(bound.get(key))[:120]} (config.json edited, or weights from another export)")
+    if ae_sha256 is not None and bound.get("autoencoder_sha256") not in (None, ae_sha256):
+        raise ExportError(f"{path.parent}: the autoencoder is not the one {path.name} was exported with "
+                          "(autoencoder.safetensors from another export?)")
+
+
 def _load_weights(folder: Path, entry: dict[str, Any], model: nn.Module, what: str) -> None:
     path = folder / entry["path"]
     if not path.is_file():
@@ -144,6 +178,14 @@ def load_export(folder: str | os.PathLike, device: str | torch.device = "cpu") -
         raise ExportError(f"{folder}/config.json: bad autoencoder_config: {e}") from None
     models: dict[str, nn.Module] = {"autoencoder": VideoAutoencoder(ae_config)}
     _load_weights(folder, meta["files"]["autoencoder"], models["autoencoder"], "autoencoder")
+    _check_binding(folder / meta["files"]["autoencoder"]["path"], meta, meta["autoencoder_config"], None)
+    ae = models["autoencoder"]
+    for name in ("latent_shift", "latent_scale"):
+        said = meta.get(name)
+        if said is not None and (len(said) != ae.cfg.latent_channels or
+                                 not torch.allclose(torch.tensor(said, dtype=torch.float32), getattr(ae, name).float(), atol=1e-6)):
+            raise ExportError(f"{folder}/config.json: {name} ({len(said)} values) differs from the autoencoder's own "
+                              f"({ae.cfg.latent_channels} channels): config.json edited, or weights from another export")
     if meta["kind"] == "dit":
         try:
             dit_config = DiTConfig(**meta["dit_config"])
@@ -151,6 +193,7 @@ def load_export(folder: str | os.PathLike, device: str | torch.device = "cpu") -
             raise ExportError(f"{folder}/config.json: bad dit_config: {e}") from None
         models["dit"] = DiT(dit_config)
         _load_weights(folder, meta["files"]["dit"], models["dit"], "dit")
+        _check_binding(folder / meta["files"]["dit"]["path"], meta, meta["dit_config"], meta["files"]["autoencoder"]["sha256"])
     for m in models.values():
         m.to(device).eval()
     return models, meta

@@ -84,3 +84,36 @@ def test_missing_truncated_and_foreign_exports_are_named(tmp_path):
     (folder / "config.json").write_text("{\"format\": ")
     with pytest.raises(ExportError, match="not valid JSON"):
         load_export(folder)
+
+
+def _edit(folder, change):
+    config = json.loads((folder / "config.json").read_text())
+    change(config)
+    (folder / "config.json").write_text(json.dumps(config))
+
+
+@pytest.mark.parametrize("case, match", [
+    ("frame_size", "says frame_size"),
+    ("latent_scale_length", "latent_scale"),
+    ("action_space", "says action_space"),
+    ("autoencoder_from_another_export", "not the one dit.safetensors was exported with"),
+])
+def test_an_edited_config_or_a_swapped_autoencoder_is_refused(tmp_path, case, match):
+    ae, dit = _models()
+    folder = write_export(tmp_path / "e", ae, dit, (16, 16), ACTIONS)
+    load_export(folder)
+    if case == "frame_size":
+        _edit(folder, lambda c: c.update(frame_size=[32, 32]))
+    elif case == "latent_scale_length":
+        _edit(folder, lambda c: c.update(latent_scale=c["latent_scale"][:2]))
+    elif case == "action_space":
+        _edit(folder, lambda c: c.update(action_space=space_to_json(spaces.Discrete(4))))
+    else:  # another export's autoencoder (same architecture), with config.json's size and checksum updated to match
+        other_ae, _ = _models(seed=1)
+        other = write_export(tmp_path / "other", other_ae, None, (16, 16), ACTIONS)
+        (folder / "autoencoder.safetensors").write_bytes((other / "autoencoder.safetensors").read_bytes())
+        _edit(folder, lambda c: c.update(latent_shift=json.loads((other / "config.json").read_text())["latent_shift"],
+                                         latent_scale=json.loads((other / "config.json").read_text())["latent_scale"],
+                                         files={**c["files"], "autoencoder": json.loads((other / "config.json").read_text())["files"]["autoencoder"]}))
+    with pytest.raises(ExportError, match=match):
+        load_export(folder)
