@@ -201,17 +201,30 @@ def cmd_import_video(args: list[str]) -> None:
 
 
 def cmd_info(args: list[str]) -> None:
-    """worldsim info STORE [--json]: episodes, frames, spaces, sizes on disk and compression ratio."""
+    """worldsim info STORE [--json] [--verify]: episodes, frames, spaces, sizes on disk and compression ratio;
+    --verify reads every chunk and names the damaged episodes (exit status 1 when there are any)."""
     from worldsim.data.info import describe, format_info
     from worldsim.data.store import EpisodeStore
 
-    as_json = "--json" in args
-    paths = [a for a in args if a != "--json"]
+    as_json, verify = "--json" in args, "--verify" in args
+    paths = [a for a in args if a not in ("--json", "--verify")]
     if len(paths) != 1:
-        raise CLIError("info takes one store: worldsim info STORE [--json]")
+        raise CLIError("info takes one store: worldsim info STORE [--json] [--verify]")
     with EpisodeStore.open(paths[0], mode="r") as store:
         d = describe(store)
+        if verify:
+            d["problems"] = store.verify(progress=sys.stderr.isatty() and not as_json)
     print(json.dumps(d, indent=2) if as_json else format_info(d))
+    if verify and not as_json:
+        if d["problems"]:
+            damaged = sorted({e for p in d["problems"] for e in p["episodes"]})
+            for p in d["problems"]:
+                print(f"damaged: {p['array']} rows [{p['rows'][0]}, {p['rows'][1]}) episodes {p['episodes']}: {p['error']}")
+            print(f"verify: {len(d['problems'])} damaged chunks in {len(damaged)} episodes: {damaged}")
+        else:
+            print("verify: every chunk of every committed episode reads back")
+    if verify and d["problems"]:
+        raise SystemExit(1)
 
 
 def cmd_presets(args: list[str]) -> None:

@@ -87,6 +87,10 @@ class EpisodeStore:
         self.layout = _layout_from_attrs(self._attrs, path)
         self._arrays = {key: group[f"data/{key}"] for key in self.layout.row_specs()}
         self._ends_array = group["meta/episode_ends"]
+        self._every_chunk = bool(self._attrs.get("every_chunk_written"))  # stores from before: zero chunks were skipped
+        if self._every_chunk:
+            self._arrays = {key: arr.with_config({"write_empty_chunks": True}) for key, arr in self._arrays.items()}
+            self._ends_array = self._ends_array.with_config({"write_empty_chunks": True})
         self._lock_fd: int | None = None
         committed = self._attrs["committed_episodes"]
         if not isinstance(committed, int) or committed < 0 or committed > self._ends_array.shape[0]:
@@ -156,6 +160,7 @@ class EpisodeStore:
             "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "source": dict(source or {}),
             "committed_episodes": 0,
+            "every_chunk_written": True,  # chunks equal to the fill value are written too: a missing chunk is damage
         }
         try:
             json.dumps(attrs, allow_nan=False)
@@ -179,7 +184,7 @@ class EpisodeStore:
                     key, shape=(0, *shape),
                     chunks=(rows, *shape),
                     dtype=dtype,
-                    compressors=[codec],
+                    compressors=[codec, zarr.codecs.Crc32cCodec()],  # a garbled chunk fails its checksum, not silently
                     fill_value=0,
                     chunk_key_encoding=CHUNK_KEYS,
                     dimension_names=dimension_names(key, len(shape)),  # xarray.open_zarr needs them
@@ -190,7 +195,7 @@ class EpisodeStore:
                 shape=(0,),
                 chunks=(EPISODE_ENDS_CHUNK,),
                 dtype="int64",
-                compressors=[_blosc("shuffle")],
+                compressors=[_blosc("shuffle"), zarr.codecs.Crc32cCodec()],
                 chunk_key_encoding=CHUNK_KEYS,
                 dimension_names=("episode",),
             )
@@ -370,7 +375,60 @@ class EpisodeStore:
             if key == "action" and self.layout.action_space is None:
                 return np.zeros((stop - start, 0), dtype=np.float32)
             raise KeyError(f"no array {key!r} in {self.path}; keys are {self.keys()}")
-        return arr[start:stop]
+        try:
+            return arr[start:stop]
+        except Exception as e:  # noqa: BLE001 - a codec's error (blosc, checksum) names neither store nor episode
+            raise self._read_error(key, start, stop, e) from None
+
+    def _read_error(self, key: str, start: int, stop: int, error: Exception) -> StoreError:
+        first, last = self.episode_of(start), self.episode_of(max(start, stop - 1))
+        which = f"episode {first}" if first == last else f"episodes {first}-{last}"
+        return StoreError(f"{self.path}: cannot read {key} rows [{start}, {stop}) ({which}): "
+                          f"{type(error).__name__}: {str(error)[:160]}; `worldsim info --verify {self.path}` "
+                          "lists every damaged episode")
+
+    def episode_of(self, row: int) -> int:
+        """Index of the episode holding committed row `row`."""
+        return int(np.searchsorted(self._ends, row, side="right"))
+
+    def verify(self, progress: bool = False) -> list[dict[str, Any]]:
+        """Read every committed chunk of every array; one problem per damaged chunk, [] when all is well.
+
+        A problem is {"array", "rows": [start, stop), "episodes": [...], "error"}: a chunk file that is
+        missing (zarr would read it as zeros: black frames, zero actions), or one that does not decode
+        (a garbled file: blosc's error, or the checksum of stores written with one). Stores written before
+        every chunk was kept skipped all-zero chunks; there only missing chunks of obs and episode_ends count.
+        """
+        from tqdm import tqdm
+
+        problems: list[dict[str, Any]] = []
+        n = self.num_frames
+        items = [(key, arr) for key, arr in self._arrays.items()] + [("meta/episode_ends", self._ends_array)]
+        total = sum(-(-(n if k != "meta/episode_ends" else self.num_episodes) // a.chunks[0]) for k, a in items)
+        bar = tqdm(total=total, desc=f"verify {self.path.name}", unit="chunk", disable=not progress)
+        for key, arr in items:
+            rows_total = self.num_episodes if key == "meta/episode_ends" else n
+            folder = self.path / (key if key.startswith("meta/") else f"data/{key}")
+            step = arr.chunks[0]
+            for c in range(-(-rows_total // step)):
+                start, stop = c * step, min(rows_total, (c + 1) * step)
+                chunk_key = arr.metadata.encode_chunk_key((c,) + (0,) * (arr.ndim - 1))
+                error = None
+                if not (folder / chunk_key).is_file():
+                    if self._every_chunk or key in ("obs", "meta/episode_ends"):
+                        error = f"chunk file {chunk_key} is missing (it would read as zeros)"
+                else:
+                    try:
+                        arr[start:stop]
+                    except Exception as e:  # noqa: BLE001 - any decode failure is damage
+                        error = f"{type(e).__name__}: {str(e)[:160]}"
+                if error:
+                    episodes = list(range(self.num_episodes))[start:stop] if key == "meta/episode_ends" else \
+                        list(range(self.episode_of(start), self.episode_of(stop - 1) + 1))
+                    problems.append({"array": key, "rows": [start, stop], "episodes": episodes, "error": error})
+                bar.update(1)
+        bar.close()
+        return problems
 
     def read_rows(self, keys: list[str], start: int, stop: int) -> dict[str, np.ndarray]:
         """Rows [start, stop) of several arrays at once: {key: rows}, like `read` per key.
@@ -383,7 +441,12 @@ class EpisodeStore:
         stored = [k for k in keys if k in self._arrays]
         out = {k: self.read(k, start, stop) for k in keys if k not in self._arrays}  # absent action, bad keys
 
-        out.update(zip(stored, concurrent_rows([self._arrays[k] for k in stored], slice(start, stop))))
+        try:
+            out.update(zip(stored, concurrent_rows([self._arrays[k] for k in stored], slice(start, stop))))
+        except Exception as e:  # noqa: BLE001 - name the array that fails (read one by one) and its episodes
+            for k in stored:
+                self.read(k, start, stop)
+            raise self._read_error(",".join(stored), start, stop, e) from None
         return {k: np.asarray(out[k]) for k in keys}
 
     def episode(self, i: int) -> dict[str, np.ndarray]:
