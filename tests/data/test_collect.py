@@ -102,3 +102,26 @@ def test_a_trained_agent_collects_through_policy_kwargs(tmp_path):
     collect(_cfg(out, "episodes=2", "policy=actor_critic", f"+policy_kwargs.weights={weights}"))
     assert EpisodeStore.open(out).num_episodes == 2
     assert not (tmp_path / "x.zarr").exists()  # a refused setting wrote nothing
+
+
+def test_at_most_one_finished_episode_is_ever_uncommitted(tmp_path, monkeypatch):
+    import time
+
+    from worldsim.data.collect import _Writer
+
+    store = EpisodeStore.create(tmp_path / "w.zarr", env_id="test", frame_size=(8, 8), fps=10, action_space=None)
+    real_append = store.append_episode
+
+    def slow_append(**episode):
+        time.sleep(0.2)  # a slow disk: the stepping thread runs ahead of the writer
+        return real_append(**episode)
+
+    monkeypatch.setattr(store, "append_episode", slow_append)
+    writer = _Writer(store)
+    episode = {"obs": np.zeros((3, 8, 8, 3), np.uint8)}
+    writer.put(dict(episode))
+    writer.put(dict(episode))  # returns only once the first is committed
+    assert store.num_episodes == 1 and writer.committed == 1
+    writer.close()
+    assert store.num_episodes == 2 and writer.committed == 2
+    store.close()

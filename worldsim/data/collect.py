@@ -6,9 +6,11 @@ Finished episodes are written in episode order (an episode that ends early waits
 the ones before it), so a killed collector that is run again resumes with the next new world
 instead of repeating one, and the same seed gives the same store.
 
-Writing (compression and file I/O) runs in a background thread while the worlds keep stepping;
-its queue holds one episode, so a killed collector loses only the episodes still running and at
-most one finished episode waiting for its write. Everything committed before stays intact.
+Writing (compression and file I/O) runs in a background thread while the worlds keep stepping. A
+finished episode is handed over only once the previous one is committed, so at any moment at most
+one finished episode is not yet in the store: a killed collector loses only the episodes still
+running and at most that one. The progress bar counts committed episodes. Everything committed
+before stays intact.
 """
 
 from __future__ import annotations
@@ -76,12 +78,13 @@ class _Episode:
 
 
 class _Writer:
-    """Appends episodes to a store from a background thread, one queued episode at a time."""
+    """Appends episodes to a store from a background thread, one episode in flight at a time."""
 
     def __init__(self, store: EpisodeStore) -> None:
         self.store = store
         self.queue: queue.Queue[dict | None] = queue.Queue(maxsize=1)
         self.error: BaseException | None = None
+        self.committed = 0  # episodes this writer has committed
         self.thread = threading.Thread(target=self._run, name="worldsim-collect-writer", daemon=True)
         self.thread.start()
 
@@ -90,11 +93,16 @@ class _Writer:
             if self.error is None:  # after a failure, drain without writing so put() never blocks
                 try:
                     self.store.append_episode(**episode)
+                    self.committed += 1
                 except BaseException as e:
                     self.error = e
+            self.queue.task_done()
+        self.queue.task_done()
 
     def put(self, episode: dict) -> None:
-        """Queue one episode (waits while the previous one is still queued); re-raises a write failure."""
+        """Hand over one episode once the previous one is committed (so at most one finished episode is
+        ever uncommitted); re-raises a write failure."""
+        self.queue.join()
         if self.error is not None:
             raise self.error
         self.queue.put(episode)
@@ -220,7 +228,7 @@ def collect(cfg: CollectConfig) -> CollectResult:
                 writer.put(episode)
                 frames += len(episode["obs"])
                 to_write += 1
-                bar.update(1)
+                bar.update(writer.committed - bar.n)  # committed episodes only: the one being written is not counted
                 bar.set_postfix(frames=frames, fps=f"{frames / (time.perf_counter() - start):.0f}")
             if done.any() and to_write < stop:
                 seeds = [None] * num_envs
@@ -236,6 +244,7 @@ def collect(cfg: CollectConfig) -> CollectResult:
         try:
             writer.close()
         finally:
+            bar.update(writer.committed - bar.n)
             bar.close()
             vec.close()
             store.close()
