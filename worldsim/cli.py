@@ -198,6 +198,8 @@ def cmd_import_video(args: list[str]) -> None:
     result = import_videos(compose("import_video", overrides))
     print(f"imported {result.videos} videos as {result.episodes} episodes ({result.frames} frames, "
           f"{result.with_actions} with VPT actions) into {result.path}")
+    for why in result.skipped:
+        print(f"skipped {why}")
 
 
 def cmd_info(args: list[str]) -> None:

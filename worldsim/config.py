@@ -65,4 +65,5 @@ class ImportVideoConfig:
     fps: float | None = None  # resample to this frame rate; None keeps the first video's
     max_frames: int | None = None  # cut each video into episodes of at most this many frames
     actions: str = "auto"  # auto: import a VPT .jsonl beside a video if present | none: never
+    on_error: str = "stop"  # a video (or its .jsonl) that cannot be read: stop (nothing of it written) | skip it and go on
     progress: bool = True

@@ -110,3 +110,39 @@ def test_bad_inputs(tmp_path):
     (tmp_path / "bad" / "x.mp4").write_bytes(b"not a video")
     with pytest.raises(StoreError, match="x.mp4"):
         import_videos(_cfg(tmp_path / "bad", tmp_path / "t.zarr", "fps=10"))
+
+
+@pytest.mark.parametrize("case, match", [
+    ("short_jsonl", r"a.jsonl has 5 action lines for the 20 frames of a.mp4"),
+    ("long_jsonl", r"a.jsonl has 30 action lines for the 20 frames"),
+    ("not_an_object", r"a.jsonl:3 is not a VPT action object"),
+    ("broken_video", r"b.mp4"),
+])
+def test_a_bad_video_stops_with_its_name_and_writes_nothing_of_it_or_is_skipped(tmp_path, case, match):
+    src = tmp_path / "v"
+    src.mkdir()
+    _write_mp4(src / "a.mp4", _frames(20))
+    lines = [_vpt_line(keys=["key.keyboard.w"])] * 20
+    if case == "short_jsonl":
+        lines = lines[:5]
+    elif case == "long_jsonl":
+        lines = lines + lines[:10]
+    (src / "a.jsonl").write_text("\n".join(json.dumps(x) for x in lines) + "\n")
+    if case == "not_an_object":
+        (src / "a.jsonl").write_text("\n".join([json.dumps(lines[0])] * 2 + ["[1, 2]"] + [json.dumps(lines[0])] * 17) + "\n")
+    _write_mp4(src / "c.mp4", _frames(6))  # a good video after the bad one
+    if case == "broken_video":
+        (src / "a.jsonl").unlink()
+        good = (src / "c.mp4").read_bytes()
+        (src / "b.mp4").write_bytes(good[: len(good) // 3])  # truncated mid-stream
+        (src / "a.mp4").unlink()
+    out = tmp_path / "s.zarr"
+    with pytest.raises(StoreError, match=match) as stopped:
+        import_videos(_cfg(src, out, *(["actions=none", "fps=20"] if case == "broken_video" else ["actions=auto"])))
+    assert "nothing of it was written" in str(stopped.value) and "\n" not in str(stopped.value)
+    if out.exists():
+        assert EpisodeStore.open(out).num_episodes == 0  # the bad video came first: nothing in the store
+    skipped = import_videos(_cfg(src, tmp_path / "skip.zarr", "on_error=skip",
+                                 *(["actions=none"] if case == "broken_video" else ["actions=auto"])))
+    assert len(skipped.skipped) == 1 and skipped.videos == 1  # c.mp4 imported, the bad one named and left out
+    assert EpisodeStore.open(tmp_path / "skip.zarr").num_episodes == 1

@@ -11,7 +11,7 @@ rate, the actions between two kept frames are merged: buttons held in any of the
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
@@ -46,6 +46,7 @@ class ImportResult:
     episodes: int
     frames: int
     with_actions: int  # episodes that carry VPT actions
+    skipped: list[str] = field(default_factory=list)  # "video: why" for each video left out (on_error=skip)
 
 
 def vpt_action(line: dict) -> tuple[np.ndarray, np.ndarray]:
@@ -70,9 +71,13 @@ def read_vpt_actions(path: Path) -> list[dict]:
             if not text:
                 continue
             try:
-                records.append(json.loads(text))
+                record = json.loads(text)
             except json.JSONDecodeError as e:
                 raise StoreError(f"{path}:{n} is not valid JSON ({e.msg}); expected one VPT action object per line") from None
+            if not isinstance(record, dict) or not all(isinstance(record.get(k, {}), dict) for k in ("mouse", "keyboard")):
+                raise StoreError(f"{path}:{n} is not a VPT action object ({{\"mouse\": {{...}}, \"keyboard\": {{...}}}}), "
+                                 f"got {text[:60]}")
+            records.append(record)
     return records
 
 
@@ -87,7 +92,8 @@ def _prepare(frame: np.ndarray, size: int, square: bool) -> np.ndarray:
 
 
 def _decode(path: Path, fps: float | None) -> Iterator[tuple[int, np.ndarray]]:
-    """Yield (source frame index, rgb (H, W, 3) uint8) for the frames kept at `fps` (all when None)."""
+    """Yield (source frame index, rgb (H, W, 3) uint8) for every frame: rgb for those kept at `fps` (all when
+    None), None for those the resampling drops."""
     import av
 
     try:
@@ -95,24 +101,51 @@ def _decode(path: Path, fps: float | None) -> Iterator[tuple[int, np.ndarray]]:
     except av.error.FFmpegError as e:
         raise StoreError(f"cannot read video {path}: {e}") from None
     with container:
+        if not container.streams.video:
+            raise StoreError(f"{path} holds no video stream")
         stream = container.streams.video[0]
         next_time = 0.0  # time of the next output frame; a source slower than `fps` keeps every frame
-        for i, frame in enumerate(container.decode(stream)):
+        i = -1
+        frames = container.decode(stream)
+        while True:
+            try:
+                frame = next(frames)
+            except StopIteration:
+                return
+            except av.error.FFmpegError as e:
+                raise StoreError(f"cannot decode video {path} after frame {i}: {e}") from None
+            i += 1
             t = float(frame.time) if frame.time is not None else i / float(stream.average_rate or 1)
             if fps is None or t + 1e-3 >= next_time:
                 if fps is not None:
                     next_time += 1.0 / fps
                 yield i, frame.to_ndarray(format="rgb24")
+            else:
+                yield i, None  # dropped by the resampling (the caller still counts it)
 
 
 def video_fps(path: Path) -> float:
     import av
 
-    with av.open(str(path)) as c:
-        rate = c.streams.video[0].average_rate
+    try:
+        with av.open(str(path)) as c:
+            rate = c.streams.video[0].average_rate if c.streams.video else None
+    except av.error.FFmpegError as e:
+        raise StoreError(f"cannot read video {path}: {e}") from None
     if not rate:
         raise StoreError(f"{path} does not declare a frame rate; pass fps=")
     return float(rate)
+
+
+def _first_fps(videos: list[Path], on_error: str) -> float:
+    """The frame rate of the first video (of the first readable one, with on_error=skip)."""
+    for video in videos:
+        try:
+            return video_fps(video)
+        except StoreError:
+            if on_error != "skip" or video == videos[-1]:
+                raise
+    raise AssertionError("unreachable")
 
 
 def import_videos(cfg: ImportVideoConfig) -> ImportResult:
@@ -127,8 +160,10 @@ def import_videos(cfg: ImportVideoConfig) -> ImportResult:
         raise ValueError(f"actions must be 'auto' or 'none', got {cfg.actions!r}")
     if cfg.max_frames is not None and cfg.max_frames < 2:
         raise ValueError(f"max_frames must be at least 2, got {cfg.max_frames}")
+    if cfg.on_error not in ("stop", "skip"):
+        raise ValueError(f"on_error must be 'stop' or 'skip', got {cfg.on_error!r}")
     action_files = {v: v.with_suffix(".jsonl") for v in videos if cfg.actions == "auto" and v.with_suffix(".jsonl").exists()}
-    fps = cfg.fps or video_fps(videos[0])
+    fps = cfg.fps or _first_fps(videos, cfg.on_error)
 
     if Path(cfg.out).exists():
         store = EpisodeStore.open(cfg.out, mode="a")
@@ -142,16 +177,27 @@ def import_videos(cfg: ImportVideoConfig) -> ImportResult:
             action_space=VPT_ACTION_SPACE if action_files else None,
             source={"kind": "import-video", "src": str(src.resolve()), "format": "vpt-jsonl" if action_files else None},
         )
-    episodes = frames = with_actions = 0
+    episodes = frames = with_actions = imported = 0
+    skipped: list[str] = []
     with store:
         for video in tqdm(videos, unit="video", desc="import", disable=not cfg.progress):
-            records = read_vpt_actions(action_files[video]) if video in action_files else None
-            for episode in _episodes(video, records, cfg, fps, store.action_space is not None):
+            # Each video is decoded and checked whole before any of it is written: a bad one leaves nothing behind.
+            try:
+                records = read_vpt_actions(action_files[video]) if video in action_files else None
+                pieces = list(_episodes(video, records, cfg, fps, store.action_space is not None))
+            except StoreError as e:
+                if cfg.on_error == "skip":
+                    skipped.append(f"{video}: {e}")
+                    continue
+                raise StoreError(f"{e} (nothing of it was written; the {imported} videos before it are in {cfg.out}: "
+                                 "fix or move it and import the rest, or pass on_error=skip)") from None
+            for episode in pieces:
                 store.append_episode(**episode)
                 episodes += 1
                 frames += len(episode["obs"])
                 with_actions += int(episode.get("action") is not None)
-    return ImportResult(str(cfg.out), len(videos), episodes, frames, with_actions)
+            imported += 1
+    return ImportResult(str(cfg.out), imported, episodes, frames, with_actions, skipped)
 
 
 def _episodes(video: Path, records: list[dict] | None, cfg: ImportVideoConfig, fps: float, store_has_actions: bool):
@@ -159,7 +205,11 @@ def _episodes(video: Path, records: list[dict] | None, cfg: ImportVideoConfig, f
     limit = cfg.max_frames or np.iinfo(np.int64).max
     obs, acts, has = [], [], []
     last_source = None
+    n = 0  # frames in the video
     for source, rgb in _decode(video, fps if cfg.fps else None):
+        n = source + 1
+        if rgb is None:
+            continue
         if len(obs) == limit:
             yield _episode(obs, acts, has, store_has_actions)
             obs, acts, has = [], [], []
@@ -176,6 +226,10 @@ def _episodes(video: Path, records: list[dict] | None, cfg: ImportVideoConfig, f
         acts.append(action)
         has.append(present)
         last_source = source
+    if records is not None and n:
+        if len(records) not in (n - 1, n):
+            raise StoreError(f"{video.with_suffix('.jsonl')} has {len(records)} action lines for the {n} frames of "
+                             f"{video.name} (expected {n - 1} or {n}: one per frame)")
     if len(obs) >= 2 or (obs and cfg.max_frames is None):
         yield _episode(obs, acts, has, store_has_actions)
 
