@@ -40,7 +40,8 @@ def _runners(cfg: EvalConfig) -> dict[str, Any]:
     from worldsim.sim.config import SimConfig
 
     return {s: SimRunner(cfg.checkpoint, SimConfig(context=s, context_frames=cfg.context_frames,
-                                                   sampling_steps=cfg.sampling_steps, device=cfg.device),
+                                                   sampling_steps=cfg.sampling_steps, guidance_scale=cfg.guidance_scale,
+                                                   device=cfg.device),
                          num_envs=cfg.num_envs) for s in cfg.schemes}
 
 
