@@ -6,5 +6,5 @@ cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 .venv/bin/pip install -q torch==2.13.0
-.venv/bin/pip install -q -e ".[crafter,deepspeed,dev,sb3]"
+.venv/bin/pip install -q -e ".[crafter,deepspeed,dev,sb3,torchrl]"
 echo "worldsim set up in $(pwd)/.venv"
