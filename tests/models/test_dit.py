@@ -137,16 +137,18 @@ def test_previous_frame_pathway_starts_as_a_no_op_and_reads_the_newest_cached_fr
     torch.testing.assert_close(cache.select([0, 2]).latents, inputs["x"][:, [0, 2]])
 
 
-def test_motion_pathway_starts_as_a_no_op_and_its_kernel_moves_the_previous_frame():
+def test_motion_kernel_starts_near_the_identity_and_moves_the_previous_frame():
     from worldsim.models.dit import MotionKernel
 
     before = _model(previous_frame=True)
     model = build_dit("tiny", latent_channels=C, action_space=space_to_json(spaces.Discrete(N_ACTIONS)), action_substeps=K,
                       reward_head=True, termination_head=True, previous_frame=True, motion_radius=2).eval()
     missing, unexpected = model.load_state_dict(before.state_dict(), strict=False)
-    assert unexpected == [] and missing and all(n.startswith(("motion.", "moved_embed.")) for n in missing)
+    assert unexpected == [] and missing and all(n.startswith("motion.") for n in missing)
     inputs = _inputs(t=4)
-    torch.testing.assert_close(model(**inputs).prediction, before(**inputs).prediction, atol=0, rtol=0)
+    # a warm start from a model without it predicts nearly what that model did (97% of each kernel on the centre)
+    a, b = model(**inputs).prediction, before(**inputs).prediction
+    assert (a - b).abs().mean() < 0.05 * b.abs().mean()
     # a kernel whose weight sits one tap right of centre moves every channel one pixel left; zeros come in
     kernel = MotionKernel(dim=8, channels=C, radius=1, groups=1)
     with torch.no_grad():

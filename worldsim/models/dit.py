@@ -17,15 +17,16 @@ concatenation); a DiT without it stayed below the copy-the-last-frame score on h
 10k steps (docs/curves/shipped). The first frame of a sequence takes its previous frame from the
 cache (which keeps its frames' inputs), or zeros at noise level 1 without one.
 
-With `motion_radius` r > 0 (on top of `previous_frame`), the previous frame is also moved before it
-is fed: the frame's action embedding picks a softmax-normalised (2r+1) x (2r+1) kernel per latent
-channel group, which is applied to the previous latent as one depthwise convolution per sample (the
+With `motion_radius` r > 0 (on top of `previous_frame`), the previous frame is moved before it is
+fed: the frame's action embedding picks a softmax-normalised (2r+1) x (2r+1) kernel per latent
+channel group, applied to the previous latent as one depthwise convolution per sample (the
 action-conditioned transformation of Finn et al.'s CDNA, 2016, for action-conditioned video
 prediction). A move that scrolls the whole view (Crafter: a tile is about 1.8 latent pixels) is then
-a kernel with its weight off centre, which the action alone selects, instead of an attention
-pattern that the noise-level and action modulations have to learn to steer. The kernel starts as the
-identity and the moved frame enters through its own zero-initialised projection, so adding the
-pathway to a trained model changes nothing at first.
+a kernel with its weight off centre, chosen by the action alone, instead of an attention pattern that
+the noise-level and action modulations have to learn to steer. The kernel sits in the copy pathway
+itself, so it must stay sharp where nothing moves and shift where the view scrolls (as a separate
+additive input it learned an action-independent blur). It starts as nearly the identity (97% of
+the weight on the centre), so adding it to a trained model changes its predictions only slightly.
 """
 
 from __future__ import annotations
@@ -64,7 +65,7 @@ class DiTConfig:
     rope_theta_time: float = 10_000.0  # rotary base over time: resolves offsets from 1 to thousands of frames
     rope_theta_space: float = 100.0  # rotary base over patch rows/columns: grids are tens of patches
     previous_frame: bool = False  # also feed each frame the previous frame's latent, patch by patch (module docstring)
-    motion_radius: int = 0  # r > 0: also feed the previous latent moved by an action-chosen (2r+1)^2 kernel (docstring)
+    motion_radius: int = 0  # r > 0: the previous latent is moved by an action-chosen (2r+1)^2 kernel first (docstring)
     motion_groups: int = 1  # kernels per frame, each for C / groups latent channels
 
     def __post_init__(self) -> None:
@@ -201,7 +202,6 @@ class DiT(nn.Module):
         self.previous_embed = PatchEmbed(c.latent_channels, c.patch_size, c.dim) if c.previous_frame else None
         self.previous_noise_embed = NoiseLevelEmbedder(c.dim) if c.previous_frame else None
         self.motion = MotionKernel(c.dim, c.latent_channels, c.motion_radius, c.motion_groups) if c.motion_radius else None
-        self.moved_embed = PatchEmbed(c.latent_channels, c.patch_size, c.dim) if c.motion_radius else None
         self.action_space = None if c.action_space is None else space_from_json(c.action_space)
         self.action_encoder = None if self.action_space is None else ActionEncoder(self.action_space, c.dim, c.action_substeps)
         self.rotary = Rotary3D(c.dim // c.heads, c.rope_theta_time, c.rope_theta_space)
@@ -230,9 +230,8 @@ class DiT(nn.Module):
             nn.init.zeros_(self.previous_embed.proj.weight)
             nn.init.normal_(self.previous_noise_embed.mlp[0].weight, std=0.02)
             nn.init.zeros_(self.previous_noise_embed.mlp[2].weight)
-        if self.motion is not None:  # identity kernels, zero projection: the pathway starts silent
+        if self.motion is not None:  # (nearly) identity kernels: the copy pathway starts as it was
             self.motion.reset_to_identity()
-            nn.init.zeros_(self.moved_embed.proj.weight)
 
     def forward(
         self,
@@ -268,9 +267,9 @@ class DiT(nn.Module):
             self._action_embedding(actions, action_mask, batch, frames)  # (B, T, D)
         if self.previous_embed is not None:
             previous, previous_level = self._previous(x, noise_level, cache)
-            tokens = tokens + self.previous_embed(previous.to(x.dtype))
             if self.motion is not None:  # the previous frame moved as this frame's actions say
-                tokens = tokens + self.moved_embed(self.motion(previous, action_embedding).to(x.dtype))
+                previous = self.motion(previous, action_embedding)
+            tokens = tokens + self.previous_embed(previous.to(x.dtype))
             cond = cond + self.previous_noise_embed(previous_level)
         if action_embedding is not None:
             cond = cond + action_embedding
