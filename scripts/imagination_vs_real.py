@@ -8,7 +8,9 @@
    frames (one simulator step = k real frames), so both agents make the same number of decisions.
 2. Both agents and a random agent (also holding actions k frames) play `--eval-seeds` real episodes
    (at most `--eval-frames` frames each); the table shows the mean real return with a 95% interval
-   (Student t over seeds), and JSON goes to `--out` with the training curves and the weights' paths.
+   (Student t over seeds) and, in Crafter, Crafter's own score (geometric mean of the achievement
+   success rates, bootstrap interval); JSON goes to `--out` with the training curves and the weights'
+   paths, and `--docs-json` writes the summary layout of docs/imagination/<world>.json.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from worldsim.agents.random import RandomAgent
 from worldsim.agents.train_ac import ActorCriticConfig, TrainResult, real_vector_env, train_actor_critic
 from worldsim.envs import REAL_ENVS, make_real_env
 from worldsim.eval.compare import mean_ci95
+from worldsim.eval.crafter_score import evaluate_crafter
 from worldsim.eval.episodes import roll_real
 from worldsim.sim.vector_env import WorldModelVectorEnv
 from worldsim.export import read_export_config
@@ -81,11 +84,14 @@ def main() -> None:
     p.add_argument("--entropy-coef", type=float, default=0.001)
     p.add_argument("--normalize-advantages", action=argparse.BooleanOptionalAction, default=True,
                    help="scale each batch's advantages to unit std")
-    p.add_argument("--eval-seeds", type=int, default=10)
+    p.add_argument("--eval-seeds", type=int, default=20)
     p.add_argument("--eval-frames", type=int, default=500, help="real frames per evaluation episode at most")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--out", default="runs/imagination_vs_real", help="folder for JSON and weights")
+    p.add_argument("--real-steps", type=int, default=None, help="steps of the real-world agent (default: the "
+                   "simulator's training-store frames / k, the same real-world budget)")
+    p.add_argument("--docs-json", default=None, help="also write the summary here (e.g. docs/imagination/crafter.json)")
     args = p.parse_args()
 
     torch.set_num_threads(args.threads)
@@ -123,9 +129,18 @@ def main() -> None:
     save_actor_critic(out / "imagination.safetensors", imagined.net, {"trained_in": "imagination", "steps": imagined.steps,
                                                                      "checkpoint": str(checkpoint)})
 
-    print(f"real: {world}, actions held {k} frames; {args.steps} steps", flush=True)
+    # The real-world agent gets the real-world budget behind the simulator: the frames of its training store
+    # (what DIAMOND's Atari 100k comparison holds equal), in decisions of k frames; --real-steps overrides.
+    store_frames = None
+    if dataset:
+        from worldsim.data.store import EpisodeStore
+
+        with EpisodeStore.open(dataset) as s:
+            store_frames = s.num_frames
+    real_steps = args.real_steps or (-(-store_frames // k) if store_frames else args.steps)
+    print(f"real: {world}, actions held {k} frames; {real_steps} steps ({real_steps * k} real frames)", flush=True)
     real_envs = real_vector_env(world, args.num_envs, hold=k, size=size)
-    real = train_actor_critic(real_envs, cfg, log=log("real"))
+    real = train_actor_critic(real_envs, ActorCriticConfig(**{**cfg.__dict__, "steps": real_steps}), log=log("real"))
     real_envs.close()
     save_actor_critic(out / "real.safetensors", real.net, {"trained_in": world, "steps": real.steps})
 
@@ -137,19 +152,31 @@ def main() -> None:
     rows: dict[str, Any] = {}
     for name, (agent, trained) in agents.items():
         t0 = time.perf_counter()
-        returns, lengths = real_returns(world, agent, seeds, args.eval_frames, k, size)
+        if world == "crafter":
+            scored = evaluate_crafter(agent, seeds, args.eval_frames, k, size)
+            returns, lengths = scored["returns"], scored["lengths"]
+        else:
+            scored = None
+            returns, lengths = real_returns(world, agent, seeds, args.eval_frames, k, size)
         rows[name] = {"real_return": {**mean_ci95(returns), "n": len(returns)}, "returns": returns,
                       "episode_frames": lengths, "mean_episode_frames": float(np.mean(lengths)),
                       "eval_seconds": time.perf_counter() - t0,
                       "training": None if trained is None else summarise(trained)}
+        if scored is not None:
+            rows[name]["score"], rows[name]["success"] = scored["score"], scored["success"]
 
     print(f"\n{world} real-world return over {len(seeds)} seeds (<= {args.eval_frames} frames, actions held {k} frames)")
-    print(f"{'agent':<22} {'train steps':>11} {'train s':>8} {'ep. frames':>10} {'mean return':>11}   95% interval")
+    print(f"{'agent':<22} {'train steps':>11} {'train s':>8} {'ep. frames':>10} {'mean return':>11}   95% interval"
+          + ("   score %   95% interval" if world == "crafter" else ""))
     labels = {"random": "random", "imagination": "AC in imagination", "real": "AC in real world"}
     for name, row in rows.items():
         r, t = row["real_return"], row["training"]
-        print(f"{labels[name]:<22} {t['steps'] if t else 0:>11} {t['seconds'] if t else 0:>8.0f} {row['mean_episode_frames']:>10.0f} {r['mean']:>11.2f}   "
-              f"[{r['ci95'][0]:.2f}, {r['ci95'][1]:.2f}]")
+        line = (f"{labels[name]:<22} {t['steps'] if t else 0:>11} {t['seconds'] if t else 0:>8.0f} "
+                f"{row['mean_episode_frames']:>10.0f} {r['mean']:>11.2f}   [{r['ci95'][0]:.2f}, {r['ci95'][1]:.2f}]")
+        if "score" in row:
+            sc = row["score"]
+            line += f"   {sc['mean']:>7.2f}   [{sc['ci95'][0]:.2f}, {sc['ci95'][1]:.2f}]"
+        print(line)
     report = {"checkpoint": str(checkpoint), "world": world, "dataset": dataset, "k": k, "frame_size": list(size),
               "args": vars(args), "config": {**cfg.__dict__, "channels": list(cfg.channels)}, "eval_seeds": seeds,
               "machine": {"platform": platform.platform(), "cpus": torch.get_num_threads(),
@@ -157,6 +184,19 @@ def main() -> None:
               "agents": rows}
     (out / "results.json").write_text(json.dumps(report, indent=1))
     print(f"\nwrote {out / 'results.json'}")
+    if args.docs_json:
+        summary = {"world": world, "checkpoint": str(checkpoint), "machine": report["machine"], "eval_seeds": seeds,
+                   **{name: {**({"score": {"mean": row["score"]["mean"], "ci95": row["score"]["ci95"]},
+                                 "success": row["success"]} if "score" in row else {}),
+                             "return": {"mean": row["real_return"]["mean"], "ci95": row["real_return"]["ci95"]},
+                             "episodes": len(row["returns"]),
+                             "env_steps": {"random": 0, "imagination": store_frames, "real": real.steps * k}[name],
+                             "imagined_steps": imagined.steps if name == "imagination" else 0,
+                             "eval_env_steps": int(sum(row["episode_frames"]))}
+                      for name, row in rows.items()}}
+        Path(args.docs_json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.docs_json).write_text(json.dumps(summary, indent=1))
+        print(f"wrote {args.docs_json}")
 
 
 if __name__ == "__main__":
