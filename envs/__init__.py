@@ -18,12 +18,14 @@ REAL_ENVS: dict[str, str] = {
     "probe": "worldsim-real/Probe-v0",
     "probe-push": "worldsim-real/ProbePush-v0",
     "minedojo": "worldsim-real/MineDojo-v0",
+    "minetest": "worldsim-real/Minetest-v0",
 }
 _ENTRY_POINTS = {
     "crafter": "worldsim.envs.crafter:CrafterEnv",
     "probe": "worldsim.envs.probe.env:ProbeWorldEnv",
     "probe-push": "worldsim.envs.probe.task:ProbePushTaskEnv",
     "minedojo": "worldsim.envs.minedojo:MineDojoEnv",
+    "minetest": "worldsim.envs.minetest.env:MinetestEnv",
 }
 
 for _name, _id in REAL_ENVS.items():
@@ -33,7 +35,7 @@ for _name, _id in REAL_ENVS.items():
 
 
 def make_real_env(name: str, **kwargs) -> gym.Env:
-    """Make a real world by short name ("crafter", "probe", "minedojo"); kwargs go to its env.
+    """Make a real world by short name ("crafter", "probe", "minedojo", "minetest"); kwargs go to its env.
 
     Raises:
         ValueError: unknown name.

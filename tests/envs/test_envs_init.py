@@ -17,6 +17,7 @@ def test_all_ids_are_registered():
         "probe": "worldsim-real/Probe-v0",
         "probe-push": "worldsim-real/ProbePush-v0",
         "minedojo": "worldsim-real/MineDojo-v0",
+        "minetest": "worldsim-real/Minetest-v0",
     }
     for env_id in REAL_ENVS.values():
         assert env_id in gym.registry
@@ -24,7 +25,7 @@ def test_all_ids_are_registered():
 
 def test_importing_envs_imports_no_world():
     code = ("import sys, worldsim.envs; "
-            "print(sorted(m for m in sys.modules if m.startswith(('worldsim.envs.', 'crafter', 'minedojo'))))")
+            "print(sorted(m for m in sys.modules if m.startswith(('worldsim.envs.', 'crafter', 'minedojo', 'Xlib'))))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
 
@@ -67,5 +68,5 @@ def test_make_real_env_minedojo_fails_clearly_without_the_game():
 
 
 def test_unknown_name_lists_the_known_ones():
-    with pytest.raises(ValueError, match="crafter, probe, probe-push, minedojo"):
+    with pytest.raises(ValueError, match="crafter, probe, probe-push, minedojo, minetest"):
         make_real_env("atari")
