@@ -8,6 +8,8 @@ and what the export records. The trainer (`worldsim.train.trainer`) is the same 
 from __future__ import annotations
 
 import dataclasses
+import functools
+from pathlib import Path
 from typing import Any, Callable
 
 import torch
@@ -15,6 +17,7 @@ from einops import repeat
 from torch import Tensor, nn
 
 from worldsim.diffusion.objective import diffusion_loss
+from worldsim.export import write_export
 from worldsim.diffusion.samplers import sample_euler
 from worldsim.frames import frames_to_float, frames_to_uint8
 from worldsim.models.ae_presets import autoencoder_config
@@ -23,6 +26,7 @@ from worldsim.models.dit import DiT
 from worldsim.models.presets import dit_config
 from worldsim.train.config import TrainConfig
 from worldsim.train.context_sampling import select_frames
+from worldsim.train.latent_cache import autoencoder_key as latent_key
 from worldsim.models.latents import latent_actions, latent_rewards, latent_terminated, num_latent_frames
 
 Batch = dict[str, Any]
@@ -37,6 +41,9 @@ class VAETask:
     """Train `VideoAutoencoder` on windows of real frames; fit its latent scale/shift at the end."""
 
     kind = "autoencoder"
+    run_name = "train-vae"  # default run folder name (runs/<run_name>/<timestamp>)
+    video_tag = "video/reconstruction"  # TensorBoard tag of the task's videos
+    autoencoder_key = None  # the latent space a DiT is bound to; an autoencoder run has none
     device = torch.device("cpu")  # set by the trainer to the engine's device
 
     def __init__(self, cfg: TrainConfig, frame_size: tuple[int, int], action_space_json: dict | None) -> None:
@@ -86,11 +93,20 @@ class VAETask:
     def export_meta(self) -> dict[str, Any]:
         return {"model_config": self.model_config.to_dict()}
 
+    def write_export(self, folder: Path, model: VideoAutoencoder, extra: dict[str, Any], batches: Callable[[], list[Batch]],
+                     log: Callable[[str], None]) -> Path:
+        """Fit the latent statistics of `model` (the EMA weights) from `batches()` and export it alone."""
+        stats = self.finish(model.to(self.device), batches())
+        log(f"fitted latent shift {_short(stats['latent_shift'])} scale {_short(stats['latent_scale'])}")
+        return write_export(folder, model.cpu(), None, self.frame_size, self.action_space_json, extra)
+
 
 class DiTTask:
     """Train `DiT` (with reward/termination heads) on normalised latents of a frozen autoencoder."""
 
     kind = "dit"
+    run_name = "train"
+    video_tag = "video/rollout"
     device = torch.device("cpu")  # set by the trainer to the engine's device
 
     def __init__(self, cfg: TrainConfig, frame_size: tuple[int, int], action_space_json: dict | None,
@@ -117,12 +133,18 @@ class DiTTask:
         self.model = DiT(self.model_config)
         self.tokens_per_frame = (h // p) * (w // p)
 
+    @functools.cached_property
+    def autoencoder_key(self) -> str:
+        """The latent space this DiT learns: `latent_cache.autoencoder_key`, hashed once (after any stats fit)."""
+        return latent_key(self.autoencoder)
+
     def build_model(self) -> DiT:
         return DiT(self.model_config)
 
     def fit_latent_stats(self, batches: list[Batch]) -> None:
         """Fit the autoencoder's latent shift/scale from data when its export has none."""
         fit_latent_stats_from_frames(self.autoencoder, (frames_to_float(b["obs"]).to(self.device) for b in batches))
+        self.__dict__.pop("autoencoder_key", None)  # the statistics are part of the latent space
 
     @torch.no_grad()
     def latents(self, batch: Batch) -> Tensor:
@@ -199,3 +221,12 @@ class DiTTask:
 
     def export_meta(self) -> dict[str, Any]:
         return {"model_config": dataclasses.asdict(self.model_config)}
+
+    def write_export(self, folder: Path, model: DiT, extra: dict[str, Any], batches: Callable[[], list[Batch]],
+                     log: Callable[[str], None]) -> Path:
+        """Export `model` (the EMA weights) with the autoencoder it was trained on."""
+        return write_export(folder, self.autoencoder.cpu(), model, self.frame_size, self.action_space_json, extra)
+
+
+def _short(values: list[float]) -> str:
+    return "[" + ", ".join(f"{v:.3g}" for v in values[:4]) + (", ...]" if len(values) > 4 else "]")

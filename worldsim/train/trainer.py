@@ -33,12 +33,12 @@ from worldsim.train import resume
 from worldsim.train.config import TrainConfig
 from worldsim.train.ema import EMA
 from worldsim.train.engine import CheckpointError
-from worldsim.export import load_export, write_export
+from worldsim.export import load_export
 from worldsim.train.resume import check_compatible, jsonable
 from worldsim.train.sampler import ResumableDistributedSampler
 from worldsim.train.tasks import DiTTask, VAETask
 from worldsim.train.tensorboard import RunLogger
-from worldsim.train.latent_cache import LatentWindowDataset, autoencoder_key, build_cache, open_cache
+from worldsim.train.latent_cache import LatentWindowDataset, build_cache, open_cache
 from worldsim.models.latents import num_latent_frames
 from worldsim.train.precision import autocast, cpu_autocast
 from worldsim.train.validation import CurveLog, DiTValidator, VAEValidator, run_holdout
@@ -101,9 +101,9 @@ class Trainer:
         torch.manual_seed(cfg.seed)
         self.task = self._make_task()
         self.task.device = self.device
-        self.ae_key = autoencoder_key(self.task.autoencoder) if isinstance(self.task, DiTTask) else None  # frozen: once
+        self.ae_key = self.task.autoencoder_key  # None for an autoencoder run; a DiT's latent space, hashed once
         self.latent_cache = None
-        if isinstance(self.task, DiTTask):
+        if self.ae_key is not None:  # a DiT: it reads the latents of a frozen autoencoder
             self.task.autoencoder.to(self.device)
             if cfg.latent_cache:
                 self.dataset = self._latent_dataset(self.train_episodes)
@@ -121,7 +121,7 @@ class Trainer:
         # Nothing is written before the checks above and this one pass.
         if resume_from is not None:
             check_compatible(meta, cfg, self.task.export_meta()["model_config"], resume_from[0] / resume_from[1])
-            if isinstance(self.task, DiTTask) and meta.get("autoencoder_key") not in (None, self.ae_key):
+            if self.ae_key is not None and meta.get("autoencoder_key") not in (None, self.ae_key):
                 raise CheckpointError(f"{resume_from[0] / resume_from[1]} was trained on the latents of another autoencoder "
                                       f"(its weights changed at {cfg.vae}); a DiT cannot continue on a new latent space: "
                                       "train it anew (another run_dir)")
@@ -157,7 +157,7 @@ class Trainer:
         elif cfg.run_dir:
             path = Path(cfg.run_dir)
         else:
-            name = cfg.name or ("train-vae" if cfg.task == "vae" else "train")
+            name = cfg.name or self.task.run_name
             path = base = Path(cfg.out) / name / time.strftime("%Y%m%d-%H%M%S")
             n = 1
             while self.rank == 0 and path.exists():  # two runs started in the same second
@@ -203,7 +203,7 @@ class Trainer:
         if not cfg.validation.every or not self.holdout:
             return None
         try:
-            if isinstance(self.task, VAETask):
+            if self.ae_key is None:  # an autoencoder: frames in, reconstructions scored
                 return VAEValidator(cfg.data, cfg.window, self.holdout, cfg.validation, self.device)
             # Held-out windows always come from the latent cache (built here if training reads frames).
             cache = self.latent_cache or build_cache(cfg.data, self.task.autoencoder, self.device, progress=cfg.progress,
@@ -414,8 +414,7 @@ class Trainer:
         batch = self._first_batches(1)[0]
         generator = torch.Generator().manual_seed(VIDEO_SEED)
         video = self.task.video(self.ema_model().to(self.device), batch, generator)
-        tag = "video/reconstruction" if self.cfg.task == "vae" else "video/rollout"
-        return self.logger.video(self.step, tag, video)
+        return self.logger.video(self.step, self.task.video_tag, video)
 
     def save(self) -> Path:
         """A checkpoint of this step (all ranks call it)."""
@@ -434,7 +433,7 @@ class Trainer:
             "weights_checksum": checksum,
             "holdout": self.holdout,
         }
-        if isinstance(self.task, DiTTask):
+        if self.ae_key is not None:
             meta["autoencoder_key"] = self.ae_key
         folder = directory / tag
         ckpt.write_rank_files(folder, self.rank, ckpt.rng_state(self.noise),
@@ -459,13 +458,8 @@ class Trainer:
                                "run_dir": str(self.run_dir),
                                # a resumed run's warm start: the config it was resumed with (it names the same export)
                                "init_from": self.warm_start or ({"from": self.cfg.init_from} if self.cfg.init_from else None)}}
-            if self.cfg.task == "vae":
-                stats = self.task.finish(model.to(self.device), self._first_batches(self.cfg.latent_stats_batches))
-                self._print(f"fitted latent shift {_short(stats['latent_shift'])} scale {_short(stats['latent_scale'])}")
-                out = write_export(self.run_dir / "export", model.cpu(), None, self.frame_size, self.action_space_json, extra)
-            else:
-                out = write_export(self.run_dir / "export", self.task.autoencoder.cpu(), model, self.frame_size,
-                                   self.action_space_json, extra)
+            out = self.task.write_export(self.run_dir / "export", model, extra,
+                                         lambda: self._first_batches(self.cfg.latent_stats_batches), self._print)
             self._print(f"exported inference weights to {out}")
         eng.barrier()
         path = eng.broadcast(None if out is None else str(out))
@@ -492,9 +486,6 @@ def _batch_len(batch: dict[str, Any]) -> int:
 def _main_thread() -> bool:
     return threading.current_thread() is threading.main_thread()
 
-
-def _short(values: list[float]) -> str:
-    return "[" + ", ".join(f"{v:.3g}" for v in values[:4]) + (", ...]" if len(values) > 4 else "]")
 
 
 def train(cfg: TrainConfig) -> TrainResult:
