@@ -6,19 +6,21 @@ frames grabbed from the X screen (`XDisplay`). The game runs in real time, so th
 actions replay *nearly* the same episode, not exactly (`scripts/bench_minetest.py` measures how
 nearly).
 
-Actions, ``Discrete(12)`` by default; each is held for one step of ``1 / fps`` seconds (``fps=10``
-by default, so a step is 0.1 s of game time), then released, and the frame is grabbed:
+Actions, ``Discrete(12)`` by default. Each step holds its input for ``1 / fps`` seconds (``fps=10``
+by default, so a step is 0.1 s of game time), releases the keys and grabs the frame; a mouse button
+stays down through a run of steps that ask for it (the game forgets a half-dug node when the
+button goes up). Turns are mouse motions, calibrated once per game in degrees per pixel:
 
 ====  ===========  ===============================================
  id   name         input
 ====  ===========  ===============================================
  0    noop         nothing
- 1    forward      W          2  back          S
- 3    left         A (strafe) 4  right         D (strafe)
- 5    turn_left    mouse: yaw +turn_degrees   6  turn_right  yaw -turn_degrees
- 7    look_up      mouse: pitch -look_degrees 8  look_down   pitch +look_degrees
+ 1    forward      W                  2  back        S
+ 3    left         A (strafe)         4  right       D (strafe)
+ 5    turn_left    yaw +turn_degrees  6  turn_right  yaw -turn_degrees
+ 7    look_up      pitch -look_degrees 8  look_down  pitch +look_degrees
  9    jump         space
-10    dig          left button (digging needs the button held: repeat dig)
+10    dig          left button
 11    place        right button (places dirt; the player has 99 at every reset)
 ====  ===========  ===============================================
 
@@ -27,9 +29,11 @@ forward/back, strafe left/right, jump, turn left/right, look up/down, dig/place 
 in each), combined within one step.
 
 Episodes: the game keeps running across resets (start-up takes seconds and world generation
-more). ``reset(seed=s)`` draws start candidates from the env's seeded generator; the bridge mod
-puts the player at the first with a spawn level, generates the area around it, faces the drawn
-yaw with pitch 0, and refills health and dirt; the env then waits until the frame stops changing.
+more). ``reset(seed=s)`` draws start candidates (offsets within ``spawn_radius`` of the engine's
+own spawn point, and a yaw) from the env's seeded generator; the bridge mod puts the player on
+the first with open ground above sea level, generates the area around it, faces the drawn yaw
+with pitch 0 and refills health and dirt; the env then waits until the frame and the player are
+still. About 1.3 s per reset, 7 s for the first (start-up included; ``docs/bench/minetest.json``).
 The map itself comes from ``map_seed``, fixed per env, so ``reset(seed=s)`` gives the same start
 in every env with the same ``map_seed``. Blocks dug or placed stay for later episodes of the
 same env. Damage is off and time of day is fixed at noon: episodes never terminate; they are
@@ -107,6 +111,7 @@ class MinetestEnv(gym.Env):
         max_episode_steps: steps after which an episode is truncated.
         fps: steps per second of game time; each action is held for ``1 / fps`` seconds.
         map_seed: Minetest's map seed (the terrain), fixed for the env's lifetime.
+        game: the Minetest game (set of mods) to play; the bridge mod places dirt from ``minetest_game``.
         action_space: "discrete" (the 12 actions) or "multidiscrete" (MineDojo-like, combinable).
         turn_degrees: yaw change of one turn action; look_degrees: pitch change of one look action.
         spawn_radius: starts are drawn with ``|x|, |z| <= spawn_radius`` nodes (a larger radius
@@ -123,6 +128,7 @@ class MinetestEnv(gym.Env):
         max_episode_steps: int = 256,
         fps: float = 10.0,
         map_seed: int = 0,
+        game: str = "minetest_game",
         action_space: str = "discrete",
         turn_degrees: float = 15.0,
         look_degrees: float = 15.0,
@@ -150,7 +156,7 @@ class MinetestEnv(gym.Env):
         self.turn_degrees, self.look_degrees = float(turn_degrees), float(look_degrees)
         self.spawn_radius = int(spawn_radius)
         self.render_mode = render_mode
-        self.game_config = GameConfig(map_seed=int(map_seed), window=tuple(window or (max(128, w), max(128, h))))
+        self.game_config = GameConfig(game=game, map_seed=int(map_seed), window=tuple(window or (max(128, w), max(128, h))))
         self.action_names = ACTION_NAMES
         self.observation_space = spaces.Box(0, 255, (h, w, 3), np.uint8)
         self.action_space = (spaces.Discrete(len(ACTION_NAMES)) if action_space == "discrete"
@@ -158,6 +164,7 @@ class MinetestEnv(gym.Env):
         self.game: MinetestGame | None = None  # started by the first reset, so making an env for its spaces is free
         self._x: XDisplay | None = None
         self._degrees_per_pixel: float | None = None
+        self._buttons_down: set[int] = set()  # mouse buttons held through from the last step (dig, place)
         self._seq = 0
         self._frame: np.ndarray | None = None
         self._state_cache: dict[str, np.ndarray] | None = None
@@ -188,7 +195,9 @@ class MinetestEnv(gym.Env):
             raise MinetestUnavailable(f"Minetest failed to start: {e}") from None
         self._x = XDisplay(self.game.display)
         if not wait_for(self._x.focus_window, 10):
-            raise MinetestUnavailable(f"no game window appeared on {self.game.display}; {self.game.log_tail()}")
+            tail = self.game.log_tail()
+            self.close()
+            raise MinetestUnavailable(f"no game window appeared on its Xvfb display; {tail}")
         self._codes = {k: self._x.keycode(k) for k in _KEYS.values()}
         self.start_seconds = time.perf_counter() - start
 
@@ -274,7 +283,7 @@ class MinetestEnv(gym.Env):
         start = time.perf_counter()
         self._hold(inp)
         time.sleep(max(0.0, 1.0 / self.fps - (time.perf_counter() - start)))
-        self._release()
+        self._release(keep_buttons=inp.buttons)
         self.game.check_alive()
         self._frame = self._grab()
         self._t += 1
@@ -303,8 +312,12 @@ class MinetestEnv(gym.Env):
     def _hold(self, inp: _Input) -> None:
         for key in inp.keys:
             self._x.key(self._codes[key], True)
-        for button in inp.buttons:
-            self._x.button(button, True)
+        for button in _BUTTONS.values():
+            if button in inp.buttons and button not in self._buttons_down:
+                self._x.button(button, True)
+            elif button not in inp.buttons and button in self._buttons_down:
+                self._x.button(button, False)
+        self._buttons_down = set(inp.buttons)
         if inp.turn or inp.look:
             # The game turns by the pointer's offset from the window centre and re-centres it each frame.
             cx, cy = self._x.width // 2, self._x.height // 2
@@ -313,11 +326,15 @@ class MinetestEnv(gym.Env):
             self._x.move_mouse(cx + dx, cy + dy)
         self._x.flush()
 
-    def _release(self) -> None:
+    def _release(self, keep_buttons: set[int] = frozenset()) -> None:
+        """Release every key, and every mouse button but `keep_buttons`: the game forgets how far a node is
+        dug when the button goes up, so a run of dig steps holds it down through their steps."""
         for code in self._codes.values():
             self._x.key(code, False)
         for button in _BUTTONS.values():
-            self._x.button(button, False)
+            if button not in keep_buttons:
+                self._x.button(button, False)
+        self._buttons_down = set(keep_buttons)
         self._x.flush()
 
     def _grab(self) -> np.ndarray:

@@ -39,6 +39,7 @@ class MinetestUnavailable(RuntimeError):
 class GameConfig:
     """How the game is run; the defaults keep frames about the player and the CPU cost small."""
 
+    game: str = "minetest_game"  # the game (set of mods) the world is played in, as Debian's minetest-data installs it
     map_seed: int = 0  # Minetest's fixed_map_seed: the terrain
     window: tuple[int, int] = (128, 128)  # rendered (W, H); observations are resized from this
     viewing_range: int = 40  # nodes; the default 190 costs far more CPU for pixels a 64x64 frame loses
@@ -108,7 +109,7 @@ class MinetestGame:
     def _write_world(self) -> None:
         mod = self.world / "worldmods" / "worldsim_bridge"
         mod.mkdir(parents=True)
-        (self.world / "world.mt").write_text("gameid = minetest_game\nbackend = sqlite3\n"
+        (self.world / "world.mt").write_text(f"gameid = {self.cfg.game}\nbackend = sqlite3\n"
                                              "player_backend = sqlite3\nauth_backend = sqlite3\nmod_storage_backend = sqlite3\n")
         (mod / "mod.conf").write_text("name = worldsim_bridge\ndescription = worldsim's command and state files\n")
         shutil.copy(_BRIDGE, mod / "init.lua")

@@ -98,6 +98,25 @@ def test_state_follows_forward_movement(env):
 
 
 @needs_game
+def test_digging_holds_the_button_and_placing_puts_a_block(env):
+    env.reset(seed=0)
+    for _ in range(4):
+        before = env.step(ACTION_NAMES.index("look_down"))[0]  # 60 degrees down: the ground within reach
+    dug = [env.step(ACTION_NAMES.index("dig"))[0] for _ in range(6)]
+    assert mean_abs_diff(before, dug[-1]) > 1.0, "no cracks: the button went up between dig steps"
+    placed = env.step(ACTION_NAMES.index("place"))[0]
+    assert mean_abs_diff(dug[-1], placed) > 10.0
+
+
+@needs_game
+def test_a_game_that_fails_to_start_shows_its_log():
+    env = MinetestEnv(game="no_such_game")
+    with pytest.raises(MinetestUnavailable, match="failed to start.*log tail.*no_such_game"):
+        env.reset(seed=0)
+    assert env.game is None
+
+
+@needs_game
 def test_a_killed_game_is_a_clear_error_and_close_leaves_no_process():
     env = MinetestEnv(size=32)
     try:
