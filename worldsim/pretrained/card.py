@@ -188,7 +188,8 @@ def _continuation(stage: str, run: Path, cfg: dict[str, Any], base: dict[str, An
     command = "worldsim train-vae" if stage == "vae" else "worldsim train"
     exported = run / "export" / "config.json"
     steps = _read_json(exported)["train"]["steps"] if exported.is_file() else cfg["steps"]
-    changed = [f"{k}={_flat(cfg, k)}" for k in sorted(set(_keys(cfg)) | set(_keys(base)))
+    changed = ([f"data={cfg['data']} (another store)"] if cfg.get("data") != base.get("data") else []) + [
+               f"{k}={_flat(cfg, k)}" for k in sorted(set(_keys(cfg)) | set(_keys(base)))
                if _flat(cfg, k) != _flat(base, k) and k.split(".")[0] not in IGNORED_CHANGES
                and not (_flat(base, k) is None and not _flat(cfg, k))]  # a field newer than the base run, left off
     metric = "psnr" if stage == "vae" else "next_psnr"
@@ -267,7 +268,9 @@ def model_card(name: str, work: Path) -> str:
     continued = {stage: [(run, _read_json(run / "config.json")) for run in stage_runs(work, name, stage)[1:]]
                  for stage in ("vae", "dit")}
     results = _read_json(work / f"{name}-eval" / "results.json")
-    with EpisodeStore.open(work / f"{name}.zarr", mode="r") as store:
+    last_dit = (continued["dit"][-1][1] if continued["dit"] else dit)
+    store_path = Path(last_dit["data"]) if last_dit.get("data") and Path(last_dit["data"]).exists() else work / f"{name}.zarr"
+    with EpisodeStore.open(store_path, mode="r") as store:
         data = describe(store)
     times = _times(work, name)
     params = _params(folder)
