@@ -151,6 +151,22 @@ def test_warm_start_from_an_export_adds_a_pathway_and_is_recorded(vae_run, store
     assert not (tmp_path / "c" / "checkpoints").exists()
 
 
+def test_a_dit_warm_starts_on_another_latent_space_only_when_asked(vae_run, store, tmp_path, capsys):
+    from worldsim.export import load_export
+
+    common = [f"data={store}", "validation.every=0", "video_every=0", "steps=1", "ema_decay=0", *BASE]
+    dit = Trainer(compose("train", [f"vae={vae_run / 'export'}", f"run_dir={tmp_path / 'dit'}", *common])).fit()
+    # the whole autoencoder fine-tuned (encoder included): a related but different latent space
+    ae = Trainer(compose("train_vae", [f"run_dir={tmp_path / 'ae'}", f"init_from={vae_run / 'export'}",
+                                       "optim.lr=0.01", *common])).fit()
+    args = [f"vae={ae.export_dir}", f"init_from={dit.export_dir}", *common]
+    err = _error(capsys, "train", f"run_dir={tmp_path / 'refused'}", *args)
+    assert "another autoencoder" in err and "init_other_latents=true" in err
+    result = Trainer(compose("train", [f"run_dir={tmp_path / 'asked'}", "init_other_latents=true", *args])).fit()
+    record = load_export(result.export_dir)[1]["train"]["init_from"]
+    assert record["from"] == str(dit.export_dir) and record["other_latents"] is True
+
+
 def test_decoder_fine_tune_keeps_the_encoder_and_the_latent_key(vae_run, store, tmp_path):
     from worldsim.export import load_export
     from worldsim.train.latent_cache import autoencoder_key

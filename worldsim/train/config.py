@@ -98,6 +98,7 @@ class TrainConfig:
     run_dir: str | None = None  # exact folder for this run, overriding out/name/timestamp
     resume: str | None = None  # a run folder (its latest checkpoint) or a checkpoint tag folder to continue
     init_from: str | None = None  # warm start of a new run from an export's weights (parameters it lacks keep their init)
+    init_other_latents: bool = False  # task=dit with init_from: allow an export trained on another autoencoder's latents (a starting point only)
     freeze_encoder: bool = False  # task=vae with init_from: train the decoder only; latents, their stats and any DiT trained on them stay valid
     checkpoint_every: int = 500  # optimizer steps between DeepSpeed checkpoints (and one at the end)
     keep_checkpoints: int = 2  # newest checkpoints kept; 0 keeps all
@@ -134,7 +135,7 @@ class TrainConfig:
 RESUMABLE_CHANGES = frozenset({
     "steps", "resume", "run_dir", "out", "name", "checkpoint_every", "keep_checkpoints", "log_every",
     "video_every", "max_nonfinite", "progress", "tensorboard", "export", "dist", "latent_stats_batches",
-    "num_workers", "validation", "init_from",
+    "num_workers", "validation", "init_from", "init_other_latents",
     "vae",  # another export of the same encoder (a fine-tuned decoder): the trainer compares the latent keys
 })
 

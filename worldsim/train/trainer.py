@@ -112,7 +112,8 @@ class Trainer:
         self.autocast = cpu_autocast(cfg.dist.precision, self.device, cfg.task)
         self.warm_start = None
         if cfg.init_from and resume_from is None:
-            self.warm_start = warm_start(cfg.init_from, cfg.task, self.task.model, cfg.model, self.ae_key)
+            self.warm_start = warm_start(cfg.init_from, cfg.task, self.task.model, cfg.model, self.ae_key,
+                                         cfg.init_other_latents)
             new = self.warm_start["new_parameters"]
             self._print(f"warm start from {cfg.init_from}: {self.warm_start['loaded']} tensors loaded"
                         + (f", {len(new)} new ones keep their initialisation ({', '.join(new[:4])}...)" if new else ""))

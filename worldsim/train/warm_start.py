@@ -2,7 +2,10 @@
 
 Parameters the export lacks (a pathway added since, such as the DiT's previous-frame projection)
 keep their initialisation; anything the export has that the model does not, or of another shape,
-is an error naming it. A DiT only warm-starts on the latents it was trained on.
+is an error naming it. A DiT only warm-starts on the latents it was trained on, unless the run says
+`init_other_latents=true`: then the weights are only a starting point for a related latent space
+(an autoencoder fine-tuned from the one the DiT learned, e.g. on frames of another size), and the
+record says so.
 """
 
 from __future__ import annotations
@@ -15,19 +18,23 @@ from worldsim.export import load_export
 from worldsim.train.latent_cache import autoencoder_key
 
 
-def warm_start(init_from: str, task: str, model: nn.Module, model_name: str, ae_key: str | None) -> dict[str, Any]:
+def warm_start(init_from: str, task: str, model: nn.Module, model_name: str, ae_key: str | None,
+               other_latents: bool = False) -> dict[str, Any]:
     """Load `init_from`'s weights into `model` (task "vae" or "dit"); returns the run's record of it.
 
-    ae_key: the latent key of the DiT's autoencoder (task "dit"), compared with the export's.
+    ae_key: the latent key of the DiT's autoencoder (task "dit"), compared with the export's unless
+    `other_latents` (the export's DiT learned another latent space; its weights are a starting point).
     """
     models, meta = load_export(init_from)
     want = "autoencoder" if task == "vae" else "dit"
     if want not in models:
         raise ValueError(f"init_from={init_from} is an {meta['kind']} export; task={task} warm-starts from "
                          f"an export holding a {want}")
-    if want == "dit" and autoencoder_key(models["autoencoder"]) != ae_key:
+    same_latents = want != "dit" or autoencoder_key(models["autoencoder"]) == ae_key
+    if not same_latents and not other_latents:
         raise ValueError(f"init_from={init_from} was trained on the latents of another autoencoder than this run's "
-                         "vae; a DiT cannot carry over to a new latent space")
+                         "vae; a DiT cannot carry over to a new latent space (init_other_latents=true starts from its "
+                         "weights anyway, for an autoencoder fine-tuned from that one)")
     source, target = models[want].state_dict(), model.state_dict()
     unexpected = sorted(set(source) - set(target))
     reshaped = sorted(n for n in set(source) & set(target) if source[n].shape != target[n].shape)
@@ -38,4 +45,4 @@ def warm_start(init_from: str, task: str, model: nn.Module, model_name: str, ae_
     model.load_state_dict(source, strict=False)
     new = sorted(set(target) - set(source))
     return {"from": str(init_from), "steps": meta.get("train", {}).get("steps"), "loaded": len(source),
-            "new_parameters": new}
+            "new_parameters": new, **({} if same_latents else {"other_latents": True})}
