@@ -148,3 +148,34 @@ def test_training_the_tiny_model_lowers_the_loss():
         opt.step()
     after = eval_loss()
     assert after < 0.7 * before, (before, after)
+
+
+def test_motion_weight_teaches_the_kernel_to_move_the_previous_frame_as_the_action_says():
+    from worldsim.models.presets import build_dit
+    from worldsim.spaces import space_to_json
+
+    torch.manual_seed(0)
+    model = build_dit("tiny", latent_channels=4, action_space=space_to_json(spaces.Discrete(3)), action_substeps=1,
+                      previous_frame=True, motion_radius=1)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    config = ObjectiveConfig(motion_weight=1.0, action_dropout=0.0)
+    gen = torch.Generator().manual_seed(0)
+    for _ in range(120):  # action 1: the view moves one latent pixel right, action 2: one left
+        actions = torch.randint(1, 3, (4, 5, 1, 1), generator=gen)
+        frames = [torch.randn(4, 4, 8, 8, generator=gen)]
+        for t in range(1, 5):
+            step = torch.where(actions[:, t, 0, 0] == 1, 1, -1)
+            frames.append(torch.stack([torch.roll(f, int(s), dims=-1) for f, s in zip(frames[-1], step)]))
+        loss, logs = diffusion_loss(model, torch.stack(frames, 1), actions, None, None, gen, config)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert float(logs["motion"]) < 0.5  # started near 2 (random frames, unmoved copy)
+    with torch.no_grad():
+        for action, tap in ((1, (0, -1)), (2, (0, 1))):  # out[j] = prev[j - 1]: the weight sits one tap left
+            emb = model.action_encoder(torch.full((1, 1, 1, 1), action), torch.ones(1, 1, 1, dtype=torch.bool))
+            kernel = model.motion.head(emb).view(-1).softmax(-1).view(3, 3)
+            assert divmod(int(kernel.argmax()), 3) == (1 + tap[0], 1 + tap[1]) and kernel.max() > 0.5
+    with pytest.raises(ValueError, match="motion kernel"):
+        plain = build_dit("tiny", latent_channels=4)
+        diffusion_loss(plain, torch.randn(1, 2, 4, 4, 4), None, None, None, gen, config)

@@ -64,6 +64,7 @@ class ObjectiveConfig:
     action_dropout: float = 0.1  # per frame, drop the actions (null embedding) so classifier-free guidance works
     reward_weight: float = 1.0  # weight of the reward MSE
     termination_weight: float = 1.0  # weight of the termination BCE
+    motion_weight: float = 0.0  # > 0 (DiTs with a motion kernel): fit the kernel-moved previous clean frame to the clean frame
 
     def __post_init__(self) -> None:
         if self.time_sampling not in ("logit_normal", "uniform"):
@@ -169,11 +170,19 @@ def diffusion_loss(
             action_mask = torch.ones(actions.shape[:3], dtype=torch.bool, device=actions.device)
         keep = torch.rand(batch, frames, generator=generator, device=generator.device) >= config.action_dropout
         action_mask = action_mask & keep.to(action_mask.device)[:, :, None]
-    out = model(add_noise(x0, noise, t), t, actions, action_mask, frame_index)
+    if config.motion_weight > 0:  # the model also moves each clean frame's predecessor (DiT.forward's `clean`)
+        out = model(add_noise(x0, noise, t), t, actions, action_mask, frame_index, clean=x0)
+    else:
+        out = model(add_noise(x0, noise, t), t, actions, action_mask, frame_index)
     per_frame = (out.prediction.float() - v_target(x0, noise, t).float()).pow(2).mean(dim=(2, 3, 4))  # (B, T)
     weight = (~is_context).float()
     diffusion = (per_frame * weight).sum() / weight.sum().clamp(min=1)
     loss, logs = diffusion, {"diffusion": diffusion.detach(), "noise_level": t.mean()}
+    if config.motion_weight > 0:
+        if getattr(out, "motion", None) is None:
+            raise ValueError("objective.motion_weight > 0 needs a DiT with a motion kernel (model_overrides.motion_radius > 0)")
+        term = (out.motion[:, 1:].float() - x0[:, 1:].float()).pow(2).mean() if frames > 1 else out.motion.sum() * 0
+        loss, logs["motion"] = loss + config.motion_weight * term, term.detach()
     if reward is not None:
         has = ~torch.isnan(reward)
         term = F.mse_loss(out.reward[has].float(), reward[has].float()) if has.any() else out.reward.sum() * 0

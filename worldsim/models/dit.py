@@ -94,6 +94,7 @@ class DiTOutput:
     prediction: Tensor  # (B, T, C, h, w): the objective's target (v of v-prediction on the cosine schedule)
     reward: Tensor | None = None  # (B, T) predicted reward of each frame
     termination_logit: Tensor | None = None  # (B, T) logit of "the episode ended at this frame"
+    motion: Tensor | None = None  # (B, T, C, h, w): `clean`'s previous frames moved by the motion kernel (when asked)
     cache: KVCache | None = field(default=None, repr=False)  # input cache + these frames, if asked for
 
 
@@ -242,6 +243,7 @@ class DiT(nn.Module):
         frame_index: Tensor | None = None,
         cache: KVCache | None = None,
         return_cache: bool = False,
+        clean: Tensor | None = None,
     ) -> DiTOutput:
         """Predict for every frame of `x`, attending causally to `cache` (if any) and earlier frames of `x`.
 
@@ -254,6 +256,9 @@ class DiT(nn.Module):
             cache's frames. Required with a cache (positions must continue the cached ones).
         cache: keys/values of earlier clean frames of the same batch (from `build_cache`).
         return_cache: also return `cache` extended by these frames' keys/values.
+        clean: (B, T, C, h, w) the clean latents of `x` (training only, models with a motion kernel): the
+            output's `motion` then holds each clean frame's predecessor moved by the frame's kernel, which
+            an objective can fit to the clean frame itself (CDNA's direct training of its transformations).
         """
         batch, frames, _, height, width = self._check(x, noise_level, actions, action_mask, frame_index, cache)
         p = self.config.patch_size
@@ -269,6 +274,9 @@ class DiT(nn.Module):
             previous, previous_level = self._previous(x, noise_level, cache)
             if self.motion is not None:  # the previous frame moved as this frame's actions say
                 previous = self.motion(previous, action_embedding)
+                if clean is not None:
+                    before = torch.cat([torch.zeros_like(clean[:, :1]), clean[:, :-1]], dim=1)
+                    moved_clean = self.motion(before, action_embedding)
             tokens = tokens + self.previous_embed(previous.to(x.dtype))
             cond = cond + self.previous_noise_embed(previous_level)
         if action_embedding is not None:
@@ -293,6 +301,8 @@ class DiT(nn.Module):
             keys.append(k)
             values.append(v)
         out = DiTOutput(prediction=unpatchify(self.final(tokens, cond), p, self.config.latent_channels, grid_h))
+        if self.motion is not None and clean is not None:
+            out.motion = moved_clean
         if self.reward_head is not None:
             out.reward = self.reward_head(tokens)
         if self.termination_head is not None:
