@@ -40,3 +40,14 @@ def test_resume_compatibility_lists_changed_fields():
     a, b = _cfg().to_dict(), _cfg(zero_stage=2).to_dict()
     b["steps"], b["optim"]["lr"], b["window"] = 99, 0.5, 17
     assert incompatible_fields(a, b) == ["optim.lr", "window"]
+
+
+def test_a_field_added_since_the_checkpoint_is_compatible_only_at_its_default():
+    from worldsim.train.config import field_defaults
+
+    saved, current = _cfg().to_dict(), _cfg().to_dict()
+    del saved["objective"]["motion_weight"]  # a checkpoint written before the field existed
+    defaults = field_defaults(TrainConfig)
+    assert incompatible_fields(saved, current, defaults) == []
+    current["objective"]["motion_weight"] = 1.0
+    assert incompatible_fields(saved, current, defaults) == ["objective.motion_weight"]

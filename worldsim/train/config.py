@@ -140,17 +140,39 @@ RESUMABLE_CHANGES = frozenset({
 })
 
 
-def incompatible_fields(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
-    """Names of fields (dotted) whose values differ and must not change on resume."""
+def incompatible_fields(saved: dict[str, Any], current: dict[str, Any], defaults: dict[str, Any] | None = None) -> list[str]:
+    """Names of fields (dotted) whose values differ and must not change on resume.
+
+    A field the saved config lacks (added to worldsim since) is compatible when it holds its default
+    (`defaults`: the config's field defaults, nested like it).
+    """
     out = []
+    defaults = defaults or {}
     for key in sorted(set(saved) | set(current)):
         if key in RESUMABLE_CHANGES:
             continue
+        if key not in saved and key in defaults and _norm(current.get(key)) == _norm(defaults[key]):
+            continue
         a, b = saved.get(key, "<absent>"), current.get(key, "<absent>")
         if isinstance(a, dict) and isinstance(b, dict) and key != "model_overrides":
-            out += [f"{key}.{k}" for k in incompatible_fields(a, b)]
+            sub = defaults.get(key) if isinstance(defaults.get(key), dict) else None
+            out += [f"{key}.{k}" for k in incompatible_fields(a, b, sub)]
         elif _norm(a) != _norm(b):
             out.append(key)
+    return out
+
+
+def field_defaults(cls: type) -> dict[str, Any]:
+    """A dataclass's field defaults as a nested dict (default factories called; fields without one left out)."""
+    out: dict[str, Any] = {}
+    for f in dataclasses.fields(cls):
+        if f.default is not dataclasses.MISSING:
+            value = f.default
+        elif f.default_factory is not dataclasses.MISSING:
+            value = f.default_factory()
+        else:
+            continue
+        out[f.name] = dataclasses.asdict(value) if dataclasses.is_dataclass(value) else value
     return out
 
 

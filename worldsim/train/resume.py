@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from worldsim.train import engine as eng
-from worldsim.train.config import TrainConfig, incompatible_fields
+from worldsim.train.config import TrainConfig, field_defaults, incompatible_fields
 from worldsim.train.engine import CheckpointError
 
 
@@ -24,7 +24,7 @@ def check_compatible(meta: dict[str, Any], cfg: TrainConfig, model_config: dict[
             f"checkpoint {folder} is from another model (task {meta.get('task')!r}, model config "
             f"{meta.get('model_config')}); this run builds task {cfg.task!r} with {model_config}"
         )
-    bad = incompatible_fields(meta["config"], jsonable(cfg.to_dict()))
+    bad = incompatible_fields(meta["config"], jsonable(cfg.to_dict()), jsonable(field_defaults(type(cfg))))
     if bad:
         raise CheckpointError(f"cannot resume {folder} with a different configuration: {', '.join(bad)} changed "
                               "(only steps, intervals, logging, dist and output settings may change)")
