@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import sys
 from collections.abc import Iterator
@@ -306,7 +307,9 @@ def _run_training(config_name: str, args: list[str]) -> None:
         raise SystemExit(130)
     where = f"; export in {result.export_dir}" if result.export_dir else ""
     if os.environ.get("RANK", "0") == "0":
-        print(f"trained to step {result.step} (loss {result.logs.get('loss', float('nan')):.4f}); run folder {result.run_dir}{where}")
+        loss = result.logs.get("loss")
+        done = f"loss {loss:.4f}" if loss is not None and math.isfinite(loss) else "no new steps"
+        print(f"trained to step {result.step} ({done}); run folder {result.run_dir}{where}")
 
 
 def cmd_train_vae(args: list[str]) -> None:
