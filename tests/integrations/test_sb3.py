@@ -54,7 +54,7 @@ def test_real_worlds_go_through_sb3s_own_vec_env():
 def test_ppo_cnn_policy_trains_a_few_hundred_steps_on_the_shipped_crafter_simulator():
     pytest.importorskip("crafter")
     venv = make_vec_env("worldsim/Crafter-v0", num_envs=2, sampling_steps=1, context_frames=2)
-    assert venv.observation_space.shape == (64, 64, 3) and venv.action_space.n == 17
+    assert venv.observation_space.shape == (72, 72, 3) and venv.action_space.n == 17  # the shipped model sees 72x72
     model = PPO("CnnPolicy", venv, n_steps=64, batch_size=64, n_epochs=1, seed=0, device="cpu")
     model.learn(total_timesteps=256)
     assert model.num_timesteps >= 256
