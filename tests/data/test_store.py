@@ -345,3 +345,26 @@ def test_arrays_name_their_dimensions_for_xarray(tmp_path: Path) -> None:
     for name, arr in group["data"].arrays():
         names = arr.metadata.dimension_names
         assert names is not None and names[0] == "row" and len(names) == arr.ndim, name
+
+
+def test_two_creators_of_one_store_one_wins_the_other_gets_one_line(tmp_path, monkeypatch):
+    import os
+
+    from worldsim.data.store import StoreError
+
+    path = tmp_path / "race.zarr"
+    real_rename = os.rename
+    raced = []
+
+    def other_process_first(src, dst):  # the other creator's rename lands just before ours
+        if str(dst) == str(path) and not raced:
+            raced.append(True)
+            make_store(path).close()
+        return real_rename(src, dst)
+
+    monkeypatch.setattr(os, "rename", other_process_first)
+    with pytest.raises(StoreError, match="created by another process at the same time"):
+        make_store(path)
+    monkeypatch.undo()
+    assert EpisodeStore.open(path).num_episodes == 0  # the winner's store is intact
+    assert [p.name for p in tmp_path.iterdir()] == ["race.zarr"]  # no temporary left behind

@@ -200,10 +200,13 @@ class EpisodeStore:
                 dimension_names=("episode",),
             )
             os.rename(tmp, path)
-        except BaseException:
+        except BaseException as e:
             shutil.rmtree(tmp, ignore_errors=True)
             if path.exists() and not any(path.iterdir()):
                 raise StoreError(f"{path} appeared while the store was being created") from None
+            if isinstance(e, OSError) and path.exists():  # ENOTEMPTY / EEXIST: another process created it first
+                raise StoreError(f"{path} was created by another process at the same time; nothing of this one was "
+                                 "written: run again to append to it") from None
             raise
         return cls.open(path, "a")
 
