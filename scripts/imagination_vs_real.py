@@ -30,19 +30,9 @@ from worldsim.agents.random import RandomAgent
 from worldsim.agents.train_ac import ActorCriticConfig, TrainResult, real_vector_env, train_actor_critic
 from worldsim.envs import REAL_ENVS, make_real_env
 from worldsim.eval.compare import mean_ci95
-from worldsim.eval.crafter_score import evaluate_crafter
-from worldsim.eval.episodes import roll_real
+from worldsim.imagine import evaluate_agent
 from worldsim.sim.vector_env import WorldModelVectorEnv
 from worldsim.export import read_export_config
-
-def real_returns(world: str, agent, seeds: list[int], frames: int, hold: int,
-                 size: tuple[int, int]) -> tuple[list[float], list[int]]:
-    """Return and length in frames of one real episode per seed (at most `frames` frames, actions held `hold`)."""
-    env = make_real_env(world, size=size)
-    episodes = [roll_real(env, agent, frames, seed=s, hold=hold) for s in seeds]
-    env.close()
-    return [float(e.reward.sum()) for e in episodes], [len(e.actions) for e in episodes]
-
 
 def world_of(meta: dict[str, Any], checkpoint: Path) -> str | None:
     """The real world a simulator imitates: the pretrained registry's, else its training store's env."""
@@ -152,17 +142,13 @@ def main() -> None:
     rows: dict[str, Any] = {}
     for name, (agent, trained) in agents.items():
         t0 = time.perf_counter()
-        if world == "crafter":
-            scored = evaluate_crafter(agent, seeds, args.eval_frames, k, size)
-            returns, lengths = scored["returns"], scored["lengths"]
-        else:
-            scored = None
-            returns, lengths = real_returns(world, agent, seeds, args.eval_frames, k, size)
+        scored = evaluate_agent(world, agent, seeds, args.eval_frames, k, size[0])
+        returns, lengths = scored["returns"], scored["lengths"]
         rows[name] = {"real_return": {**mean_ci95(returns), "n": len(returns)}, "returns": returns,
                       "episode_frames": lengths, "mean_episode_frames": float(np.mean(lengths)),
                       "eval_seconds": time.perf_counter() - t0,
                       "training": None if trained is None else summarise(trained)}
-        if scored is not None:
+        if "score" in scored:
             rows[name]["score"], rows[name]["success"] = scored["score"], scored["success"]
 
     print(f"\n{world} real-world return over {len(seeds)} seeds (<= {args.eval_frames} frames, actions held {k} frames)")

@@ -128,13 +128,14 @@ def run_imagine(cfg: ImagineConfig, log: Callable[[str], None] = print) -> dict[
         simulator = state["iterations"][i - 1]["world"]["export"] if i else str(start)
         tag = f"[imagine {i + 1}/{cfg.iterations}]"
         if "collect" not in it:
-            it.setdefault("collect_target", _episodes(store) + cfg.collect_episodes)
+            it.setdefault("collect_target", _store_size(store)[0] + cfg.collect_episodes)
             save()
-            missing = it["collect_target"] - _episodes(store)
+            missing = it["collect_target"] - _store_size(store)[0]
             log(f"{tag} collect: {missing} real episodes with {'the agent of iteration ' + str(i) if previous_agent else 'a random agent'}")
             if missing > 0:
                 _collect(cfg, store, size, missing, previous_agent)
-            it["collect"] = {"episodes": _episodes(store), "frames": _frames(store)}
+            episodes, frames = _store_size(store)
+            it["collect"] = {"episodes": episodes, "frames": frames}
             save()
         if "world" not in it:
             if cfg.world_model_steps:
@@ -167,10 +168,12 @@ def run_imagine(cfg: ImagineConfig, log: Callable[[str], None] = print) -> dict[
 
 
 def evaluate_agent(world: str, agent: Any, seeds: list[int], max_steps: int, hold: int, size: int) -> dict[str, Any]:
-    """Real-world score of an agent: Crafter's score and return (Crafter), or return and success (other worlds)."""
+    """Real-world score of an agent, one episode per seed: return (and in Crafter its score and per-achievement
+    success), episodes, env_steps, and per-episode returns and lengths."""
     if world == "crafter":
-        r = evaluate_crafter(agent, seeds, max_steps, hold, (size, size))
-        return {k: r[k] for k in ("score", "return", "success", "episodes", "env_steps", "returns")}
+        from worldsim.eval.crafter_score import evaluate_crafter
+
+        return evaluate_crafter(agent, seeds, max_steps, hold, (size, size))
     from worldsim.envs import make_real_env
     from worldsim.eval.compare import mean_ci95
     from worldsim.eval.episodes import roll_real
@@ -180,15 +183,9 @@ def evaluate_agent(world: str, agent: Any, seeds: list[int], max_steps: int, hol
         episodes = [roll_real(env, agent, max_steps, seed=s, hold=hold) for s in seeds]
     finally:
         env.close()
-    returns = [float(e.reward.sum()) for e in episodes]
-    return {"return": mean_ci95(returns), "episodes": len(episodes), "env_steps": int(sum(len(e.actions) for e in episodes)),
-            "returns": returns}
-
-
-def evaluate_crafter(*args: Any, **kwargs: Any) -> dict[str, Any]:
-    from worldsim.eval.crafter_score import evaluate_crafter as run
-
-    return run(*args, **kwargs)
+    returns, lengths = [float(e.reward.sum()) for e in episodes], [len(e.actions) for e in episodes]
+    return {"return": mean_ci95(returns), "episodes": len(episodes), "env_steps": sum(lengths),
+            "returns": returns, "lengths": lengths}
 
 
 def _load_state(path: Path, cfg: ImagineConfig) -> dict[str, Any]:
@@ -203,20 +200,14 @@ def _load_state(path: Path, cfg: ImagineConfig) -> dict[str, Any]:
     return state
 
 
-def _episodes(store: Path) -> int:
+def _store_size(store: Path) -> tuple[int, int]:
+    """(episodes, frames) of the store; (0, 0) before it exists."""
     from worldsim.data.store import EpisodeStore
 
     if not store.exists():
-        return 0
+        return 0, 0
     with EpisodeStore.open(store, "r") as s:
-        return s.num_episodes
-
-
-def _frames(store: Path) -> int:
-    from worldsim.data.store import EpisodeStore
-
-    with EpisodeStore.open(store, "r") as s:
-        return s.num_frames
+        return s.num_episodes, s.num_frames
 
 
 def _collect(cfg: ImagineConfig, store: Path, size: int, episodes: int, agent: str | None) -> None:
