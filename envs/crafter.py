@@ -37,7 +37,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from worldsim.envs.frame_size import parse_size
+from worldsim.envs.frame_size import LastFrameRender, parse_size
 
 # Fixed orders copied from crafter/data.yaml (crafter 1.8), so state arrays line up across runs;
 # `CrafterEnv` checks them against the installed crafter.
@@ -65,7 +65,7 @@ def _import_crafter():
     return crafter
 
 
-class CrafterEnv(gym.Env):
+class CrafterEnv(LastFrameRender, gym.Env):
     """Crafter with Gymnasium spaces, seeded worlds and ground-truth player state.
 
     Args:
@@ -159,14 +159,6 @@ class CrafterEnv(gym.Env):
             "state": self._state(),
         }
         return self._frame.copy(), float(reward), terminated, truncated, out
-
-    def render(self) -> np.ndarray | None:
-        """The current frame, ``(H, W, 3)`` uint8, when ``render_mode == "rgb_array"``."""
-        if self.render_mode is None:
-            return None
-        if self._frame is None:
-            raise RuntimeError("call reset() before render()")
-        return self._frame.copy()
 
     def _state(self) -> dict[str, np.ndarray]:
         player = self._env._player

@@ -1,4 +1,5 @@
-"""The ``size`` argument every real world takes: an int (square) or ``(H, W)``."""
+"""What every real world's frames share: the ``size`` argument (an int for square frames, or ``(H, W)``)
+and ``render()`` of the last observation."""
 
 from __future__ import annotations
 
@@ -17,3 +18,18 @@ def parse_size(size: int | tuple[int, int]) -> tuple[int, int]:
     if int(h) != h or int(w) != w or int(h) <= 0 or int(w) <= 0:
         raise ValueError(f"frame size must be positive integers, got {size!r}")
     return int(h), int(w)
+
+
+class LastFrameRender:
+    """``render()`` for a real world that keeps its last observation in ``self._frame``."""
+
+    render_mode: str | None
+    _frame: np.ndarray | None
+
+    def render(self) -> np.ndarray | None:
+        """The current frame, ``(H, W, 3)`` uint8, when ``render_mode == "rgb_array"``."""
+        if self.render_mode is None:
+            return None
+        if self._frame is None:
+            raise RuntimeError("call reset() before render()")
+        return self._frame.copy()

@@ -62,7 +62,7 @@ import numpy as np
 from gymnasium import spaces
 from PIL import Image
 
-from worldsim.envs.frame_size import parse_size
+from worldsim.envs.frame_size import LastFrameRender, parse_size
 from worldsim.envs.minetest.game import GameConfig, MinetestGame, MinetestUnavailable, find_binary, INSTALL_HINT, wait_for
 from worldsim.envs.minetest.xdisplay import XDisplay, import_xlib
 
@@ -103,7 +103,7 @@ def multidiscrete_input(action: np.ndarray) -> _Input:
     return _Input(keys, buttons, turn={0: 0, 1: 1, 2: -1}[turn], look={0: 0, 1: -1, 2: 1}[look])
 
 
-class MinetestEnv(gym.Env):
+class MinetestEnv(LastFrameRender, gym.Env):
     """Minetest played through XTest on its own Xvfb display, with the player's pose as ground truth.
 
     Args:
@@ -288,14 +288,6 @@ class MinetestEnv(gym.Env):
         self._frame = self._grab()
         self._t += 1
         return self._frame.copy(), 0.0, False, self._t >= self.max_episode_steps, {"state": self._state()}
-
-    def render(self) -> np.ndarray | None:
-        """The current frame, ``(H, W, 3)`` uint8, when ``render_mode == "rgb_array"``."""
-        if self.render_mode is None:
-            return None
-        if self._frame is None:
-            raise RuntimeError("call reset() before render()")
-        return self._frame.copy()
 
     def close(self) -> None:
         """Stop the game and its display; no process is left."""

@@ -47,7 +47,7 @@ from gymnasium import spaces
 
 from worldsim.envs.probe.occlusion import visible_fraction
 from worldsim.envs.probe.physics import PhysicsConfig, WorldState, step
-from worldsim.envs.frame_size import parse_size
+from worldsim.envs.frame_size import LastFrameRender, parse_size
 from worldsim.envs.probe.render import Renderer
 from worldsim.envs.probe.scenarios import FAMILIES, MAX_BALLS, MAX_OCCLUDERS, Scenario, make_scenario
 
@@ -55,7 +55,7 @@ ACTION_NAMES = ("noop", "left", "right", "up", "down")
 _DIRECTIONS = np.array([[0, 0], [-1, 0], [1, 0], [0, 1], [0, -1]], np.float64)  # (5, 2)
 
 
-class ProbeWorldEnv(gym.Env):
+class ProbeWorldEnv(LastFrameRender, gym.Env):
     """Balls, gravity, bounces, collisions, occluders and a pusher, with ground-truth state."""
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 15}
@@ -135,14 +135,6 @@ class ProbeWorldEnv(gym.Env):
         self._frame = self._draw()
         truncated = self._t >= self.max_episode_steps
         return self._frame.copy(), 0.0, False, truncated, self._info()
-
-    def render(self) -> np.ndarray | None:
-        """The current frame, ``(H, W, 3)`` uint8, when ``render_mode == "rgb_array"``."""
-        if self.render_mode is None:
-            return None
-        if self._frame is None:
-            raise RuntimeError("call reset() before render()")
-        return self._frame.copy()
 
     def _draw(self) -> np.ndarray:
         s, w = self.scenario, self.world
