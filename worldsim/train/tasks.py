@@ -26,7 +26,9 @@ from worldsim.models.dit import DiT
 from worldsim.models.presets import dit_config
 from worldsim.train.config import TrainConfig
 from worldsim.train.context_sampling import select_frames
+from worldsim.train.latent_cache import LatentWindowDataset, LatentCache, build_cache
 from worldsim.train.latent_cache import autoencoder_key as latent_key
+from worldsim.train.validation import DiTValidator, VAEValidator
 from worldsim.models.latents import latent_actions, latent_rewards, latent_terminated, num_latent_frames
 
 Batch = dict[str, Any]
@@ -56,6 +58,11 @@ class VAETask:
         if cfg.freeze_encoder:
             model.encoder.requires_grad_(False)
         self.model = model
+
+    def validator(self, holdout: list[int], latent_cache: LatentCache | None, device: torch.device,
+                  progress: bool = False) -> VAEValidator:
+        """Held-out reconstruction metrics on frames of the `holdout` episodes (no latent space involved)."""
+        return VAEValidator(self.cfg.data, self.cfg.window, holdout, self.cfg.validation, device)
 
     def build_model(self) -> VideoAutoencoder:
         """A fresh model of the same architecture (for the EMA copy and the export)."""
@@ -137,6 +144,15 @@ class DiTTask:
     def autoencoder_key(self) -> str:
         """The latent space this DiT learns: `latent_cache.autoencoder_key`, hashed once (after any stats fit)."""
         return latent_key(self.autoencoder)
+
+    def validator(self, holdout: list[int], latent_cache: LatentCache | None, device: torch.device,
+                  progress: bool = False) -> DiTValidator:
+        """Held-out next-frame metrics; the windows come from the latent cache (built here if training reads frames)."""
+        cfg = self.cfg
+        cache = latent_cache or build_cache(cfg.data, self.autoencoder, device, progress=progress, key=self.autoencoder_key)
+        data = LatentWindowDataset(cache, cfg.data, num_latent_frames(cfg.window, self.k), holdout)
+        return DiTValidator(data, cfg.data, cfg.validation, self.autoencoder, device,
+                            self.model_config.action_space is not None)
 
     def build_model(self) -> DiT:
         return DiT(self.model_config)

@@ -41,7 +41,7 @@ from worldsim.train.tensorboard import RunLogger
 from worldsim.train.latent_cache import LatentWindowDataset, build_cache, open_cache
 from worldsim.models.latents import num_latent_frames
 from worldsim.train.precision import autocast, cpu_autocast
-from worldsim.train.validation import CurveLog, DiTValidator, VAEValidator, run_holdout
+from worldsim.train.validation import CurveLog, run_holdout
 from worldsim.train.warm_start import warm_start
 
 KEYS = ["obs", "action", "has_action", "reward", "terminated"]
@@ -204,17 +204,10 @@ class Trainer:
         if not cfg.validation.every or not self.holdout:
             return None
         try:
-            if self.ae_key is None:  # an autoencoder: frames in, reconstructions scored
-                return VAEValidator(cfg.data, cfg.window, self.holdout, cfg.validation, self.device)
-            # Held-out windows always come from the latent cache (built here if training reads frames).
-            cache = self.latent_cache or build_cache(cfg.data, self.task.autoencoder, self.device, progress=cfg.progress,
-                                                     key=self.ae_key)
-            data = LatentWindowDataset(cache, cfg.data, num_latent_frames(cfg.window, self.task.k), self.holdout)
+            return self.task.validator(self.holdout, self.latent_cache, self.device, progress=cfg.progress)
         except ValueError as e:  # e.g. every held-out episode shorter than the window
             self._warn(f"validation off: {e}")
             return None
-        return DiTValidator(data, cfg.data, cfg.validation, self.task.autoencoder, self.device,
-                            self.task.model_config.action_space is not None)
 
     def validate(self) -> dict[str, float] | None:
         """Score the EMA weights on the held-out windows; log to TensorBoard, the console and validation.jsonl."""
