@@ -62,10 +62,11 @@ def test_actions_change_the_frames(export_dir):
     env.close()
 
 
-@pytest.mark.parametrize("scheme", ["autoregressive", "long-range"])
-def test_cached_rollout_equals_recomputed_context(export_dir, scheme):
-    # While the whole history fits the budget, the incremental cache is exact: same latents, frames, rewards.
-    kw = dict(FAST, context=scheme, context_budget=12, dtype="float32")  # exactness of the algorithm, not of bf16
+@pytest.mark.parametrize("scheme,noise", [("autoregressive", 0.0), ("long-range", 0.0), ("long-range", 0.2)])
+def test_cached_rollout_equals_recomputed_context(export_dir, scheme, noise):
+    # While the whole history fits the budget, the incremental cache is exact: same latents, frames, rewards;
+    # with context_noise also for the noised generated frames and their levels.
+    kw = dict(FAST, context=scheme, context_budget=12, dtype="float32", context_noise=noise)  # exactness, not bf16
     cached = WorldModelEnv(export_dir, cache="incremental", **kw)
     exact = WorldModelEnv(export_dir, cache="recompute", **kw)
     start = {"frames": np.random.default_rng(0).integers(0, 256, (5, FRAME, FRAME, 3), dtype=np.uint8)}
@@ -79,6 +80,22 @@ def test_cached_rollout_equals_recomputed_context(export_dir, scheme):
     assert np.abs(fa.astype(int) - fb.astype(int)).max() <= 1
     cached.close()
     exact.close()
+
+
+def test_context_noise_changes_only_later_steps_and_is_seeded(export_dir):
+    start = {"frames": np.random.default_rng(1).integers(0, 256, (5, FRAME, FRAME, 3), dtype=np.uint8)}
+    actions = [1, 2, 3, 4]
+    frames = {}
+    for noise in (0.0, 0.3, 0.3):
+        env = WorldModelEnv(export_dir, context_noise=noise, dtype="float32", **FAST)
+        frames.setdefault(noise, []).append(rollout(env, 5, actions, start)[0])
+        env.close()
+    clean, (noisy, again) = frames[0.0][0], frames[0.3]
+    np.testing.assert_array_equal(noisy, again)  # a pure function of the seed
+    np.testing.assert_array_equal(clean[:2], noisy[:2])  # reset frame and first step: no generated context yet
+    assert not np.array_equal(clean[2:], noisy[2:])  # later steps see the first generated frame noised
+    with pytest.raises(ValueError, match="context_noise"):
+        WorldModelEnv(export_dir, context_noise=1.0, **FAST)
 
 
 def test_memory_stays_within_the_budget(export_dir):

@@ -21,6 +21,7 @@ class EvalConfig:
     context_frames: int = 4  # latent frames of context (1 + (n - 1) k real frames)
     sampling_steps: int = 4  # denoising steps per latent frame
     guidance_scale: float = 1.0  # classifier-free guidance on actions (> 1 follows actions harder, two DiT passes per step)
+    context_noise: float = 0.0  # noise level of generated frames as context (SimConfig.context_noise)
     device: str = "cpu"
     num_envs: int = 8  # simulated episodes per batch
     probes: bool = True  # probe-world probes (only when world=probe)

@@ -28,6 +28,10 @@ class SimConfig:
     sampling_steps: int = 1
     guidance_scale: float = 1.0  # classifier-free guidance on actions; 1 = plain conditional (cheapest)
     shift: float = 1.0  # timestep shift of the sampler's grid (> 1: more steps at high noise)
+    # Noise level at which generated frames enter the context (0: clean). A model trained with noise on its
+    # context (`objective.context_noise_max`) can be told its own frames are that noisy (diffusion forcing's
+    # stabilisation, Oasis's dynamic noising); the real context frames of a reset stay clean.
+    context_noise: float = 0.0
     cache: str = "incremental"  # incremental: keys/values computed once per frame | recompute: re-encode the selected context every step (exact, slower)
     max_episode_steps: int | None = None  # truncation, in env steps (latent frames); None: the imitated world's limit
     frameskip: int = 1  # env steps per step() with the action repeated (as ALE's frameskip): rewards add up
@@ -45,6 +49,8 @@ class SimConfig:
         if self.sampling_steps < 1 or self.context_frames < 1 or self.frameskip < 1 or (
                 self.max_episode_steps is not None and self.max_episode_steps < 1):
             raise ValueError("sampling_steps, context_frames, frameskip and max_episode_steps must be >= 1")
+        if not 0.0 <= self.context_noise < 1.0:
+            raise ValueError(f"context_noise must lie in [0, 1), got {self.context_noise}")
         if not math.isfinite(self.guidance_scale) or not math.isfinite(self.shift) or self.shift <= 0:
             raise ValueError(f"guidance_scale must be finite and shift finite and > 0, got {self.guidance_scale}, {self.shift}")
         self.scheme()  # validates the scheme's parameters

@@ -9,7 +9,7 @@ one; `Simulator.step` advances a list of tracks by one latent frame each, batche
 3. the sampler denoises the new latent of every track; each track draws its noise from its own
    generator, and all tracks share ONE sampler call with one DiT forward per denoising step: tracks
    with shorter contexts are left-padded and the padding masked out of attention (`cat_batch`);
-4. one clean pass over the new latents gives the learned reward and termination and the new
+4. one pass over the new latents (clean, or at `context_noise`) gives the learned reward and termination and the new
    frame's keys/values, stored for later steps (one entry per frame, `KVCache.frame_entries`);
 5. the causal decoder turns the new latents into k frames each, streaming: every track keeps its
    causal convolutions' past inputs (`VideoAutoencoder.decode_stream`), so one batched decode of
@@ -36,6 +36,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from worldsim.diffusion.objective import add_noise
 from worldsim.diffusion.samplers import sample_euler, sample_heun
 from worldsim.frames import frames_to_float, frames_to_uint8
 from worldsim.hardware import cpu_has_native_bf16
@@ -60,6 +61,7 @@ class Track:
     actions: dict[int, Tensor] = field(default_factory=dict)  # position -> packed actions (k, D)
     masks: dict[int, Tensor] = field(default_factory=dict)  # position -> has-action (k,) bool
     kv: dict[int, dict] = field(default_factory=dict)  # position -> the frame's cache entry (KVCache.frame_entries)
+    levels: dict[int, float] = field(default_factory=dict)  # position -> noise level it is seen at as context (absent: 0)
     decoder_state: dict = field(default_factory=dict)  # the streaming decoder's past inputs (batch 1 tensors)
 
 
@@ -232,7 +234,7 @@ class Simulator:
     def _prune(self, track: Track) -> None:
         """Forget frames the scheme will never select again (the schemes are nested)."""
         keep = set(self.scheme.select(track.length))
-        for store in (track.latents, track.actions, track.masks, track.kv):
+        for store in (track.latents, track.actions, track.masks, track.kv, track.levels):
             for i in [i for i in store if i not in keep]:
                 del store[i]
 
@@ -252,7 +254,9 @@ class Simulator:
             act = torch.stack([torch.stack([tracks[m].actions[i] for i in selections[m]]) for m in members])
             mask = torch.stack([torch.stack([tracks[m].masks[i] for i in selections[m]]) for m in members])
             index = torch.tensor([selections[m] for m in members], dtype=torch.long, device=self.device)
-            cache = self._dit(z, torch.zeros(len(members), size, device=self.device), act, mask, index, return_cache=True).cache
+            level = torch.tensor([[tracks[m].levels.get(i, 0.0) for i in selections[m]] for m in members],
+                                 dtype=torch.float32, device=self.device)
+            cache = self._dit(z, level, act, mask, index, return_cache=True).cache
             for j, m in enumerate(members):
                 caches[m] = batch_item(cache, j)
         return cat_batch(caches)
@@ -277,8 +281,17 @@ class Simulator:
         new = self.sampler(denoiser, noise.shape, noise=noise, actions=act, action_mask=mask,
                            frame_index=index).float()  # (B, 1, C, h, w)
 
-        # The clean new frames: reward, termination and their keys/values for later steps.
-        out = self._dit(new, torch.zeros(batch, 1, device=self.device), act, mask, index, cache=cache, return_cache=True)
+        # The new frames as later steps will see them: reward, termination and their keys/values. With
+        # `context_noise` c > 0 a generated frame enters the context lightly noised, at level c, as
+        # context frames were in training (`objective.context_noise_max`): its own errors count for less.
+        c = self.config.context_noise
+        if c > 0:
+            eps = torch.cat([torch.randn(shape, generator=g, device=g.device) for g in generators]).to(self.device)
+            seen = add_noise(new, eps, torch.full((batch, 1), c, device=self.device))
+        else:
+            seen = new
+        out = self._dit(seen, torch.full((batch, 1), c, device=self.device), act, mask, index, cache=cache,
+                        return_cache=True)
         reward = torch.zeros(batch) if out.reward is None else out.reward[:, 0].float().cpu()
         logit = torch.full((batch,), -1.0) if out.termination_logit is None else out.termination_logit[:, 0].float().cpu()
         new_entries = out.cache.newest_entries()
@@ -286,7 +299,9 @@ class Simulator:
         raw_new = self.autoencoder.denormalize(new[:, 0])  # (B, C, h, w) for the decoder
         for b, t in enumerate(tracks):
             i = t.length
-            t.latents[i], t.actions[i], t.masks[i] = new[b, 0], act[b, 0], mask[b, 0]
+            t.latents[i], t.actions[i], t.masks[i] = seen[b, 0], act[b, 0], mask[b, 0]
+            if c > 0:
+                t.levels[i] = c
             if self.config.cache == "incremental":
                 t.kv[i] = new_entries[b]
             t.length += 1
