@@ -24,7 +24,8 @@ commands:
   demo                         the main job: collect Crafter, train autoencoder + DiT briefly, roll out, evaluate (minutes on a CPU)
   collect                      record a policy in a real world:  worldsim collect env=crafter episodes=N policy=random out=PATH
   import-video DIR             mp4 files (+ VPT .jsonl actions) to episodes:  worldsim import-video DIR out=PATH size=64
-  info STORE                   episodes, frames, spaces, sizes and compression of an episode store  [--json]
+  info STORE                   episodes, frames, spaces, sizes and compression of an episode store  [--json --verify]
+  repair STORE NEW_STORE       copy the intact episodes of a damaged store into a new one (the damaged one is only read)
   presets                      model size presets with parameter counts
   train-vae                    train the autoencoder:  worldsim train-vae data=STORE [model=small steps=N dist.zero_stage=2]
   train                        train the DiT on a trained autoencoder:  worldsim train data=STORE vae=RUN/export [resume=RUN]
@@ -230,6 +231,25 @@ def cmd_info(args: list[str]) -> None:
         raise SystemExit(1)
 
 
+def cmd_repair(args: list[str]) -> None:
+    """worldsim repair STORE NEW_STORE [--json]: copy every intact committed episode of a damaged store into a
+    new one (the damaged store is only read); the episode boundaries are rebuilt from the rows if its index is lost."""
+    from worldsim.data.integrity import repair
+
+    as_json = "--json" in args
+    paths = [a for a in args if a != "--json"]
+    if len(paths) != 2:
+        raise CLIError("repair takes the damaged store and a new path: worldsim repair STORE NEW_STORE [--json]")
+    result = repair(paths[0], paths[1], progress=sys.stderr.isatty() and not as_json)
+    if as_json:
+        print(json.dumps(result, indent=2))
+        return
+    for e, why in result["dropped"].items():
+        print(f"dropped episode {e}: {why}")
+    print(f"repair: {len(result['kept'])} of {result['episodes']} episodes ({result['frames']} frames) copied to "
+          f"{result['out']}; boundaries from {result['index']}; {result['source']} was not changed")
+
+
 def cmd_presets(args: list[str]) -> None:
     """worldsim presets: the model size presets with their parameter counts."""
     from worldsim.models.ae_presets import AE_PRESETS, autoencoder_config, preset_param_counts
@@ -354,6 +374,7 @@ COMMANDS: dict[str, tuple[Callable[[list[str]], None], str | None]] = {
     "collect": (cmd_collect, "collect"),
     "import-video": (cmd_import_video, "import_video"),
     "info": (cmd_info, None),
+    "repair": (cmd_repair, None),
     "presets": (cmd_presets, None),
     "train-vae": (cmd_train_vae, "train_vae"),
     "train": (cmd_train, "train"),

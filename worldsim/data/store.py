@@ -78,7 +78,7 @@ class EpisodeStore:
     Create with `EpisodeStore.create`, open with `EpisodeStore.open(path, "r" | "a")`.
     """
 
-    def __init__(self, path: Path, group: Any, mode: str) -> None:
+    def __init__(self, path: Path, group: Any, mode: str, check_index: bool = True) -> None:
         # Use create/open; this only wires up an opened, checked group.
         self.path = path
         self.mode = mode
@@ -98,18 +98,23 @@ class EpisodeStore:
                 f"{path}: committed_episodes={committed!r} but meta/episode_ends has "
                 f"{self._ends_array.shape[0]} entries; the store is corrupt"
             )
-        self._ends = np.asarray(self._ends_array[:committed], dtype=np.int64)
+        self._index_checked = check_index
+        if not check_index:  # repair reads rows with read_raw; no committed episode is visible
+            self._ends = np.zeros(0, dtype=np.int64)
+            return
+        repair = f"; it was left untouched: `worldsim repair {path} NEW_STORE` copies its intact episodes into a new store"
+        try:
+            self._ends = np.asarray(self._ends_array[:committed], dtype=np.int64)
+        except Exception as e:  # noqa: BLE001 - a garbled index chunk
+            raise StoreError(f"{path}: meta/episode_ends does not read ({type(e).__name__}: {str(e)[:120]})" + repair) from None
         # Every episode holds at least one row, so the ends rise strictly. A lost or zeroed chunk of the index
         # breaks that; trusting it would make mode "a" trim committed frames away, so nothing is opened.
         if committed and (np.any(np.diff(self._ends) <= 0) or self._ends[0] < 1):
-            raise StoreError(f"{path}: meta/episode_ends does not rise strictly (a lost or zeroed chunk?); the store is "
-                             "corrupt and was left untouched: copy it before any repair")
+            raise StoreError(f"{path}: meta/episode_ends does not rise strictly (a lost or zeroed chunk?)" + repair)
         for key, arr in self._arrays.items():
             if arr.shape[0] < self.num_frames:
-                raise StoreError(
-                    f"{path}: data/{key} has {arr.shape[0]} rows but {committed} committed episodes end at row "
-                    f"{self.num_frames}; the store is corrupt"
-                )
+                raise StoreError(f"{path}: data/{key} has {arr.shape[0]} rows but {committed} committed episodes end "
+                                 f"at row {self.num_frames}" + repair)
 
     # ------------------------------------------------------------------ create / open
     @classmethod
@@ -211,13 +216,17 @@ class EpisodeStore:
         return cls.open(path, "a")
 
     @classmethod
-    def open(cls, path: str | os.PathLike, mode: str = "r") -> EpisodeStore:
+    def open(cls, path: str | os.PathLike, mode: str = "r", check_index: bool = True) -> EpisodeStore:
         """Open an existing store: "r" read-only, "a" to append (trims any uncommitted tail first).
 
-        Only the committed episodes are visible in either mode.
+        Only the committed episodes are visible in either mode. A store whose index (meta/episode_ends)
+        does not fit its arrays is refused; `check_index=False` (mode "r" only) opens it anyway for
+        `worldsim.data.integrity.repair`, which reads its rows with `read_raw` and trusts no index.
         """
         if mode not in ("r", "a"):
             raise StoreError(f"mode must be 'r' or 'a', got {mode!r}")
+        if not check_index and mode != "r":
+            raise StoreError("a store is opened without checking its index only to read it (mode 'r')")
         path = Path(path)
         if not path.exists():
             raise StoreError(f"{path} does not exist")
@@ -226,6 +235,7 @@ class EpisodeStore:
         lock_fd = None
         if mode == "a":
             _require_atomic_zarr()
+            _probe_writable(path)  # a read-only file system fails here, before anything is collected
             lock_fd = _lock_writer(path)
         try:
             try:
@@ -234,7 +244,7 @@ class EpisodeStore:
                 raise StoreError(f"{path} is not a readable Zarr v3 group: {e}") from None
             _check_format(dict(group.attrs), path)
             try:
-                store = cls(path, group, mode)
+                store = cls(path, group, mode, check_index)
             except KeyError as e:
                 raise StoreError(f"{path}: the store is missing an array ({e}); it is corrupt") from None
             store._lock_fd = lock_fd
@@ -294,9 +304,21 @@ class EpisodeStore:
             reward, terminated, truncated: (T,) per step; None means zeros / False.
             state: {key: (T + 1, *shape)} for the store's state keys.
         """
+        return self.append_rows(episode_rows(self.layout, obs, action, reward, terminated, truncated, state))
+
+    def append_rows(self, rows: Mapping[str, np.ndarray]) -> int:
+        """Append one episode given as its stored rows ({key: (T + 1, ...)} for every key, as `read_rows`
+        returns them) atomically; returns its index. `append_episode` checks and packs, then calls this."""
         if self.mode != "a":
             raise StoreError(f"{self.path} is open read-only (mode {self.mode!r}); open it with mode 'a' to append")
-        rows = episode_rows(self.layout, obs, action, reward, terminated, truncated, state)
+        specs = self.layout.row_specs()
+        if set(rows) != set(specs):
+            raise StoreError(f"rows have keys {sorted(rows)}, the store {sorted(specs)}")
+        n = rows["obs"].shape[0]
+        for key, (shape, dtype) in specs.items():
+            r = np.asarray(rows[key])
+            if r.shape != (n, *shape) or r.dtype != np.dtype(dtype):
+                raise StoreError(f"rows of {key} have shape {r.shape} and dtype {r.dtype}; expected {(n, *shape)} {np.dtype(dtype)}")
         start, stop = self.num_frames, self.num_frames + rows["obs"].shape[0]
         for arr in self._arrays.values():  # capacity grows geometrically: few metadata rewrites
             _ensure_rows(arr, stop)
@@ -395,43 +417,32 @@ class EpisodeStore:
         return int(np.searchsorted(self._ends, row, side="right"))
 
     def verify(self, progress: bool = False) -> list[dict[str, Any]]:
-        """Read every committed chunk of every array; one problem per damaged chunk, [] when all is well.
+        """Read every committed chunk of every array: `worldsim.data.integrity.verify` (one problem per damaged chunk)."""
+        from worldsim.data.integrity import verify
 
-        A problem is {"array", "rows": [start, stop), "episodes": [...], "error"}: a chunk file that is
-        missing (zarr would read it as zeros: black frames, zero actions), or one that does not decode
-        (a garbled file: blosc's error, or the checksum of stores written with one). Stores written before
-        every chunk was kept skipped all-zero chunks; there only missing chunks of obs and episode_ends count.
+        return verify(self, progress)
+
+    def chunked_arrays(self) -> list[tuple[str, Any, Path, int]]:
+        """(key, array, chunk folder, rows it holds) of every array, meta/episode_ends last, for integrity checks.
+
+        Rows: the committed ones, or, when the index was not trusted (`open(check_index=False)`), every row
+        allocated (the smallest array's length; episode_ends: up to committed_episodes).
         """
-        from tqdm import tqdm
+        trusted = self._index_checked
+        rows = self.num_frames if trusted else min(int(a.shape[0]) for a in self._arrays.values())
+        ends = self.num_episodes if trusted else min(int(self._attrs["committed_episodes"]), int(self._ends_array.shape[0]))
+        out = [(key, arr, self.path / "data" / key, rows) for key, arr in self._arrays.items()]
+        return out + [("meta/episode_ends", self._ends_array, self.path / "meta" / "episode_ends", ends)]
 
-        problems: list[dict[str, Any]] = []
-        n = self.num_frames
-        items = [(key, arr) for key, arr in self._arrays.items()] + [("meta/episode_ends", self._ends_array)]
-        total = sum(-(-(n if k != "meta/episode_ends" else self.num_episodes) // a.chunks[0]) for k, a in items)
-        bar = tqdm(total=total, desc=f"verify {self.path.name}", unit="chunk", disable=not progress)
-        for key, arr in items:
-            rows_total = self.num_episodes if key == "meta/episode_ends" else n
-            folder = self.path / (key if key.startswith("meta/") else f"data/{key}")
-            step = arr.chunks[0]
-            for c in range(-(-rows_total // step)):
-                start, stop = c * step, min(rows_total, (c + 1) * step)
-                chunk_key = arr.metadata.encode_chunk_key((c,) + (0,) * (arr.ndim - 1))
-                error = None
-                if not (folder / chunk_key).is_file():
-                    if self._every_chunk or key in ("obs", "meta/episode_ends"):
-                        error = f"chunk file {chunk_key} is missing (it would read as zeros)"
-                else:
-                    try:
-                        arr[start:stop]
-                    except Exception as e:  # noqa: BLE001 - any decode failure is damage
-                        error = f"{type(e).__name__}: {str(e)[:160]}"
-                if error:
-                    episodes = list(range(self.num_episodes))[start:stop] if key == "meta/episode_ends" else \
-                        list(range(self.episode_of(start), self.episode_of(stop - 1) + 1))
-                    problems.append({"array": key, "rows": [start, stop], "episodes": episodes, "error": error})
-                bar.update(1)
-        bar.close()
-        return problems
+    @property
+    def skips_zero_chunks(self) -> bool:
+        """Written before every chunk was kept: a missing chunk of a small array may just have been all zeros."""
+        return not self._every_chunk
+
+    def read_raw(self, key: str, start: int, stop: int) -> np.ndarray:
+        """Rows [start, stop) of an array (or "meta/episode_ends") regardless of the committed index: for repair."""
+        arr = self._ends_array if key == "meta/episode_ends" else self._arrays[key]
+        return np.asarray(arr[start:stop])
 
     def read_rows(self, keys: list[str], start: int, stop: int) -> dict[str, np.ndarray]:
         """Rows [start, stop) of several arrays at once: {key: rows}, like `read` per key.
@@ -572,6 +583,16 @@ def _require_atomic_zarr() -> None:
             f"writing episode stores needs zarr >= {'.'.join(map(str, _ATOMIC_ZARR))} (atomic file writes); "
             f"zarr {zarr.__version__} is installed"
         )
+
+
+def _probe_writable(path: Path) -> None:
+    """Raise the OSError (read-only file system, no permission) that a write into the store's data would meet."""
+    probe = path / "data" / f".write-probe-{uuid.uuid4().hex}"
+    try:
+        probe.write_bytes(b"")
+    except FileNotFoundError:
+        return  # no data folder: the open below names the damage
+    probe.unlink()
 
 
 def _lock_writer(path: Path) -> int | None:
