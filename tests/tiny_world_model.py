@@ -31,7 +31,8 @@ def tiny_models(seed: int = 0, action_space: spaces.Space = ACTIONS, termination
     torch.manual_seed(seed)
     ae = VideoAutoencoder(autoencoder_config("tiny"))
     ae.set_latent_stats(torch.zeros(4), torch.ones(4))
-    dit = build_dit("tiny", latent_channels=4, action_space=space_to_json(action_space), action_substeps=2,
+    space = space_to_json(action_space) if action_space is not None else None  # None: an action-free model
+    dit = build_dit("tiny", latent_channels=4, action_space=space, action_substeps=2,
                     reward_head=True, termination_head=True, previous_frame=previous_frame)
     with torch.no_grad():
         if perturb:
@@ -45,4 +46,5 @@ def make_export(folder, seed: int = 0, action_space: spaces.Space = ACTIONS, ter
                 perturb: bool = True, extra: dict | None = None):
     """Write the tiny models as an export folder and return its path; `extra` goes into its config.json."""
     ae, dit = tiny_models(seed, action_space, termination_bias, perturb)
-    return write_export(folder, ae, dit, (FRAME, FRAME), space_to_json(action_space), extra)
+    return write_export(folder, ae, dit, (FRAME, FRAME), space_to_json(action_space) if action_space is not None else None,
+                        extra)

@@ -91,6 +91,32 @@ def test_rollout_command(export_dir, tmp_path, capsys):
     assert main(["rollout", f"checkpoint={export_dir}", "sim.contxt=x"]) == 2
 
 
+def test_rollout_continues_a_clip_with_an_action_free_model(tmp_path, capsys):
+    from tiny_world_model import make_export
+
+    from worldsim.cli import main
+    from worldsim.data.store import EpisodeStore
+
+    export = make_export(tmp_path / "free", action_space=None)
+    store = tmp_path / "v.zarr"
+    clip = np.random.default_rng(0).integers(0, 256, (20, FRAME, FRAME, 3), dtype=np.uint8)
+    with EpisodeStore.create(store, env_id="video", frame_size=(FRAME, FRAME), fps=15, action_space=None) as s:
+        s.append_episode(clip[:4])
+        s.append_episode(clip)
+    cfg = RolloutConfig(checkpoint=str(export), steps=3, out=str(tmp_path / "r"), video_store=str(store), episode=1,
+                        sim=SimConfig(**FAST))
+    result = rollout(cfg)
+    assert result.frames == 5 + 3 * 2  # the 5-frame context (3 latent frames), then 3 steps of 2
+    sim = read_mp4(result.sim_video)
+    assert sim.shape == (11, FRAME, FRAME, 3) and read_mp4(result.side_by_side_video).shape[:3] == (11, FRAME, 2 * FRAME + 2)
+    assert main(["rollout", f"checkpoint={export}", f"video_store={store}", "episode=5", f"out={tmp_path / 'x'}"]) == 2
+    assert "holds episodes 0-1" in capsys.readouterr().err
+    assert main(["rollout", f"checkpoint={export}", f"video_store={store}", "episode=0", f"out={tmp_path / 'x'}"]) == 2
+    assert "has 4 frames; the context needs 7" in capsys.readouterr().err
+    assert main(["rollout", f"checkpoint={export}", f"out={tmp_path / 'x'}"]) == 2  # no clip: an env is needed
+    assert "action-free model" in capsys.readouterr().err
+
+
 def test_rollout_finds_the_real_world_in_the_export_when_the_store_has_moved():
     from worldsim.sim.rollout import recorded_world
 

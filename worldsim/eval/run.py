@@ -78,6 +78,11 @@ def run_eval(cfg: EvalConfig) -> EvalResult:
         size = _frame_size(cfg, runners)
         seeds = list(range(cfg.first_seed, cfg.first_seed + cfg.seeds))
         results: dict[str, Any] = {"config": asdict(cfg), "frame_size": size, "schemes": list(runners), "skipped": {}}
+        if any(r is not None and r.action_space is None for r in runners.values()):
+            results = _footage_only(cfg, runners, results)
+            results["seconds"] = time.perf_counter() - start
+            json_path, md_path = write_report(results, {}, out, videos=False)
+            return EvalResult(out, json_path, md_path, results)
         tasks = ["real_vs_sim"] + (["idm"] if cfg.idm else []) + (["probes"] if cfg.probes and cfg.world == "probe" else []) \
             + (["consistency"] if cfg.consistency else []) + ["minecraft"]
         bar = tqdm(total=len(tasks) * len(runners), desc="eval", disable=not cfg.progress)
@@ -106,6 +111,18 @@ def run_eval(cfg: EvalConfig) -> EvalResult:
             if r is not None:
                 r.close()
     return EvalResult(out, json_path, md_path, results)
+
+
+def _footage_only(cfg: EvalConfig, runners: dict[str, Any], results: dict[str, Any]) -> dict[str, Any]:
+    """An action-free model (trained on video without actions) is scored on footage continuation alone."""
+    if cfg.video_store is None:
+        raise ValueError("an action-free model continues footage and takes no actions in a world: give video_store=STORE")
+    why = "an action-free model takes no actions: it is scored on footage continuation (video_store) only"
+    results["real_vs_sim"] = {}
+    for task in ("real_vs_sim", "idm", "probes", "consistency"):
+        results["skipped"][task] = why
+    results["minecraft"] = {"video": _video_continuation(cfg, runners)}
+    return results
 
 
 VISIBLE_ACTIONS = {"crafter": (1, 2, 3, 4)}  # actions that change the frame in nearly every state: Crafter's moves
@@ -248,9 +265,11 @@ def _video_continuation(cfg: EvalConfig, runners: dict[str, Any]) -> dict[str, A
             real = np.stack([c["obs"][context:need] for c in clips])
             if runner is None:
                 sim = real.copy()
-            elif store.action_space is None or not bool(clips[0]["has_action"][1:].all()):
-                return {"skipped": "the imported clips carry no actions and the simulator env takes an action every "
-                                   "step; action-free continuation needs an action-free sampling path in worldsim.sim"}
+            elif runner.action_space is None or store.action_space != runner.action_space or \
+                    not all(bool(c["has_action"][1:].all()) for c in clips):
+                # no usable actions (action-free footage, or actions of another space): the null action each step
+                sim = runner.continue_free([c["obs"][:context] for c in clips], cfg.steps)
+                out["actions"] = "none (null action)"
             else:
                 from worldsim.spaces import unpack_action
 

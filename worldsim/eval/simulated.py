@@ -18,19 +18,39 @@ class SimRunner:
     """
 
     def __init__(self, checkpoint: str | os.PathLike, config: SimConfig | None = None, num_envs: int = 4) -> None:
+        from worldsim.export import read_export_config
         from worldsim.models.latents import num_real_frames
+        from worldsim.pretrained import resolve_checkpoint
+        from worldsim.sim.simulator import Simulator
         from worldsim.sim.vector_env import WorldModelVectorEnv
 
         self.config = config or SimConfig()
-        self.env = WorldModelVectorEnv(num_envs, checkpoint, config=self.config)
         self.num_envs = num_envs
-        self.k = self.env.sim.k
-        self.frame_size = self.env.sim.frame_size
-        self.action_space = self.env.single_action_space
+        checkpoint = resolve_checkpoint(checkpoint)
+        if read_export_config(checkpoint).get("action_space") is None:  # continues footage only: no env
+            self.env, self.sim = None, Simulator(checkpoint, self.config)
+        else:
+            self.env = WorldModelVectorEnv(num_envs, checkpoint, config=self.config)
+            self.sim = self.env.sim
+        self.k = self.sim.k
+        self.frame_size = self.sim.frame_size
+        self.action_space = self.sim.action_space  # None for an action-free model
         self.context_rows = num_real_frames(self.config.context_frames, self.k)
 
     def close(self) -> None:
-        self.env.close()
+        if self.env is not None:
+            self.env.close()
+
+    def continue_free(self, contexts: list[np.ndarray], steps: int, seed: int = 0) -> np.ndarray:
+        """Continue every clip from its context frames with no actions known (imported footage).
+
+        Each latent step is sampled with the null action (an action-free model needs none); episode i
+        draws its noise from a generator seeded ``seed + i``. contexts: N uint8 (c, H, W, 3), the newest
+        `context_rows` used. Returns uint8 (N, steps k, H, W, 3): the frames after the context.
+        """
+        out = [self.sim.continue_free(contexts[b0: b0 + self.num_envs], steps, seed=seed + b0)
+               for b0 in range(0, len(contexts), self.num_envs)]
+        return np.concatenate(out) if out else np.zeros((0, steps * self.k, *self.frame_size, 3), np.uint8)
 
     def rollout(self, contexts: list[np.ndarray], context_actions: list[list[Any]], actions: list[list[Any]],
                 seed: int = 0) -> np.ndarray:
@@ -44,6 +64,8 @@ class SimRunner:
         Returns:
             uint8 (N, m k, H, W, 3): the frames after the context.
         """
+        if self.env is None:
+            raise ValueError("this model is action-free: it continues footage (continue_free), it takes no actions")
         n = len(contexts)
         if not (len(context_actions) == len(actions) == n):
             raise ValueError(f"got {n} contexts, {len(context_actions)} context action lists and {len(actions)} action lists")

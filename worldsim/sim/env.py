@@ -59,6 +59,7 @@ class WorldModelEnv(gym.Env):
             raise ValueError(f"render_mode must be None or 'rgb_array', got {render_mode!r}")
         self.config = sim_config(config, overrides)
         self.sim = Simulator(checkpoint, self.config)
+        self.sim.require_actions(checkpoint)
         h, w = self.sim.frame_size
         self.observation_space = spaces.Box(0, 255, (h, w, 3), np.uint8)
         self.action_space = self.sim.action_space

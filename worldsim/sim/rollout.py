@@ -33,6 +33,8 @@ class RolloutConfig:
     real_env: str | None = "auto"  # a real world name, "auto" (from the export's training store), or null: none
     dataset: str | None = None  # store for the context when there is no real world; default: the export's training store
     fps: float | None = None  # video frame rate; default: the export's
+    video_store: str | None = None  # continue a clip of this store (e.g. imported footage) from its first frames
+    episode: int = 0  # the clip of video_store
     sim: SimConfig = field(default_factory=SimConfig)
 
     def __post_init__(self) -> None:
@@ -86,6 +88,8 @@ def rollout(cfg: RolloutConfig) -> RolloutResult:
 
     cfg.checkpoint = resolve_checkpoint(cfg.checkpoint)  # a shipped model may be named (probes, worldsim/Probes-v0)
     meta = read_export_config(cfg.checkpoint)
+    if cfg.video_store is not None:
+        return _continue_clip(cfg, meta)
     real_name = _real_env_name(cfg, meta)
     env = WorldModelEnv(cfg.checkpoint, dataset=cfg.dataset or _training_store(meta), config=cfg.sim)
     policy = make_policy(cfg.policy, env.action_space, 1, seed=cfg.seed)
@@ -124,3 +128,33 @@ def rollout(cfg: RolloutConfig) -> RolloutResult:
         real.close()
     env.close()
     return RolloutResult(sim_video, both, len(sim_frames), seconds, real_name)
+
+
+def _continue_clip(cfg: RolloutConfig, meta: dict[str, Any]) -> RolloutResult:
+    """A clip's first frames as context, the rest simulated with no actions (the null action): footage continued.
+
+    sim.mp4 holds the context and the simulated frames; side_by_side.mp4 the clip beside them.
+    """
+    from worldsim.data.store import EpisodeStore
+    from worldsim.models.latents import num_real_frames
+    from worldsim.sim.simulator import Simulator
+
+    sim = Simulator(cfg.checkpoint, cfg.sim)
+    with EpisodeStore.open(cfg.video_store) as store:
+        if not 0 <= cfg.episode < store.num_episodes:
+            raise ValueError(f"episode={cfg.episode}: {cfg.video_store} holds episodes 0-{store.num_episodes - 1}")
+        clip = store.episode(cfg.episode)["obs"]
+    context = num_real_frames(cfg.sim.context_frames, sim.k)
+    if len(clip) < context:
+        raise ValueError(f"clip {cfg.episode} of {cfg.video_store} has {len(clip)} frames; the context needs {context}")
+    clip = sim.check_frames(clip, f"the frames of {cfg.video_store}")
+    start = time.perf_counter()
+    frames = sim.continue_free([clip[:context]], cfg.steps, seed=cfg.seed)[0]
+    seconds = time.perf_counter() - start
+    simulated = np.concatenate([clip[:context], frames])
+    fps = cfg.fps or float(meta.get("fps") or 15.0)
+    out = Path(cfg.out)
+    sim_video = write_mp4(out / "sim.mp4", simulated, fps)
+    both = write_mp4(out / "side_by_side.mp4", side_by_side(clip, simulated), fps)  # as long as the shorter
+    sim.close()
+    return RolloutResult(sim_video, both, len(simulated), seconds, None)

@@ -132,16 +132,15 @@ class Simulator:
         self.meta = meta
         self.autoencoder, self.dit = models["autoencoder"], models["dit"]
         ae, dc = self.autoencoder.cfg, self.dit.config
-        if meta["action_space"] is None or dc.action_space is None:
-            raise ExportError(f"{checkpoint} holds an action-free model: it cannot be driven as an env")
-        if dc.action_space != meta["action_space"]:
+        if (meta["action_space"] is None) != (dc.action_space is None) or dc.action_space != meta["action_space"]:
             raise ExportError(f"{checkpoint}: the DiT's action space {dc.action_space} differs from the export's "
                               f"{meta['action_space']} (files from different runs?)")
         if dc.latent_channels != ae.latent_channels or dc.action_substeps != ae.temporal_factor:
             raise ExportError(f"{checkpoint}: the DiT expects {dc.latent_channels} latent channels and k={dc.action_substeps}, "
                               f"the autoencoder gives {ae.latent_channels} and k={ae.temporal_factor} (mismatched files)")
-        self.action_space = space_from_json(meta["action_space"])
-        self.action_dim = packed_dim(self.action_space)
+        # An action-free model (trained on imported video) only continues footage: `step(tracks, None, ...)`.
+        self.action_space = space_from_json(meta["action_space"]) if meta["action_space"] is not None else None
+        self.action_dim = packed_dim(self.action_space) if self.action_space is not None else 0
         self.frame_size = (int(meta["frame_size"][0]), int(meta["frame_size"][1]))
         self.k = ae.temporal_factor
         _, _, h, w = self.autoencoder.latent_shape(1, *self.frame_size)
@@ -157,6 +156,13 @@ class Simulator:
         self._decode_fn = compiled(self.autoencoder.decode_stream, "the decoder") if config.compile \
             else self.autoencoder.decode_stream
 
+    def require_actions(self, checkpoint: str | os.PathLike) -> None:
+        """ExportError unless the model takes actions: an env needs an action space."""
+        if self.action_space is None:
+            raise ExportError(f"{checkpoint} holds an action-free model (trained on video without actions): it cannot "
+                              "be driven as an env; it continues footage: worldsim eval video_store=STORE, or "
+                              "worldsim rollout video_store=STORE")
+
     def _episode_limit(self, world: dict) -> int:
         """The imitated world's episode limit in this simulator's steps (k real frames each); 1000 if unknown."""
         from worldsim.envs import episode_limit
@@ -168,9 +174,11 @@ class Simulator:
     def _autocast(self):
         return torch.autocast(self.device.type, dtype=torch.bfloat16) if self.autocast else nullcontext()
 
-    def _dit(self, *args, **kwargs):
+    def _dit(self, x, level, actions, mask, *args, **kwargs):
+        if self.action_space is None:  # an action-free DiT takes no actions at all
+            actions = mask = None
         with torch.no_grad(), self._autocast():
-            return self._dit_fn(*args, **kwargs)
+            return self._dit_fn(x, level, actions, mask, *args, **kwargs)
 
     def close(self) -> None:
         """Nothing to release today; kept so envs can close their simulator unconditionally."""
@@ -262,13 +270,24 @@ class Simulator:
         return cat_batch(caches)
 
     # ------------------------------------------------------------------ step
-    def step(self, tracks: Sequence[Track], actions: np.ndarray, generators: Sequence[torch.Generator]) -> StepOutput:
-        """Advance every track by one latent frame; actions packed (B, D), held for the frame's k sub-steps."""
+    def step(self, tracks: Sequence[Track], actions: np.ndarray | None, generators: Sequence[torch.Generator]) -> StepOutput:
+        """Advance every track by one latent frame; actions packed (B, D), held for the frame's k sub-steps.
+
+        actions None: no action is known (continuing footage): the frame is sampled with the null action,
+        the unconditional model that action dropout trained (`objective.action_dropout`); an action-free
+        model takes only None.
+        """
         batch = len(tracks)
+        if actions is not None and self.action_space is None:
+            raise ValueError("this model is action-free (trained on video without actions): step with actions=None")
         cache = self._context(tracks)  # one batch: shorter contexts are padded and masked
-        act = torch.as_tensor(np.asarray(actions, dtype=np.float32), device=self.device)  # (B, D)
-        act = act[:, None, None, :].expand(batch, 1, self.k, self.action_dim).contiguous()  # (B, 1, k, D)
-        mask = torch.ones(batch, 1, self.k, dtype=torch.bool, device=self.device)
+        if actions is None:
+            act = torch.zeros(batch, 1, self.k, self.action_dim, device=self.device)
+            mask = torch.zeros(batch, 1, self.k, dtype=torch.bool, device=self.device)
+        else:
+            act = torch.as_tensor(np.asarray(actions, dtype=np.float32), device=self.device)  # (B, D)
+            act = act[:, None, None, :].expand(batch, 1, self.k, self.action_dim).contiguous()  # (B, 1, k, D)
+            mask = torch.ones(batch, 1, self.k, dtype=torch.bool, device=self.device)
         index = torch.tensor([[t.length] for t in tracks], dtype=torch.long, device=self.device)  # (B, 1)
         shape = (1, 1, self.dit.config.latent_channels, *self.latent_hw)
 
@@ -317,3 +336,16 @@ class Simulator:
         frames = frames_to_uint8(video).cpu().numpy()  # (B, k, H, W, 3)
         reward = reward.numpy().astype(np.float32) if self.rewarded else np.zeros(batch, dtype=np.float32)
         return StepOutput(frames, reward, (torch.sigmoid(logit) > 0.5).numpy())
+
+    # ------------------------------------------------------------------ footage
+    def continue_free(self, contexts: Sequence[np.ndarray], steps: int, seed: int = 0) -> np.ndarray:
+        """Continue clips from their frames with no actions known (imported footage), in one batch.
+
+        Every latent step is sampled with the null action (see `step`); clip i draws its noise from a
+        generator seeded ``seed + i``. contexts: N uint8 (c, H, W, 3), the newest
+        ``1 + (context_frames - 1) k`` used. Returns uint8 (N, steps k, H, W, 3), the frames after the context.
+        """
+        tracks = [self.start(np.asarray(c)) for c in contexts]
+        generators = [torch.Generator().manual_seed(seed + i) for i in range(len(tracks))]
+        frames = [self.step(tracks, None, generators).frames for _ in range(steps)]  # each (N, k, H, W, 3)
+        return np.stack(frames, axis=1).reshape(len(tracks), steps * self.k, *self.frame_size, 3)

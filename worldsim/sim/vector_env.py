@@ -43,6 +43,7 @@ class WorldModelVectorEnv(VectorEnv):
         self.num_envs = num_envs
         self.config = sim_config(config, overrides)
         self.sim = Simulator(checkpoint, self.config)
+        self.sim.require_actions(checkpoint)
         h, w = self.sim.frame_size
         self.single_observation_space = spaces.Box(0, 255, (h, w, 3), np.uint8)
         self.single_action_space = self.sim.action_space
