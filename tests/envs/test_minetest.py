@@ -147,3 +147,17 @@ def test_the_game_dies_with_the_python_process():
     while any(alive(p) for p in pids) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not any(alive(p) for p in pids)
+
+
+@needs_game
+def test_eval_on_minetest_reports_the_real_vs_real_floor_and_a_turning_loop(tmp_path):
+    from worldsim.eval.config import EvalConfig
+    from worldsim.eval.run import run_eval
+
+    cfg = EvalConfig(world="minetest", out=str(tmp_path / "e"), size=32, seeds=2, steps=2, horizons=[1, 2], idm=False,
+                     probes=False, minedojo=False, videos=False, loop_lengths=[1], progress=False)
+    r = run_eval(cfg).results
+    floor = r["real_floor"]
+    assert floor["horizons"] == [1, 2] and all(p["mean"] > 10 for p in floor["psnr"])
+    assert r["consistency"]["loop"] == {"away": 5, "back": 6}  # turn left, then right
+    assert "real vs real (the floor)" in (tmp_path / "e" / "report.md").read_text()

@@ -18,6 +18,7 @@ from worldsim.eval.compare import frame_scores
 LOOPS = {
     "probe": {"away": 3, "back": 4, "options": {"family": "push"}},  # pusher up, then down; the ball rests
     "crafter": {"away": 1, "back": 2, "options": None},  # move_left, then move_right
+    "minetest": {"away": 5, "back": 6, "options": None},  # turn_left, then turn_right (15 degrees a frame)
 }
 
 

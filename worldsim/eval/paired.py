@@ -68,3 +68,20 @@ def paired_rollouts(env_name: str, seeds: list[int], steps: int, *, runner: Any 
         sim = runner.rollout([ep.frames[:context] for ep in episodes], [ep.actions[:context - 1] for ep in episodes],
                              step_actions)
     return Paired(context, k, episodes, real, sim, step_actions)
+
+
+def replay_paired(env_name: str, paired: Paired, size: int, seeds: list[int]) -> np.ndarray:
+    """The real world played again from the same seeds with the same actions: frames shaped like `paired.real`.
+
+    For worlds that run in real time (Minetest) the two plays differ a little; their distance is
+    the floor under which no simulator can be judged.
+    """
+    from worldsim import envs
+
+    env = envs.make_real_env(env_name, size=size)
+    try:
+        again = [replay_real(env, list(ep.actions), seed=seed).frames for ep, seed in zip(paired.episodes, seeds)]
+    finally:
+        env.close()
+    n = paired.real.shape[1]
+    return np.stack([f[paired.context:paired.context + n] for f in again])

@@ -107,6 +107,15 @@ def _fmt(v: Any, digits: int = 2) -> str:
     return str(v)
 
 
+def horizon_table(r: dict[str, Any]) -> list[str]:
+    """Markdown rows of a `per_horizon` result: PSNR and SSIM with their 95% intervals per horizon."""
+    lines = ["| horizon | PSNR (dB) | SSIM |", "|---|---|---|"]
+    for h, p, s in zip(r["horizons"], r["psnr"], r["ssim"]):
+        lines.append(f"| {h} | {p['mean']:.2f} [{p['ci95'][0]:.2f}, {p['ci95'][1]:.2f}] | "
+                     f"{s['mean']:.3f} [{s['ci95'][0]:.3f}, {s['ci95'][1]:.3f}] |")
+    return lines
+
+
 def idm_table(idm: dict[str, Any]) -> list[str]:
     """Markdown rows of the action-following results: accuracy of the IDM on real and simulated frames per scheme."""
     moves = "move_actions" in idm
@@ -145,11 +154,11 @@ def markdown(results: dict[str, Any]) -> str:
               f"seeds from {cfg['first_seed']}; {cfg['steps']} latent steps.", ""]
     lines += ["## Real vs simulated", "", "Mean over episodes (95% interval) at each horizon, in latent steps.", ""]
     for scheme, r in results["real_vs_sim"].items():
-        lines += [f"**{scheme}**", "", "| horizon | PSNR (dB) | SSIM |", "|---|---|---|"]
-        for h, p, s in zip(r["horizons"], r["psnr"], r["ssim"]):
-            lines.append(f"| {h} | {p['mean']:.2f} [{p['ci95'][0]:.2f}, {p['ci95'][1]:.2f}] | "
-                         f"{s['mean']:.3f} [{s['ci95'][0]:.3f}, {s['ci95'][1]:.3f}] |")
-        lines.append("")
+        lines += [f"**{scheme}**", ""] + horizon_table(r) + [""]
+    floor = results.get("real_floor")
+    if floor:
+        lines += ["**real vs real (the floor)**: the same seeds and actions played again; this world runs in real time, "
+                  "so its replays differ and no simulator can be judged closer than this.", ""] + horizon_table(floor) + [""]
     idm = results.get("idm")
     if idm:
         lines += ["## Action following (inverse dynamics)", ""]

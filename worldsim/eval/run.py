@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 from worldsim.eval.compare import per_horizon
 from worldsim.eval.config import EvalConfig
 from worldsim.eval.consistency import LOOPS, Loop, return_scores
-from worldsim.eval.paired import Paired, paired_rollouts
+from worldsim.eval.paired import Paired, paired_rollouts, replay_paired
 
 REAL = "real (ceiling)"  # the "scheme" name of real-vs-real rows
 
@@ -93,6 +93,10 @@ def run_eval(cfg: EvalConfig) -> EvalResult:
             paired[scheme] = p
             results["real_vs_sim"][scheme] = per_horizon(p.real, _sim_or_real(p), k=p.k, horizons=tuple(cfg.horizons))
             bar.update(1)
+        if cfg.world in REAL_TIME_WORLDS:  # the same seed and actions do not give the same frames: measure by how much
+            first = next(iter(paired.values()))
+            results["real_floor"] = per_horizon(first.real, replay_paired(cfg.world, first, size, seeds), k=first.k,
+                                                horizons=tuple(cfg.horizons))
         if cfg.idm:
             results["idm"] = _idm(cfg, paired, size, bar)
         if cfg.probes and cfg.world == "probe":
@@ -125,6 +129,7 @@ def _footage_only(cfg: EvalConfig, runners: dict[str, Any], results: dict[str, A
     return results
 
 
+REAL_TIME_WORLDS = ("minetest",)  # worlds whose replays differ (the game runs in real time): a real-vs-real floor is reported
 VISIBLE_ACTIONS = {"crafter": (1, 2, 3, 4)}  # actions that change the frame in nearly every state: Crafter's moves
 
 
