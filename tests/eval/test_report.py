@@ -20,13 +20,15 @@ def test_real_vs_real_report_has_the_ceilings(tmp_path):
     res = json.loads(r.json_path.read_text())
     assert res["schemes"] == [REAL]
     assert all(p["mean"] == 100.0 for p in res["real_vs_sim"][REAL]["psnr"])
+    copy = [p["mean"] for p in res["copy_baseline"]["psnr"]]  # balls move: repeating the last frame falls behind
+    assert 10 < copy[-1] < copy[0] < 100
     for check, s in res["probes"][REAL]["summary"].items():
         assert s["accuracy"] in (1.0, None), check
     cons = res["consistency"]["schemes"][REAL][0]
     assert cons["real_return_vs_before"]["ssim"] == 1.0
     assert "skipped" in res["minecraft"]["minedojo"] and "MineDojo" in res["minecraft"]["minedojo"]["skipped"]
     md = r.markdown_path.read_text()
-    assert "## Probes" in md and "## Look away and back" in md and "| real (ceiling) | push | 1.00 |" in md
+    assert "## Probes" in md and "## Look away and back" in md and "**copy (the baseline)**" in md and "| real (ceiling) | push | 1.00 |" in md
     for plot in res["plots"]:
         assert Image.open(tmp_path / "real" / plot).size == (640, 400)
     with av.open(str(tmp_path / "real" / res["videos"][0])) as c:

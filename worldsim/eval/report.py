@@ -155,6 +155,10 @@ def markdown(results: dict[str, Any]) -> str:
     lines += ["## Real vs simulated", "", "Mean over episodes (95% interval) at each horizon, in latent steps.", ""]
     for scheme, r in results["real_vs_sim"].items():
         lines += [f"**{scheme}**", ""] + horizon_table(r) + [""]
+    copy = results.get("copy_baseline")
+    if copy:
+        lines += ["**copy (the baseline)**: the last context frame repeated; a simulator must beat this to say more than "
+                  "\"nothing changes\".", ""] + horizon_table(copy) + [""]
     floor = results.get("real_floor")
     if floor:
         lines += ["**real vs real (the floor)**: the same seeds and actions played again; this world runs in real time, "

@@ -93,8 +93,11 @@ def run_eval(cfg: EvalConfig) -> EvalResult:
             paired[scheme] = p
             results["real_vs_sim"][scheme] = per_horizon(p.real, _sim_or_real(p), k=p.k, horizons=tuple(cfg.horizons))
             bar.update(1)
+        first = next(iter(paired.values()))  # the real episodes (every scheme rolls the same seeds and policy)
+        last = np.stack([ep.frames[first.context - 1] for ep in first.episodes])  # the last context frame
+        results["copy_baseline"] = per_horizon(first.real, np.repeat(last[:, None], first.real.shape[1], axis=1),
+                                               k=first.k, horizons=tuple(cfg.horizons))
         if cfg.world in REAL_TIME_WORLDS:  # the same seed and actions do not give the same frames: measure by how much
-            first = next(iter(paired.values()))
             results["real_floor"] = per_horizon(first.real, replay_paired(cfg.world, first, size, seeds), k=first.k,
                                                 horizons=tuple(cfg.horizons))
         if cfg.idm:
