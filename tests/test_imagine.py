@@ -48,7 +48,7 @@ def test_the_loop_collects_trains_imagines_scores_and_resumes(tmp_path):
 
 
 def test_bad_settings_are_one_line_errors():
-    with pytest.raises(ValueError, match="world must be crafter or probe"):
+    with pytest.raises(ValueError, match="world must be crafter, probe or probe-push"):
         ImagineConfig(world="minedojo")
     with pytest.raises(ValueError, match="eval_episodes must be >= 2"):
         ImagineConfig(eval_episodes=1)

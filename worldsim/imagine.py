@@ -44,7 +44,7 @@ class ImagineConfig:
     """`worldsim imagine [checkpoint=crafter iterations=N ...]`: sizes of every phase."""
 
     checkpoint: str = "crafter"  # simulator to start from: a DiT export folder or a shipped name (crafter, probes)
-    world: str = "crafter"  # the real world it imitates: crafter | probe
+    world: str = "crafter"  # the real world it imitates: crafter | probe | probe-push (the probe world's RL task)
     out: str | None = None  # loop folder; None: runs/imagine/<timestamp>. An existing one is resumed
     base_store: str | None = None  # episodes to start from (copied into out once, e.g. the simulator's training store)
     iterations: int = 3  # collect -> world -> agent -> eval rounds
@@ -73,8 +73,8 @@ class ImagineConfig:
             raise ValueError(f"world_model_steps must be >= 0, got {self.world_model_steps}")
         if self.eval_episodes < 2:
             raise ValueError(f"eval_episodes must be >= 2 (a 95% interval needs two episodes), got {self.eval_episodes}")
-        if self.world not in ("crafter", "probe"):
-            raise ValueError(f"world must be crafter or probe (the real worlds that run here), got {self.world!r}")
+        if self.world not in ("crafter", "probe", "probe-push"):
+            raise ValueError(f"world must be crafter, probe or probe-push (the real worlds that run here), got {self.world!r}")
 
 
 def run_imagine(cfg: ImagineConfig, log: Callable[[str], None] = print) -> dict[str, Any]:
