@@ -30,6 +30,7 @@ from worldsim.agents.random import RandomAgent
 from worldsim.agents.train_ac import ActorCriticConfig, TrainResult, real_vector_env, train_actor_critic
 from worldsim.envs import REAL_ENVS, make_real_env
 from worldsim.eval.compare import mean_ci95
+from worldsim.eval.probes import wilson_interval
 from worldsim.imagine import evaluate_agent
 from worldsim.sim.vector_env import WorldModelVectorEnv
 from worldsim.export import read_export_config
@@ -150,6 +151,10 @@ def main() -> None:
                       "training": None if trained is None else summarise(trained)}
         if "score" in scored:
             rows[name]["score"], rows[name]["success"] = scored["score"], scored["success"]
+        elif world == "probe-push":  # the task pays 1 on success and ends: success is a return above 0
+            wins = sum(r > 0 for r in returns)
+            rows[name]["success"] = {"mean": wins / len(returns), "ci95": list(wilson_interval(wins, len(returns))),
+                                     "episodes_won": wins}
 
     print(f"\n{world} real-world return over {len(seeds)} seeds (<= {args.eval_frames} frames, actions held {k} frames)")
     print(f"{'agent':<22} {'train steps':>11} {'train s':>8} {'ep. frames':>10} {'mean return':>11}   95% interval"
@@ -162,6 +167,9 @@ def main() -> None:
         if "score" in row:
             sc = row["score"]
             line += f"   {sc['mean']:>7.2f}   [{sc['ci95'][0]:.2f}, {sc['ci95'][1]:.2f}]"
+        if world == "probe-push":
+            sc = row["success"]
+            line += f"   success {sc['mean']:.2f} [{sc['ci95'][0]:.2f}, {sc['ci95'][1]:.2f}]"
         print(line)
     report = {"checkpoint": str(checkpoint), "world": world, "dataset": dataset, "k": k, "frame_size": list(size),
               "args": vars(args), "config": {**cfg.__dict__, "channels": list(cfg.channels)}, "eval_seeds": seeds,
@@ -172,8 +180,8 @@ def main() -> None:
     print(f"\nwrote {out / 'results.json'}")
     if args.docs_json:
         summary = {"world": world, "checkpoint": str(checkpoint), "machine": report["machine"], "eval_seeds": seeds,
-                   **{name: {**({"score": {"mean": row["score"]["mean"], "ci95": row["score"]["ci95"]},
-                                 "success": row["success"]} if "score" in row else {}),
+                   **{name: {**({"score": {"mean": row["score"]["mean"], "ci95": row["score"]["ci95"]}} if "score" in row else {}),
+                             **({"success": row["success"]} if "success" in row else {}),
                              "return": {"mean": row["real_return"]["mean"], "ci95": row["real_return"]["ci95"]},
                              "episodes": len(row["returns"]),
                              "env_steps": {"random": 0, "imagination": store_frames, "real": real.steps * k}[name],
