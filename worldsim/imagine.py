@@ -54,6 +54,9 @@ class ImagineConfig:
     window: int = 17  # real frames per DiT training window (1 + m k)
     batch_size: int = 8
     lr: float = 3e-4  # DiT learning rate (constant after a short warm-up: a continued run)
+    context_noise_max: float = 0.1  # DiT context frames noised up to this level (as the shipped simulators trained)
+    reward_balance: bool = False  # rewarded and unrewarded frames weigh half each in the reward loss (sparse rewards)
+    heads_max_noise: float = 1.0  # reward/termination heads learn only from frames noised at most this much
     agent_steps: int = 4096  # imagined agent steps per iteration (summed over sub-envs)
     num_envs: int = 8  # imagined worlds stepped as one batch
     imagination_horizon: int = 15  # steps of each imagined episode (DIAMOND: 15)
@@ -192,7 +195,9 @@ def _load_state(path: Path, cfg: ImagineConfig) -> dict[str, Any]:
     if not path.exists():
         return {"config": asdict(cfg), "iterations": []}
     state = json.loads(path.read_text())
-    changed = sorted(k for k, v in asdict(cfg).items() if k not in RESUMABLE and state["config"].get(k) != v)
+    defaults = asdict(ImagineConfig())  # a field added since the loop started counts at its default
+    changed = sorted(k for k, v in asdict(cfg).items()
+                     if k not in RESUMABLE and state["config"].get(k, defaults[k]) != v)
     if changed:
         raise ValueError(f"{path.parent} holds a loop started with other settings ({', '.join(changed)}); resume it "
                          f"with the same ones (only {', '.join(RESUMABLE)} may change) or choose another out=")
@@ -223,6 +228,7 @@ def _collect(cfg: ImagineConfig, store: Path, size: int, episodes: int, agent: s
 def _train_world_model(cfg: ImagineConfig, store: Path, start: Path, meta: dict[str, Any], run: Path, steps: int) -> Path:
     """Continue the DiT on the grown store: a warm start from the starting export the first time, then resumes."""
     from worldsim.demo import free_port
+    from worldsim.diffusion.objective import ObjectiveConfig
     from worldsim.train.config import DistConfig, OptimConfig, TrainConfig
     from worldsim.train.context_sampling import ContextSamplingConfig
     from worldsim.train.trainer import train
@@ -238,6 +244,8 @@ def _train_world_model(cfg: ImagineConfig, store: Path, start: Path, meta: dict[
         reward_head=bool(dit.get("reward_head")), termination_head=bool(dit.get("termination_head")),
         window=cfg.window, batch_size=cfg.batch_size, steps=steps, seed=cfg.seed, ema_decay=0.99,
         optim=OptimConfig(lr=cfg.lr, warmup_steps=min(20, max(1, cfg.world_model_steps // 4))),
+        objective=ObjectiveConfig(context_noise_max=cfg.context_noise_max, reward_balance=cfg.reward_balance,
+                                  heads_max_noise=cfg.heads_max_noise),
         context=ContextSamplingConfig(schemes=["autoregressive", "long-range", "hierarchical"]),
         validation=ValidationConfig(every=0), checkpoint_every=max(1, cfg.world_model_steps), keep_checkpoints=1,
         video_every=0, progress=cfg.progress, dist=DistConfig(port=free_port()),

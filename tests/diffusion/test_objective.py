@@ -127,6 +127,51 @@ def test_reward_and_termination_only_where_there_is_a_target():
     assert logs3["reward"] == 0 and logs3["termination"] == 0
 
 
+def test_balanced_reward_loss_weighs_a_rare_reward_as_much_as_all_the_zeros():
+    x0, actions = _toy()
+    reward = torch.zeros(8, 3)
+    reward[0, 2] = 1.0  # one rewarded frame in 24
+
+    def constant(value):  # a model whose reward head says `value` everywhere
+        def model(*args):
+            out = _model(heads=True)(*args)
+            out.reward = torch.full_like(out.reward, value)
+            return out
+        return model
+
+    gen = lambda: torch.Generator().manual_seed(5)  # noqa: E731
+    plain = ObjectiveConfig()
+    balanced = ObjectiveConfig(reward_balance=True)
+    zero_plain = float(diffusion_loss(constant(0.0), x0, actions, None, None, gen(), plain, reward=reward)[1]["reward"])
+    zero_bal = float(diffusion_loss(constant(0.0), x0, actions, None, None, gen(), balanced, reward=reward)[1]["reward"])
+    assert zero_plain == pytest.approx(1 / 24)  # predicting no reward at all is nearly free ...
+    assert zero_bal == pytest.approx(0.5)  # ... but not once the rare reward weighs half
+    half_bal = float(diffusion_loss(constant(0.5), x0, actions, None, None, gen(), balanced, reward=reward)[1]["reward"])
+    assert half_bal == pytest.approx(0.25)
+
+
+def test_heads_learn_only_from_frames_noised_at_most_heads_max_noise():
+    model = _model(heads=True)
+    x0, actions = _toy()
+    reward = torch.ones(8, 3)
+    config = ObjectiveConfig(heads_max_noise=0.3)
+    t, _ = sample_noise_levels(8, 3, torch.Generator().manual_seed(6), config)
+    low = t <= 0.3
+    assert low.any() and (~low).any()
+
+    def spoiled(*args):  # a reward far off on the noisy frames only: must not show in the loss
+        out = model(*args)
+        out.reward = torch.where(low, out.reward, torch.full_like(out.reward, 1e3))
+        return out
+
+    a = diffusion_loss(model, x0, actions, None, None, torch.Generator().manual_seed(6), config, reward=reward)[1]
+    b = diffusion_loss(spoiled, x0, actions, None, None, torch.Generator().manual_seed(6), config, reward=reward)[1]
+    torch.testing.assert_close(a["reward"], b["reward"])
+    c = diffusion_loss(spoiled, x0, actions, None, None, torch.Generator().manual_seed(6), ObjectiveConfig(),
+                       reward=reward)[1]
+    assert c["reward"] > 1e4
+
+
 def test_training_the_tiny_model_lowers_the_loss():
     torch.manual_seed(0)
     model = _model()

@@ -64,12 +64,14 @@ class ObjectiveConfig:
     action_dropout: float = 0.1  # per frame, drop the actions (null embedding) so classifier-free guidance works
     reward_weight: float = 1.0  # weight of the reward MSE
     termination_weight: float = 1.0  # weight of the termination BCE
+    reward_balance: bool = False  # rewarded and unrewarded frames weigh half each in the reward MSE (sparse rewards)
+    heads_max_noise: float = 1.0  # reward/termination losses only on frames noised at most this much (the simulator reads them clean)
     motion_weight: float = 0.0  # > 0 (DiTs with a motion kernel): fit the kernel-moved previous clean frame to the clean frame
 
     def __post_init__(self) -> None:
         if self.time_sampling not in ("logit_normal", "uniform"):
             raise ValueError(f"time_sampling must be 'logit_normal' or 'uniform', got {self.time_sampling!r}")
-        for name in ("context_prob", "context_noise_max", "action_dropout"):
+        for name in ("context_prob", "context_noise_max", "action_dropout", "heads_max_noise"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must lie in [0, 1], got {getattr(self, name)}")
 
@@ -183,12 +185,13 @@ def diffusion_loss(
             raise ValueError("objective.motion_weight > 0 needs a DiT with a motion kernel (model_overrides.motion_radius > 0)")
         term = (out.motion[:, 1:].float() - x0[:, 1:].float()).pow(2).mean() if frames > 1 else out.motion.sum() * 0
         loss, logs["motion"] = loss + config.motion_weight * term, term.detach()
+    seen = t <= config.heads_max_noise  # (B, T): frames the heads learn from
     if reward is not None:
-        has = ~torch.isnan(reward)
-        term = F.mse_loss(out.reward[has].float(), reward[has].float()) if has.any() else out.reward.sum() * 0
+        has = ~torch.isnan(reward) & seen
+        term = _reward_loss(out.reward.float(), reward.float(), has, config.reward_balance)
         loss, logs["reward"] = loss + config.reward_weight * term, term.detach()
     if termination is not None:
-        has = ~torch.isnan(termination)
+        has = ~torch.isnan(termination) & seen
         term = (
             F.binary_cross_entropy_with_logits(out.termination_logit[has].float(), termination[has].float())
             if has.any() else out.termination_logit.sum() * 0
@@ -196,3 +199,16 @@ def diffusion_loss(
         loss, logs["termination"] = loss + config.termination_weight * term, term.detach()
     logs["loss"] = loss.detach()
     return loss, logs
+
+
+def _reward_loss(pred: Tensor, target: Tensor, has: Tensor, balance: bool) -> Tensor:
+    """MSE over the frames in `has`; balanced: the mean over rewarded frames and the mean over unrewarded ones,
+    averaged, so a rare reward is not learned as zero (both kinds must be in the batch, else the plain MSE)."""
+    if not has.any():
+        return pred.sum() * 0
+    err = (pred - target).pow(2)
+    rewarded = has & (target != 0)
+    plain = has & (target == 0)
+    if balance and rewarded.any() and plain.any():
+        return 0.5 * (err[rewarded].mean() + err[plain].mean())
+    return err[has].mean()
