@@ -38,11 +38,32 @@ def make_real_env(name: str, **kwargs) -> gym.Env:
     """Make a real world by short name ("crafter", "probe", "minedojo", "minetest"); kwargs go to its env.
 
     Raises:
-        ValueError: unknown name.
+        ValueError: unknown name, or an argument the world does not take.
     """
     if name not in REAL_ENVS:
         raise ValueError(f"unknown real env {name!r}; known: {', '.join(REAL_ENVS)}")
-    return gym.make(REAL_ENVS[name], **kwargs)
+    try:
+        return gym.make(REAL_ENVS[name], **kwargs)
+    except TypeError as e:
+        if "unexpected keyword argument" not in str(e):
+            raise
+        takes = constructor_defaults(name)
+        unknown = sorted(set(kwargs) - set(takes))
+        raise ValueError(f"the {name} world takes no argument {', '.join(map(repr, unknown)) or str(e).split(' was raised')[0]}; "
+                         f"its arguments are {', '.join(takes)}") from None
+
+
+def constructor_defaults(name: str) -> dict:
+    """The keyword defaults of real world `name`'s constructor (e.g. probe: size 64, family "random"), read from
+    its class without making the world; {} for an unknown name."""
+    import importlib
+    import inspect
+
+    if name not in _ENTRY_POINTS:
+        return {}
+    module, cls = _ENTRY_POINTS[name].split(":")
+    params = inspect.signature(getattr(importlib.import_module(module), cls).__init__).parameters
+    return {k: p.default for k, p in params.items() if k != "self" and p.default is not inspect.Parameter.empty}
 
 
 def episode_limit(env_id: str, env_kwargs: dict | None = None) -> int | None:
@@ -62,4 +83,4 @@ def episode_limit(env_id: str, env_kwargs: dict | None = None) -> int | None:
     return None if param is None or param.default in (inspect.Parameter.empty, None) else int(param.default)
 
 
-__all__ = ["REAL_ENVS", "episode_limit", "make_real_env"]
+__all__ = ["REAL_ENVS", "constructor_defaults", "episode_limit", "make_real_env"]

@@ -36,7 +36,9 @@ def test_missing_mandatory_value_is_named():
 
 def test_unknown_command_and_help(capsys):
     assert main(["frobnicate"]) == 2
-    assert "unknown command" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("worldsim frobnicate: error: unknown command 'frobnicate'"), err
+    assert "collect, import-video" in err  # the commands, not the whole usage
     assert main(["collect", "--help"]) == 0
     out = capsys.readouterr().out
     assert "episodes: 10" in out and "name: crafter" in out
@@ -95,6 +97,45 @@ def test_out_of_range_values_are_one_line(command, override, words, tmp_path, ca
     assert main([command, *args, override]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and words in err, err
+
+
+@pytest.mark.parametrize("command,overrides,words", [
+    ("collect", ["out="], "out is empty"),
+    ("collect", ["env.max_episode_steps=-1"], "env.max_episode_steps must be >= 1"),
+    ("import-video", ["DIR", "fps=0"], "fps must be > 0"),
+    ("rollout", ["checkpoint=probes", "fps=0"], "fps must be > 0"),
+    ("rollout", ["checkpoint=probes", "fps=-1"], "fps must be > 0"),
+    ("eval", ["first_seed=-5"], "first_seed must be an integer >= 0"),
+    ("eval", ["horizons=[0]"], "horizons must be a non-empty list"),
+    ("eval", ["horizons=[]"], "horizons must be a non-empty list"),
+    ("eval", ["loop_lengths=[0]"], "loop_lengths must be latent steps >= 1"),
+    ("train-vae", ["data=x", "keep_checkpoints=-1"], "keep_checkpoints must be >= 0"),
+    ("train-vae", ["data=x", "holdout_episodes=-1"], "holdout_episodes must be null"),
+    ("train-vae", ["data=x", "holdout_episodes=-1", "validation.every=0"], "holdout_episodes must be null"),
+    ("train-vae", ["data=x", "holdout_episodes=[0,-2]"], "holdout_episodes must be null"),
+])
+def test_values_out_of_range_are_refused_at_start(command, overrides, words, tmp_path, capsys):
+    """Refused while the config is composed: nothing is read, collected or written."""
+    args = [a.replace("DIR", str(tmp_path)) for a in overrides]
+    if command in ("collect", "import-video") and not any(a.startswith("out=") for a in args):
+        args.append(f"out={tmp_path / 's.zarr'}")
+    assert main([command, *args]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and words in err, err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_eval_of_a_missing_or_autoencoder_only_export_is_one_line(tmp_path, capsys):
+    from tiny_world_model import tiny_models
+
+    from worldsim.export import write_export
+
+    ae, _ = tiny_models()
+    vae = write_export(tmp_path / "vae", ae, None, (16, 16), None)
+    for checkpoint, words in ((tmp_path / "nowhere", "does not exist"), (vae, "autoencoder export")):
+        assert main(["eval", f"checkpoint={checkpoint}", f"out={tmp_path / 'eval'}", "progress=false"]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and words in err and str(checkpoint) in err, err
 
 
 def test_plus_adds_keys_only_inside_free_form_dicts(tmp_path):

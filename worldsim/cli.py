@@ -97,7 +97,8 @@ def os_hint(e: OSError) -> str:
             errno.EROFS: "the file system is read-only: choose an output folder you can write to",
             errno.EACCES: "no permission: choose an output folder you can write to",
             errno.EPERM: "not permitted: choose an output folder you can write to",
-            errno.EADDRINUSE: "the port is in use: choose another (port=0 picks a free one)"}.get(e.errno)
+            errno.EADDRINUSE: "the port is in use: choose another (port=0 picks a free one)",
+            errno.EADDRNOTAVAIL: "not an address of this machine: choose host=127.0.0.1 (this machine only) or 0.0.0.0 (every interface)"}.get(e.errno)
     return what + (f" ({hint})" if hint else "")
 
 
@@ -346,7 +347,9 @@ def cmd_eval(args: list[str]) -> None:
     """worldsim eval checkpoint=EXPORT ...: evaluate a simulator (without checkpoint: the real world against itself)."""
     from worldsim.eval.run import run_eval
 
-    result = run_eval(compose("eval", args))
+    cfg = compose("eval", args)
+    with _user_errors():
+        result = run_eval(cfg)
     print(f"report: {result.markdown_path} (results {result.json_path}, plots and videos beside it)")
 
 
@@ -403,7 +406,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     name, args = argv[0], argv[1:]
     if name not in COMMANDS:
-        print(f"worldsim: unknown command {name!r}\n\n{USAGE}", file=sys.stderr)
+        print(f"worldsim {name}: error: unknown command {name!r}; the commands are {', '.join(COMMANDS)} "
+              "(`worldsim --help` describes them)", file=sys.stderr)
         return 2
     handler, config_name = COMMANDS[name]
     multirun = any(a in ("-m", "--multirun") for a in args)

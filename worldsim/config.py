@@ -7,6 +7,7 @@ dataclass instances (via `OmegaConf.to_object`), never a DictConfig.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,6 +18,18 @@ def check_seed(value: int, name: str = "seed") -> None:
     """Seeds are non-negative integers (numpy refuses negative ones deep inside a run)."""
     if not isinstance(value, int) or value < 0:
         raise ValueError(f"{name} must be an integer >= 0, got {value!r}")
+
+
+def check_rate(value: float | None, name: str = "fps") -> None:
+    """Frame rates are finite and > 0 (None: the default of the command)."""
+    if value is not None and not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+        raise ValueError(f"{name} must be > 0 frames per second (or null for the default), got {value!r}")
+
+
+def check_out(value: str, name: str = "out") -> None:
+    """An output path given as `out=` with nothing after it would write into the current folder."""
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"{name} is empty: give the path of the episode store, e.g. {name}=data/probe.zarr")
 
 
 def check_port(value: int, name: str = "port", allow_zero: bool = True) -> None:
@@ -33,6 +46,10 @@ class EnvConfig:
     size: int = 64  # observation height and width in pixels
     max_episode_steps: int | None = None  # None: the world's own default
     kwargs: dict[str, Any] = field(default_factory=dict)  # world-specific constructor arguments
+
+    def __post_init__(self) -> None:
+        if self.max_episode_steps is not None and (not isinstance(self.max_episode_steps, int) or self.max_episode_steps < 1):
+            raise ValueError(f"env.max_episode_steps must be >= 1 (or null: the world's own limit), got {self.max_episode_steps!r}")
 
 
 @dataclass
@@ -52,6 +69,8 @@ class CollectConfig:
 
     def __post_init__(self) -> None:
         check_seed(self.seed)
+        check_out(self.out)
+        check_rate(self.fps)
 
 
 @dataclass
@@ -67,3 +86,7 @@ class ImportVideoConfig:
     actions: str = "auto"  # auto: import a VPT .jsonl beside a video if present | none: never
     on_error: str = "stop"  # a video (or its .jsonl) that cannot be read: stop (nothing of it written) | skip it and go on
     progress: bool = True
+
+    def __post_init__(self) -> None:
+        check_out(self.out)
+        check_rate(self.fps)

@@ -112,11 +112,33 @@ def read_export_config(folder: str | os.PathLike) -> dict[str, Any]:
         config = json.loads(path.read_text())
     except json.JSONDecodeError as e:
         raise ExportError(f"{path} is not valid JSON (truncated?): {e}") from None
-    if not isinstance(config, dict) or config.get("format") != FORMAT:
+    if not isinstance(config, dict):
+        raise ExportError(f"{path} is not a worldsim export config (a JSON {type(config).__name__}, not an object)")
+    if config.get("format") != FORMAT:
         raise ExportError(f"{path} is not a worldsim export config (format {config.get('format')!r})")
     if config.get("version") != VERSION:
         raise ExportError(f"{path} has export version {config.get('version')}, this worldsim reads {VERSION}")
+    _check_entries(config, path)
     return config
+
+
+def _check_entries(config: dict[str, Any], path: Path) -> None:
+    """`kind` and the `files` table that loading relies on; ExportError naming the file and the entry otherwise."""
+    edited = "(config.json edited or written by something else; export the run again)"
+    kind = config.get("kind")
+    if kind not in ("autoencoder", "dit"):
+        said = "lacks 'kind'" if "kind" not in config else f"has kind {kind!r}"
+        raise ExportError(f"{path} {said}; expected 'autoencoder' or 'dit' {edited}")
+    files = config.get("files")
+    if not isinstance(files, dict):
+        said = "lacks 'files'" if "files" not in config else f"has files {json.dumps(files)[:80]}"
+        raise ExportError(f"{path} {said}; expected the table of weight files (path, bytes, sha256) {edited}")
+    for name in ("autoencoder", "dit") if kind == "dit" else ("autoencoder",):
+        entry = files.get(name)
+        if not (isinstance(entry, dict) and isinstance(entry.get("path"), str) and isinstance(entry.get("bytes"), int)
+                and isinstance(entry.get("sha256"), str)):
+            raise ExportError(f"{path}: files.{name} is {json.dumps(entry)[:80]}; expected its weight file's path, bytes "
+                              f"and sha256 {edited}")
 
 
 def _check_binding(path: Path, meta: dict[str, Any], config: dict[str, Any] | None, ae_sha256: str | None) -> None:

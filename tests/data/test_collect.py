@@ -83,6 +83,32 @@ def test_appending_a_different_world_is_refused_and_loses_nothing(tmp_path):
     assert len(after) == 1 and all(np.array_equal(before[0][k], after[0][k]) for k in before[0])
 
 
+def test_appending_with_other_world_arguments_is_refused_naming_both_values(tmp_path):
+    out = tmp_path / "probe.zarr"
+    collect(_cfg(out, "episodes=1", "env.kwargs.family=random"))
+    before = _episodes(out)
+    with pytest.raises(StoreError, match=r"cannot append to .*probe.zarr: it was collected with "
+                                         r"env.kwargs.family='random', not 'collision'"):
+        collect(_cfg(out, "episodes=1", "env.kwargs.family=collision"))
+    with pytest.raises(StoreError, match="env.max_episode_steps=12, not 20"):
+        collect(_cfg(out, "episodes=1", "env.max_episode_steps=20"))
+    after = _episodes(out)
+    assert len(after) == 1 and all(np.array_equal(before[0][k], after[0][k]) for k in before[0])
+    # the same world with its default family left out (as `worldsim imagine` collects): appended
+    from worldsim.config import CollectConfig, EnvConfig
+
+    collect(CollectConfig(env=EnvConfig(name="probe", max_episode_steps=12), out=str(out), episodes=1, num_envs=1,
+                          vector="sync", progress=False))
+    assert EpisodeStore.open(out).num_episodes == 2
+
+
+def test_an_argument_the_world_does_not_take_is_named(tmp_path, capsys):
+    assert main(["collect", "env=probe", "episodes=1", f"out={tmp_path / 's.zarr'}", "+env.kwargs.bogus=1"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "the probe world takes no argument 'bogus'; its arguments are size, family" in err, err
+    assert not (tmp_path / "s.zarr").exists()
+
+
 @pytest.mark.parametrize("override, match", [("episodes=0", "episodes"), ("num_envs=0", "num_envs"),
                                              ("vector=threads", "vector"), ("policy=genius", "policy"),
                                              ("+policy_kwargs.bogus=1", "does not take policy_kwargs")])

@@ -125,3 +125,42 @@ def test_read_only_file_system_fails_before_collecting_for_new_and_existing_stor
         assert code == 2 and "read-only" in err and len(err.strip().splitlines()) == 1
     for a, b in zip(before, _episodes(tmpfs / "s.zarr")):
         _same(a, b)
+
+
+def test_appending_onto_a_garbled_tail_chunk_names_store_array_and_episode(tmp_path):
+    path = tmp_path / "s.zarr"
+    before = _store(path)  # 18 rows; obs chunks of 4 rows: c.4 holds rows 16-17, the end of episode 2
+    chunk = path / "data" / "obs" / "c.4.0.0.0"
+    data = bytearray(chunk.read_bytes())
+    middle = len(data) // 2
+    data[middle:middle + 8] = bytes(b ^ 0xFF for b in data[middle:middle + 8])
+    chunk.write_bytes(bytes(data))
+    with EpisodeStore.open(path, "a") as store:
+        with pytest.raises(StoreError, match=r"s.zarr: cannot append: data/obs rows \[16, 18\) \(episode 2\), in the chunk "
+                                             r"the new episode continues, do not read .*worldsim repair"):
+            store.append_episode(np.zeros((3, 8, 8, 3), np.uint8), action=[0, 1],
+                                 state={"pos": np.zeros((3, 2), np.float32)})
+        assert store.num_episodes == 3
+    with EpisodeStore.open(path) as store:
+        assert store.num_episodes == 3
+        for i in (0, 1):  # the intact episodes read as before
+            _same(store.episode(i), before[i])
+
+
+@pytest.mark.parametrize("command", [["info"], ["info", "--verify"], ["repair", "NEW"],
+                                     ["collect", "env=probe", "episodes=1", "progress=false"]])
+def test_a_torn_array_metadata_file_is_named_with_the_store(tmp_path, capsys, command):
+    path = tmp_path / "s.zarr"
+    _store(path)
+    meta = path / "data" / "obs" / "zarr.json"
+    meta.write_bytes(meta.read_bytes()[: meta.stat().st_size // 2])
+    digest = _digest(path)
+    name, *rest = command
+    args = [name, str(path), *(str(tmp_path / "new.zarr") if a == "NEW" else a for a in rest)]
+    if name == "collect":
+        args = [name, f"out={path}", *rest]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"{path}: the metadata of data/obs ({meta}) does not read (JSONDecodeError" in err, err
+    assert f"restore {meta} from a copy" in err and "Traceback" not in err
+    assert _digest(path) == digest  # the damaged store is left as it was

@@ -260,3 +260,5 @@ def test_step_after_close_is_refused(export_dir):
     env.close()
     with pytest.raises(RuntimeError, match="after close"):
         env.step(0)
+    with pytest.raises(RuntimeError, match="reset called after close"):
+        env.reset(seed=0, options={"frames": np.full((FRAME, FRAME, 3), 90, np.uint8)})

@@ -133,3 +133,50 @@ def test_rollout_of_a_shipped_model_by_name_finds_its_real_world(tmp_path, capsy
     code = main(["rollout", "checkpoint=worldsim/Probes-v0", "steps=1", f"out={tmp_path}", "sim.sampling_steps=1"])
     assert code == 0, capsys.readouterr().err
     assert (tmp_path / "sim.mp4").is_file() and (tmp_path / "side_by_side.mp4").is_file()
+
+
+def test_play_refuses_an_unknown_world_or_host_before_serving(export_dir, tmp_path):
+    """In a child process with a timeout: a play that starts serving instead would never return."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env.pop("WORLDSIM_DEBUG", None)
+    for extra, words in ((["real_env=bogus"], "real_env='bogus' is not a real world; known: crafter"),
+                         (["real_env=probe", "host=bad..host"], "host='bad..host' cannot be resolved")):
+        done = subprocess.run([sys.executable, "-m", "worldsim", "play", f"checkpoint={export_dir}", "port=0", *extra],
+                              capture_output=True, text=True, timeout=120, env=env, cwd=tmp_path)
+        assert done.returncode == 2 and "open http" not in done.stdout, done.stdout + done.stderr
+        assert done.stderr.count("\n") == 1 and words in done.stderr, done.stderr
+
+
+def test_rollout_refuses_a_bad_dataset_or_frame_rate_naming_it(export_dir, tmp_path, capsys):
+    from worldsim.cli import main
+
+    base = ["rollout", f"checkpoint={export_dir}", "steps=1", f"out={tmp_path / 'r'}", "real_env=probe",
+            "sim.sampling_steps=1"]
+    for extra, words in (("dataset=/nonexistent/s.zarr", "dataset=/nonexistent/s.zarr: /nonexistent/s.zarr does not exist"),
+                         (f"dataset={tmp_path}", "is not a worldsim episode store"),
+                         ("fps=0", "fps must be > 0"), ("fps=-1", "fps must be > 0")):
+        assert main([*base, extra]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and words in err, err
+    assert not (tmp_path / "r").exists()  # nothing written
+
+
+def test_rollout_of_an_export_whose_config_lacks_an_entry_is_one_line(export_dir, tmp_path, capsys):
+    import shutil
+
+    from worldsim.cli import main
+
+    config = json.loads((export_dir / "config.json").read_text())
+    edited = {"files": {k: v for k, v in config.items() if k != "files"},
+              "kind": {k: v for k, v in config.items() if k != "kind"}, "list": []}
+    for name, content in edited.items():
+        folder = tmp_path / name
+        shutil.copytree(export_dir, folder)
+        (folder / "config.json").write_text(json.dumps(content))
+        assert main(["rollout", f"checkpoint={folder}", "steps=1", f"out={tmp_path / 'r'}"]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and str(folder / "config.json") in err, err

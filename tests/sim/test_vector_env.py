@@ -57,6 +57,10 @@ def test_make_vec_and_next_step_autoreset(export_dir):
     assert np.array_equal(obs, np.stack([start[-1]] * 2))
     venv.step(np.array([3, 4]))  # and stepping goes on
     venv.close()
+    with pytest.raises(RuntimeError, match="step called after close"):
+        venv.step(np.array([1, 2]))
+    with pytest.raises(RuntimeError, match="reset called after close"):
+        venv.reset(seed=0, options={"frames": start})
 
 
 def test_reset_mask_and_determinism(export_dir, store_path):

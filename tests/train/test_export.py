@@ -117,3 +117,26 @@ def test_an_edited_config_or_a_swapped_autoencoder_is_refused(tmp_path, case, ma
                                          files={**c["files"], "autoencoder": json.loads((other / "config.json").read_text())["files"]["autoencoder"]}))
     with pytest.raises(ExportError, match=match):
         load_export(folder)
+
+
+@pytest.mark.parametrize("change, match", [
+    (lambda c: c.pop("files"), "lacks 'files'"),
+    (lambda c: c.pop("kind"), "lacks 'kind'"),
+    (lambda c: c.update(kind="vae"), "has kind 'vae'"),
+    (lambda c: c["files"].pop("dit"), "files.dit is null"),
+    (lambda c: c["files"]["autoencoder"].pop("sha256"), "files.autoencoder is"),
+    ("[]", "a JSON list, not an object"),
+])
+def test_a_config_json_without_the_entries_loading_needs_is_named(tmp_path, change, match):
+    from worldsim.export import read_export_config
+
+    ae, dit = _models()
+    folder = write_export(tmp_path / "e", ae, dit, (16, 16), ACTIONS)
+    if isinstance(change, str):
+        (folder / "config.json").write_text(change)
+    else:
+        _edit(folder, change)
+    for read in (read_export_config, load_export):
+        with pytest.raises(ExportError, match=match) as info:
+            read(folder)
+        assert str(folder / "config.json") in str(info.value)

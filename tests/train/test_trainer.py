@@ -64,6 +64,19 @@ def test_resume_errors_name_the_problem_and_write_nothing(vae_run, store, capsys
         victim.write_bytes(data)
 
 
+def test_an_unknown_model_field_or_a_window_that_does_not_fit_is_named(vae_run, store, capsys, tmp_path):
+    common = [f"data={store}", "steps=1", *(a for a in BASE if not a.startswith("window="))]
+    err = _error(capsys, "train-vae", "+model_overrides.bogus=3", "window=5", f"run_dir={tmp_path / 'a'}", *common)
+    assert "model_overrides: the autoencoder config has no field 'bogus'; its fields are " in err
+    assert "temporal_factor" in err  # the known fields are listed
+    err = _error(capsys, "train-vae", "window=2", f"run_dir={tmp_path / 'b'}", *common)
+    assert err.startswith("worldsim train-vae: error: window=2: ") and "1 + m*k" in err, err
+    err = _error(capsys, "train", f"vae={vae_run / 'export'}", "+model_overrides.bogus=3", "window=5",
+                 f"run_dir={tmp_path / 'c'}", *common)
+    assert "model_overrides: the DiT config has no field 'bogus'; its fields are " in err and "depth" in err
+    assert not any((tmp_path / run / "checkpoints").exists() for run in "abc")
+
+
 def test_tensorboard_has_scalars_and_a_reconstruction_video(vae_run):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 

@@ -123,6 +123,28 @@ def env_kwargs(cfg: CollectConfig) -> dict[str, Any]:
     return kwargs
 
 
+def kwargs_differences(name: str, stored: dict[str, Any] | None, kwargs: dict[str, Any]) -> list[str]:
+    """How the world's constructor arguments `kwargs` differ from those a store recorded (`stored`; None: a store
+    that recorded none, not compared). An argument left out on either side counts as the world's default; the frame
+    size is compared on its own."""
+    import json
+
+    from worldsim import envs
+
+    if stored is None:
+        return []
+    defaults = envs.constructor_defaults(name)
+    unset = object()
+    out = []
+    for key in sorted((set(stored) | set(kwargs)) - {"size"}):
+        was, now = stored.get(key, defaults.get(key, unset)), kwargs.get(key, defaults.get(key, unset))
+        if json.dumps(was, sort_keys=True, default=repr) != json.dumps(now, sort_keys=True, default=repr):
+            field = "env.max_episode_steps" if key == "max_episode_steps" else f"env.kwargs.{key}"
+            shown = lambda v: "unset" if v is unset else repr(v)  # noqa: E731
+            out.append(f"it was collected with {field}={shown(was)}, not {shown(now)}")
+    return out
+
+
 def open_or_create(cfg: CollectConfig, env: gymnasium.Env) -> EpisodeStore:
     """Open `cfg.out` for appending if it exists (checking it records the same world), else create it."""
     from worldsim import envs
@@ -139,7 +161,10 @@ def open_or_create(cfg: CollectConfig, env: gymnasium.Env) -> EpisodeStore:
             problems.append(f"its frames are {tuple(store.frame_size)}, not {frame_size}")
         if store.action_space is not None and store.action_space != env.action_space:
             problems.append(f"its action space is {store.action_space}, not {env.action_space}")
+        if store.env_id == env_id:
+            problems += kwargs_differences(cfg.env.name, store.attrs.get("env_kwargs"), kwargs)
         if problems:
+            store.close()  # releases the writer lock: the store stays usable in this process
             raise StoreError(f"cannot append to {cfg.out}: " + "; ".join(problems))
         return store
     fps = cfg.fps if cfg.fps is not None else float(env.metadata.get("render_fps", 15))

@@ -85,8 +85,8 @@ class EpisodeStore:
         self._group = group
         self._attrs: dict[str, Any] = dict(group.attrs)
         self.layout = _layout_from_attrs(self._attrs, path)
-        self._arrays = {key: group[f"data/{key}"] for key in self.layout.row_specs()}
-        self._ends_array = group["meta/episode_ends"]
+        self._arrays = {key: _array(group, f"data/{key}", path, check_index) for key in self.layout.row_specs()}
+        self._ends_array = _array(group, "meta/episode_ends", path, check_index)
         self._every_chunk = bool(self._attrs.get("every_chunk_written"))  # stores from before: zero chunks were skipped
         if self._every_chunk:
             self._arrays = {key: arr.with_config({"write_empty_chunks": True}) for key, arr in self._arrays.items()}
@@ -324,7 +324,12 @@ class EpisodeStore:
             _ensure_rows(arr, stop)
 
         keys = list(self._arrays)  # 1. data (invisible until committed), every array concurrently
-        concurrent_rows([self._arrays[k] for k in keys], slice(start, stop), [rows[k] for k in keys])
+        try:
+            concurrent_rows([self._arrays[k] for k in keys], slice(start, stop), [rows[k] for k in keys])
+        except OSError:  # disk full, read-only: the CLI names the path and what to do
+            raise
+        except Exception as e:  # noqa: BLE001 - a codec's error (checksum, blosc) names neither store, array nor episode
+            raise self._write_error(keys, start, stop, e) from None
         e = self.num_episodes
         _ensure_rows(self._ends_array, e + 1)  # 2. the episode's end row
         self._ends_array[e] = stop
@@ -332,6 +337,27 @@ class EpisodeStore:
         self._attrs["committed_episodes"] = e + 1
         self._ends = np.append(self._ends, np.int64(stop))
         return e
+
+    def _write_error(self, keys: list[str], start: int, stop: int, error: Exception) -> StoreError:
+        """What failed in writing rows [start, stop): usually the last chunk of an array, which the new episode
+        continues and zarr reads back first, does not decode (damage to the committed episodes there)."""
+        for key in keys:
+            arr = self._arrays[key]
+            first = start - start % arr.chunks[0]  # the committed rows that share the chunk the write continues
+            if first == start:
+                continue
+            try:
+                arr[first:start]
+            except Exception as e:  # noqa: BLE001
+                a, b = self.episode_of(first), self.episode_of(start - 1)
+                which = f"episode {a}" if a == b else f"episodes {a}-{b}"
+                return StoreError(
+                    f"{self.path}: cannot append: data/{key} rows [{first}, {start}) ({which}), in the chunk the new "
+                    f"episode continues, do not read ({type(e).__name__}: {str(e)[:120]}); the episode was not committed; "
+                    f"`worldsim info --verify {self.path}` lists every damaged episode and "
+                    f"`worldsim repair {self.path} NEW_STORE` copies the intact ones into a new store")
+        return StoreError(f"{self.path}: cannot append rows [{start}, {stop}) of {', '.join(keys)}: "
+                          f"{type(error).__name__}: {str(error)[:160]}; nothing was committed")
 
     # ------------------------------------------------------------------ reading
     @property
@@ -574,6 +600,24 @@ def _layout_from_attrs(attrs: dict[str, Any], path: Path) -> StoreLayout:
     except (KeyError, TypeError, ValueError) as e:
         raise StoreError(f"{path}: unreadable store attributes ({e}); the store is corrupt") from None
     return StoreLayout((int(h), int(w)), space, states)
+
+
+def _array(group: Any, name: str, path: Path, suggest_repair: bool) -> Any:
+    """The zarr array `name` of the store's group; StoreError naming the store and the file when it is missing or
+    its metadata (``<name>/zarr.json``) does not read."""
+    try:
+        return group[name]
+    except KeyError:
+        raise StoreError(f"{path}: the store is missing the array {name}; it is corrupt") from None
+    except OSError:  # no permission, ...: the CLI names the path
+        raise
+    except Exception as e:  # noqa: BLE001 - zarr passes on json's (or its own) error for a torn metadata file
+        meta = path / name / "zarr.json"
+        hint = (f"; restore {meta} from a copy of the store (`worldsim repair {path} NEW_STORE` copies the intact "
+                "episodes of a damaged store, but it needs every array's metadata)" if suggest_repair else
+                f"; restore {meta} from a copy of the store (repair needs every array's metadata)")
+        raise StoreError(f"{path}: the metadata of {name} ({meta}) does not read ({type(e).__name__}: {str(e)[:120]}); "
+                         f"the store is corrupt and was left untouched" + hint) from None
 
 
 def _require_atomic_zarr() -> None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from worldsim.config import check_seed
+
 
 @dataclass
 class EvalConfig:
@@ -37,3 +39,10 @@ class EvalConfig:
     video_store: str | None = None  # imported real video (e.g. Minecraft): continuation from the first frames
     videos: bool = True  # mp4 strips real | simulated
     progress: bool = True
+
+    def __post_init__(self) -> None:
+        check_seed(self.first_seed, "first_seed")
+        if not self.horizons or any(not isinstance(h, int) or h < 1 for h in self.horizons):
+            raise ValueError(f"horizons must be a non-empty list of latent steps >= 1, got {list(self.horizons)}")
+        if any(not isinstance(n, int) or n < 1 for n in self.loop_lengths):
+            raise ValueError(f"loop_lengths must be latent steps >= 1 (away, and as many back), got {list(self.loop_lengths)}")

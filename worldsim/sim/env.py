@@ -74,6 +74,8 @@ class WorldModelEnv(gym.Env):
         self._closed = False
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict[str, Any]]:
+        if self._closed:
+            raise RuntimeError("WorldModelEnv.reset called after close(): this env is closed; make a new one")
         super().reset(seed=seed)
         context = self.source.get(options, self.np_random)
         self._track = self.sim.start(context.frames, context.actions, context.has_action)

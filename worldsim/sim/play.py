@@ -182,6 +182,20 @@ def make_server(session: PlaySession, host: str = "127.0.0.1", port: int = 0) ->
     return ThreadingHTTPServer((host, port), Handler)
 
 
+def check_host(host: str, port: int) -> None:
+    """ValueError naming `host` when it does not resolve to an address to listen on."""
+    import socket
+
+    if host == "":  # every interface, as for socket.bind
+        return
+    try:
+        socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except (socket.gaierror, UnicodeError) as e:
+        why = e.strerror if isinstance(e, socket.gaierror) else "not a valid host name"
+        raise ValueError(f"host={host!r} cannot be resolved to an address to listen on ({why}): use a name or address "
+                         "of this machine, e.g. host=127.0.0.1 (this machine only) or host=0.0.0.0 (every interface)") from None
+
+
 def play(cfg: PlayConfig) -> None:
     """Serve until Ctrl-C."""
     from worldsim.sim.env import WorldModelEnv
@@ -190,13 +204,21 @@ def play(cfg: PlayConfig) -> None:
 
     from worldsim.pretrained import resolve_checkpoint
 
+    check_host(cfg.host, cfg.port)  # before the model loads
     cfg.checkpoint = resolve_checkpoint(cfg.checkpoint)  # a shipped model may be named (probes, worldsim/Probes-v0)
     meta = read_export_config(cfg.checkpoint)
     dataset = cfg.dataset or _training_store(meta)
     real_env = cfg.real_env or (None if dataset else recorded_world(meta))  # no store here: the recorded world gives context
     env = WorldModelEnv(cfg.checkpoint, dataset=dataset, real_env=real_env, config=cfg.sim)
-    session = PlaySession(env, cfg.seed)
-    server = make_server(session, cfg.host, cfg.port)
+    try:
+        session = PlaySession(env, cfg.seed)
+        try:
+            server = make_server(session, cfg.host, cfg.port)
+        except OSError as e:  # the address cannot be bound: name it (the CLI adds what to do)
+            raise OSError(e.errno, e.strerror, f"host={cfg.host} port={cfg.port}") from None
+    except BaseException:
+        env.close()
+        raise
     session.start()
     host, port = server.server_address[:2]
     print(f"worldsim play: open http://{host}:{port}/ in a browser (Ctrl-C to stop)")

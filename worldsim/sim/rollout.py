@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 from omegaconf import MISSING
 
-from worldsim.config import check_seed
+from worldsim.config import check_rate, check_seed
 from worldsim.sim.config import SimConfig
 from worldsim.video import side_by_side, write_mp4
 
@@ -39,6 +39,7 @@ class RolloutConfig:
 
     def __post_init__(self) -> None:
         check_seed(self.seed)
+        check_rate(self.fps)
 
 
 @dataclass
@@ -88,6 +89,13 @@ def rollout(cfg: RolloutConfig) -> RolloutResult:
 
     cfg.checkpoint = resolve_checkpoint(cfg.checkpoint)  # a shipped model may be named (probes, worldsim/Probes-v0)
     meta = read_export_config(cfg.checkpoint)
+    if cfg.dataset is not None:  # named, it must be a store even where a real world gives the context
+        from worldsim.data.store import EpisodeStore, StoreError
+
+        try:
+            EpisodeStore.open(cfg.dataset, mode="r").close()
+        except StoreError as e:
+            raise StoreError(f"dataset={cfg.dataset}: {e}") from None
     if cfg.video_store is not None:
         return _continue_clip(cfg, meta)
     real_name = _real_env_name(cfg, meta)

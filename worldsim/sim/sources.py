@@ -33,6 +33,11 @@ class ContextSource:
 
     def __init__(self, frame_size: tuple[int, int], action_space: gym.Space, context_rows: int,
                  dataset: str | None = None, real_env: str | gym.Env | None = None) -> None:
+        if isinstance(real_env, str):  # named: a typo is refused now, not at the first reset that needs the world
+            from worldsim.envs import REAL_ENVS
+
+            if real_env not in REAL_ENVS:
+                raise ValueError(f"real_env={real_env!r} is not a real world; known: {', '.join(REAL_ENVS)}")
         self.frame_size, self.action_space, self.context_rows = frame_size, action_space, context_rows
         self.default_dataset, self.default_real_env = dataset, real_env
         self._stores: dict[str, Any] = {}

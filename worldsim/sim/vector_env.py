@@ -62,6 +62,8 @@ class WorldModelVectorEnv(VectorEnv):
 
     def reset(self, *, seed: int | list[int | None] | None = None,
               options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict[str, Any]]:
+        if self.closed:
+            raise RuntimeError("WorldModelVectorEnv.reset called after close(): this env is closed; make a new one")
         super().reset(seed=seed if isinstance(seed, int) else None)
         if isinstance(seed, int):
             seeds: list[int | None] = [seed + i for i in range(self.num_envs)]
@@ -90,6 +92,8 @@ class WorldModelVectorEnv(VectorEnv):
         self._autoreset[i] = False
 
     def step(self, actions: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
+        if self.closed:
+            raise RuntimeError("WorldModelVectorEnv.step called after close(): this env is closed; make a new one")
         if any(t is None for t in self._tracks):
             raise RuntimeError("WorldModelVectorEnv.step called before reset()")
         n = self.num_envs

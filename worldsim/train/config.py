@@ -23,6 +23,14 @@ PRECISIONS = ("auto", "fp32", "bf16")
 SCHEDULES = ("constant", "cosine")
 
 
+def check_holdout(value: Any) -> None:
+    """holdout_episodes: null (about 5%), a count >= 0, or a list of episode indices >= 0."""
+    items = list(value) if isinstance(value, (list, tuple)) else [] if value is None else [value]
+    if any(isinstance(e, bool) or not isinstance(e, int) or e < 0 for e in items):
+        raise ValueError(f"holdout_episodes must be null (about 5% of the episodes), a count >= 0 or a list of "
+                         f"episode indices >= 0, got {value!r}")
+
+
 @dataclass
 class OptimConfig:
     """AdamW and its learning-rate schedule."""
@@ -119,6 +127,9 @@ class TrainConfig:
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         check_seed(self.seed)
+        if not isinstance(self.keep_checkpoints, int) or self.keep_checkpoints < 0:
+            raise ValueError(f"keep_checkpoints must be >= 0 (0 keeps all), got {self.keep_checkpoints!r}")
+        check_holdout(self.holdout_episodes)
         if self.freeze_encoder and (self.task != "vae" or not self.init_from):
             raise ValueError("freeze_encoder=true fine-tunes the decoder of a trained autoencoder: it needs task=vae "
                              "(worldsim train-vae) and init_from=EXPORT")

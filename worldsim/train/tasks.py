@@ -21,8 +21,8 @@ from worldsim.export import write_export
 from worldsim.diffusion.samplers import sample_euler
 from worldsim.frames import frames_to_float, frames_to_uint8
 from worldsim.models.ae_presets import autoencoder_config
-from worldsim.models.autoencoder import VideoAutoencoder, autoencoder_loss, fit_latent_stats_from_frames
-from worldsim.models.dit import DiT
+from worldsim.models.autoencoder import AutoencoderConfig, VideoAutoencoder, autoencoder_loss, fit_latent_stats_from_frames
+from worldsim.models.dit import DiT, DiTConfig
 from worldsim.models.presets import dit_config
 from worldsim.train.config import TrainConfig
 from worldsim.train.context_sampling import select_frames
@@ -33,6 +33,15 @@ from worldsim.models.latents import latent_actions, latent_rewards, latent_termi
 
 Batch = dict[str, Any]
 ROLLOUT_STEPS = 8  # Euler steps of the progress video: enough to see whether the model follows actions
+
+
+def check_model_overrides(overrides: dict[str, Any], config_cls: type, what: str) -> None:
+    """`model_overrides` may only name fields of the model's config; ValueError naming the unknown ones and the known."""
+    known = sorted(f.name for f in dataclasses.fields(config_cls))
+    unknown = sorted(set(overrides) - set(known))
+    if unknown:
+        raise ValueError(f"model_overrides: the {what} has no field {', '.join(map(repr, unknown))}; "
+                         f"its fields are {', '.join(known)}")
 
 
 def _model_dtype(model: nn.Module) -> torch.dtype:
@@ -50,11 +59,16 @@ class VAETask:
 
     def __init__(self, cfg: TrainConfig, frame_size: tuple[int, int], action_space_json: dict | None) -> None:
         self.cfg = cfg
+        check_model_overrides(cfg.model_overrides, AutoencoderConfig, "autoencoder config")
         self.model_config = autoencoder_config(cfg.model, **cfg.model_overrides)
         self.frame_size = frame_size
         self.action_space_json = action_space_json
         model = VideoAutoencoder(self.model_config)
-        model.latent_shape(cfg.window, *frame_size)  # raises naming window / frame size problems
+        try:
+            num_latent_frames(cfg.window, self.model_config.temporal_factor)
+        except ValueError as e:
+            raise ValueError(f"window={cfg.window}: {e} (autoencoder preset {cfg.model!r})") from None
+        model.latent_shape(cfg.window, *frame_size)  # raises naming frame size problems
         if cfg.freeze_encoder:
             model.encoder.requires_grad_(False)
         self.model = model
@@ -130,6 +144,7 @@ class DiTTask:
                              "use frame_skip=1 (or an action-free store)")
         num_latent_frames(cfg.window, self.k)
         _, c, h, w = autoencoder.latent_shape(cfg.window, *frame_size)
+        check_model_overrides(cfg.model_overrides, DiTConfig, "DiT config")
         overrides = {"latent_channels": c, "action_space": action_space_json, "action_substeps": self.k,
                      "reward_head": cfg.reward_head, "termination_head": cfg.termination_head, **cfg.model_overrides}
         self.model_config = dit_config(cfg.model, **overrides)
