@@ -46,7 +46,7 @@ class FrameCausalAttention(nn.Module):
 
     def forward(
         self, x: Tensor, rope: tuple[Tensor, Tensor], mask: Tensor | None, past: tuple[Tensor, Tensor] | None = None,
-        in_place: bool = False,
+        in_place: bool = False, slots: Tensor | None = None,
     ) -> tuple[Tensor, tuple[Tensor, Tensor]]:
         """x (B, L, dim), rope (cos, sin) each (B, L, head_dim / 2), mask (L, L_past + L) bool, or
         (B, 1, L, L_past + L) for a batch whose samples differ (padded caches), or None (attend to everything).
@@ -54,11 +54,19 @@ class FrameCausalAttention(nn.Module):
         Returns the output (B, L, dim) and this call's keys and values, each (B, heads, L, head_dim),
         keys already rotated, ready to be cached. `in_place`: the last L positions of `past` are room
         for this call's keys and values (a cache with spare frames): they are written there, not concatenated.
+        `slots` (B,) long: `past` is a buffer of frame slots of L tokens each and sample b's keys and values
+        (L = one frame) are written into its slot `slots[b]` (a `KVCache` in slot layout).
         """
         q, k, v = rearrange(self.qkv(x), "b l (three h d) -> three b h l d", three=3, h=self.heads)
         q, k = apply_rotary(self.q_norm(q), *rope), apply_rotary(self.k_norm(k), *rope)
         new = (k, v)
-        if past is not None and in_place:
+        if past is not None and slots is not None:
+            batch, heads, length, head_dim = k.shape
+            rows = torch.arange(batch, device=k.device)
+            for buffer, new_kv in zip(past, (k, v)):  # (B, heads, S, L, hd)[b, :, slots[b]] = (B, heads, L, hd)[b]
+                buffer.view(batch, heads, -1, length, head_dim)[rows, :, slots] = new_kv.to(buffer.dtype)
+            k, v = past
+        elif past is not None and in_place:
             length = k.shape[2]
             past[0][:, :, -length:].copy_(k)
             past[1][:, :, -length:].copy_(v)

@@ -117,14 +117,14 @@ class DiTBlock(nn.Module):
 
     def forward(
         self, x: Tensor, c: Tensor, rope: tuple[Tensor, Tensor], mask: Tensor | None,
-        past: tuple[Tensor, Tensor] | None = None, in_place: bool = False,
+        past: tuple[Tensor, Tensor] | None = None, in_place: bool = False, slots: Tensor | None = None,
     ) -> tuple[Tensor, tuple[Tensor, Tensor]]:
-        """x (B, T, N, D), c (B, T, D) -> (x, this block's (keys, values)); `in_place` as in FrameCausalAttention."""
+        """x (B, T, N, D), c (B, T, D) -> (x, this block's (keys, values)); `in_place`, `slots` as in FrameCausalAttention."""
         frames = x.shape[1]
         mods = self.adaLN_modulation(c)[:, :, None].chunk(6, dim=-1)  # six of (B, T, 1, D)
         shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp = mods
         h = rearrange(modulate(self.norm1(x), shift_msa, scale_msa), "b t n d -> b (t n) d")
-        h, kv = self.attn(h, rope, mask, past, in_place)
+        h, kv = self.attn(h, rope, mask, past, in_place, slots)
         x = x + gate_msa * rearrange(h, "b (t n) d -> b t n d", t=frames)
         x = x + gate_mlp * self.mlp(modulate(self.norm2(x), shift_mlp, scale_mlp))
         return x, kv
@@ -255,7 +255,8 @@ class DiT(nn.Module):
         frame_index: (B, T) integer true time index of each frame; None means 0..T-1 after the
             cache's frames. Required with a cache (positions must continue the cached ones).
         cache: keys/values of earlier clean frames of the same batch (from `build_cache`).
-        return_cache: also return `cache` extended by these frames' keys/values.
+        return_cache: also return `cache` extended by these frames' keys/values (a cache in slot layout,
+            which the forward wrote into, returns these frames' own cache).
         clean: (B, T, C, h, w) the clean latents of `x` (training only, models with a motion kernel): the
             output's `motion` then holds each clean frame's predecessor moved by the frame's kernel, which
             an objective can fit to the clean frame itself (CDNA's direct training of its transformations).
@@ -290,14 +291,20 @@ class DiT(nn.Module):
         past_frames = 0 if cache is None else cache.num_frames
         # One new frame sees everything: no mask, so GPUs can use the flash kernel on the rollout path.
         mask = None if frames == 1 else frame_causal_mask(frames, n, past_frames, x.device)  # (T * N, (F + T) * N)
-        if cache is not None and cache.valid is not None:  # a padded batch: no query sees a padding frame
+        slots = None if cache is None else cache.slots
+        if slots is not None:  # slot layout: the valid slots and each sample's own write slot
+            keep = cache.valid_mask().clone()
+            keep[torch.arange(batch, device=keep.device), slots] = True
+            # every slot in use (the usual case once contexts are full): no mask, the faster kernel
+            mask = None if bool(keep.all()) else keep.repeat_interleave(n, dim=1)[:, None, None, :]  # (B, 1, 1, S * N)
+        elif cache is not None and cache.valid is not None:  # a padded batch: no query sees a padding frame
             keep = torch.cat([cache.valid, cache.valid.new_ones(batch, frames)], dim=1).repeat_interleave(n, dim=1)
             mask = keep[:, None, None, :] if mask is None else mask[None, None] & keep[:, None, None, :]  # (B, 1, L_q, L_k)
         keys, values = [], []
         in_place = cache is not None and cache.spare > 0
         for i, block in enumerate(self.blocks):
             past = None if cache is None else (cache.keys[i], cache.values[i])
-            tokens, (k, v) = block(tokens, cond, rope, mask, past, in_place)
+            tokens, (k, v) = block(tokens, cond, rope, mask, past, in_place, slots)
             keys.append(k)
             values.append(v)
         out = DiTOutput(prediction=unpatchify(self.final(tokens, cond), p, self.config.latent_channels, grid_h))
@@ -309,7 +316,10 @@ class DiT(nn.Module):
             out.termination_logit = self.termination_head(tokens)
         if return_cache:
             new = KVCache(keys, values, n, frame_index.long(), latents=x, noise_level=noise_level)
-            out.cache = new if cache is None else (cache.fill_spare(new) if in_place else cache.append(new))
+            if cache is None or slots is not None:  # slot layout: the buffer holds them already; these frames alone
+                out.cache = new
+            else:
+                out.cache = cache.fill_spare(new) if in_place else cache.append(new)
         return out
 
     @torch.no_grad()
@@ -334,7 +344,12 @@ class DiT(nn.Module):
             if cache.latents is None:
                 raise ValueError("this DiT reads each frame's previous latent (previous_frame=True), but the cache "
                                  "holds no latents: build it with DiT.build_cache or pass latents= to KVCache")
-            first, first_level = cache.latents[:, -1:].to(x.dtype), cache.noise_level[:, -1:].to(noise_level.dtype)
+            if cache.newest is None:
+                first, first_level = cache.latents[:, -1:], cache.noise_level[:, -1:]
+            else:  # slot layout: the newest frame's slot
+                rows = torch.arange(x.shape[0], device=x.device)
+                first, first_level = cache.latents[rows, cache.newest][:, None], cache.noise_level[rows, cache.newest][:, None]
+            first, first_level = first.to(x.dtype), first_level.to(noise_level.dtype)
         else:  # nothing before the first frame: zeros, marked as pure noise
             first = torch.zeros_like(x[:, :1])
             first_level = torch.ones_like(noise_level[:, :1])
@@ -381,6 +396,8 @@ class DiT(nn.Module):
             if len(cache.keys) != c.depth:
                 raise ValueError(f"cache has {len(cache.keys)} layers, the model has depth {c.depth}")
             n = (height // c.patch_size) * (width // c.patch_size)
+            if cache.slots is not None and frames != 1:
+                raise ValueError(f"a cache in slot layout takes one new frame per forward, these are {frames}")
             if cache.spare and cache.spare != frames:
                 raise ValueError(f"the cache has room for {cache.spare} new frames after its own, these are {frames}")
             if cache.tokens_per_frame != n:

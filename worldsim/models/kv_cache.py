@@ -11,6 +11,9 @@ approximation of recomputing the shorter context, not the same thing; a rollout 
 equality with a fresh context (FDM-style non-contiguous context that changes every step) rebuilds
 the cache with `build_cache` instead.
 
+A batch stepped again and again can instead keep one buffer of slots (`slots`, `newest`; see
+`worldsim.sim.batch_cache`): each step writes only the new frames, nothing is gathered.
+
 Tracks of a batch may hold different numbers of frames: `cat_batch` left-pads the shorter caches
 and marks the padding in `valid`, which the DiT turns into an attention mask, so a whole batch runs
 one forward per denoising step whatever each track's context length (the padded track's output
@@ -40,6 +43,12 @@ class KVCache:
     noise_level: Tensor | None = None  # (B, F): their noise levels; set exactly when latents is
     valid: Tensor | None = None  # (B, F) bool, False for left padding (see cat_batch); None: every frame is real
     spare: int = 0  # frames of room after the F cached ones in keys/values: the next forward writes its new frames there
+    # Slot layout (a persistent batch buffer, `worldsim.sim.batch_cache`): the F frames are slots in no
+    # particular order, `valid` marks the ones to attend to, and a forward of ONE new frame writes each
+    # sample's keys/values into its own free slot `slots[b]` (B,) long; `newest[b]` (B,) long is the
+    # slot of each sample's newest frame (a previous_frame DiT reads its latent).
+    slots: Tensor | None = None
+    newest: Tensor | None = None
 
     @property
     def num_frames(self) -> int:
@@ -89,7 +98,7 @@ class KVCache:
         )
 
     def _without_spare(self, what: str) -> None:
-        if self.spare:
+        if self.spare or self.slots is not None:
             raise ValueError(f"cannot {what} a cache with spare room for new frames (it belongs to one forward)")
 
     def fill_spare(self, new: KVCache) -> KVCache:

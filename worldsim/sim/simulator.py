@@ -4,8 +4,8 @@ A `Track` is one running episode in latent space. `Simulator.start` encodes cont
 one; `Simulator.step` advances a list of tracks by one latent frame each, batched:
 
 1. the context scheme (`worldsim.context`) picks each track's conditioning frames;
-2. their keys/values are gathered into a `KVCache` (cache="incremental") or re-encoded from their
-   latents in one pass (cache="recompute");
+2. their keys/values come from the batch's buffer kept across steps (cache="incremental", `BatchCache`:
+   each step only writes the new frames) or are re-encoded from their latents in one pass (cache="recompute");
 3. the sampler denoises the new latent of every track; each track draws its noise from its own
    generator, and all tracks share ONE sampler call with one DiT forward per denoising step: tracks
    with shorter contexts are left-padded and the padding masked out of attention (`cat_batch`);
@@ -44,6 +44,7 @@ from worldsim.models.autoencoder import split_state, stack_states
 from worldsim.pretrained import resolve_checkpoint
 from worldsim.models.kv_cache import KVCache, batch_item, cat_batch
 from worldsim.spaces import packed_dim, space_from_json
+from worldsim.sim.batch_cache import BatchCache
 from worldsim.sim.config import SimConfig
 from worldsim.export import ExportError, load_export
 from worldsim.models.latents import group_rows
@@ -152,6 +153,7 @@ class Simulator:
         self.sampler = partial(SAMPLER_FUNCTIONS[config.sampler], steps=config.sampling_steps,
                                guidance_scale=config.guidance_scale, shift=config.shift, device=self.device)
 
+        self._batch_cache = BatchCache(self.scheme.budget)  # incremental: the batch's keys/values kept across steps
         self._dit_fn = compiled(self.dit, "the DiT") if config.compile else self.dit
         self._decode_fn = compiled(self.autoencoder.decode_stream, "the decoder") if config.compile \
             else self.autoencoder.decode_stream
@@ -250,11 +252,12 @@ class Simulator:
     def _context(self, tracks: Sequence[Track]) -> KVCache:
         """The batch's cache of each track's selected frames, shorter contexts left-padded and masked.
 
-        Incremental: the stored per-frame entries copied once into place, with room for the new frame.
+        Incremental: the batch's buffer kept from the last step (`BatchCache`: only new frames are written),
+        with a free slot per track for the new frame.
         """
         selections = [self.scheme.select(t.length) for t in tracks]
         if self.config.cache == "incremental":
-            return KVCache.batch_from_entries([[t.kv[i] for i in sel] for t, sel in zip(tracks, selections)], spare=1)
+            return self._batch_cache.context(tracks, selections)
         # recompute: re-encode every track's selected frames, one pass per distinct context length
         caches: list[KVCache | None] = [None] * len(tracks)
         for size, members in _groups([len(s) for s in selections]).items():
@@ -314,6 +317,8 @@ class Simulator:
         reward = torch.zeros(batch) if out.reward is None else out.reward[:, 0].float().cpu()
         logit = torch.full((batch,), -1.0) if out.termination_logit is None else out.termination_logit[:, 0].float().cpu()
         new_entries = out.cache.newest_entries()
+        if self.config.cache == "incremental":
+            self._batch_cache.commit(tracks, seen[:, 0], c)
 
         raw_new = self.autoencoder.denormalize(new[:, 0])  # (B, C, h, w) for the decoder
         for b, t in enumerate(tracks):

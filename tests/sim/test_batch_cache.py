@@ -1,0 +1,58 @@
+"""The batch's key/value buffer kept across steps (worldsim.sim.batch_cache) against rebuilding it every step."""
+
+import numpy as np
+import pytest
+import torch
+
+from worldsim.sim.batch_cache import BatchCache
+from worldsim.sim.config import SimConfig
+from worldsim.sim.simulator import Simulator
+
+from tiny_world_model import FRAME
+
+
+def _start(sim, batch, seed=0):
+    rng = np.random.default_rng(seed)
+    frames = rng.integers(0, 256, (5, FRAME, FRAME, 3), dtype=np.uint8)
+    tracks = [sim.start(frames) for _ in range(batch)]
+    return tracks, [torch.Generator().manual_seed(100 + b) for b in range(batch)]
+
+
+def _actions(sim, steps, batch, seed=1):
+    rng = np.random.default_rng(seed)
+    return [np.stack([np.eye(sim.action_dim)[rng.integers(sim.action_dim)] for _ in range(batch)]).astype(np.float32)
+            for _ in range(steps)]
+
+
+@pytest.mark.parametrize("context", ["autoregressive", "long-range"])
+def test_kept_buffer_gives_the_frames_of_a_buffer_rebuilt_every_step(export_dir, context):
+    # budget 3: frames drop out of the context after a few steps, so slots are freed and reused
+    config = SimConfig(context=context, context_budget=4, context_frames=2, dtype="float32")
+    kept, fresh = Simulator(export_dir, config), Simulator(export_dir, config)
+    (a, ga), (b, gb) = _start(kept, 3), _start(fresh, 3)
+    for actions in _actions(kept, 12, 3):
+        fresh._batch_cache = BatchCache(config.context_budget)  # rebuilt from the tracks' entries every step
+        out_a, out_b = kept.step(a, actions, ga), fresh.step(b, actions, gb)
+        np.testing.assert_allclose(out_a.frames.astype(int), out_b.frames.astype(int), atol=1)
+        np.testing.assert_allclose(out_a.reward, out_b.reward, atol=1e-4)
+    assert kept._batch_cache.reloads == 3  # each row loaded once, at the first step; then only new frames written
+
+
+def test_tracks_stepped_in_another_order_are_reloaded(export_dir):
+    config = SimConfig(context_budget=3, context_frames=2, dtype="float32")
+    sim, alone = Simulator(export_dir, config), Simulator(export_dir, config)
+    tracks, gens = _start(sim, 2)
+    twins = [(_start(alone, 1)[0], [torch.Generator().manual_seed(100 + j)]) for j in range(2)]
+    for i, actions in enumerate(_actions(sim, 7, 2)):
+        order = [1, 0] if i in (3, 4) else [0, 1]  # the rows swap tracks for two steps: the kept rows are stale
+        out = sim.step([tracks[j] for j in order], actions[order], [gens[j] for j in order])
+        for row, j in enumerate(order):
+            ref = alone.step(twins[j][0], actions[order][row:row + 1], twins[j][1])
+            np.testing.assert_allclose(out.frames[row:row + 1].astype(int), ref.frames.astype(int), atol=1)
+    assert sim._batch_cache.reloads == 2 + 2 + 2  # the first step, the swap and the swap back
+
+
+def test_selection_larger_than_the_slots_is_refused():
+    cache = BatchCache(budget=2)
+    with pytest.raises(ValueError, match="does not fit 2 context slots"):
+        cache.context([object()], [[0, 1, 2]])
