@@ -5,7 +5,8 @@ Gathering every selected frame of every track into a new batch cache each step
 shipped Crafter model that is ~15,000 small copies and a zero fill of the buffer, about a fifth of a
 step on a 2-core CPU. A batch stepped again and again mostly keeps its context: each step adds one
 frame per track and the scheme drops a few. `BatchCache` therefore keeps the batch's cache in slot
-layout (`KVCache.slots`): row b holds track b's selected frames in `budget + 1` slots, in no particular
+layout (`KVCache.slots`): row b holds track b's selected frames in slots (as many as the longest context
+needs, at most `budget + 1`), in no particular
 order (attention does not care about order: the frames' positions are in their rotated keys), the
 forward of the new frame writes its keys and values straight into a free slot of its row, and frames
 the scheme drops just stop being marked valid. Nothing is gathered.
@@ -29,7 +30,8 @@ class BatchCache:
     """The batch's keys/values, latents and noise levels in slots; see the module docstring."""
 
     def __init__(self, budget: int) -> None:
-        self.slots = budget + 1  # the selected frames (at most the budget) and the new frame's slot
+        self.max_slots = budget + 1  # the selected frames (at most the budget) and the new frame's slot
+        self.capacity = 0  # slots per row now: grown as contexts grow (attention costs what the slots hold)
         self.tracks: list = []  # the track each row last stepped
         self.lengths: list[int] = []  # its length then (a different length: it was stepped elsewhere)
         self.slot_of: list[dict[int, int]] = []  # per row: frame position -> slot
@@ -38,28 +40,30 @@ class BatchCache:
 
     def context(self, tracks: Sequence, selections: Sequence[Sequence[int]]) -> KVCache:
         """The batch's cache for this step: each track's `selections[b]` frames valid, a free slot to write."""
-        if any(len(s) >= self.slots for s in selections):
-            raise ValueError(f"a selection of {max(len(s) for s in selections)} frames does not fit "
-                             f"{self.slots - 1} context slots (the scheme's budget)")
+        longest = max(len(s) for s in selections)
+        if longest >= self.max_slots:
+            raise ValueError(f"a selection of {longest} frames does not fit {self.max_slots - 1} context slots "
+                             "(the scheme's budget)")
         if len(tracks) != len(self.tracks):
-            self._allocate(tracks)
+            self._allocate(tracks, longest + 1)
+        elif longest + 1 > self.capacity:
+            self._grow(longest + 1)
         for b, (track, selection) in enumerate(zip(tracks, selections)):
             mapping = self.slot_of[b]
             if self.tracks[b] is not track or self.lengths[b] != track.length or any(i not in mapping for i in selection):
                 self._load(b, track, selection)
             else:
                 self.slot_of[b] = {i: mapping[i] for i in selection}
-        valid, write, newest = [], [], []
-        for b, selection in enumerate(selections):
-            used = set(self.slot_of[b].values())
-            valid.append([j in used for j in range(self.slots)])
-            write.append(min(j for j in range(self.slots) if j not in used))
-            newest.append(self.slot_of[b][max(selection)])
+        used = [set(m.values()) for m in self.slot_of]
+        write = [min(j for j in range(self.max_slots) if j not in u) for u in used]
+        if max(write) >= self.capacity:
+            self._grow(max(write) + 1)
         device = self.frame_index.device
+        valid = torch.tensor([[j in u for j in range(self.capacity)] for u in used], device=device)
         self.write = torch.tensor(write, dtype=torch.long, device=device)
+        newest = torch.tensor([m[max(s)] for m, s in zip(self.slot_of, selections)], dtype=torch.long, device=device)
         return KVCache(keys=self.keys, values=self.values, tokens_per_frame=self.tokens, frame_index=self.frame_index,
-                       latents=self.latents, noise_level=self.levels, valid=torch.tensor(valid, device=device),
-                       slots=self.write, newest=torch.tensor(newest, dtype=torch.long, device=device))
+                       latents=self.latents, noise_level=self.levels, valid=valid, slots=self.write, newest=newest)
 
     def commit(self, tracks: Sequence, latents: Tensor, level: float) -> None:
         """Record this step's new frames (the forward already wrote their keys/values into the write slots):
@@ -72,21 +76,37 @@ class BatchCache:
             self.slot_of[b][track.length] = slot
             self.lengths[b] = track.length + 1
 
-    def _allocate(self, tracks: Sequence) -> None:
+    def _allocate(self, tracks: Sequence, capacity: int) -> None:
         entry = next(iter(tracks[0].kv.values()))
         depth, heads, n, head_dim = entry["keys"].shape
         batch, device = len(tracks), entry["keys"].device
         # zeros, not empty: a masked slot still multiplies its (zero) values by a zero weight
-        keys = entry["keys"].new_zeros(depth, batch, heads, self.slots * n, head_dim)
-        values = entry["values"].new_zeros(depth, batch, heads, self.slots * n, head_dim)
-        # per-layer views by indexing, not unbind: the forward writes into them
-        self.keys, self.values = [keys[i] for i in range(depth)], [values[i] for i in range(depth)]
-        self._keys, self._values, self.tokens = keys, values, n
-        self.frame_index = torch.zeros(batch, self.slots, dtype=torch.long, device=device)
-        self.latents = entry["latent"].new_zeros(batch, self.slots, *entry["latent"].shape)
-        self.levels = torch.zeros(batch, self.slots, dtype=entry["noise_level"].dtype, device=device)
+        self._set(entry["keys"].new_zeros(depth, batch, heads, capacity * n, head_dim),
+                  entry["values"].new_zeros(depth, batch, heads, capacity * n, head_dim))
+        self.tokens, self.capacity = n, capacity
+        self.frame_index = torch.zeros(batch, capacity, dtype=torch.long, device=device)
+        self.latents = entry["latent"].new_zeros(batch, capacity, *entry["latent"].shape)
+        self.levels = torch.zeros(batch, capacity, dtype=entry["noise_level"].dtype, device=device)
         self.tracks, self.lengths = [None] * batch, [-1] * batch
         self.slot_of = [{} for _ in range(batch)]
+
+    def _grow(self, capacity: int) -> None:
+        """More slots per row (zeros), the kept ones unchanged: one copy of the buffer while contexts grow."""
+        more = capacity - self.capacity
+
+        def pad(x: Tensor, dim: int, per_slot: int) -> Tensor:
+            shape = list(x.shape)
+            shape[dim] = more * per_slot
+            return torch.cat([x, x.new_zeros(shape)], dim=dim)
+
+        self._set(pad(self._keys, 3, self.tokens), pad(self._values, 3, self.tokens))
+        self.frame_index, self.latents, self.levels = (pad(x, 1, 1) for x in (self.frame_index, self.latents, self.levels))
+        self.capacity = capacity
+
+    def _set(self, keys: Tensor, values: Tensor) -> None:
+        """(depth, B, heads, S * N, head_dim) buffers; per-layer views by indexing, not unbind: the forward writes into them."""
+        self._keys, self._values = keys, values
+        self.keys, self.values = [keys[i] for i in range(len(keys))], [values[i] for i in range(len(values))]
 
     def _load(self, b: int, track, selection: Sequence[int]) -> None:
         n = self.tokens
