@@ -46,8 +46,8 @@ class BatchCache:
                              "(the scheme's budget)")
         if len(tracks) != len(self.tracks):
             self._allocate(tracks, longest + 1)
-        elif longest + 1 > self.capacity:
-            self._grow(longest + 1)
+        elif longest > self.capacity:
+            self._resize(longest)  # room to load a row
         for b, (track, selection) in enumerate(zip(tracks, selections)):
             mapping = self.slot_of[b]
             if self.tracks[b] is not track or self.lengths[b] != track.length or any(i not in mapping for i in selection):
@@ -56,8 +56,11 @@ class BatchCache:
                 self.slot_of[b] = {i: mapping[i] for i in selection}
         used = [set(m.values()) for m in self.slot_of]
         write = [min(j for j in range(self.max_slots) if j not in u) for u in used]
-        if max(write) >= self.capacity:
-            self._grow(max(write) + 1)
+        # exactly the slots in use: a row's frames then do not depend on what its batch did before (a
+        # masked slot and no slot are not bit-identical in attention), as seeded determinism asks
+        need = max(max(u | {w}) + 1 for u, w in zip(used, write))
+        if need != self.capacity:
+            self._resize(need)
         device = self.frame_index.device
         valid = torch.tensor([[j in u for j in range(self.capacity)] for u in used], device=device)
         self.write = torch.tensor(write, dtype=torch.long, device=device)
@@ -90,11 +93,14 @@ class BatchCache:
         self.tracks, self.lengths = [None] * batch, [-1] * batch
         self.slot_of = [{} for _ in range(batch)]
 
-    def _grow(self, capacity: int) -> None:
-        """More slots per row (zeros), the kept ones unchanged: one copy of the buffer while contexts grow."""
+    def _resize(self, capacity: int) -> None:
+        """`capacity` slots per row: new ones are zeros, dropped ones (at the end) unused; one copy of the
+        buffer, while contexts grow or after resets."""
         more = capacity - self.capacity
 
         def pad(x: Tensor, dim: int, per_slot: int) -> Tensor:
+            if more < 0:
+                return x.narrow(dim, 0, capacity * per_slot).contiguous()
             shape = list(x.shape)
             shape[dim] = more * per_slot
             return torch.cat([x, x.new_zeros(shape)], dim=dim)
