@@ -95,6 +95,25 @@ def test_max_frames_splits_and_the_command_appends(tmp_path, capsys):
     assert EpisodeStore.open(out).num_episodes == 4
 
 
+def test_a_refused_append_releases_the_store_for_the_next_import(tmp_path):
+    (tmp_path / "v").mkdir()
+    _write_mp4(tmp_path / "v" / "a.mp4", _frames(6))
+    (tmp_path / "vpt").mkdir()
+    _write_mp4(tmp_path / "vpt" / "b.mp4", _frames(6))
+    (tmp_path / "vpt" / "b.jsonl").write_text("\n".join(json.dumps(_vpt_line()) for _ in range(6)) + "\n")
+    out = tmp_path / "s.zarr"
+    import_videos(_cfg(tmp_path / "v", out))  # action-free, 32x32
+    with pytest.raises(StoreError, match=r"its frames are \(32, 32\), not \(16, 16\)"):
+        import_videos(_cfg(tmp_path / "v", out, "size=16"))
+    with pytest.raises(StoreError, match="cannot append VPT actions"):
+        import_videos(_cfg(tmp_path / "vpt", out))
+    # the refusals released the writer lock: the same process appends to the store next
+    assert import_videos(_cfg(tmp_path / "v", out)).episodes == 1
+    with EpisodeStore.open(out, mode="a"):
+        pass
+    assert EpisodeStore.open(out).num_episodes == 2
+
+
 def test_bad_inputs(tmp_path):
     with pytest.raises(StoreError, match="not a folder"):
         import_videos(_cfg(tmp_path / "nowhere", tmp_path / "s.zarr"))

@@ -167,10 +167,14 @@ def import_videos(cfg: ImportVideoConfig) -> ImportResult:
 
     if Path(cfg.out).exists():
         store = EpisodeStore.open(cfg.out, mode="a")
+        problem = None
         if tuple(store.frame_size) != (cfg.size, cfg.size):
-            raise StoreError(f"cannot append to {cfg.out}: its frames are {tuple(store.frame_size)}, not {(cfg.size, cfg.size)}")
-        if action_files and store.action_space != VPT_ACTION_SPACE:
-            raise StoreError(f"cannot append VPT actions to {cfg.out}: its action space is {store.action_space}")
+            problem = f"cannot append to {cfg.out}: its frames are {tuple(store.frame_size)}, not {(cfg.size, cfg.size)}"
+        elif action_files and store.action_space != VPT_ACTION_SPACE:
+            problem = f"cannot append VPT actions to {cfg.out}: its action space is {store.action_space}"
+        if problem is not None:
+            store.close()  # releases the writer lock: the store stays usable in this process
+            raise StoreError(problem)
     else:
         store = EpisodeStore.create(
             cfg.out, env_id="video", frame_size=(cfg.size, cfg.size), fps=fps,
