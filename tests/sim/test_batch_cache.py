@@ -56,3 +56,30 @@ def test_selection_larger_than_the_slots_is_refused():
     cache = BatchCache(budget=2)
     with pytest.raises(ValueError, match="does not fit 2 context slots"):
         cache.context([object()], [[0, 1, 2]])
+
+
+def test_a_diverged_episode_leaves_nothing_in_its_row_for_the_next_one(export_dir):
+    # Currently fails. A row's slots past its track's own frames keep what the row's previous track left there,
+    # masked out of attention. Before the kept buffer every step's cache started from zeros (BatchCache._allocate
+    # still does: "a masked slot still multiplies its (zero) values by a zero weight"), so nothing of one episode
+    # reached another. A masked slot only contributes nothing while its values are finite: a diverged episode's
+    # non-finite values (written here into its stored entries) make 0 * inf = NaN in the next episode's attention.
+    config = SimConfig(context_budget=4, context_frames=3, dtype="float32")
+    sim, alone = Simulator(export_dir, config), Simulator(export_dir, config)
+    rng = np.random.default_rng(0)
+    long_context = rng.integers(0, 256, (5, FRAME, FRAME, 3), dtype=np.uint8)
+    short_context = rng.integers(0, 256, (1, FRAME, FRAME, 3), dtype=np.uint8)
+    diverged, other = sim.start(long_context), sim.start(long_context)
+    for entry in diverged.kv.values():
+        entry["values"] = torch.full_like(entry["values"], float("inf"))
+    actions = _actions(sim, 3, 2)
+    gen_other = torch.Generator().manual_seed(1)
+    sim.step([diverged, other], actions[0], [torch.Generator().manual_seed(0), gen_other])  # row 0: the diverged frames
+    # its episode ends; a new one with a shorter context takes row 0, next to `other` (whose context is longer)
+    fresh, twin = sim.start(short_context), alone.start(short_context)
+    gen_fresh, gen_twin = torch.Generator().manual_seed(2), torch.Generator().manual_seed(2)
+    for a in actions[1:]:
+        out = sim.step([fresh, other], a, [gen_fresh, gen_other])
+        ref = alone.step([twin], a[:1], [gen_twin])
+        assert all(torch.isfinite(z).all() for z in fresh.latents.values())
+        np.testing.assert_allclose(out.frames[:1].astype(int), ref.frames.astype(int), atol=1)
