@@ -47,8 +47,20 @@ def test_the_loop_collects_trains_imagines_scores_and_resumes(tmp_path):
         run_imagine(ImagineConfig(checkpoint=str(export), out=str(out), iterations=2, **{**TINY, "collect_episodes": 3}))
 
 
+def test_the_loop_with_a_frame_reward_model_trains_it_each_iteration(tmp_path):
+    export = make_export(tmp_path / "export")
+    out = tmp_path / "loop"
+    settings = {**TINY, "world": "probe-push", "collect_episodes": 3, "reward_model": "frames", "reward_model_steps": 5}
+    run_imagine(ImagineConfig(checkpoint=str(export), out=str(out), iterations=1, **settings), log=lambda _: None)
+    it = json.loads((out / "loop.json").read_text())["iterations"][0]
+    assert it["reward"]["weights"] == str(out / "reward_1.safetensors") and it["reward"]["steps"] == 5
+    assert (out / "reward_1.safetensors").exists() and "eval" in it
+
+
 def test_bad_settings_are_one_line_errors():
     with pytest.raises(ValueError, match="world must be crafter, probe or probe-push"):
         ImagineConfig(world="minedojo")
+    with pytest.raises(ValueError, match="reward_model must be dit or frames"):
+        ImagineConfig(reward_model="oracle")
     with pytest.raises(ValueError, match="eval_episodes must be >= 2"):
         ImagineConfig(eval_episodes=1)

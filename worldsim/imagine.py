@@ -57,6 +57,8 @@ class ImagineConfig:
     context_noise_max: float = 0.1  # DiT context frames noised up to this level (as the shipped simulators trained)
     reward_balance: bool = False  # rewarded and unrewarded frames weigh half each in the reward loss (sparse rewards)
     heads_max_noise: float = 1.0  # reward/termination heads learn only from frames noised at most this much
+    reward_model: str = "dit"  # dit: the DiT's reward/termination heads | frames: a frame CNN trained each iteration (models.frame_heads)
+    reward_model_steps: int = 1000  # frame model optimizer steps per iteration (reward_model=frames)
     agent_steps: int = 4096  # imagined agent steps per iteration (summed over sub-envs)
     num_envs: int = 8  # imagined worlds stepped as one batch
     imagination_horizon: int = 15  # steps of each imagined episode (DIAMOND: 15)
@@ -69,13 +71,15 @@ class ImagineConfig:
 
     def __post_init__(self) -> None:
         for name in ("iterations", "collect_episodes", "max_episode_steps", "window", "batch_size", "agent_steps",
-                     "num_envs", "imagination_horizon", "sampling_steps", "context_frames"):
+                     "num_envs", "imagination_horizon", "sampling_steps", "context_frames", "reward_model_steps"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.world_model_steps < 0:
             raise ValueError(f"world_model_steps must be >= 0, got {self.world_model_steps}")
         if self.eval_episodes < 2:
             raise ValueError(f"eval_episodes must be >= 2 (a 95% interval needs two episodes), got {self.eval_episodes}")
+        if self.reward_model not in ("dit", "frames"):
+            raise ValueError(f"reward_model must be dit or frames, got {self.reward_model!r}")
         if self.world not in ("crafter", "probe", "probe-push"):
             raise ValueError(f"world must be crafter, probe or probe-push (the real worlds that run here), got {self.world!r}")
 
@@ -148,9 +152,22 @@ def run_imagine(cfg: ImagineConfig, log: Callable[[str], None] = print) -> dict[
                 export = simulator
             it["world"] = {"export": str(export), "steps": (i + 1) * cfg.world_model_steps}
             save()
+        if cfg.reward_model == "frames" and "reward" not in it:
+            from worldsim.models.frame_heads import save_frame_heads, train_frame_heads
+
+            log(f"{tag} reward model: {cfg.reward_model_steps} steps on the real transitions of {it['collect']['episodes']} episodes")
+            bar = _bar(cfg, cfg.reward_model_steps, "reward model")
+            heads, report = train_frame_heads(store, steps=cfg.reward_model_steps, seed=cfg.seed + i,
+                                              progress=lambda n: bar.update(n - bar.n))
+            bar.close()
+            path = out / f"reward_{i + 1}.safetensors"
+            save_frame_heads(path, heads, report)
+            it["reward"] = {"weights": str(path), **report}
+            save()
         if "agent" not in it:
             log(f"{tag} agent: {cfg.agent_steps} steps in imagination ({cfg.num_envs} worlds, horizon {cfg.imagination_horizon})")
-            it["agent"] = _train_agent(cfg, it["world"]["export"], store, previous_agent, out / f"agent_{i + 1}.safetensors", i)
+            it["agent"] = _train_agent(cfg, it["world"]["export"], store, previous_agent, out / f"agent_{i + 1}.safetensors", i,
+                                       it.get("reward", {}).get("weights"))
             save()
         if "eval" not in it:
             from worldsim.agents.actor_critic import ActorCriticAgent
@@ -256,14 +273,16 @@ def _train_world_model(cfg: ImagineConfig, store: Path, start: Path, meta: dict[
     return Path(result.export_dir)
 
 
-def _train_agent(cfg: ImagineConfig, export: str, store: Path, previous: str | None, path: Path, i: int) -> dict[str, Any]:
+def _train_agent(cfg: ImagineConfig, export: str, store: Path, previous: str | None, path: Path, i: int,
+                 reward_model: str | None = None) -> dict[str, Any]:
     from worldsim.agents.actor_critic import load_actor_critic, save_actor_critic
     from worldsim.agents.train_ac import ActorCriticConfig, train_actor_critic
     from worldsim.sim.vector_env import WorldModelVectorEnv
 
     net = load_actor_critic(previous)[0] if previous else None
     envs = WorldModelVectorEnv(cfg.num_envs, export, dataset=str(store), sampling_steps=cfg.sampling_steps,
-                               context_frames=cfg.context_frames, max_episode_steps=cfg.imagination_horizon)
+                               context_frames=cfg.context_frames, max_episode_steps=cfg.imagination_horizon,
+                               reward_model=reward_model)
     try:
         bar = _bar(cfg, cfg.agent_steps, "agent in imagination")
         result = train_actor_critic(envs, ActorCriticConfig(steps=cfg.agent_steps, seed=cfg.seed + i), net,

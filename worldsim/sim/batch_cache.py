@@ -116,6 +116,9 @@ class BatchCache:
 
     def _load(self, b: int, track, selection: Sequence[int]) -> None:
         n = self.tokens
+        self.tracks[b] = None  # half-loaded until the end
+        self._keys[:, b].zero_()  # nothing of the row's last track stays, even masked (0 x inf is NaN)
+        self._values[:, b].zero_()
         for j, i in enumerate(selection):
             e = track.kv[i]
             self._keys[:, b, :, j * n:(j + 1) * n] = e["keys"]

@@ -38,6 +38,9 @@ class SimConfig:
     device: str = "cpu"  # torch device of the models
     dtype: str = "auto"  # auto: bfloat16 on CUDA and on CPUs that multiply bf16 natively (AMX), else float32 | float32 | bfloat16
     compile: bool = False  # torch.compile the DiT and the decoder (about a minute at the first steps); eager if it fails
+    # Reward and termination from a frame model (`worldsim.models.frame_heads`, a .safetensors file) instead
+    # of the DiT's heads: for sparse rewards the DiT's heads learn a constant (see that module)
+    reward_model: str | None = None
 
     def __post_init__(self) -> None:
         if self.sampler not in SAMPLERS:

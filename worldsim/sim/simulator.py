@@ -64,6 +64,7 @@ class Track:
     kv: dict[int, dict] = field(default_factory=dict)  # position -> the frame's cache entry (KVCache.frame_entries)
     levels: dict[int, float] = field(default_factory=dict)  # position -> noise level it is seen at as context (absent: 0)
     decoder_state: dict = field(default_factory=dict)  # the streaming decoder's past inputs (batch 1 tensors)
+    last_frame: np.ndarray | None = None  # uint8 (H, W, 3): the newest real or generated frame (a frame reward model reads it)
 
 
 @dataclass
@@ -153,6 +154,14 @@ class Simulator:
         self.sampler = partial(SAMPLER_FUNCTIONS[config.sampler], steps=config.sampling_steps,
                                guidance_scale=config.guidance_scale, shift=config.shift, device=self.device)
 
+        self.reward_model = None
+        if config.reward_model is not None:
+            from worldsim.models.frame_heads import load_frame_heads
+
+            try:
+                self.reward_model = load_frame_heads(config.reward_model)[0].to(self.device)
+            except (FileNotFoundError, ValueError) as e:
+                raise ValueError(f"reward_model: {e}") from None
         self._batch_cache = BatchCache(self.scheme.budget)  # incremental: the batch's keys/values kept across steps
         self._dit_fn = compiled(self.dit, "the DiT") if config.compile else self.dit
         self._decode_fn = compiled(self.autoencoder.decode_stream, "the decoder") if config.compile \
@@ -231,7 +240,7 @@ class Simulator:
         with torch.no_grad():
             with self._autocast():
                 _, state = self.autoencoder.decode_stream(raw)  # the context decoded once: the decoder's past
-        track = Track(length=n, decoder_state=state)
+        track = Track(length=n, decoder_state=state, last_frame=frames[-1])
         for i in range(n):
             track.latents[i], track.actions[i], track.masks[i] = z[0, i], act[0, i], mask[0, i]
         if self.config.cache == "incremental":
@@ -339,8 +348,23 @@ class Simulator:
         for t, one in zip(tracks, split_state(state, batch)):
             t.decoder_state = one
         frames = frames_to_uint8(video).cpu().numpy()  # (B, k, H, W, 3)
+        terminated = (torch.sigmoid(logit) > 0.5).numpy()
+        if self.reward_model is not None:
+            reward, terminated = self._frame_rewards(tracks, frames)
+        for t, f in zip(tracks, frames):
+            t.last_frame = f[-1]
         reward = reward.numpy().astype(np.float32) if self.rewarded else np.zeros(batch, dtype=np.float32)
-        return StepOutput(frames, reward, (torch.sigmoid(logit) > 0.5).numpy())
+        return StepOutput(frames, reward, terminated)
+
+    def _frame_rewards(self, tracks: Sequence[Track], frames: np.ndarray) -> tuple[Tensor, np.ndarray]:
+        """Reward (B,) and termination (B,) of each track's k new real frames from the frame model: rewards of
+        the k transitions summed, terminated when the chance that any of them ends the episode passes 0.5."""
+        batch, k = frames.shape[:2]
+        previous = np.stack([t.last_frame for t in tracks])[:, None]  # (B, 1, H, W, 3)
+        chain = torch.from_numpy(np.concatenate([previous, frames], axis=1)).to(self.device)  # (B, k + 1, H, W, 3)
+        r, p = self.reward_model.predict(chain[:, :-1].flatten(0, 1), chain[:, 1:].flatten(0, 1))
+        r, p = r.view(batch, k).float().cpu(), p.view(batch, k).float().cpu()
+        return r.sum(dim=1), (1 - (1 - p).prod(dim=1) > 0.5).numpy()
 
     # ------------------------------------------------------------------ footage
     def continue_free(self, contexts: Sequence[np.ndarray], steps: int, seed: int = 0) -> np.ndarray:
