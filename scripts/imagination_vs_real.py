@@ -71,6 +71,8 @@ def main() -> None:
     p.add_argument("--imagination-horizon", type=int, default=15, help="steps of each imagined episode")
     p.add_argument("--sampling-steps", type=int, default=2, help="denoising steps per simulator step")
     p.add_argument("--context-frames", type=int, default=2, help="latent frames of context at each imagined reset")
+    p.add_argument("--reward-model", default=None,
+                   help="frame reward model (.safetensors, worldsim.models.frame_heads) instead of the DiT's heads")
     p.add_argument("--lr", type=float, default=3e-4)
     p.add_argument("--entropy-coef", type=float, default=0.001)
     p.add_argument("--normalize-advantages", action=argparse.BooleanOptionalAction, default=True,
@@ -111,7 +113,7 @@ def main() -> None:
 
     sim = WorldModelVectorEnv(args.num_envs, checkpoint, dataset=dataset, real_env=None if dataset else world,
                               sampling_steps=args.sampling_steps, context_frames=args.context_frames,
-                              max_episode_steps=args.imagination_horizon)
+                              max_episode_steps=args.imagination_horizon, reward_model=args.reward_model)
     k, size = sim.sim.k, sim.sim.frame_size
     print(f"imagination: {checkpoint} (k={k}, {size[0]}x{size[1]}), context from "
           f"{dataset or 'the live ' + world + ' world'}; {args.steps} steps", flush=True)
@@ -179,7 +181,8 @@ def main() -> None:
     (out / "results.json").write_text(json.dumps(report, indent=1))
     print(f"\nwrote {out / 'results.json'}")
     if args.docs_json:
-        summary = {"world": world, "checkpoint": str(checkpoint), "machine": report["machine"], "eval_seeds": seeds,
+        summary = {"world": world, "checkpoint": str(checkpoint), "reward_model": args.reward_model,
+                   "machine": report["machine"], "eval_seeds": seeds,
                    **{name: {**({"score": {"mean": row["score"]["mean"], "ci95": row["score"]["ci95"]}} if "score" in row else {}),
                              **({"success": row["success"]} if "success" in row else {}),
                              "return": {"mean": row["real_return"]["mean"], "ci95": row["real_return"]["ci95"]},
