@@ -64,8 +64,11 @@ def test_eval_continues_imported_footage(which, free_export, tiny_export, footag
     assert video["actions"] == "none (null action)"
     psnr = video["schemes"]["autoregressive"]["psnr"]
     assert all(5 < p["mean"] < 60 for p in psnr) and len(psnr) == 2  # horizons 1 and 4 (of 1, 4, 16, 64: the 4 steps)
+    report = (tmp_path / "e" / "report.md").read_text()
     if which == "free":
         assert "action-free" in r["skipped"]["real_vs_sim"]
+        assert "Footage:" in report and "World:" not in report and "## Real vs simulated" not in report
     else:
         assert r["real_vs_sim"]["autoregressive"]["psnr"]
-    assert "video, autoregressive: PSNR" in (tmp_path / "e" / "report.md").read_text()
+        assert "World: probe" in report
+    assert "video, autoregressive: PSNR" in report

@@ -150,9 +150,14 @@ def markdown(results: dict[str, Any]) -> str:
     lines = ["# worldsim evaluation", ""]
     lines.append(f"Model: `{cfg['checkpoint']}`" if cfg["checkpoint"] else
                  "No model given: every measurement compares the real world with itself (the ceilings).")
-    lines += [f"World: {cfg['world']} at {results['frame_size']}x{results['frame_size']}; {cfg['seeds']} held-out "
-              f"seeds from {cfg['first_seed']}; {cfg['steps']} latent steps.", ""]
-    lines += ["## Real vs simulated", "", "Mean over episodes (95% interval) at each horizon, in latent steps.", ""]
+    if results.get("footage_only"):  # an action-free model: no world was played
+        lines += [f"Footage: `{cfg['video_store']}` at {results['frame_size']}x{results['frame_size']}; up to "
+                  f"{cfg['seeds']} clips continued {cfg['steps']} latent steps with no actions.", ""]
+    else:
+        lines += [f"World: {cfg['world']} at {results['frame_size']}x{results['frame_size']}; {cfg['seeds']} held-out "
+                  f"seeds from {cfg['first_seed']}; {cfg['steps']} latent steps.", ""]
+    if results["real_vs_sim"]:
+        lines += ["## Real vs simulated", "", "Mean over episodes (95% interval) at each horizon, in latent steps.", ""]
     for scheme, r in results["real_vs_sim"].items():
         lines += [f"**{scheme}**", ""] + horizon_table(r) + [""]
     copy = results.get("copy_baseline")

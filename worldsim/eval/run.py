@@ -125,7 +125,7 @@ def _footage_only(cfg: EvalConfig, runners: dict[str, Any], results: dict[str, A
     if cfg.video_store is None:
         raise ValueError("an action-free model continues footage and takes no actions in a world: give video_store=STORE")
     why = "an action-free model takes no actions: it is scored on footage continuation (video_store) only"
-    results["real_vs_sim"] = {}
+    results["real_vs_sim"], results["footage_only"] = {}, True
     for task in ("real_vs_sim", "idm", "probes", "consistency"):
         results["skipped"][task] = why
     results["minecraft"] = {"video": _video_continuation(cfg, runners)}
