@@ -3,7 +3,7 @@
 # own commands only: worldsim collect -> worldsim train-vae -> worldsim train -> worldsim eval (+ rollout
 # for the README strip), then writes each MODEL_CARD.md (with its learning curves) from what the run left.
 #
-#   bash scripts/train_pretrained.sh [crafter] [probes]     (default: both)
+#   bash scripts/train_pretrained.sh [crafter] [probes] [probe-push]     (default: crafter probes)
 #
 # Work happens under runs/pretrained/; the DiT export (it carries its autoencoder) is copied to
 # worldsim/pretrained/<name>/, its card and eval results beside it, plots, curves and strips to docs/.
@@ -154,7 +154,34 @@ for name in "${@:-crafter probes}"; do
         [ -d "$store" ] || timed probes collect $WS collect env=probe episodes=400 seed=1000 out="$store" progress=false
         train_world probes "${VAE_STEPS:-4000}" "${DIT_STEPS:-4000}" "${VAE[@]}" -- "${DIT[@]}"
         evaluate probes probe ;;
-      *) echo "unknown model $n (crafter | probes)" >&2; exit 2 ;;
+      probe-push)
+        # The push task's simulator: the shipped Probes-v0 continued inside two `worldsim imagine` loops on push
+        # episodes (300 random + 100 scripted pushes, then what each iteration's agent collects): first with the
+        # DiT's own reward heads (3 x 1,000 steps), then 3 x 500 steps more with a frame reward model trained each
+        # iteration (models/frame_heads.py), whose last one ships beside it as reward_model.safetensors.
+        store=$WORK/probe-push.zarr
+        [ -d "$store" ] || { timed probe-push collect $WS collect env=probe-push episodes=300 policy=random seed=5000 \
+                               out="$store" progress=false num_envs=1 vector=sync
+                             timed probe-push collect $WS collect env=probe-push episodes=100 policy=push seed=6000 \
+                               out="$store" progress=false num_envs=1 vector=sync; }
+        loop=(world=probe-push iterations=3 collect_episodes=20 agent_steps=8192 eval_episodes=50 max_episode_steps=64
+              reward_balance=true heads_max_noise=0.5 window=9 threads=1 progress=false)
+        timed probe-push imagine $WS imagine checkpoint=probes base_store="$store" out="$WORK/imagine-push" \
+          world_model_steps=1000 "${loop[@]}"
+        [ -d "$WORK/push-world-3000" ] || cp -r "$WORK/imagine-push/world/export" "$WORK/push-world-3000"
+        timed probe-push imagine $WS imagine checkpoint="$WORK/push-world-3000" base_store="$WORK/imagine-push/probe-push.zarr" \
+          out="$WORK/imagine-push-frames" world_model_steps=500 reward_model=frames reward_model_steps=1000 "${loop[@]}"
+        dest=worldsim/pretrained/probe-push
+        mkdir -p "$dest"
+        cp "$WORK/imagine-push-frames/world/export/"* "$dest/"
+        cp "$WORK/imagine-push-frames/reward_3.safetensors" "$dest/reward_model.safetensors"
+        timed probe-push eval $WS eval checkpoint="$dest" world=probe-push out="$WORK/probe-push-eval" seeds=16 steps=16 \
+          'horizons=[1,4,16]' num_envs=8 sampling_steps=1 probe_seeds=10 probe_steps=16 idm_episodes=48 \
+          idm_train_steps=600 'loop_lengths=[2,4]' 'schemes=[autoregressive,long-range]' progress=false
+        cp "$WORK/probe-push-eval/results.json" "$dest/eval_results.json"
+        # MODEL_CARD.md: written from the loops' results.json and this evaluation (see the card itself)
+        ;;
+      *) echo "unknown model $n (crafter | probes | probe-push)" >&2; exit 2 ;;
     esac
   done
 done

@@ -32,7 +32,7 @@ def offline(monkeypatch):
 
 
 def test_import_registers_every_env():
-    for env_id in ("worldsim/Crafter-v0", "worldsim/Probes-v0", "worldsim/WorldModel-v0",
+    for env_id in ("worldsim/Crafter-v0", "worldsim/Probes-v0", "worldsim/ProbePush-v0", "worldsim/WorldModel-v0",
                    "worldsim-real/Crafter-v0", "worldsim-real/Probe-v0"):
         assert env_id in gym.registry, env_id
 
@@ -42,7 +42,7 @@ def test_make_step_and_check_env_offline(name, offline):
     p = PRETRAINED[name]
     env = gym.make(p.env_id, sampling_steps=2)
     obs, info = env.reset(seed=3)
-    size = {"crafter": 72, "probes": 64}[name]  # Crafter at 72x72: 8-pixel tiles (see its model card)
+    size = {"crafter": 72, "probes": 64, "probe-push": 64}[name]  # Crafter at 72x72: 8-pixel tiles (see its model card)
     assert obs.shape == (size, size, 3) and obs.dtype == np.uint8 and info["source"] == "real_env"
     obs2, reward, terminated, truncated, info = env.step(env.action_space.sample())
     assert env.observation_space.contains(obs2) and np.isfinite(reward)
@@ -82,6 +82,15 @@ def test_model_card_has_data_training_hardware_and_eval(name):
     results = json.loads((folder / "eval_results.json").read_text())
     psnr = results["real_vs_sim"]["long-range"]["psnr"][0]["mean"]
     assert f"{psnr:.2f}" in card  # the card quotes the evaluation it ships with
+
+
+def test_the_push_task_simulator_reads_its_reward_from_frames(offline):
+    env = gym.make("worldsim/ProbePush-v0", sampling_steps=1)
+    assert env.unwrapped.sim.reward_model is not None  # the frame model shipped beside it, not the DiT's heads
+    env.reset(seed=0)
+    rewards = [env.step(0)[1] for _ in range(3)]  # standing still pays (almost) nothing
+    assert all(0 <= r < 0.05 for r in rewards)
+    env.close()
 
 
 def test_total_size_under_30_mb():

@@ -3,6 +3,7 @@
     import gymnasium, worldsim
     env = gymnasium.make("worldsim/Crafter-v0")   # the learned Crafter simulator
     env = gymnasium.make("worldsim/Probes-v0")    # the learned probe world (balls, gravity, occluders, a pusher)
+    env = gymnasium.make("worldsim/ProbePush-v0") # its push task: reward 1 when the target ball rests on the zone
 
 Each model is an ordinary export folder (`worldsim.export`: config.json + safetensors; the DiT
 export carries its autoencoder) under ``worldsim/pretrained/<name>/`` with a MODEL_CARD.md saying how it
@@ -31,6 +32,7 @@ class Pretrained:
     name: str  # folder under worldsim/pretrained/
     env_id: str  # Gymnasium id registered by `import worldsim`
     real_env: str  # envs.REAL_ENVS short name: where reset() takes its context frame, and what eval compares with
+    reward_model: str | None = None  # a frame reward model in the folder (models.frame_heads) used instead of the DiT's heads
 
     @property
     def path(self) -> Path:
@@ -40,6 +42,8 @@ class Pretrained:
 PRETRAINED: dict[str, Pretrained] = {
     "crafter": Pretrained("crafter", "worldsim/Crafter-v0", "crafter"),
     "probes": Pretrained("probes", "worldsim/Probes-v0", "probe"),
+    # the probe world's push task: Probes-v0 continued on push episodes, its reward read from frames
+    "probe-push": Pretrained("probe-push", "worldsim/ProbePush-v0", "probe-push", reward_model="reward_model.safetensors"),
 }
 
 
@@ -82,7 +86,8 @@ def register() -> None:
             # No max_episode_steps: the env truncates itself (SimConfig.max_episode_steps), so no TimeLimit wrapper.
             gym.register(id=p.env_id, entry_point="worldsim.sim.env:WorldModelEnv",
                          vector_entry_point="worldsim.sim.vector_env:WorldModelVectorEnv",
-                         kwargs={"checkpoint": str(p.path), "real_env": p.real_env})
+                         kwargs={"checkpoint": str(p.path), "real_env": p.real_env,
+                                 **({"reward_model": str(p.path / p.reward_model)} if p.reward_model else {})})
 
 
 __all__ = ["PRETRAINED", "Pretrained", "PretrainedError", "pretrained_path", "register"]
