@@ -13,7 +13,6 @@ Weights are saved as safetensors with the network's config in the file's metadat
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -22,8 +21,9 @@ import gymnasium
 import numpy as np
 import torch
 from einops import rearrange
-from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
+
+from worldsim.models.tagged import load_tagged, save_tagged
 
 FORMAT = "worldsim-actor-critic-v1"  # written into the weights' metadata; checked on load
 
@@ -88,9 +88,7 @@ def num_discrete_actions(space: gymnasium.Space) -> int:
 
 def save_actor_critic(path: str | os.PathLike, net: ActorCritic, extra: dict[str, Any] | None = None) -> None:
     """Write `net`'s weights as safetensors; its config (and JSON-able `extra`) go into the metadata."""
-    cfg = asdict(net.cfg)
-    meta = {"format": FORMAT, "config": json.dumps(cfg), "extra": json.dumps(extra or {})}
-    save_file({k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}, str(path), metadata=meta)
+    save_tagged(path, net, FORMAT, asdict(net.cfg), extra)
 
 
 def load_actor_critic(path: str | os.PathLike) -> tuple[ActorCritic, dict[str, Any]]:
@@ -100,27 +98,10 @@ def load_actor_critic(path: str | os.PathLike) -> tuple[ActorCritic, dict[str, A
         FileNotFoundError: no such file.
         ValueError: the file is not actor-critic weights (other format, missing or mismatched tensors).
     """
-    from safetensors import safe_open
+    def build(raw: dict[str, Any]) -> ActorCritic:
+        return ActorCritic(ActorCriticNetConfig(**{**raw, "channels": tuple(raw["channels"])}))
 
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"actor-critic weights not found: {path}")
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            meta = f.metadata() or {}
-    except Exception as e:  # safetensors raises its own error types for a corrupt header
-        raise ValueError(f"{path} is not a readable safetensors file: {e}") from e
-    if meta.get("format") != FORMAT:
-        raise ValueError(f"{path} does not hold actor-critic weights (format {meta.get('format')!r}, "
-                         f"expected {FORMAT!r})")
-    raw = json.loads(meta["config"])
-    cfg = ActorCriticNetConfig(**{**raw, "channels": tuple(raw["channels"])})
-    net = ActorCritic(cfg)
-    state = load_file(str(path))
-    missing, unexpected = set(net.state_dict()) - set(state), set(state) - set(net.state_dict())
-    if missing or unexpected:
-        raise ValueError(f"{path}: tensors missing {sorted(missing)} / unexpected {sorted(unexpected)}")
-    net.load_state_dict(state)
-    return net.eval(), json.loads(meta.get("extra", "{}"))
+    return load_tagged(path, FORMAT, "actor-critic weights", build)
 
 
 class ActorCriticAgent:

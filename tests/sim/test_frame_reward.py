@@ -73,7 +73,7 @@ def test_the_simulator_takes_reward_and_termination_from_the_frame_model(export_
     _, reward, terminated, _, info = env.step(1)
     assert reward == pytest.approx(0.25 * info["frames"].shape[0]) and terminated  # k transitions per step
     env.close()
-    with pytest.raises(ValueError, match="reward_model: reward model not found"):
+    with pytest.raises(ValueError, match="reward_model: a frame reward model not found"):
         WorldModelEnv(export_dir, reward_model=str(tmp_path / "missing.safetensors"))
     plain = WorldModelEnv(export_dir, dataset=store_path, sampling_steps=1, context_frames=2)
     plain.reset(seed=0)

@@ -22,7 +22,6 @@ store, e.g. {0, 1} or Crafter's {-0.1, 0, 0.1, 1}); the predicted reward is the 
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from dataclasses import asdict, dataclass
@@ -32,8 +31,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from einops import rearrange
-from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
+
+from worldsim.models.tagged import load_tagged, save_tagged
 
 FORMAT = "worldsim-frame-heads-v1"
 MAX_CLASSES = 16  # distinct reward values a store may hold
@@ -87,32 +87,16 @@ class FrameHeads(nn.Module):
 
 def save_frame_heads(path: str | os.PathLike, net: FrameHeads, extra: dict[str, Any] | None = None) -> None:
     """Weights as safetensors, the config (and JSON-able `extra`, e.g. the held-out report) in the metadata."""
-    meta = {"format": FORMAT, "config": json.dumps(asdict(net.cfg)), "extra": json.dumps(extra or {})}
-    save_file({k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}, str(path), metadata=meta)
+    save_tagged(path, net, FORMAT, asdict(net.cfg), extra)
 
 
 def load_frame_heads(path: str | os.PathLike) -> tuple[FrameHeads, dict[str, Any]]:
     """Read weights written by `save_frame_heads`: (net in eval mode, extra). ValueError for another file."""
-    from safetensors import safe_open
+    def build(raw: dict[str, Any]) -> FrameHeads:
+        return FrameHeads(FrameHeadsConfig(**{**raw, "reward_values": tuple(raw["reward_values"]),
+                                              "channels": tuple(raw["channels"])}))
 
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"reward model not found: {path}")
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            meta = f.metadata() or {}
-    except Exception as e:  # safetensors raises its own error types for a corrupt header
-        raise ValueError(f"{path} is not a readable safetensors file: {e}") from e
-    if meta.get("format") != FORMAT:
-        raise ValueError(f"{path} does not hold a frame reward model (format {meta.get('format')!r}, expected {FORMAT!r})")
-    raw = json.loads(meta["config"])
-    net = FrameHeads(FrameHeadsConfig(**{**raw, "reward_values": tuple(raw["reward_values"]),
-                                         "channels": tuple(raw["channels"])}))
-    state = load_file(str(path))
-    missing, unexpected = set(net.state_dict()) - set(state), set(state) - set(net.state_dict())
-    if missing or unexpected:
-        raise ValueError(f"{path}: tensors missing {sorted(missing)} / unexpected {sorted(unexpected)}")
-    net.load_state_dict(state)
-    return net.eval(), json.loads(meta.get("extra", "{}"))
+    return load_tagged(path, FORMAT, "a frame reward model", build)
 
 
 @dataclass
