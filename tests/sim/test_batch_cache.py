@@ -38,18 +38,42 @@ def test_kept_buffer_gives_the_frames_of_a_buffer_rebuilt_every_step(export_dir,
     assert kept._batch_cache.reloads == 3  # each row loaded once, at the first step; then only new frames written
 
 
-def test_tracks_stepped_in_another_order_are_reloaded(export_dir):
+def test_tracks_stepped_in_another_order_keep_their_rows(export_dir):
     config = SimConfig(context_budget=3, context_frames=2, dtype="float32")
     sim, alone = Simulator(export_dir, config), Simulator(export_dir, config)
     tracks, gens = _start(sim, 2)
     twins = [(_start(alone, 1)[0], [torch.Generator().manual_seed(100 + j)]) for j in range(2)]
     for i, actions in enumerate(_actions(sim, 7, 2)):
-        order = [1, 0] if i in (3, 4) else [0, 1]  # the rows swap tracks for two steps: the kept rows are stale
+        order = [1, 0] if i in (3, 4) else [0, 1]  # the batch swaps its tracks for two steps
         out = sim.step([tracks[j] for j in order], actions[order], [gens[j] for j in order])
         for row, j in enumerate(order):
             ref = alone.step(twins[j][0], actions[order][row:row + 1], twins[j][1])
             np.testing.assert_allclose(out.frames[row:row + 1].astype(int), ref.frames.astype(int), atol=1)
-    assert sim._batch_cache.reloads == 2 + 2 + 2  # the first step, the swap and the swap back
+    assert sim._batch_cache.reloads == 2  # each row follows its track: another order gathers the rows, loads nothing
+
+
+def test_a_sub_batch_and_a_new_track_reuse_the_rows(export_dir):
+    """The vector env's autoreset: the survivors step alone, then a new track takes the ended one's row."""
+    config = SimConfig(context_budget=3, context_frames=2, dtype="float32")
+    sim, alone = Simulator(export_dir, config), Simulator(export_dir, config)
+    tracks, gens = _start(sim, 3)
+    twins = [(_start(alone, 1)[0], [torch.Generator().manual_seed(100 + j)]) for j in range(3)]
+    acts = _actions(sim, 8, 3)
+
+    def check(members, actions, out):
+        for row, j in enumerate(members):
+            ref = alone.step(twins[j][0], actions[row:row + 1], twins[j][1])
+            np.testing.assert_allclose(out.frames[row:row + 1].astype(int), ref.frames.astype(int), atol=1)
+
+    for i, actions in enumerate(acts):
+        members = [0, 2] if i == 4 else [0, 1, 2]  # step 4: track 1 ended, the others step on their own
+        if i == 5:  # track 1 restarts: a new track in its place
+            tracks[1], gens[1] = _start(sim, 1)[0][0], torch.Generator().manual_seed(101)
+            twins[1] = (_start(alone, 1)[0], [torch.Generator().manual_seed(101)])
+        out = sim.step([tracks[j] for j in members], actions[members], [gens[j] for j in members])
+        check(members, actions[members], out)
+    assert len(sim._batch_cache.tracks) == 3  # no row added
+    assert sim._batch_cache.reloads == 3 + 1  # the first step, then the new track only
 
 
 def test_selection_larger_than_the_slots_is_refused():

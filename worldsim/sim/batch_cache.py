@@ -35,7 +35,9 @@ class BatchCache:
         self.tracks: list = []  # the track each row last stepped
         self.lengths: list[int] = []  # its length then (a different length: it was stepped elsewhere)
         self.slot_of: list[dict[int, int]] = []  # per row: frame position -> slot
-        self.write: Tensor | None = None  # (B,) each row's slot for the new frame of the current step
+        self.rows: list[int] = []  # the rows of the tracks of the current step, in their order
+        self.write: Tensor | None = None  # (B,) each of those rows' slot for the new frame of the current step
+        self._sub: tuple[Tensor, Tensor] | None = None  # the gathered rows' keys/values when a step takes some rows only
         self.reloads = 0  # rows loaded from their tracks' entries (tests and benchmarks read it)
 
     def context(self, tracks: Sequence, selections: Sequence[Sequence[int]]) -> KVCache:
@@ -44,40 +46,83 @@ class BatchCache:
         if longest >= self.max_slots:
             raise ValueError(f"a selection of {longest} frames does not fit {self.max_slots - 1} context slots "
                              "(the scheme's budget)")
-        if len(tracks) != len(self.tracks):
+        if not self.tracks:
             self._allocate(tracks, longest + 1)
         elif longest > self.capacity:
             self._resize(longest)  # room to load a row
-        for b, (track, selection) in enumerate(zip(tracks, selections)):
+        rows = self._rows(tracks)
+        for b, track, selection in zip(rows, tracks, selections):
             mapping = self.slot_of[b]
             if self.tracks[b] is not track or self.lengths[b] != track.length or any(i not in mapping for i in selection):
                 self._load(b, track, selection)
             else:
                 self.slot_of[b] = {i: mapping[i] for i in selection}
-        used = [set(m.values()) for m in self.slot_of]
-        write = [min(j for j in range(self.max_slots) if j not in u) for u in used]
+        used = [set(m.values()) for m in self.slot_of]  # every row's: rows not stepped now keep their frames
+        write = [min(j for j in range(self.max_slots) if j not in used[b]) for b in rows]
         # exactly the slots in use: a row's frames then do not depend on what its batch did before (a
         # masked slot and no slot are not bit-identical in attention), as seeded determinism asks
-        need = max(max(u | {w}) + 1 for u, w in zip(used, write))
+        need = max(max(max(u, default=0) for u in used), max(write)) + 1
         if need != self.capacity:
             self._resize(need)
         device = self.frame_index.device
-        valid = torch.tensor([[j in u for j in range(self.capacity)] for u in used], device=device)
-        self.write = torch.tensor(write, dtype=torch.long, device=device)
-        newest = torch.tensor([m[max(s)] for m, s in zip(self.slot_of, selections)], dtype=torch.long, device=device)
-        return KVCache(keys=self.keys, values=self.values, tokens_per_frame=self.tokens, frame_index=self.frame_index,
-                       latents=self.latents, noise_level=self.levels, valid=valid, slots=self.write, newest=newest)
+        self.rows, self.write = rows, torch.tensor(write, dtype=torch.long, device=device)
+        valid = torch.tensor([[j in used[b] for j in range(self.capacity)] for b in rows], device=device)
+        newest = torch.tensor([self.slot_of[b][max(s)] for b, s in zip(rows, selections)], dtype=torch.long, device=device)
+        if rows == list(range(len(self.tracks))):  # the whole buffer, in order: nothing moves
+            self._sub = None
+            keys, values, index, latents, levels = self.keys, self.values, self.frame_index, self.latents, self.levels
+        else:  # some rows, or another order: one gather of those rows, written back at commit
+            at = torch.tensor(rows, dtype=torch.long, device=device)
+            self._sub = (self._keys.index_select(1, at), self._values.index_select(1, at))
+            keys, values = ([x[i] for i in range(len(x))] for x in self._sub)  # indexing, not unbind: written into
+            index, latents, levels = (x.index_select(0, at) for x in (self.frame_index, self.latents, self.levels))
+        return KVCache(keys=keys, values=values, tokens_per_frame=self.tokens, frame_index=index, latents=latents,
+                       noise_level=levels, valid=valid, slots=self.write, newest=newest)
 
     def commit(self, tracks: Sequence, latents: Tensor, level: float) -> None:
         """Record this step's new frames (the forward already wrote their keys/values into the write slots):
         latents (B, C, h, w) as the context sees them, at noise `level`; call before the tracks' lengths grow."""
-        rows = torch.arange(len(tracks), device=self.write.device)
+        device = self.write.device
+        rows = torch.tensor(self.rows, dtype=torch.long, device=device)
+        if self._sub is not None:  # the gathered rows' new frames back into the buffer
+            depth, _, heads, _, head_dim = self._keys.shape
+            mine = torch.arange(len(self.rows), device=device)
+            for buffer, sub in zip((self._keys, self._values), self._sub):
+                full = buffer.view(depth, -1, heads, self.capacity, self.tokens, head_dim)
+                part = sub.view(depth, -1, heads, self.capacity, self.tokens, head_dim)
+                full[:, rows, :, self.write] = part[:, mine, :, self.write]
+            self._sub = None
         self.latents[rows, self.write] = latents.to(self.latents.dtype)
         self.levels[rows, self.write] = level
-        self.frame_index[rows, self.write] = torch.tensor([t.length for t in tracks], device=self.write.device)
-        for b, (track, slot) in enumerate(zip(tracks, self.write.tolist())):
+        self.frame_index[rows, self.write] = torch.tensor([t.length for t in tracks], device=device)
+        for b, track, slot in zip(self.rows, tracks, self.write.tolist()):
             self.slot_of[b][track.length] = slot
             self.lengths[b] = track.length + 1
+
+    def _rows(self, tracks: Sequence) -> list[int]:
+        """Each track's row: its own if it has one, else the row of a track not stepped now, else a new row."""
+        where = {id(t): r for r, t in enumerate(self.tracks) if t is not None}
+        rows = [where.get(id(t)) for t in tracks]
+        rows = [r if r is not None and self.tracks[r] is t else None for r, t in zip(rows, tracks)]
+        free = [r for r in range(len(self.tracks)) if r not in set(rows)]
+        for i, r in enumerate(rows):
+            if r is None:
+                rows[i] = free.pop(0) if free else self._add_row()
+                self.tracks[rows[i]] = None  # loaded next
+        return rows
+
+    def _add_row(self) -> int:
+        def more(x: Tensor, dim: int) -> Tensor:
+            shape = list(x.shape)
+            shape[dim] = 1
+            return torch.cat([x, x.new_zeros(shape)], dim=dim)
+
+        self._set(more(self._keys, 1), more(self._values, 1))
+        self.frame_index, self.latents, self.levels = (more(x, 0) for x in (self.frame_index, self.latents, self.levels))
+        self.tracks.append(None)
+        self.lengths.append(-1)
+        self.slot_of.append({})
+        return len(self.tracks) - 1
 
     def _allocate(self, tracks: Sequence, capacity: int) -> None:
         entry = next(iter(tracks[0].kv.values()))
