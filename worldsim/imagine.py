@@ -153,16 +153,8 @@ def run_imagine(cfg: ImagineConfig, log: Callable[[str], None] = print) -> dict[
             it["world"] = {"export": str(export), "steps": (i + 1) * cfg.world_model_steps}
             save()
         if cfg.reward_model == "frames" and "reward" not in it:
-            from worldsim.models.frame_heads import save_frame_heads, train_frame_heads
-
             log(f"{tag} reward model: {cfg.reward_model_steps} steps on the real transitions of {it['collect']['episodes']} episodes")
-            bar = _bar(cfg, cfg.reward_model_steps, "reward model")
-            heads, report = train_frame_heads(store, steps=cfg.reward_model_steps, seed=cfg.seed + i,
-                                              progress=lambda n: bar.update(n - bar.n))
-            bar.close()
-            path = out / f"reward_{i + 1}.safetensors"
-            save_frame_heads(path, heads, report)
-            it["reward"] = {"weights": str(path), **report}
+            it["reward"] = _train_reward_model(cfg, store, out / f"reward_{i + 1}.safetensors", i)
             save()
         if "agent" not in it:
             log(f"{tag} agent: {cfg.agent_steps} steps in imagination ({cfg.num_envs} worlds, horizon {cfg.imagination_horizon})")
@@ -271,6 +263,18 @@ def _train_world_model(cfg: ImagineConfig, store: Path, start: Path, meta: dict[
     if result.export_dir is None:
         raise RuntimeError(f"the world-model run in {run} wrote no export")
     return Path(result.export_dir)
+
+
+def _train_reward_model(cfg: ImagineConfig, store: Path, path: Path, i: int) -> dict[str, Any]:
+    """A frame reward model trained on the store's real transitions (`models.frame_heads`), saved to `path`."""
+    from worldsim.models.frame_heads import save_frame_heads, train_frame_heads
+
+    bar = _bar(cfg, cfg.reward_model_steps, "reward model")
+    heads, report = train_frame_heads(store, steps=cfg.reward_model_steps, seed=cfg.seed + i,
+                                      progress=lambda n: bar.update(n - bar.n))
+    bar.close()
+    save_frame_heads(path, heads, report)
+    return {"weights": str(path), **report}
 
 
 def _train_agent(cfg: ImagineConfig, export: str, store: Path, previous: str | None, path: Path, i: int,

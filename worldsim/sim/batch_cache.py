@@ -104,7 +104,8 @@ class BatchCache:
         where = {id(t): r for r, t in enumerate(self.tracks) if t is not None}
         rows = [where.get(id(t)) for t in tracks]
         rows = [r if r is not None and self.tracks[r] is t else None for r, t in zip(rows, tracks)]
-        free = [r for r in range(len(self.tracks)) if r not in set(rows)]
+        taken = set(rows)
+        free = [r for r in range(len(self.tracks)) if r not in taken]
         for i, r in enumerate(rows):
             if r is None:
                 rows[i] = free.pop(0) if free else self._add_row()
@@ -112,13 +113,8 @@ class BatchCache:
         return rows
 
     def _add_row(self) -> int:
-        def more(x: Tensor, dim: int) -> Tensor:
-            shape = list(x.shape)
-            shape[dim] = 1
-            return torch.cat([x, x.new_zeros(shape)], dim=dim)
-
-        self._set(more(self._keys, 1), more(self._values, 1))
-        self.frame_index, self.latents, self.levels = (more(x, 0) for x in (self.frame_index, self.latents, self.levels))
+        self._set(_extend(self._keys, 1, 1), _extend(self._values, 1, 1))
+        self.frame_index, self.latents, self.levels = (_extend(x, 0, 1) for x in (self.frame_index, self.latents, self.levels))
         self.tracks.append(None)
         self.lengths.append(-1)
         self.slot_of.append({})
@@ -142,16 +138,8 @@ class BatchCache:
         """`capacity` slots per row: new ones are zeros, dropped ones (at the end) unused; one copy of the
         buffer, while contexts grow or after resets."""
         more = capacity - self.capacity
-
-        def pad(x: Tensor, dim: int, per_slot: int) -> Tensor:
-            if more < 0:
-                return x.narrow(dim, 0, capacity * per_slot).contiguous()
-            shape = list(x.shape)
-            shape[dim] = more * per_slot
-            return torch.cat([x, x.new_zeros(shape)], dim=dim)
-
-        self._set(pad(self._keys, 3, self.tokens), pad(self._values, 3, self.tokens))
-        self.frame_index, self.latents, self.levels = (pad(x, 1, 1) for x in (self.frame_index, self.latents, self.levels))
+        self._set(_extend(self._keys, 3, more * self.tokens), _extend(self._values, 3, more * self.tokens))
+        self.frame_index, self.latents, self.levels = (_extend(x, 1, more) for x in (self.frame_index, self.latents, self.levels))
         self.capacity = capacity
 
     def _set(self, keys: Tensor, values: Tensor) -> None:
@@ -172,3 +160,12 @@ class BatchCache:
         self.tracks[b], self.lengths[b] = track, track.length
         self.slot_of[b] = {i: j for j, i in enumerate(selection)}
         self.reloads += 1
+
+
+def _extend(x: Tensor, dim: int, count: int) -> Tensor:
+    """`x` with `count` zero entries appended along `dim` (count < 0: that many dropped from the end), a new tensor."""
+    if count < 0:
+        return x.narrow(dim, 0, x.shape[dim] + count).contiguous()
+    shape = list(x.shape)
+    shape[dim] = count
+    return torch.cat([x, x.new_zeros(shape)], dim=dim)
