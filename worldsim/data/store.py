@@ -1,6 +1,6 @@
 """The episode store: episodes of a real (or imported) world in one Zarr v3 group.
 
-This is the only module that imports zarr.
+This module and `worldsim.data.zarr_arrays` (its array-level helpers) are the only ones that import zarr.
 
 Layout on disk (one group per dataset, arrays concatenated along time, N rows in all)::
 
@@ -38,7 +38,6 @@ promised (nothing is fsynced).
 
 from __future__ import annotations
 
-import asyncio
 import datetime
 import json
 import os
@@ -54,14 +53,11 @@ import zarr.codecs
 from gymnasium import spaces
 
 from worldsim.data.layout import StoreError, StoreLayout, check_state_spec, episode_rows, row_nbytes
+from worldsim.data.zarr_arrays import (blosc, concurrent_rows, dimension_names, ensure_rows, open_array,
+                                       require_atomic_zarr, zarr_internals_missing)
 from worldsim.spaces import space_from_json, space_to_json
 
-try:  # a zarr internal, used only by `concurrent_rows`'s fast path
-    from zarr.core.sync import sync as _zarr_sync
-except ImportError:  # pragma: no cover - another zarr: the public API instead
-    _zarr_sync = None
-
-__all__ = ["FORMAT_VERSION", "EpisodeStore", "StoreError"]
+__all__ = ["FORMAT_VERSION", "EpisodeStore", "StoreError", "concurrent_rows", "zarr_internals_missing"]
 
 FORMAT_VERSION = 1
 SMALL_CHUNK_ROWS = 4096  # rows per chunk of the small per-step arrays (action, reward, flags, state)
@@ -69,7 +65,6 @@ SMALL_CHUNK_BYTES = 1 << 20  # but no more than 1 MiB per chunk for wide state a
 EPISODE_ENDS_CHUNK = 4096
 # Chunk files named c.<i>.0.0.0 in one folder: "/" would add a folder per chunk and per dimension.
 CHUNK_KEYS = {"name": "default", "separator": "."}
-_ATOMIC_ZARR = (3, 1, 3)  # first zarr release whose LocalStore writes files atomically
 
 
 class EpisodeStore:
@@ -85,8 +80,8 @@ class EpisodeStore:
         self._group = group
         self._attrs: dict[str, Any] = dict(group.attrs)
         self.layout = _layout_from_attrs(self._attrs, path)
-        self._arrays = {key: _array(group, f"data/{key}", path, check_index) for key in self.layout.row_specs()}
-        self._ends_array = _array(group, "meta/episode_ends", path, check_index)
+        self._arrays = {key: open_array(group, f"data/{key}", path, check_index) for key in self.layout.row_specs()}
+        self._ends_array = open_array(group, "meta/episode_ends", path, check_index)
         self._every_chunk = bool(self._attrs.get("every_chunk_written"))  # stores from before: zero chunks were skipped
         if self._every_chunk:
             self._arrays = {key: arr.with_config({"write_empty_chunks": True}) for key, arr in self._arrays.items()}
@@ -136,7 +131,7 @@ class EpisodeStore:
         `chunk_frames` frames of obs form one chunk (one file); the small per-step arrays use
         chunks of up to 4096 rows (1 MiB).
         """
-        _require_atomic_zarr()
+        require_atomic_zarr()
         path = Path(path)
         if path.exists():
             raise StoreError(f"{path} already exists; open it with EpisodeStore.open(path, 'a') to append")
@@ -181,10 +176,10 @@ class EpisodeStore:
             data = group.create_group("data")
             for key, (shape, dtype) in layout.row_specs().items():
                 if key == "obs":
-                    rows, codec = int(chunk_frames), _blosc("bitshuffle")
+                    rows, codec = int(chunk_frames), blosc("bitshuffle")
                 else:
                     budget = SMALL_CHUNK_BYTES // max(1, row_nbytes(shape, dtype))
-                    rows, codec = max(1, min(SMALL_CHUNK_ROWS, budget)), _blosc("shuffle")
+                    rows, codec = max(1, min(SMALL_CHUNK_ROWS, budget)), blosc("shuffle")
                 data.create_array(
                     key, shape=(0, *shape),
                     chunks=(rows, *shape),
@@ -200,7 +195,7 @@ class EpisodeStore:
                 shape=(0,),
                 chunks=(EPISODE_ENDS_CHUNK,),
                 dtype="int64",
-                compressors=[_blosc("shuffle"), zarr.codecs.Crc32cCodec()],
+                compressors=[blosc("shuffle"), zarr.codecs.Crc32cCodec()],
                 chunk_key_encoding=CHUNK_KEYS,
                 dimension_names=("episode",),
             )
@@ -234,7 +229,7 @@ class EpisodeStore:
             raise StoreError(f"{path} is not a worldsim episode store (no zarr.json)")
         lock_fd = None
         if mode == "a":
-            _require_atomic_zarr()
+            require_atomic_zarr()
             _probe_writable(path)  # a read-only file system fails here, before anything is collected
             lock_fd = _lock_writer(path)
         try:
@@ -321,7 +316,7 @@ class EpisodeStore:
                 raise StoreError(f"rows of {key} have shape {r.shape} and dtype {r.dtype}; expected {(n, *shape)} {np.dtype(dtype)}")
         start, stop = self.num_frames, self.num_frames + rows["obs"].shape[0]
         for arr in self._arrays.values():  # capacity grows geometrically: few metadata rewrites
-            _ensure_rows(arr, stop)
+            ensure_rows(arr, stop)
 
         keys = list(self._arrays)  # 1. data (invisible until committed), every array concurrently
         try:
@@ -331,7 +326,7 @@ class EpisodeStore:
         except Exception as e:  # noqa: BLE001 - a codec's error (checksum, blosc) names neither store, array nor episode
             raise self._write_error(keys, start, stop, e) from None
         e = self.num_episodes
-        _ensure_rows(self._ends_array, e + 1)  # 2. the episode's end row
+        ensure_rows(self._ends_array, e + 1)  # 2. the episode's end row
         self._ends_array[e] = stop
         self._group.update_attributes({"committed_episodes": e + 1})  # 3. commit: one atomic file
         self._attrs["committed_episodes"] = e + 1
@@ -513,71 +508,6 @@ class EpisodeStore:
         )
 
 
-def zarr_internals_missing(arr: Any) -> list[str]:
-    """The zarr internals that `concurrent_rows`'s fast path needs and `arr` (a zarr.Array) lacks; [] when none.
-
-    Internals can vanish in any zarr release; tests/data/test_store.py fails on a non-empty list, so
-    an upgrade that drops them is noticed instead of silently reading at the public API's pace.
-    """
-    missing = [] if _zarr_sync is not None else ["zarr.core.sync.sync"]
-    async_array = getattr(arr, "_async_array", None)
-    if async_array is None:
-        return missing + ["zarr.Array._async_array"]
-    return missing + [f"zarr.Array._async_array.{m}" for m in ("getitem", "setitem") if not callable(getattr(async_array, m, None))]
-
-
-def concurrent_rows(arrays: list[Any], rows: slice, values: list[np.ndarray] | None = None,
-                    fast: bool = True) -> list[Any]:
-    """Read (`values` None) or write `rows` of several zarr arrays at once; the rows read, one per array.
-
-    zarr's public API makes one blocking round trip to its IO loop per array. Its async arrays
-    (``Array._async_array``, driven by ``zarr.core.sync.sync``) let every array share one, which for a
-    16-frame window of every array takes about 60% of the time. Those are zarr internals: where they
-    are missing (or `fast` is False), the public API is used one array at a time, with the same result.
-    """
-    if fast and not any(zarr_internals_missing(a) for a in arrays):
-        async def run() -> list[Any]:
-            if values is None:
-                return await asyncio.gather(*(a._async_array.getitem(rows) for a in arrays))
-            return await asyncio.gather(*(a._async_array.setitem(rows, v) for a, v in zip(arrays, values)))
-
-        return _zarr_sync(run())
-    if values is None:
-        return [a[rows] for a in arrays]
-    for a, v in zip(arrays, values):
-        a[rows] = v
-    return [None] * len(arrays)
-
-
-def dimension_names(key: str, inner: int) -> tuple[str, ...]:
-    """Names of a data array's dimensions: rows first ("row"), then the key's own (obs: y, x, channel).
-
-    Each array gets its own inner names (``<key>_dim1``, ...) because arrays of different widths must not
-    share a dimension name in xarray; only "row" is shared.
-    """
-    if key == "obs":
-        return ("row", "y", "x", "channel")
-    base = key.replace("/", "_")
-    return ("row", *(f"{base}_dim{i + 1}" for i in range(inner)))
-
-
-def _ensure_rows(arr: Any, rows: int) -> None:
-    """Grow `arr` along axis 0 to hold at least `rows` rows, by at least half its size in whole chunks.
-
-    Each resize rewrites the array's metadata file; growing geometrically makes that rare, and rows
-    past the committed episodes are never read (`close` trims them).
-    """
-    if arr.shape[0] >= rows:
-        return
-    chunk = arr.chunks[0]
-    target = max(rows, int(arr.shape[0] * 1.5))
-    arr.resize((-(-target // chunk) * chunk, *arr.shape[1:]))
-
-
-def _blosc(shuffle: str) -> Any:
-    return zarr.codecs.BloscCodec(cname="zstd", clevel=3, shuffle=shuffle)
-
-
 def _check_format(attrs: dict[str, Any], path: Path) -> None:
     version = attrs.get("worldsim_format")
     if version is None:
@@ -600,33 +530,6 @@ def _layout_from_attrs(attrs: dict[str, Any], path: Path) -> StoreLayout:
     except (KeyError, TypeError, ValueError) as e:
         raise StoreError(f"{path}: unreadable store attributes ({e}); the store is corrupt") from None
     return StoreLayout((int(h), int(w)), space, states)
-
-
-def _array(group: Any, name: str, path: Path, suggest_repair: bool) -> Any:
-    """The zarr array `name` of the store's group; StoreError naming the store and the file when it is missing or
-    its metadata (``<name>/zarr.json``) does not read."""
-    try:
-        return group[name]
-    except KeyError:
-        raise StoreError(f"{path}: the store is missing the array {name}; it is corrupt") from None
-    except OSError:  # no permission, ...: the CLI names the path
-        raise
-    except Exception as e:  # noqa: BLE001 - zarr passes on json's (or its own) error for a torn metadata file
-        meta = path / name / "zarr.json"
-        hint = (f"; restore {meta} from a copy of the store (`worldsim repair {path} NEW_STORE` copies the intact "
-                "episodes of a damaged store, but it needs every array's metadata)" if suggest_repair else
-                f"; restore {meta} from a copy of the store (repair needs every array's metadata)")
-        raise StoreError(f"{path}: the metadata of {name} ({meta}) does not read ({type(e).__name__}: {str(e)[:120]}); "
-                         f"the store is corrupt and was left untouched" + hint) from None
-
-
-def _require_atomic_zarr() -> None:
-    version = tuple(int(p) for p in zarr.__version__.split(".")[:3] if p.isdigit())
-    if version < _ATOMIC_ZARR:
-        raise StoreError(
-            f"writing episode stores needs zarr >= {'.'.join(map(str, _ATOMIC_ZARR))} (atomic file writes); "
-            f"zarr {zarr.__version__} is installed"
-        )
 
 
 def _probe_writable(path: Path) -> None:
