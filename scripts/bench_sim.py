@@ -167,6 +167,8 @@ def main() -> int:
     ap.add_argument("--models", nargs="+", default=["crafter", "probes"])
     ap.add_argument("--batches", type=int, nargs="+", default=[1, 8, 32])
     ap.add_argument("--sampling-steps", type=int, nargs="+", default=[1, 2, 4])
+    ap.add_argument("--budgets", type=int, nargs="+", default=[None],
+                    help="context budgets (latent frames attended to per step) of the batch measurements; default: as trained")
     ap.add_argument("--dtypes", nargs="+", default=["auto"], help="auto, float32 and/or bfloat16 (simulator dtype)")
     ap.add_argument("--steps", type=int, default=6, help="timed steps per measurement")
     ap.add_argument("--horizons", type=int, nargs="+", default=[16, 1024])
@@ -192,23 +194,25 @@ def main() -> int:
         results["real"][name] = real_world_fps(REAL[name], size)
         context = context_frames(REAL[name], size)
         print(f"\n{name}: real world {results['real'][name]:.0f} frames/s")
-        print(f"{'dtype':>8s} {'steps':>5s} {'batch':>5s} {'frames/s':>9s} {'x real':>7s} {'ms/step':>8s} {'DiT ms':>7s} "
+        print(f"{'dtype':>8s} {'budget':>6s} {'steps':>5s} {'batch':>5s} {'frames/s':>9s} {'x real':>7s} {'ms/step':>8s} {'DiT ms':>7s} "
               f"{'dec ms':>7s} {'other':>7s} {'DiT GFLOP/s':>11s} {'/ peak':>6s}")
-        for dtype, compiled in [(d, c) for d in args.dtypes for c in ([False, True] if args.compile else [False])]:
+        settings = [(d, c, b) for d in args.dtypes for c in ([False, True] if args.compile else [False]) for b in args.budgets]
+        for dtype, compiled, budget in settings:
             for sampling in args.sampling_steps:
-                sim = Simulator(pretrained_path(name), SimConfig(sampling_steps=sampling, dtype=dtype, compile=compiled))
+                sim = Simulator(pretrained_path(name), SimConfig(sampling_steps=sampling, dtype=dtype, compile=compiled,
+                                                                 context_budget=budget))
                 for batch in args.batches:
-                    row = {"model": name, "dtype": dtype + ("+compile" if compiled else ""), "sampling_steps": sampling,
-                           **measure(sim, context, batch, args.steps)}
+                    row = {"model": name, "dtype": dtype + ("+compile" if compiled else ""), "context_budget": sim.scheme.budget,
+                           "sampling_steps": sampling, **measure(sim, context, batch, args.steps)}
                     row["x_real"] = row["frames_per_s"] / results["real"][name]
                     peak = peaks.get(dtype if dtype != "auto" else ("bfloat16" if sim.autocast else "float32"), peaks["float32"])
                     row["dit_peak_fraction"] = None if row["dit_gflop_per_s"] is None else row["dit_gflop_per_s"] / peak
                     results["sim"].append(row)
                     gf = row["dit_gflop_per_s"] or float("nan")
-                    print(f"{row['dtype']:>8s} {sampling:5d} {batch:5d} {row['frames_per_s']:9.1f} {row['x_real']:7.3f} "
+                    print(f"{row['dtype']:>8s} {sim.scheme.budget:6d} {sampling:5d} {batch:5d} {row['frames_per_s']:9.1f} {row['x_real']:7.3f} "
                           f"{row['ms_per_step']:8.1f} {row['dit_ms']:7.1f} {row['decoder_ms']:7.1f} {row['other_ms']:7.1f} "
                           f"{gf:11.1f} {row['dit_peak_fraction'] or float('nan'):6.2f}")
-        base = {"sampling_steps": max(args.sampling_steps), "context_budget": 16, "context_frames": 4}
+        base = {"sampling_steps": max(args.sampling_steps), "context_frames": 4}
         rows = horizon_times(name, context, args.horizons, args.repeats, max(2, args.steps // 2), base)
         results["horizon"][name] = rows
         lo, hi = min(args.horizons), max(args.horizons)

@@ -54,6 +54,19 @@ def test_logit_normal_concentrates_mid_noise_compared_to_uniform():
     assert mid(ln) > 0.6 > mid(un) > 0.4
 
 
+def test_pure_noise_prob_puts_whole_samples_at_t_one_and_keeps_context():
+    g = torch.Generator().manual_seed(2)
+    base = sample_noise_levels(4000, 4, torch.Generator().manual_seed(2), ObjectiveConfig())[0]
+    assert torch.equal(base, sample_noise_levels(4000, 4, torch.Generator().manual_seed(2),
+                                                 ObjectiveConfig(pure_noise_prob=0.0))[0])  # default stream unchanged
+    t, ctx = sample_noise_levels(4000, 4, g, ObjectiveConfig(pure_noise_prob=0.5, context_noise_max=0.1))
+    pure = ((t == 1) | ctx).all(dim=1) & (t == 1).any(dim=1)
+    assert 0.45 < pure.float().mean() < 0.55  # about half of the samples, every denoised frame at t = 1
+    assert (t[ctx] <= 0.1).all()  # context frames keep their low levels
+    with pytest.raises(ValueError, match="pure_noise_prob"):
+        ObjectiveConfig(pure_noise_prob=1.5)
+
+
 def test_config_validation():
     with pytest.raises(ValueError, match="time_sampling"):
         ObjectiveConfig(time_sampling="cosine")

@@ -262,3 +262,18 @@ def test_step_after_close_is_refused(export_dir):
         env.step(0)
     with pytest.raises(RuntimeError, match="reset called after close"):
         env.reset(seed=0, options={"frames": np.full((FRAME, FRAME, 3), 90, np.uint8)})
+
+
+def test_default_context_budget_is_the_trained_context(tmp_path, export_dir):
+    # An export trained on 9-frame windows (k=2: 5 latent frames, 4 of context) attends to 4 frames by default,
+    # as in training; an explicit budget wins; an export without a recorded window keeps 16.
+    trained = make_export(tmp_path / "w9", extra={"window": 9})
+    env = WorldModelEnv(trained, **FAST)
+    assert env.sim.scheme.budget == 4
+    env.reset(seed=0, options={"frames": np.zeros((FRAME, FRAME, 3), np.uint8)})
+    for _ in range(8):
+        env.step(0)
+    assert len(env._track.kv) <= 4
+    env.close()
+    assert WorldModelEnv(trained, context_budget=6, **FAST).sim.scheme.budget == 6
+    assert WorldModelEnv(export_dir, **FAST).sim.scheme.budget == 16

@@ -59,6 +59,9 @@ class ObjectiveConfig:
     time_sampling: str = "uniform"  # uniform: every level, t = 1 (where sampling starts) included | logit_normal (SD3: mid noise)
     logit_mean: float = 0.0  # mean of the normal before the sigmoid
     logit_std: float = 1.0  # std of the normal before the sigmoid
+    # Probability that a sample's frames are all drawn at t = 1 (pure noise; context frames stay as drawn below):
+    # the only level one-step sampling evaluates, where the frame comes from context and actions alone
+    pure_noise_prob: float = 0.0
     context_prob: float = 0.5  # probability that a sample starts with a context prefix (1 to T-1 frames)
     context_noise_max: float = 0.0  # context frames get t ~ U(0, this): > 0 makes rollouts robust to their own errors
     action_dropout: float = 0.1  # per frame, drop the actions (null embedding) so classifier-free guidance works
@@ -71,7 +74,7 @@ class ObjectiveConfig:
     def __post_init__(self) -> None:
         if self.time_sampling not in ("logit_normal", "uniform"):
             raise ValueError(f"time_sampling must be 'logit_normal' or 'uniform', got {self.time_sampling!r}")
-        for name in ("context_prob", "context_noise_max", "action_dropout", "heads_max_noise"):
+        for name in ("context_prob", "context_noise_max", "action_dropout", "heads_max_noise", "pure_noise_prob"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must lie in [0, 1], got {getattr(self, name)}")
 
@@ -128,6 +131,9 @@ def sample_noise_levels(
     else:
         z = torch.randn(batch, frames, generator=generator, device=device)
         t = torch.sigmoid(config.logit_mean + config.logit_std * z)
+    if config.pure_noise_prob > 0:  # drawn only when asked, so the default's generator stream is unchanged
+        pure = torch.rand(batch, generator=generator, device=device) < config.pure_noise_prob
+        t = torch.where(pure[:, None], torch.ones_like(t), t)
     has_context = torch.rand(batch, generator=generator, device=device) < config.context_prob
     prefix = torch.randint(1, max(frames, 2), (batch,), generator=generator, device=device) * has_context
     if context_frames is not None:  # drawn above all the same, so the generator's stream does not depend on it

@@ -21,6 +21,7 @@ class EvalConfig:
     horizons: list[int] = field(default_factory=lambda: [1, 4, 16, 64])  # latent steps, clipped to `steps`
     schemes: list[str] = field(default_factory=lambda: ["autoregressive", "long-range", "hierarchical"])
     context_frames: int = 4  # latent frames of context (1 + (n - 1) k real frames)
+    context_budget: int | None = None  # latent frames the simulator attends to per step (SimConfig.context_budget; None: as trained)
     sampling_steps: int = 4  # denoising steps per latent frame
     guidance_scale: float = 1.0  # classifier-free guidance on actions (> 1 follows actions harder, two DiT passes per step)
     context_noise: float = 0.0  # noise level of generated frames as context (SimConfig.context_noise)

@@ -39,7 +39,7 @@ def _runners(cfg: EvalConfig) -> dict[str, Any]:
     from worldsim.eval.simulated import SimRunner
     from worldsim.sim.config import SimConfig
 
-    return {s: SimRunner(cfg.checkpoint, SimConfig(context=s, context_frames=cfg.context_frames,
+    return {s: SimRunner(cfg.checkpoint, SimConfig(context=s, context_frames=cfg.context_frames, context_budget=cfg.context_budget,
                                                    sampling_steps=cfg.sampling_steps, guidance_scale=cfg.guidance_scale,
                                                    context_noise=cfg.context_noise,
                                                    device=cfg.device),

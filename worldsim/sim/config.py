@@ -10,6 +10,7 @@ from worldsim.context import ContextScheme
 SAMPLERS = ("euler", "heun")
 CACHE_MODES = ("incremental", "recompute")
 DTYPES = ("auto", "float32", "bfloat16")
+DEFAULT_BUDGET = 16  # context budget of exports that do not record their training window
 
 
 @dataclass
@@ -17,7 +18,11 @@ class SimConfig:
     """How the simulator picks context, samples and runs."""
 
     context: str = "autoregressive"  # context scheme: autoregressive | long-range | hierarchical
-    context_budget: int = 16  # latent frames attended to per step: the token budget is this x tokens per frame
+    # Latent frames attended to per step (the token budget is this x tokens per frame). None: the context the
+    # model trained on, its training window in latent frames minus the one it denoises (8 for the shipped
+    # models). Past it the model sees contexts it never trained on: Crafter-v0 at 16 latent steps scores
+    # 18.2 dB with a budget of 16 against 19.5 with 8 (1 sampling step, 16 seeds), and each step costs more.
+    context_budget: int | None = None
     recent: int | None = None  # long-range: newest frames kept (None: budget // 2)
     level_size: int = 4  # hierarchical: frames per level
     context_frames: int = 4  # latent frames of context taken at reset (1 + (n - 1) k real frames)
@@ -56,7 +61,9 @@ class SimConfig:
             raise ValueError(f"context_noise must lie in [0, 1), got {self.context_noise}")
         if not math.isfinite(self.guidance_scale) or not math.isfinite(self.shift) or self.shift <= 0:
             raise ValueError(f"guidance_scale must be finite and shift finite and > 0, got {self.guidance_scale}, {self.shift}")
-        self.scheme()  # validates the scheme's parameters
+        self.scheme(DEFAULT_BUDGET)  # validates the scheme's parameters
 
-    def scheme(self) -> ContextScheme:
-        return ContextScheme(self.context, self.context_budget, self.recent, self.level_size)
+    def scheme(self, trained_budget: int) -> ContextScheme:
+        """The context scheme; `trained_budget` (the model's trained context) stands in for context_budget None."""
+        budget = trained_budget if self.context_budget is None else self.context_budget
+        return ContextScheme(self.context, budget, self.recent, self.level_size)

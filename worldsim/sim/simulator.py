@@ -45,9 +45,9 @@ from worldsim.pretrained import resolve_checkpoint
 from worldsim.models.kv_cache import KVCache, batch_item, cat_batch
 from worldsim.spaces import packed_dim, space_from_json
 from worldsim.sim.batch_cache import BatchCache
-from worldsim.sim.config import SimConfig
+from worldsim.sim.config import DEFAULT_BUDGET, SimConfig
 from worldsim.export import ExportError, load_export
-from worldsim.models.latents import group_rows
+from worldsim.models.latents import group_rows, num_latent_frames
 
 DEFAULT_EPISODE_STEPS = 1000  # when the export does not say which world it imitates
 SAMPLER_FUNCTIONS = {"euler": sample_euler, "heun": sample_heun}
@@ -115,7 +115,6 @@ class Simulator:
 
     def __init__(self, checkpoint: str | os.PathLike, config: SimConfig) -> None:
         self.config = config
-        self.scheme = config.scheme()
         try:
             self.device = torch.device(config.device)
         except RuntimeError as e:
@@ -145,6 +144,9 @@ class Simulator:
         self.action_dim = packed_dim(self.action_space) if self.action_space is not None else 0
         self.frame_size = (int(meta["frame_size"][0]), int(meta["frame_size"][1]))
         self.k = ae.temporal_factor
+        # the context it trained on: the training window in latent frames minus the frame it denoises
+        window = meta.get("window")
+        self.scheme = config.scheme(max(1, num_latent_frames(int(window), self.k) - 1) if window else DEFAULT_BUDGET)
         _, _, h, w = self.autoencoder.latent_shape(1, *self.frame_size)
         self.latent_hw = (h, w)
         world = meta.get("world") or {}  # the real world it imitates (exports from before it was recorded: none)
