@@ -7,6 +7,7 @@ from gymnasium import spaces
 from worldsim.diffusion.objective import (
     ObjectiveConfig,
     add_noise,
+    change_weights,
     diffusion_loss,
     predict_noise,
     predict_x0,
@@ -117,6 +118,34 @@ def test_context_frames_carry_no_diffusion_loss():
     a, _ = diffusion_loss(model, x0, actions, None, None, torch.Generator().manual_seed(3), config)
     b, _ = diffusion_loss(spoiled, x0, actions, None, None, torch.Generator().manual_seed(3), config)
     torch.testing.assert_close(a, b)
+
+
+def test_change_weighting_makes_an_error_where_the_frame_changed_cost_more():
+    # two frames; the second differs from the first only in the top-left latent pixel
+    x0 = torch.zeros(1, 2, 2, 4, 4)
+    x0[0, 1, :, 0, 0] = 2.0
+    w = change_weights(x0, 4.0)
+    assert torch.equal(w[0, 0], torch.ones(1, 4, 4))  # no previous frame: plain weights
+    assert w[0, 1, 0, 0, 0] == 5.0 and w[0, 1, 0, 3, 3] == 1.0  # change clipped to 1: weight 1 + 4
+    config = ObjectiveConfig(context_prob=0.0, action_dropout=0.0, change_weight=4.0)
+    plain = ObjectiveConfig(context_prob=0.0, action_dropout=0.0)
+
+    def wrong_at(row, col):  # a model that is exact except at one latent pixel of the second frame
+        def model(x, t, *args, **kwargs):
+            alpha, sigma = (s[:, :, None, None, None] for s in schedule(t))
+            pred = v_target(x0, (x - alpha * x0) / sigma, t).clone()  # the true v, recovered from x_t
+            pred[:, 1, :, row, col] += 1.0
+            return type("Out", (), {"prediction": pred})()
+        return model
+
+    def loss(model, cfg):
+        return float(diffusion_loss(model, x0, None, None, None, torch.Generator().manual_seed(9), cfg)[0])
+
+    # the same error costs the same without weighting, and more where the frame changed with it
+    assert loss(wrong_at(0, 0), plain) == pytest.approx(loss(wrong_at(3, 3), plain))
+    assert loss(wrong_at(0, 0), config) > 3 * loss(wrong_at(3, 3), config)
+    with pytest.raises(ValueError, match="change_weight"):
+        ObjectiveConfig(change_weight=-1.0)
 
 
 def test_reward_and_termination_only_where_there_is_a_target():

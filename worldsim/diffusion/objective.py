@@ -70,6 +70,10 @@ class ObjectiveConfig:
     reward_balance: bool = False  # rewarded and unrewarded frames weigh half each in the reward MSE (sparse rewards)
     heads_max_noise: float = 1.0  # reward/termination losses only on frames noised at most this much (the simulator reads them clean)
     motion_weight: float = 0.0  # > 0 (DiTs with a motion kernel): fit the kernel-moved previous clean frame to the clean frame
+    # > 0: within each frame, latent pixels weigh 1 + change_weight * |change from the previous clean frame| (mean over
+    # channels, clipped to 1), so what moves or changes (a sprite turning, an object entering) is not drowned by the
+    # still background; each frame's total weight stays the same
+    change_weight: float = 0.0
 
     def __post_init__(self) -> None:
         if self.time_sampling not in ("logit_normal", "uniform"):
@@ -77,6 +81,8 @@ class ObjectiveConfig:
         for name in ("context_prob", "context_noise_max", "action_dropout", "heads_max_noise", "pure_noise_prob"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must lie in [0, 1], got {getattr(self, name)}")
+        if not (math.isfinite(self.change_weight) and self.change_weight >= 0):
+            raise ValueError(f"change_weight must be finite and >= 0, got {self.change_weight}")
 
 
 def schedule(t: Tensor) -> tuple[Tensor, Tensor]:
@@ -182,7 +188,12 @@ def diffusion_loss(
         out = model(add_noise(x0, noise, t), t, actions, action_mask, frame_index, clean=x0)
     else:
         out = model(add_noise(x0, noise, t), t, actions, action_mask, frame_index)
-    per_frame = (out.prediction.float() - v_target(x0, noise, t).float()).pow(2).mean(dim=(2, 3, 4))  # (B, T)
+    err = (out.prediction.float() - v_target(x0, noise, t).float()).pow(2)  # (B, T, C, h, w)
+    if config.change_weight > 0 and frames > 1:
+        pixel = change_weights(x0, config.change_weight)  # (B, T, 1, h, w)
+        per_frame = (err * pixel).mean(dim=(2, 3, 4)) / pixel.mean(dim=(2, 3, 4))
+    else:
+        per_frame = err.mean(dim=(2, 3, 4))  # (B, T)
     weight = (~is_context).float()
     diffusion = (per_frame * weight).sum() / weight.sum().clamp(min=1)
     loss, logs = diffusion, {"diffusion": diffusion.detach(), "noise_level": t.mean()}
@@ -205,6 +216,12 @@ def diffusion_loss(
         loss, logs["termination"] = loss + config.termination_weight * term, term.detach()
     logs["loss"] = loss.detach()
     return loss, logs
+
+
+def change_weights(x0: Tensor, strength: float) -> Tensor:
+    """(B, T, 1, h, w) weights 1 + strength * min(mean over channels |x0[t] - x0[t-1]|, 1); frame 0 all ones."""
+    change = (x0[:, 1:].float() - x0[:, :-1].float()).abs().mean(dim=2, keepdim=True).clamp(max=1.0)
+    return 1.0 + strength * torch.cat([torch.zeros_like(change[:, :1]), change], dim=1)
 
 
 def _reward_loss(pred: Tensor, target: Tensor, has: Tensor, balance: bool) -> Tensor:
