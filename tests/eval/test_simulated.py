@@ -57,3 +57,13 @@ def test_policy_gradient_on_the_vector_env_through_gymnasium(tiny_export):
     assert episodes == 4  # truncated after 3 steps, twice, in both sub-envs: the wrapper saw each end
     assert any(not torch.equal(a, b) for a, b in zip(before, policy.parameters()))
     envs.close()
+
+
+def test_eval_passes_its_context_budget_to_the_simulator(tiny_export):
+    from worldsim.eval.config import EvalConfig
+    from worldsim.eval.run import _runners
+
+    runners = _runners(EvalConfig(checkpoint=str(tiny_export), context_budget=3, schemes=["long-range"], num_envs=1))
+    assert runners["long-range"].sim.scheme.budget == 3
+    default = _runners(EvalConfig(checkpoint=str(tiny_export), schemes=["autoregressive"], num_envs=1))
+    assert default["autoregressive"].sim.scheme.budget == 16  # an export that records no training window
