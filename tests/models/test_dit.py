@@ -172,6 +172,32 @@ def test_motion_kernel_starts_near_the_identity_and_moves_the_previous_frame():
                   action_space=space_to_json(spaces.Discrete(2)))
 
 
+def test_motion_context_starts_as_the_plain_kernel_then_reads_the_previous_frame():
+    from worldsim.models.dit import MotionKernel
+
+    plain = _model(previous_frame="motion")
+    aware = _model(previous_frame="motion", motion_context=2)  # same seed: the shared weights are drawn alike
+    missing, unexpected = aware.load_state_dict(plain.state_dict(), strict=False)
+    assert unexpected == [] and missing and all(n.startswith("motion.context_mlp.") for n in missing)
+    aware.motion.reset_to_identity()
+    plain.motion.reset_to_identity()
+    inputs = _inputs(t=4)
+    # a warm start from a model without it predicts exactly what that model did (the MLP's output starts at zero)
+    torch.testing.assert_close(aware(**inputs).prediction, plain(**inputs).prediction)
+    kernel = MotionKernel(dim=8, channels=C, radius=1, groups=1, context=2)
+    with torch.no_grad():
+        for p in kernel.context_mlp.parameters():
+            p.normal_()
+    cond, previous = torch.randn(2, 3, 8), torch.randn(2, 3, C, 5, 6)
+    # the same action picks different kernels for different previous frames (what they show matters) ...
+    assert not torch.allclose(kernel.weights(previous, cond), kernel.weights(2.0 - previous, cond))
+    # ... which a kernel without context cannot
+    blind = MotionKernel(dim=8, channels=C, radius=1, groups=1)
+    torch.testing.assert_close(blind.weights(previous, cond), blind.weights(2.0 - previous, cond))
+    with pytest.raises(ValueError, match="motion_context"):
+        DiTConfig(latent_channels=C, motion_context=2)
+
+
 def test_cache_trimming_keeps_the_right_frames():
     model = _model()
     inputs = _inputs(t=4)

@@ -67,6 +67,9 @@ class DiTConfig:
     previous_frame: bool = False  # also feed each frame the previous frame's latent, patch by patch (module docstring)
     motion_radius: int = 0  # r > 0: the previous latent is moved by an action-chosen (2r+1)^2 kernel first (docstring)
     motion_groups: int = 1  # kernels per frame, each for C / groups latent channels
+    # > 0: the kernel also sees the previous latent (pooled to this many cells a side) through a small MLP with the
+    # action, so a move can be told apart from a blocked one (Crafter: walking into a tree does not scroll the view)
+    motion_context: int = 0
 
     def __post_init__(self) -> None:
         if self.temporal_patch != 1:
@@ -82,6 +85,8 @@ class DiTConfig:
         if self.motion_radius < 0 or self.motion_groups < 1 or self.latent_channels % self.motion_groups:
             raise ValueError(f"motion_radius must be >= 0 and motion_groups >= 1 dividing latent_channels "
                              f"{self.latent_channels}, got {self.motion_radius}, {self.motion_groups}")
+        if self.motion_context < 0 or (self.motion_context and not self.motion_radius):
+            raise ValueError(f"motion_context must be >= 0 and needs motion_radius > 0, got {self.motion_context}")
         if self.motion_radius and not (self.previous_frame and self.action_space is not None):
             raise ValueError("motion_radius > 0 moves the previous frame by the action: it needs previous_frame=True "
                              "and an action space")
@@ -165,11 +170,14 @@ class MotionKernel(nn.Module):
     Zero padding at the borders: what enters the view is unknown, the DiT fills it in.
     """
 
-    def __init__(self, dim: int, channels: int, radius: int, groups: int) -> None:
+    def __init__(self, dim: int, channels: int, radius: int, groups: int, context: int = 0) -> None:
         super().__init__()
-        self.radius, self.groups, self.channels = radius, groups, channels
+        self.radius, self.groups, self.channels, self.context = radius, groups, channels, context
         taps = (2 * radius + 1) ** 2
         self.head = nn.Linear(dim, groups * taps)
+        if context:  # what the previous frame shows, pooled, joins the action in a small MLP (output zeroed at first)
+            self.context_mlp = nn.Sequential(nn.Linear(channels * context * context + dim, dim), nn.GELU(),
+                                             nn.Linear(dim, groups * taps))
 
     def reset_to_identity(self) -> None:
         """Weight zero, bias peaked on the centre tap: every kernel starts as (nearly) the identity."""
@@ -179,12 +187,25 @@ class MotionKernel(nn.Module):
         bias[:, taps // 2] = 8.0  # softmax weight 1 - 80 e^-8: 0.97 on the centre for r = 4
         with torch.no_grad():
             self.head.bias.copy_(bias.flatten())
+        if self.context:
+            nn.init.zeros_(self.context_mlp[-1].weight)
+            nn.init.zeros_(self.context_mlp[-1].bias)
+
+    def weights(self, previous: Tensor, cond: Tensor) -> Tensor:
+        """(B*T, groups, taps) softmax kernel weights for previous (B, T, C, h, w) and cond (B, T, D)."""
+        b, t, c, h, w = previous.shape
+        logits = self.head(cond).float()
+        if self.context:
+            pooled = torch.nn.functional.adaptive_avg_pool2d(previous.float().reshape(b * t, c, h, w), self.context)
+            features = torch.cat([pooled.reshape(b, t, -1).to(cond.dtype), cond], dim=-1)
+            logits = logits + self.context_mlp(features).float()
+        return logits.view(b * t, self.groups, -1).softmax(dim=-1)
 
     def forward(self, previous: Tensor, cond: Tensor) -> Tensor:
         b, t, c, h, w = previous.shape
         r, g = self.radius, self.groups
         size = 2 * r + 1
-        kernels = self.head(cond).float().view(b * t, g, size * size).softmax(dim=-1)  # (BT, G, taps)
+        kernels = self.weights(previous, cond)  # (BT, G, taps)
         kernels = kernels.repeat_interleave(c // g, dim=1).view(b * t * c, 1, size, size)  # one per (sample, channel)
         x = previous.float().reshape(1, b * t * c, h, w)
         moved = torch.nn.functional.conv2d(x, kernels, padding=r, groups=b * t * c)  # (1, BTC, h, w)
@@ -202,7 +223,8 @@ class DiT(nn.Module):
         self.noise_embed = NoiseLevelEmbedder(c.dim)
         self.previous_embed = PatchEmbed(c.latent_channels, c.patch_size, c.dim) if c.previous_frame else None
         self.previous_noise_embed = NoiseLevelEmbedder(c.dim) if c.previous_frame else None
-        self.motion = MotionKernel(c.dim, c.latent_channels, c.motion_radius, c.motion_groups) if c.motion_radius else None
+        self.motion = MotionKernel(c.dim, c.latent_channels, c.motion_radius, c.motion_groups, c.motion_context) \
+            if c.motion_radius else None
         self.action_space = None if c.action_space is None else space_from_json(c.action_space)
         self.action_encoder = None if self.action_space is None else ActionEncoder(self.action_space, c.dim, c.action_substeps)
         self.rotary = Rotary3D(c.dim // c.heads, c.rope_theta_time, c.rope_theta_space)
