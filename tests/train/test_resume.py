@@ -76,3 +76,26 @@ def test_sigkilled_run_resumes_to_the_same_weights(task, store, vae_export, tmp_
     mb = torch.load(killed / "checkpoints" / "step_00000010" / "mp_rank_00_model_states.pt", weights_only=True)["module"]
     for key in ma:
         assert torch.equal(ma[key], mb[key]), key
+
+
+def test_a_model_field_added_since_the_checkpoint_counts_as_its_default(tmp_path):
+    # A checkpoint written before DiTConfig.motion_context existed resumes while the field keeps its default;
+    # asking for another value is another model.
+    import dataclasses
+
+    from worldsim.models.dit import DiTConfig
+    from worldsim.train.config import TrainConfig, field_defaults
+    from worldsim.train.engine import CheckpointError
+    from worldsim.train.resume import check_compatible, jsonable
+
+    cfg = TrainConfig(task="dit", data="x", vae="y")
+    current = dataclasses.asdict(DiTConfig(latent_channels=4))
+    saved = {k: v for k, v in jsonable(current).items() if k != "motion_context"}
+    meta = {"task": "dit", "model_config": saved, "config": jsonable(cfg.to_dict()), "zero_stage": 0}
+    check_compatible(meta, cfg, current, tmp_path, field_defaults(DiTConfig))  # no error
+    changed = dataclasses.asdict(DiTConfig(latent_channels=4, previous_frame=True, motion_radius=1, motion_context=2,
+                                           action_space={"type": "Discrete", "n": 2, "start": 0}))
+    with pytest.raises(CheckpointError, match="another model"):
+        check_compatible(meta, cfg, changed, tmp_path, field_defaults(DiTConfig))
+    with pytest.raises(CheckpointError, match="another model"):  # without the defaults, as strict as before
+        check_compatible(meta, cfg, current, tmp_path)

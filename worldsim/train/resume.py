@@ -16,10 +16,17 @@ def jsonable(value: Any) -> Any:
     return json.loads(json.dumps(value, default=str))
 
 
-def check_compatible(meta: dict[str, Any], cfg: TrainConfig, model_config: dict[str, Any], folder: Path) -> None:
-    """CheckpointError when `folder` holds another model, or a config that must not change on resume."""
+def check_compatible(meta: dict[str, Any], cfg: TrainConfig, model_config: dict[str, Any], folder: Path,
+                     model_defaults: dict[str, Any] | None = None) -> None:
+    """CheckpointError when `folder` holds another model, or a config that must not change on resume.
+
+    `model_defaults` (the model config class's field defaults): a field the checkpoint does not record, added to
+    the model since it was written, counts as its default, the behaviour the checkpoint was trained with."""
     model_config = jsonable(model_config)
-    if meta.get("task") != cfg.task or meta.get("model_config") != model_config:
+    saved = meta.get("model_config")
+    if isinstance(saved, dict) and model_defaults:
+        saved = {**{k: v for k, v in jsonable(model_defaults).items() if k in model_config}, **saved}
+    if meta.get("task") != cfg.task or saved != model_config:
         raise CheckpointError(
             f"checkpoint {folder} is from another model (task {meta.get('task')!r}, model config "
             f"{meta.get('model_config')}); this run builds task {cfg.task!r} with {model_config}"

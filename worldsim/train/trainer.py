@@ -30,7 +30,7 @@ from worldsim.spaces import space_to_json
 from worldsim.train import checkpoint as ckpt
 from worldsim.train import engine as eng
 from worldsim.train import resume
-from worldsim.train.config import TrainConfig
+from worldsim.train.config import TrainConfig, field_defaults
 from worldsim.train.ema import EMA
 from worldsim.train.engine import CheckpointError
 from worldsim.export import load_export
@@ -121,7 +121,8 @@ class Trainer:
 
         # Nothing is written before the checks above and this one pass.
         if resume_from is not None:
-            check_compatible(meta, cfg, self.task.export_meta()["model_config"], resume_from[0] / resume_from[1])
+            check_compatible(meta, cfg, self.task.export_meta()["model_config"], resume_from[0] / resume_from[1],
+                             field_defaults(type(self.task.model_config)))
             if self.ae_key is not None and meta.get("autoencoder_key") not in (None, self.ae_key):
                 raise CheckpointError(f"{resume_from[0] / resume_from[1]} was trained on the latents of another autoencoder "
                                       f"(its weights changed at {cfg.vae}); a DiT cannot continue on a new latent space: "
