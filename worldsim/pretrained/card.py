@@ -329,10 +329,17 @@ def model_card(name: str, work: Path) -> str:
         "## Evaluation", "",
         f"`worldsim eval checkpoint=worldsim/pretrained/{name} world={ev['world']} seeds={ev['seeds']} steps={ev['steps']} "
         f"...` (all arguments in scripts/train_pretrained.sh; full results in eval_results.json), "
-        f"{ev['sampling_steps']} denoising steps per latent frame, {ev['context_frames']} context latent frames at most.", "",
+        f"{ev['sampling_steps']} denoising steps per latent frame, {ev['context_frames']} latent frames of real context at "
+        f"reset, {_budget(ev)}.", "",
         *eval_tables(results), "",
     ]
     return "\n".join(lines)
+
+
+def _budget(ev: dict[str, Any]) -> str:
+    """The simulator context budget an evaluation ran with (results from before the setting existed used 16)."""
+    budget = ev.get("context_budget", 16)
+    return "the context budget the model trained on" if budget is None else f"a context budget of {budget} latent frames"
 
 
 def main(argv: list[str]) -> int:
