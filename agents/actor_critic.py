@@ -23,7 +23,7 @@ import torch
 from einops import rearrange
 from torch import Tensor, nn
 
-from worldsim.models.tagged import load_tagged, save_tagged
+from worldsim.models.tagged import load_tagged, save_tagged, strided_convs
 
 FORMAT = "worldsim-actor-critic-v1"  # written into the weights' metadata; checked on load
 
@@ -49,11 +49,7 @@ class ActorCritic(nn.Module):
     def __init__(self, cfg: ActorCriticNetConfig):
         super().__init__()
         self.cfg = cfg
-        layers: list[nn.Module] = []
-        c_in = 3
-        for c in cfg.channels:
-            layers += [nn.Conv2d(c_in, c, kernel_size=4, stride=2, padding=1), nn.SiLU()]
-            c_in = c
+        layers, c_in = strided_convs(3, cfg.channels)
         layers += [nn.AdaptiveAvgPool2d(cfg.pooled), nn.Flatten(),
                    nn.Linear(c_in * cfg.pooled**2, cfg.hidden), nn.SiLU()]
         self.torso = nn.Sequential(*layers)

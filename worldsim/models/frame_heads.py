@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor, nn
 
-from worldsim.models.tagged import load_tagged, save_tagged
+from worldsim.models.tagged import load_tagged, save_tagged, strided_convs
 
 FORMAT = "worldsim-frame-heads-v1"
 MAX_CLASSES = 16  # distinct reward values a store may hold
@@ -54,11 +54,7 @@ class FrameHeads(nn.Module):
     def __init__(self, cfg: FrameHeadsConfig) -> None:
         super().__init__()
         self.cfg = cfg
-        layers: list[nn.Module] = []
-        c_in = 6
-        for c in cfg.channels:
-            layers += [nn.Conv2d(c_in, c, kernel_size=4, stride=2, padding=1), nn.SiLU()]
-            c_in = c
+        layers, c_in = strided_convs(6, cfg.channels)  # previous and new frame stacked
         # max-pool: a small object anywhere in the frame (a ball over the zone) must survive the pooling
         layers += [nn.AdaptiveMaxPool2d(1), nn.Flatten(), nn.Linear(c_in, cfg.hidden), nn.SiLU()]
         self.torso = nn.Sequential(*layers)

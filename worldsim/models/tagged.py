@@ -1,5 +1,6 @@
-"""Small networks (the actor-critic, the frame reward model) as one safetensors file each: weights plus a
-format tag, the network's JSON config and JSON-able extras in the file's metadata. No pickle anywhere."""
+"""Small networks (the actor-critic, the frame reward model): the strided conv stack both start with, and
+each saved as one safetensors file: weights plus a format tag, the network's JSON config and JSON-able
+extras in the file's metadata. No pickle anywhere."""
 
 from __future__ import annotations
 
@@ -9,6 +10,15 @@ from typing import Any, Callable
 
 from safetensors.torch import load_file, save_file
 from torch import nn
+
+
+def strided_convs(in_channels: int, channels: tuple[int, ...] | list[int]) -> tuple[list[nn.Module], int]:
+    """Conv 4x4 stride 2 + SiLU per width in `channels` (each halves the frame); returns (layers, last width)."""
+    layers: list[nn.Module] = []
+    for c in channels:
+        layers += [nn.Conv2d(in_channels, c, kernel_size=4, stride=2, padding=1), nn.SiLU()]
+        in_channels = c
+    return layers, in_channels
 
 
 def save_tagged(path: str | os.PathLike, module: nn.Module, fmt: str, config: dict[str, Any],
