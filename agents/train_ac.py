@@ -14,7 +14,11 @@ style), then minimises
     L = -E[log pi(a_t|s_t) * A_t] + c_v E[(V(s_t) - G_t)^2] - c_H E[H(pi(.|s_t))]
 
 with lambda-returns G_t (`lambda_returns`) and advantages A_t = G_t - V(s_t) (normalised per batch
-unless `normalize_advantages=False`). Autoreset must be NEXT_STEP (Gymnasium's default and the
+unless `normalize_advantages=False`): one gradient step per rollout (A2C). With `epochs` > 1 each
+rollout is reused for `epochs` passes of `minibatches` steps under PPO's clipped objective
+(Schulman et al. 2017), `-E[min(rho A, clip(rho, 1 - eps, 1 + eps) A)]`, rho the new policy's
+probability of the action over the collecting one's: many more updates per collected step, which
+is what imagination (whose steps cost a DiT forward each) needs. Autoreset must be NEXT_STEP (Gymnasium's default and the
 simulator's): the step after an episode ends only resets, so it is masked out of the loss.
 """
 
@@ -46,12 +50,18 @@ class ActorCriticConfig:
     max_grad_norm: float = 1.0  # gradient clipping
     normalize_advantages: bool = True  # scale each batch's advantages to unit std (CleanRL), so sparse small rewards still move the policy
     seed: int = 0  # network init, action sampling and the envs' first reset
+    epochs: int = 1  # passes over each rollout: 1 is A2C (one step), > 1 PPO's clipped objective
+    minibatches: int = 1  # gradient steps per pass (PPO); the rollout's valid steps are split evenly
+    clip: float = 0.2  # PPO's ratio clip epsilon
     channels: tuple[int, ...] = (16, 32, 32)  # network conv widths (see ActorCriticNetConfig)
     hidden: int = 256  # network hidden width
 
     def __post_init__(self) -> None:
         if self.steps < 1 or self.horizon < 1:
             raise ValueError(f"steps and horizon must be >= 1, got steps={self.steps}, horizon={self.horizon}")
+        if self.epochs < 1 or self.minibatches < 1 or not 0 < self.clip < 1:
+            raise ValueError(f"epochs and minibatches must be >= 1 and clip in (0, 1), got epochs={self.epochs}, "
+                             f"minibatches={self.minibatches}, clip={self.clip}")
         if not (0 <= self.gamma <= 1 and 0 <= self.lam <= 1):
             raise ValueError(f"gamma and lam must lie in [0, 1], got gamma={self.gamma}, lam={self.lam}")
 
@@ -118,12 +128,18 @@ def train_actor_critic(envs: gym.vector.VectorEnv, cfg: ActorCriticConfig, net: 
     running = np.zeros(n_env)  # return of each sub-env's current episode
     history, episode_returns = [], []
     updates = -(-cfg.steps // (cfg.horizon * n_env))
+    ppo = cfg.epochs > 1 or cfg.minibatches > 1
     t0 = time.perf_counter()
     for update in range(updates):
         logps, ents, values, rewards, terms, truncs, valid = [], [], [], [], [], [], []
+        seen, taken = [], []  # PPO: the rollout's observations and actions, replayed in its passes
         for _ in range(cfg.horizon):
-            dist, value = net.dist(torch.as_tensor(obs))
+            with torch.set_grad_enabled(not ppo):
+                dist, value = net.dist(torch.as_tensor(obs))
             action = torch.multinomial(dist.probs.detach(), 1, generator=gen).squeeze(-1)  # (N,)
+            if ppo:
+                seen.append(torch.as_tensor(obs))
+                taken.append(action)
             obs, reward, term, trunc, _ = envs.step(action.numpy())
             logps.append(dist.log_prob(action))
             ents.append(dist.entropy())
@@ -149,15 +165,21 @@ def train_actor_critic(envs: gym.vector.VectorEnv, cfg: ActorCriticConfig, net: 
             mean = (adv * mask).sum() / n_valid
             std = (((adv - mean) ** 2 * mask).sum() / n_valid).sqrt()
             adv = (adv - mean) / (std + 1e-8)
-        policy_loss = -(torch.stack(logps) * adv * mask).sum() / n_valid
-        value_loss = ((V - G) ** 2 * mask).sum() / n_valid
-        entropy = (torch.stack(ents) * mask).sum() / n_valid
-        loss = policy_loss + cfg.value_coef * value_loss - cfg.entropy_coef * entropy
-        opt.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(net.parameters(), cfg.max_grad_norm)
-        opt.step()
-        loss, policy_loss, value_loss, entropy = (x.detach() for x in (loss, policy_loss, value_loss, entropy))
+        if ppo:
+            keep = mask.flatten().bool()
+            loss, policy_loss, value_loss, entropy = _ppo_passes(
+                net, opt, cfg, torch.stack(seen).flatten(0, 1)[keep], torch.stack(taken).flatten()[keep],
+                torch.stack(logps).flatten()[keep], adv.flatten()[keep], G.flatten()[keep], gen)
+        else:
+            policy_loss = -(torch.stack(logps) * adv * mask).sum() / n_valid
+            value_loss = ((V - G) ** 2 * mask).sum() / n_valid
+            entropy = (torch.stack(ents) * mask).sum() / n_valid
+            loss = policy_loss + cfg.value_coef * value_loss - cfg.entropy_coef * entropy
+            opt.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(net.parameters(), cfg.max_grad_norm)
+            opt.step()
+            loss, policy_loss, value_loss, entropy = (x.detach() for x in (loss, policy_loss, value_loss, entropy))
         row = {"update": update + 1, "step": (update + 1) * cfg.horizon * n_env, "loss": float(loss),
                "policy_loss": float(policy_loss), "value_loss": float(value_loss), "entropy": float(entropy),
                "reward_per_step": float((R * mask).sum() / n_valid)}
@@ -166,6 +188,34 @@ def train_actor_critic(envs: gym.vector.VectorEnv, cfg: ActorCriticConfig, net: 
             log(row)
     return TrainResult(net.eval(), history, episode_returns, updates * cfg.horizon * n_env,
                        time.perf_counter() - t0)
+
+
+def _ppo_passes(net: ActorCritic, opt: torch.optim.Optimizer, cfg: ActorCriticConfig, obs: torch.Tensor,
+                actions: torch.Tensor, old_logp: torch.Tensor, adv: torch.Tensor, returns: torch.Tensor,
+                gen: torch.Generator) -> tuple[torch.Tensor, ...]:
+    """`cfg.epochs` passes of `cfg.minibatches` clipped-objective steps over one rollout's valid steps.
+
+    Returns the last pass's mean (loss, policy loss, value loss, entropy), detached.
+    """
+    n = len(actions)
+    sums = torch.zeros(4)
+    for _ in range(cfg.epochs):
+        sums.zero_()
+        order = torch.randperm(n, generator=gen)
+        for part in order.chunk(min(cfg.minibatches, max(n, 1))):
+            dist, value = net.dist(obs[part])
+            ratio = (dist.log_prob(actions[part]) - old_logp[part]).exp()
+            a = adv[part]
+            policy_loss = -torch.min(ratio * a, ratio.clamp(1 - cfg.clip, 1 + cfg.clip) * a).mean()
+            value_loss = (value - returns[part]).pow(2).mean()
+            entropy = dist.entropy().mean()
+            loss = policy_loss + cfg.value_coef * value_loss - cfg.entropy_coef * entropy
+            opt.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(net.parameters(), cfg.max_grad_norm)
+            opt.step()
+            sums += torch.stack([loss, policy_loss, value_loss, entropy]).detach() * len(part) / n
+    return tuple(sums)
 
 
 class HoldAction(gym.Wrapper):

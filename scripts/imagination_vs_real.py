@@ -75,6 +75,8 @@ def main() -> None:
                    help="frame reward model (.safetensors, worldsim.models.frame_heads) instead of the DiT's heads")
     p.add_argument("--lr", type=float, default=3e-4)
     p.add_argument("--entropy-coef", type=float, default=0.001)
+    p.add_argument("--epochs", type=int, default=1, help="passes over each rollout: 1 is A2C, > 1 PPO's clipped objective")
+    p.add_argument("--minibatches", type=int, default=1, help="gradient steps per pass (with --epochs > 1)")
     p.add_argument("--normalize-advantages", action=argparse.BooleanOptionalAction, default=True,
                    help="scale each batch's advantages to unit std")
     p.add_argument("--eval-seeds", type=int, default=20)
@@ -100,7 +102,8 @@ def main() -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     cfg = ActorCriticConfig(steps=args.steps, horizon=args.horizon, lr=args.lr, entropy_coef=args.entropy_coef,
-                            normalize_advantages=args.normalize_advantages, seed=args.seed)
+                            normalize_advantages=args.normalize_advantages, seed=args.seed, epochs=args.epochs,
+                            minibatches=args.minibatches)
 
     def log(name: str):
         every = max(1, -(-args.steps // (args.horizon * args.num_envs)) // 10)

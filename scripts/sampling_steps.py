@@ -6,6 +6,10 @@ Runs the trainer's DiT validation (`worldsim.train.validation.DiTValidator`: nex
 rollout PSNR, action sensitivity, balls found) on the same held-out episodes the training used
 (spread over the store, as `holdout_episodes` picks them), once per sampling-step count. Prints a
 table and writes JSON.
+
+`--split both` also scores as many windows of the episodes the DiT trained on: a model that scores
+about the same on both is underfitting (more capacity or steps is the lever, not more data); one
+far better on its training episodes is overfitting (more data is).
 """
 
 from __future__ import annotations
@@ -35,6 +39,8 @@ def main() -> int:
     ap.add_argument("--steps", type=int, nargs="+", default=[1, 2, 4, 8])
     ap.add_argument("--windows", type=int, default=32)
     ap.add_argument("--holdout", nargs="*", type=int, default=None, help="held-out episodes (default: as training picks them)")
+    ap.add_argument("--split", choices=["holdout", "train", "both"], default="holdout",
+                    help="score held-out windows, windows of the training episodes, or both (the generalisation gap)")
     ap.add_argument("--out", default="bench_results/sampling_steps.json")
     args = ap.parse_args()
     torch.set_num_threads(1)
@@ -43,20 +49,23 @@ def main() -> int:
     with EpisodeStore.open(args.data, "r") as store:
         episodes = store.num_episodes
     holdout = args.holdout or holdout_episodes(episodes, None)
-    data = LatentWindowDataset(build_cache(args.data, ae, progress=False), args.data,
-                               num_latent_frames(meta.get("window", 17), ae.cfg.temporal_factor), holdout)
+    cache = build_cache(args.data, ae, progress=False)
+    frames = num_latent_frames(meta.get("window", 17), ae.cfg.temporal_factor)
+    splits = {"holdout": holdout, "train": [e for e in range(episodes) if e not in set(holdout)]}
     rows = []
-    for steps in args.steps:
-        val = DiTValidator(data, args.data, ValidationConfig(windows=args.windows, sample_steps=steps), ae,
-                           torch.device("cpu"), dit.config.action_space is not None)
-        t0 = time.perf_counter()
-        metrics = val(dit)
-        rows.append({"sampling_steps": steps, "seconds": time.perf_counter() - t0, **metrics})
-    keys = [k for k in ("next_psnr", "rollout_psnr", "ceiling_psnr", "latent_copy_psnr", "copy_psnr", "action_win", "balls_found", "rollout_balls_found")
+    for split in (["holdout", "train"] if args.split == "both" else [args.split]):
+        data = LatentWindowDataset(cache, args.data, frames, splits[split])
+        for steps in args.steps:
+            val = DiTValidator(data, args.data, ValidationConfig(windows=args.windows, sample_steps=steps), ae,
+                               torch.device("cpu"), dit.config.action_space is not None)
+            t0 = time.perf_counter()
+            metrics = val(dit)
+            rows.append({"split": split, "sampling_steps": steps, "seconds": time.perf_counter() - t0, **metrics})
+    keys = [k for k in ("tf_x0_mse", "next_psnr", "rollout_psnr", "ceiling_psnr", "latent_copy_psnr", "copy_psnr", "action_win", "balls_found", "rollout_balls_found")
             if k in rows[0]]
-    print(f"{'steps':>5s} " + " ".join(f"{k:>19s}" for k in keys))
+    print(f"{'split':>7s} {'steps':>5s} " + " ".join(f"{k:>19s}" for k in keys))
     for r in rows:
-        print(f"{r['sampling_steps']:5d} " + " ".join(f"{r[k]:19.3f}" for k in keys))
+        print(f"{r['split']:>7s} {r['sampling_steps']:5d} " + " ".join(f"{r[k]:19.4f}" for k in keys))
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps({"export": args.export, "holdout": holdout, "rows": rows}, indent=2))
     return 0

@@ -60,6 +60,9 @@ class ImagineConfig:
     reward_model: str = "dit"  # dit: the DiT's reward/termination heads | frames: a frame CNN trained each iteration (models.frame_heads)
     reward_model_steps: int = 1000  # frame model optimizer steps per iteration (reward_model=frames)
     agent_steps: int = 4096  # imagined agent steps per iteration (summed over sub-envs)
+    agent_epochs: int = 1  # passes over each imagined rollout: 1 is A2C, > 1 PPO's clipped objective (agents.train_ac)
+    agent_minibatches: int = 1  # gradient steps per pass (with agent_epochs > 1)
+    agent_entropy: float = 0.001  # the agent's entropy bonus weight
     num_envs: int = 8  # imagined worlds stepped as one batch
     imagination_horizon: int = 15  # steps of each imagined episode (DIAMOND: 15)
     sampling_steps: int = 1  # denoising steps per simulator step
@@ -71,7 +74,7 @@ class ImagineConfig:
 
     def __post_init__(self) -> None:
         for name in ("iterations", "collect_episodes", "max_episode_steps", "window", "batch_size", "agent_steps",
-                     "num_envs", "imagination_horizon", "sampling_steps", "context_frames", "reward_model_steps"):
+                     "agent_epochs", "agent_minibatches", "num_envs", "imagination_horizon", "sampling_steps", "context_frames", "reward_model_steps"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.world_model_steps < 0:
@@ -289,7 +292,9 @@ def _train_agent(cfg: ImagineConfig, export: str, store: Path, previous: str | N
                                reward_model=reward_model)
     try:
         bar = _bar(cfg, cfg.agent_steps, "agent in imagination")
-        result = train_actor_critic(envs, ActorCriticConfig(steps=cfg.agent_steps, seed=cfg.seed + i), net,
+        agent = ActorCriticConfig(steps=cfg.agent_steps, seed=cfg.seed + i, epochs=cfg.agent_epochs,
+                                  minibatches=cfg.agent_minibatches, entropy_coef=cfg.agent_entropy)
+        result = train_actor_critic(envs, agent, net,
                                     log=lambda row: bar.update(row["step"] - bar.n))
         bar.close()
     finally:

@@ -90,6 +90,19 @@ def test_learns_a_pixel_task_and_beats_random():
     assert random_return < 0.3 and trained > 0.7, (random_return, trained)
 
 
+def test_ppo_passes_learn_from_a_quarter_of_the_steps():
+    """epochs > 1: PPO's clipped passes over each rollout; the same task from 20 rollouts instead of 80."""
+    envs = gym.vector.SyncVectorEnv([Corridor for _ in range(8)])
+    cfg = ActorCriticConfig(steps=8 * 12 * 20, horizon=12, lr=2e-3, entropy_coef=0.01, gamma=0.9, channels=(8, 16),
+                            hidden=64, epochs=4, minibatches=4)
+    result = train_actor_critic(envs, cfg)
+    assert len(result.history) == 20 and all(np.isfinite(h["loss"]) for h in result.history)
+    trained = mean_return(ActorCriticAgent(result.net, spaces.Discrete(3), 1, seed=0))
+    assert trained > 0.7, trained
+    with pytest.raises(ValueError, match="epochs and minibatches"):
+        ActorCriticConfig(epochs=0)
+
+
 def test_trains_in_imagination_then_acts_in_the_real_world(tmp_path):
     export = make_export(tmp_path / "export")  # 16x16, Discrete(5) like the probe world's pusher, k = 2
     envs = WorldModelVectorEnv(2, export, real_env="probe", context_frames=1, sampling_steps=1, max_episode_steps=3)

@@ -137,6 +137,24 @@ def test_previous_frame_pathway_starts_as_a_no_op_and_reads_the_newest_cached_fr
     torch.testing.assert_close(cache.select([0, 2]).latents, inputs["x"][:, [0, 2]])
 
 
+def test_blocks_added_to_a_trained_model_start_as_the_identity():
+    """Deepening by warm start (`init_from` with a larger `depth`): the new blocks keep adaLN-Zero's init, whose
+    zero gates pass tokens through, so the deeper model predicts exactly what the shallower one did, then trains."""
+    shallow = _model(depth=2)
+    deep = build_dit("tiny", latent_channels=C, action_space=space_to_json(spaces.Discrete(N_ACTIONS)),
+                     action_substeps=K, reward_head=True, termination_head=True, depth=4).eval()
+    missing, unexpected = deep.load_state_dict(shallow.state_dict(), strict=False)
+    assert unexpected == [] and missing and all(n.startswith(("blocks.2.", "blocks.3.")) for n in missing)
+    inputs = _inputs(t=4)
+    a, b = deep(**inputs), shallow(**inputs)
+    for x, y in ((a.prediction, b.prediction), (a.reward, b.reward), (a.termination_logit, b.termination_logit)):
+        torch.testing.assert_close(x, y, atol=0, rtol=0)
+    deep.train()
+    deep(**inputs).prediction.square().mean().backward()
+    gate = deep.blocks[3].adaLN_modulation[-1].weight.grad
+    assert gate is not None and gate.abs().sum() > 0  # the new blocks' gates learn from the first step
+
+
 def test_motion_kernel_starts_near_the_identity_and_moves_the_previous_frame():
     from worldsim.models.dit import MotionKernel
 
