@@ -104,8 +104,10 @@ def test_digging_holds_the_button_and_placing_puts_a_block(env):
         before = env.step(ACTION_NAMES.index("look_down"))[0]  # 60 degrees down: the ground within reach
     dug = [env.step(ACTION_NAMES.index("dig"))[0] for _ in range(6)]
     assert mean_abs_diff(before, dug[-1]) > 1.0, "no cracks: the button went up between dig steps"
-    placed = env.step(ACTION_NAMES.index("place"))[0]
-    assert mean_abs_diff(dug[-1], placed) > 10.0
+    placed = [env.step(ACTION_NAMES.index("place"))[0]]
+    # the block is drawn at the game's next frame; on a loaded machine that can be a step or two after the click
+    placed += [env.step(ACTION_NAMES.index("noop"))[0] for _ in range(3)]
+    assert max(mean_abs_diff(dug[-1], frame) for frame in placed) > 10.0
 
 
 @needs_game
