@@ -18,8 +18,9 @@ unless `normalize_advantages=False`): one gradient step per rollout (A2C). With 
 rollout is reused for `epochs` passes of `minibatches` steps under PPO's clipped objective
 (Schulman et al. 2017), `-E[min(rho A, clip(rho, 1 - eps, 1 + eps) A)]`, rho the new policy's
 probability of the action over the collecting one's: many more updates per collected step, which
-is what imagination (whose steps cost a DiT forward each) needs. Autoreset must be NEXT_STEP (Gymnasium's default and the
-simulator's): the step after an episode ends only resets, so it is masked out of the loss.
+is what imagination (whose steps cost a DiT forward each) needs. Autoreset must be NEXT_STEP
+(Gymnasium's default and the simulator's): the step after an episode ends only resets, so it is
+masked out of the loss.
 """
 
 from __future__ import annotations
@@ -174,12 +175,8 @@ def train_actor_critic(envs: gym.vector.VectorEnv, cfg: ActorCriticConfig, net: 
             policy_loss = -(torch.stack(logps) * adv * mask).sum() / n_valid
             value_loss = ((V - G) ** 2 * mask).sum() / n_valid
             entropy = (torch.stack(ents) * mask).sum() / n_valid
-            loss = policy_loss + cfg.value_coef * value_loss - cfg.entropy_coef * entropy
-            opt.zero_grad()
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(net.parameters(), cfg.max_grad_norm)
-            opt.step()
-            loss, policy_loss, value_loss, entropy = (x.detach() for x in (loss, policy_loss, value_loss, entropy))
+            loss = _step(net, opt, cfg, policy_loss, value_loss, entropy)
+            policy_loss, value_loss, entropy = (x.detach() for x in (policy_loss, value_loss, entropy))
         row = {"update": update + 1, "step": (update + 1) * cfg.horizon * n_env, "loss": float(loss),
                "policy_loss": float(policy_loss), "value_loss": float(value_loss), "entropy": float(entropy),
                "reward_per_step": float((R * mask).sum() / n_valid)}
@@ -199,23 +196,32 @@ def _ppo_passes(net: ActorCritic, opt: torch.optim.Optimizer, cfg: ActorCriticCo
     """
     n = len(actions)
     sums = torch.zeros(4)
+    if n == 0:  # every step of the rollout only reset its sub-env: nothing to learn from
+        return tuple(sums)
     for _ in range(cfg.epochs):
         sums.zero_()
         order = torch.randperm(n, generator=gen)
-        for part in order.chunk(min(cfg.minibatches, max(n, 1))):
+        for part in order.chunk(min(cfg.minibatches, n)):
             dist, value = net.dist(obs[part])
             ratio = (dist.log_prob(actions[part]) - old_logp[part]).exp()
             a = adv[part]
             policy_loss = -torch.min(ratio * a, ratio.clamp(1 - cfg.clip, 1 + cfg.clip) * a).mean()
             value_loss = (value - returns[part]).pow(2).mean()
             entropy = dist.entropy().mean()
-            loss = policy_loss + cfg.value_coef * value_loss - cfg.entropy_coef * entropy
-            opt.zero_grad()
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(net.parameters(), cfg.max_grad_norm)
-            opt.step()
-            sums += torch.stack([loss, policy_loss, value_loss, entropy]).detach() * len(part) / n
+            loss = _step(net, opt, cfg, policy_loss, value_loss, entropy)
+            sums += torch.stack([loss, policy_loss.detach(), value_loss.detach(), entropy.detach()]) * len(part) / n
     return tuple(sums)
+
+
+def _step(net: ActorCritic, opt: torch.optim.Optimizer, cfg: ActorCriticConfig, policy_loss: torch.Tensor,
+          value_loss: torch.Tensor, entropy: torch.Tensor) -> torch.Tensor:
+    """One optimizer step on the weighted loss (gradients clipped); returns the loss, detached."""
+    loss = policy_loss + cfg.value_coef * value_loss - cfg.entropy_coef * entropy
+    opt.zero_grad()
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(net.parameters(), cfg.max_grad_norm)
+    opt.step()
+    return loss.detach()
 
 
 class HoldAction(gym.Wrapper):

@@ -74,7 +74,8 @@ class ImagineConfig:
 
     def __post_init__(self) -> None:
         for name in ("iterations", "collect_episodes", "max_episode_steps", "window", "batch_size", "agent_steps",
-                     "agent_epochs", "agent_minibatches", "num_envs", "imagination_horizon", "sampling_steps", "context_frames", "reward_model_steps"):
+                     "agent_epochs", "agent_minibatches", "num_envs", "imagination_horizon", "sampling_steps",
+                     "context_frames", "reward_model_steps"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.world_model_steps < 0:
@@ -294,8 +295,7 @@ def _train_agent(cfg: ImagineConfig, export: str, store: Path, previous: str | N
         bar = _bar(cfg, cfg.agent_steps, "agent in imagination")
         agent = ActorCriticConfig(steps=cfg.agent_steps, seed=cfg.seed + i, epochs=cfg.agent_epochs,
                                   minibatches=cfg.agent_minibatches, entropy_coef=cfg.agent_entropy)
-        result = train_actor_critic(envs, agent, net,
-                                    log=lambda row: bar.update(row["step"] - bar.n))
+        result = train_actor_critic(envs, agent, net, log=lambda row: bar.update(row["step"] - bar.n))
         bar.close()
     finally:
         envs.close()
