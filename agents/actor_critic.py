@@ -36,11 +36,14 @@ class ActorCriticNetConfig:
     channels: tuple[int, ...] = (16, 32, 32)  # conv widths; each conv halves the frame (stride 2)
     pooled: int = 4  # the torso's output is average-pooled to pooled x pooled, so any frame size works
     hidden: int = 256  # width of the shared layer in front of the two heads
+    unimix: float = 0.0  # the policy is (1 - unimix) softmax(logits) + unimix / num_actions (DreamerV3: 0.01)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "num_actions", int(self.num_actions))  # a numpy int (space.n) would not save as JSON
         if self.num_actions < 1 or not self.channels or self.pooled < 1 or self.hidden < 1:
             raise ValueError(f"invalid actor-critic network config {self}")
+        if not 0.0 <= self.unimix < 1.0:
+            raise ValueError(f"unimix must lie in [0, 1), got {self.unimix}")
 
 
 class ActorCritic(nn.Module):
@@ -69,10 +72,18 @@ class ActorCritic(nn.Module):
         h = self.torso(x)  # (N, hidden)
         return self.policy(h), self.value(h).squeeze(-1)
 
+    def probs(self, logits: Tensor) -> Tensor:
+        """The policy's action probabilities (N, A) for `logits` (N, A): the softmax mixed with the uniform."""
+        probs = logits.softmax(-1)
+        u = self.cfg.unimix
+        return probs if u == 0 else (1 - u) * probs + u / probs.shape[-1]
+
     def dist(self, obs: Tensor) -> tuple[torch.distributions.Categorical, Tensor]:
         """The policy's action distribution over a batch (N,) and the values (N,)."""
         logits, value = self(obs)
-        return torch.distributions.Categorical(logits=logits), value
+        if self.cfg.unimix == 0:
+            return torch.distributions.Categorical(logits=logits), value
+        return torch.distributions.Categorical(probs=self.probs(logits)), value
 
 
 def num_discrete_actions(space: gymnasium.Space) -> int:
@@ -133,7 +144,7 @@ class ActorCriticAgent:
         logits, _ = self.net(torch.as_tensor(np.asarray(obs)))
         if self.greedy:
             return logits.argmax(-1).numpy().astype(np.int64)
-        probs = torch.softmax(logits.double(), -1).numpy()  # (N, A); float64 so each row sums to 1 for numpy
+        probs = self.net.probs(logits.double()).numpy()  # (N, A); float64 so each row sums to 1 for numpy
         return np.array([rng.choice(len(p), p=p / p.sum()) for rng, p in zip(self._rngs, probs)], np.int64)
 
     def reset(self, mask: np.ndarray, seeds: list[int | None] | None = None) -> None:

@@ -56,6 +56,7 @@ class ActorCriticConfig:
     clip: float = 0.2  # PPO's ratio clip epsilon
     channels: tuple[int, ...] = (16, 32, 32)  # network conv widths (see ActorCriticNetConfig)
     hidden: int = 256  # network hidden width
+    unimix: float = 0.0  # share of the uniform policy mixed into the network's (ActorCriticNetConfig.unimix)
 
     def __post_init__(self) -> None:
         if self.steps < 1 or self.horizon < 1:
@@ -119,7 +120,7 @@ def train_actor_critic(envs: gym.vector.VectorEnv, cfg: ActorCriticConfig, net: 
     n_env = envs.num_envs
     n_act = num_discrete_actions(envs.single_action_space)
     torch.manual_seed(cfg.seed)
-    net = net or ActorCritic(ActorCriticNetConfig(n_act, cfg.channels, hidden=cfg.hidden))
+    net = net or ActorCritic(ActorCriticNetConfig(n_act, cfg.channels, hidden=cfg.hidden, unimix=cfg.unimix))
     net.train()
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr, eps=1e-5)
     gen = torch.Generator().manual_seed(cfg.seed)

@@ -6,6 +6,10 @@
 Prints the reward's reliability (predicted mean per real value), its per-action bias (what a policy
 trained in imagination would exploit) and the termination head's rates; writes the full report as JSON
 (`worldsim.eval.calibration`). Default episodes: the ones training holds out by default.
+
+With `--held-actions H` it also plays each action held for H decisions, and a random policy, in
+imagination and in the real world, and prints both returns (`worldsim.eval.held_actions`): the bias
+as an agent trained in imagination meets it, on generated frames rather than real ones.
 """
 
 from __future__ import annotations
@@ -27,6 +31,10 @@ def main() -> None:
     p.add_argument("--episodes", type=int, nargs="*", default=None, help="episode indices (default: held-out ones)")
     p.add_argument("--out", default=None, help="JSON report path")
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--held-actions", type=int, default=0, metavar="H",
+                   help="also compare imagined and real returns of each action held H decisions (0: skip)")
+    p.add_argument("--num-envs", type=int, default=32, help="imagined episodes per held action")
+    p.add_argument("--real-episodes", type=int, default=32, help="real episodes per held action")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     names = None
@@ -56,10 +64,45 @@ def main() -> None:
         fmt = lambda v: "n/a" if v is None else f"{v:.2f}"  # noqa: E731
         print(f"termination: real rate {t['real_rate']:.4f}, predicted {t['predicted_rate']:.4f}, "
               f"precision {fmt(t['precision'])}, recall {fmt(t['recall'])}")
+    if args.held_actions:
+        r["held_actions"] = held_actions(args, names)
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps(r, indent=1))
         print(f"wrote {args.out}")
+
+
+def held_actions(args: argparse.Namespace, names: list[str] | None) -> dict:
+    """`worldsim.eval.held_actions` on the export, its store's context and the real world it imitates."""
+    from worldsim.agents.train_ac import HoldAction
+    from worldsim.envs import REAL_ENVS, make_real_env
+    from worldsim.eval.held_actions import held_action_report
+    from worldsim.sim.vector_env import WorldModelVectorEnv
+
+    with EpisodeStore.open(args.store, "r") as store:
+        world = next((n for n, gid in REAL_ENVS.items() if gid == store.env_id), None)
+        size = store.frame_size
+    if world is None:
+        raise SystemExit(f"{args.store} records {store.env_id}, not a real world that runs here")
+    envs = WorldModelVectorEnv(args.num_envs, args.checkpoint, dataset=args.store, sampling_steps=1,
+                               max_episode_steps=args.held_actions)
+    env = HoldAction(make_real_env(world, size=size), hold=envs.sim.k)
+    try:
+        r = held_action_report(envs, env, args.held_actions, args.real_episodes, action_names=names,
+                               progress=lambda name: print(f"  held action: {name}", flush=True))
+    finally:
+        envs.close()
+        env.close()
+    print(f"held actions, {args.held_actions} decisions of k={envs.sim.k} frames: imagined against real return "
+          f"(imagined mean per step {r['imagined_mean_per_step']:+.4f})")
+    print(f"  {'script':>16} {'imagined':>9} {'95% interval':>16} {'real':>8} {'95% interval':>16} {'ended: im / real':>17}")
+    for name, row in r["scripts"].items():
+        im, re = row["imagined"], row["real"]
+        real = (f"{re['return']['mean']:>+8.3f} [{re['return']['ci95'][0]:+.2f}, {re['return']['ci95'][1]:+.2f}]"
+                if re["return"] else f"{'n/a':>8} {'':>16}")
+        print(f"  {name:>16} {im['return']['mean']:>+9.3f} [{im['return']['ci95'][0]:+.2f}, {im['return']['ci95'][1]:+.2f}] "
+              f"{real} {im['terminated']:>8.2f} / {re['terminated'] if re['terminated'] is not None else float('nan'):.2f}")
+    return r
 
 
 if __name__ == "__main__":

@@ -77,9 +77,12 @@ def main() -> None:
     p.add_argument("--entropy-coef", type=float, default=0.001)
     p.add_argument("--epochs", type=int, default=1, help="passes over each rollout: 1 is A2C, > 1 PPO's clipped objective")
     p.add_argument("--minibatches", type=int, default=1, help="gradient steps per pass (with --epochs > 1)")
+    p.add_argument("--unimix", type=float, default=0.0,
+                   help="share of the uniform policy mixed into the agent's (DreamerV3's unimix, which uses 0.01)")
     p.add_argument("--normalize-advantages", action=argparse.BooleanOptionalAction, default=True,
                    help="scale each batch's advantages to unit std")
-    p.add_argument("--eval-seeds", type=int, default=20)
+    p.add_argument("--eval-seeds", type=int, default=100,
+                   help="real evaluation episodes per agent (20 gave intervals too wide to separate Crafter agents)")
     p.add_argument("--eval-frames", type=int, default=500, help="real frames per evaluation episode at most")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2)
@@ -103,7 +106,7 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     cfg = ActorCriticConfig(steps=args.steps, horizon=args.horizon, lr=args.lr, entropy_coef=args.entropy_coef,
                             normalize_advantages=args.normalize_advantages, seed=args.seed, epochs=args.epochs,
-                            minibatches=args.minibatches)
+                            minibatches=args.minibatches, unimix=args.unimix)
 
     def log(name: str):
         every = max(1, -(-args.steps // (args.horizon * args.num_envs)) // 10)

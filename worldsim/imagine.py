@@ -63,6 +63,7 @@ class ImagineConfig:
     agent_epochs: int = 1  # passes over each imagined rollout: 1 is A2C, > 1 PPO's clipped objective (agents.train_ac)
     agent_minibatches: int = 1  # gradient steps per pass (with agent_epochs > 1)
     agent_entropy: float = 0.001  # the agent's entropy bonus weight
+    agent_unimix: float = 0.0  # share of the uniform policy mixed into the agent's (DreamerV3: 0.01)
     num_envs: int = 8  # imagined worlds stepped as one batch
     imagination_horizon: int = 15  # steps of each imagined episode (DIAMOND: 15)
     sampling_steps: int = 1  # denoising steps per simulator step
@@ -294,7 +295,8 @@ def _train_agent(cfg: ImagineConfig, export: str, store: Path, previous: str | N
     try:
         bar = _bar(cfg, cfg.agent_steps, "agent in imagination")
         agent = ActorCriticConfig(steps=cfg.agent_steps, seed=cfg.seed + i, epochs=cfg.agent_epochs,
-                                  minibatches=cfg.agent_minibatches, entropy_coef=cfg.agent_entropy)
+                                  minibatches=cfg.agent_minibatches, entropy_coef=cfg.agent_entropy,
+                                  unimix=cfg.agent_unimix)
         result = train_actor_critic(envs, agent, net, log=lambda row: bar.update(row["step"] - bar.n))
         bar.close()
     finally:

@@ -152,6 +152,31 @@ def test_weights_round_trip_and_bad_files(tmp_path):
         load_actor_critic(tmp_path / "other.safetensors")
 
 
+def test_unimix_keeps_every_action_possible_and_travels_with_the_weights(tmp_path):
+    """DreamerV3's unimix: the policy is (1 - u) softmax + u / A, in training, acting and after a reload."""
+    torch.manual_seed(2)
+    net = ActorCritic(ActorCriticNetConfig(17, (8,), hidden=16, unimix=0.3))
+    with torch.no_grad():
+        net.policy.bias.copy_(torch.arange(17.0) * 20)  # softmax puts all its mass on action 16
+    obs = torch.randint(0, 256, (3, 32, 32, 3), dtype=torch.uint8)
+    dist, _ = net.dist(obs)
+    assert torch.allclose(dist.probs.sum(-1), torch.ones(3))
+    assert torch.allclose(dist.probs[:, :16], torch.full((3, 16), 0.3 / 17), atol=1e-6)
+    assert torch.allclose(dist.probs[:, 16], torch.full((3,), 0.7 + 0.3 / 17))
+    plain = ActorCritic(ActorCriticNetConfig(17, (8,), hidden=16))
+    plain.load_state_dict(net.state_dict())
+    assert plain.dist(obs)[0].probs[:, :16].max() < 1e-6  # without unimix the other actions vanish
+    path = tmp_path / "ac.safetensors"
+    save_actor_critic(path, net)
+    loaded = load_actor_critic(path)[0]
+    assert loaded.cfg.unimix == 0.3
+    agent = ActorCriticAgent(loaded, spaces.Discrete(17), 1, seed=0)
+    acts = np.array([agent.act(obs[:1].numpy())[0] for _ in range(400)])
+    assert 0.2 < (acts != 16).mean() < 0.36  # 16 of 17 uniform shares: 0.28
+    with pytest.raises(ValueError, match="unimix"):
+        ActorCriticNetConfig(17, unimix=1.0)
+
+
 def test_real_vector_env_holds_actions():
     envs = real_vector_env("probe", 2, hold=3, size=16, max_episode_steps=7)
     obs, _ = envs.reset(seed=0)
