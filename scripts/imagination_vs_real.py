@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from worldsim.agents.actor_critic import ActorCriticAgent, save_actor_critic
+from worldsim.agents.actor_critic import ActorCriticAgent, load_actor_critic, save_actor_critic
 from worldsim.agents.random import RandomAgent
 from worldsim.agents.train_ac import ActorCriticConfig, TrainResult, real_vector_env, train_actor_critic
 from worldsim.envs import REAL_ENVS, make_real_env
@@ -59,6 +59,36 @@ def summarise(result: TrainResult) -> dict[str, Any]:
             "history": result.history}
 
 
+def train_both(args: argparse.Namespace, cfg: ActorCriticConfig, checkpoint: Path, world: str, dataset: str | None,
+               store_frames: int | None, out: Path, log: Any) -> tuple[int, tuple[int, int], dict[str, Any], dict[str, Any]]:
+    """Train the agent in imagination, then one in the real world at the simulator's real budget; save both.
+
+    Returns (k, frame size, the two networks, their training summaries).
+    """
+    sim = WorldModelVectorEnv(args.num_envs, checkpoint, dataset=dataset, real_env=None if dataset else world,
+                              sampling_steps=args.sampling_steps, context_frames=args.context_frames,
+                              max_episode_steps=args.imagination_horizon, reward_model=args.reward_model)
+    k, size = sim.sim.k, sim.sim.frame_size
+    print(f"imagination: {checkpoint} (k={k}, {size[0]}x{size[1]}), context from "
+          f"{dataset or 'the live ' + world + ' world'}; {args.steps} steps", flush=True)
+    imagined = train_actor_critic(sim, cfg, log=log("imagination"))
+    sim.close()
+    save_actor_critic(out / "imagination.safetensors", imagined.net, {"trained_in": "imagination", "steps": imagined.steps,
+                                                                     "checkpoint": str(checkpoint)})
+
+    # The real-world agent gets the real-world budget behind the simulator: the frames of its training store
+    # (what DIAMOND's Atari 100k comparison holds equal), in decisions of k frames; --real-steps overrides.
+    real_steps = args.real_steps or (-(-store_frames // k) if store_frames else args.steps)
+    print(f"real: {world}, actions held {k} frames; {real_steps} steps ({real_steps * k} real frames)", flush=True)
+    real_envs = real_vector_env(world, args.num_envs, hold=k, size=size)
+    real = train_actor_critic(real_envs, ActorCriticConfig(**{**cfg.__dict__, "steps": real_steps}), log=log("real"))
+    real_envs.close()
+    save_actor_critic(out / "real.safetensors", real.net, {"trained_in": world, "steps": real.steps})
+
+    return k, size, {"imagination": imagined.net, "real": real.net}, {"imagination": summarise(imagined),
+                                                                      "real": summarise(real)}
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--checkpoint", default="worldsim/pretrained/crafter", help="simulator export folder")
@@ -89,6 +119,10 @@ def main() -> None:
     p.add_argument("--out", default="runs/imagination_vs_real", help="folder for JSON and weights")
     p.add_argument("--real-steps", type=int, default=None, help="steps of the real-world agent (default: the "
                    "simulator's training-store frames / k, the same real-world budget)")
+    p.add_argument("--rescore", action="store_true", help="train nothing: score the agents of an earlier run in "
+                   "--out (its imagination.safetensors, real.safetensors and results.json) on the evaluation seeds")
+    p.add_argument("--first-eval-seed", type=int, default=None, help="first real evaluation seed (default: "
+                   "10000 + 1000 * seed)")
     p.add_argument("--docs-json", default=None, help="also write the summary here (e.g. docs/imagination/crafter.json)")
     args = p.parse_args()
 
@@ -117,46 +151,38 @@ def main() -> None:
                       f"entropy {row['entropy']:.2f}  reward/step {row['reward_per_step']:+.4f}", flush=True)
         return f
 
-    sim = WorldModelVectorEnv(args.num_envs, checkpoint, dataset=dataset, real_env=None if dataset else world,
-                              sampling_steps=args.sampling_steps, context_frames=args.context_frames,
-                              max_episode_steps=args.imagination_horizon, reward_model=args.reward_model)
-    k, size = sim.sim.k, sim.sim.frame_size
-    print(f"imagination: {checkpoint} (k={k}, {size[0]}x{size[1]}), context from "
-          f"{dataset or 'the live ' + world + ' world'}; {args.steps} steps", flush=True)
-    imagined = train_actor_critic(sim, cfg, log=log("imagination"))
-    sim.close()
-    save_actor_critic(out / "imagination.safetensors", imagined.net, {"trained_in": "imagination", "steps": imagined.steps,
-                                                                     "checkpoint": str(checkpoint)})
-
-    # The real-world agent gets the real-world budget behind the simulator: the frames of its training store
-    # (what DIAMOND's Atari 100k comparison holds equal), in decisions of k frames; --real-steps overrides.
     store_frames = None
     if dataset:
         from worldsim.data.store import EpisodeStore
 
         with EpisodeStore.open(dataset) as s:
             store_frames = s.num_frames
-    real_steps = args.real_steps or (-(-store_frames // k) if store_frames else args.steps)
-    print(f"real: {world}, actions held {k} frames; {real_steps} steps ({real_steps * k} real frames)", flush=True)
-    real_envs = real_vector_env(world, args.num_envs, hold=k, size=size)
-    real = train_actor_critic(real_envs, ActorCriticConfig(**{**cfg.__dict__, "steps": real_steps}), log=log("real"))
-    real_envs.close()
-    save_actor_critic(out / "real.safetensors", real.net, {"trained_in": world, "steps": real.steps})
+    if args.rescore:  # the agents of an earlier run in --out, scored again (e.g. on more or fresh seeds)
+        if not (out / "results.json").exists():
+            raise SystemExit(f"--rescore: no earlier run in {out} (no results.json there)")
+        previous = json.loads((out / "results.json").read_text())
+        k, size = previous["k"], tuple(previous["frame_size"])
+        nets = {name: load_actor_critic(out / f"{name}.safetensors")[0] for name in ("imagination", "real")}
+        trained = {name: previous["agents"][name]["training"] for name in nets}
+        print(f"re-scoring the agents in {out} (trained {trained['imagination']['steps']} imagined and "
+              f"{trained['real']['steps']} real steps)", flush=True)
+    else:
+        k, size, nets, trained = train_both(args, cfg, checkpoint, world, dataset, store_frames, out, log)
 
-    seeds = [10_000 + args.seed * 1000 + i for i in range(args.eval_seeds)]
+    first = 10_000 + args.seed * 1000 if args.first_eval_seed is None else args.first_eval_seed
+    seeds = [first + i for i in range(args.eval_seeds)]
     space = make_real_env(world, size=size).action_space
     agents = {"random": (RandomAgent(space, 1, seed=args.seed), None),
-              "imagination": (ActorCriticAgent(imagined.net, space, 1, seed=args.seed), imagined),
-              "real": (ActorCriticAgent(real.net, space, 1, seed=args.seed), real)}
+              **{name: (ActorCriticAgent(net, space, 1, seed=args.seed), trained[name]) for name, net in nets.items()}}
     rows: dict[str, Any] = {}
-    for name, (agent, trained) in agents.items():
+    for name, (agent, training) in agents.items():
         t0 = time.perf_counter()
         scored = evaluate_agent(world, agent, seeds, args.eval_frames, k, size[0])
         returns, lengths = scored["returns"], scored["lengths"]
         rows[name] = {"real_return": {**mean_ci95(returns), "n": len(returns)}, "returns": returns,
                       "episode_frames": lengths, "mean_episode_frames": float(np.mean(lengths)),
                       "eval_seconds": time.perf_counter() - t0,
-                      "training": None if trained is None else summarise(trained)}
+                      "training": training}
         if "score" in scored:
             rows[name]["score"], rows[name]["success"] = scored["score"], scored["success"]
         elif world == "probe-push":  # the task pays 1 on success and ends: success is a return above 0
@@ -193,8 +219,8 @@ def main() -> None:
                              **({"success": row["success"]} if "success" in row else {}),
                              "return": {"mean": row["real_return"]["mean"], "ci95": row["real_return"]["ci95"]},
                              "episodes": len(row["returns"]),
-                             "env_steps": {"random": 0, "imagination": store_frames, "real": real.steps * k}[name],
-                             "imagined_steps": imagined.steps if name == "imagination" else 0,
+                             "env_steps": {"random": 0, "imagination": store_frames, "real": trained["real"]["steps"] * k}[name],
+                             "imagined_steps": trained["imagination"]["steps"] if name == "imagination" else 0,
                              "eval_env_steps": int(sum(row["episode_frames"]))}
                       for name, row in rows.items()}}
         Path(args.docs_json).parent.mkdir(parents=True, exist_ok=True)

@@ -212,3 +212,18 @@ def test_imagination_vs_real_script_runs_end_to_end(tmp_path):
     agent = make_policy("actor_critic", spaces.Discrete(5), 1, weights=out / "imagination.safetensors")
     assert agent.act(np.zeros((1, 16, 16, 3), np.uint8)).shape == (1,)
     assert "AC in imagination" in done.stdout
+    weights = (out / "imagination.safetensors").read_bytes()
+    again = subprocess.run([sys.executable, str(script), "--checkpoint", str(export), "--world", "probe", "--rescore",
+                            "--eval-seeds", "3", "--first-eval-seed", "500", "--eval-frames", "6", "--threads", "1",
+                            "--out", str(out), "--docs-json", str(tmp_path / "docs.json")],
+                           capture_output=True, text=True, timeout=120)
+    assert again.returncode == 0, again.stderr
+    rescored = json.loads((out / "results.json").read_text())
+    assert rescored["eval_seeds"] == [500, 501, 502] and (out / "imagination.safetensors").read_bytes() == weights
+    assert all(len(row["returns"]) == 3 for row in rescored["agents"].values())
+    assert rescored["agents"]["imagination"]["training"] == report["agents"]["imagination"]["training"]
+    docs = json.loads((tmp_path / "docs.json").read_text())
+    assert docs["imagination"]["episodes"] == 3 and docs["imagination"]["imagined_steps"] == 16
+    missing = subprocess.run([sys.executable, str(script), "--checkpoint", str(export), "--world", "probe", "--rescore",
+                              "--out", str(tmp_path / "none")], capture_output=True, text=True, timeout=120)
+    assert missing.returncode != 0 and "no earlier run" in missing.stderr
