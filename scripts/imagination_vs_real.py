@@ -157,6 +157,7 @@ def main() -> None:
 
         with EpisodeStore.open(dataset) as s:
             store_frames = s.num_frames
+    previous = None
     if args.rescore:  # the agents of an earlier run in --out, scored again (e.g. on more or fresh seeds)
         if not (out / "results.json").exists():
             raise SystemExit(f"--rescore: no earlier run in {out} (no results.json there)")
@@ -207,6 +208,8 @@ def main() -> None:
         print(line)
     report = {"checkpoint": str(checkpoint), "world": world, "dataset": dataset, "k": k, "frame_size": list(size),
               "args": vars(args), "config": {**cfg.__dict__, "channels": list(cfg.channels)}, "eval_seeds": seeds,
+              **({"args": previous["args"], "config": previous["config"], "rescored_with": vars(args)}
+                 if args.rescore else {}),
               "machine": {"platform": platform.platform(), "cpus": torch.get_num_threads(),
                           "cuda": torch.cuda.is_available()},
               "agents": rows}
@@ -214,7 +217,7 @@ def main() -> None:
     print(f"\nwrote {out / 'results.json'}")
     if args.docs_json:
         summary = {"world": world, "checkpoint": str(checkpoint), "reward_model": args.reward_model,
-                   "machine": report["machine"], "eval_seeds": seeds,
+                   "machine": report["machine"], "eval_seeds": seeds, "agent_config": report["config"],
                    **{name: {**({"score": {"mean": row["score"]["mean"], "ci95": row["score"]["ci95"]}} if "score" in row else {}),
                              **({"success": row["success"]} if "success" in row else {}),
                              "return": {"mean": row["real_return"]["mean"], "ci95": row["real_return"]["ci95"]},

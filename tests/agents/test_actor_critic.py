@@ -222,6 +222,7 @@ def test_imagination_vs_real_script_runs_end_to_end(tmp_path):
     assert rescored["eval_seeds"] == [500, 501, 502] and (out / "imagination.safetensors").read_bytes() == weights
     assert all(len(row["returns"]) == 3 for row in rescored["agents"].values())
     assert rescored["agents"]["imagination"]["training"] == report["agents"]["imagination"]["training"]
+    assert rescored["args"] == report["args"] and rescored["rescored_with"]["first_eval_seed"] == 500
     docs = json.loads((tmp_path / "docs.json").read_text())
     assert docs["imagination"]["episodes"] == 3 and docs["imagination"]["imagined_steps"] == 16
     missing = subprocess.run([sys.executable, str(script), "--checkpoint", str(export), "--world", "probe", "--rescore",
