@@ -215,6 +215,17 @@ def main() -> None:
               "agents": rows}
     (out / "results.json").write_text(json.dumps(report, indent=1))
     print(f"\nwrote {out / 'results.json'}")
+    plots = [out / "success.png"] + ([Path(args.docs_json).with_name(Path(args.docs_json).stem + "_success.png")]
+                                     if args.docs_json else [])
+    if world == "crafter":
+        from worldsim.eval.crafter_score import success_plot
+
+        for path in plots:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            success_plot(path, {name: {"success": row["success"], "episodes": len(row["returns"])}
+                                for name, row in rows.items()},
+                         f"Crafter, {len(seeds)} real episodes: achievement success by agent")
+            print(f"wrote {path}")
     if args.docs_json:
         summary = {"world": world, "checkpoint": str(checkpoint), "reward_model": args.reward_model,
                    "machine": report["machine"], "eval_seeds": seeds, "agent_config": report["config"],

@@ -27,7 +27,7 @@ def test_the_loop_collects_trains_imagines_scores_and_resumes(tmp_path):
     assert first["random"]["episodes"] == 2 and first["imagination"]["episodes"] == 2
     assert set(first["imagination"]["return"]) == {"mean", "ci95"}
     assert json.loads((out / "results.json").read_text())["per_iteration"][0]["iteration"] == 1
-    assert list((out / "tensorboard").iterdir())
+    assert list((out / "tensorboard").iterdir()) and (out / "return_per_iteration.png").exists()
     stamp = (out / "agent_1.safetensors").stat().st_mtime_ns
 
     # Asking for more iterations resumes: iteration 1 is kept, iteration 2 collects with its agent and continues

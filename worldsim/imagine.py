@@ -181,7 +181,33 @@ def run_imagine(cfg: ImagineConfig, log: Callable[[str], None] = print) -> dict[
         writer.close()
     results = _results(cfg, state)
     (out / "results.json").write_text(json.dumps(results, indent=1))
+    plot_iterations(results, out)
     return results
+
+
+def plot_iterations(results: dict[str, Any], folder: str | Path) -> list[Path]:
+    """PNGs of the real score, return and success per loop iteration (random as a flat reference), from a
+    `results.json` of `run_imagine`; in Crafter also the last iteration's per-achievement success."""
+    from worldsim.eval.plots import line_plot
+
+    rows, paths = results["per_iteration"], []
+    for metric in ("score", "return", "success"):
+        if not rows or "mean" not in rows[0].get(metric, {}):  # Crafter's "success" is per achievement: below
+            continue
+        its = [r["iteration"] for r in rows]
+        series = {name: (its, [r[metric][bound] if bound == "mean" else r[metric]["ci95"][bound] for r in rows])
+                  for name, bound in (("imagination", "mean"), ("95% low", 0), ("95% high", 1))}
+        if metric in results["random"]:
+            series["random"] = (its, [results["random"][metric]["mean"]] * len(its))
+        paths.append(line_plot(Path(folder) / f"{metric}_per_iteration.png",
+                               f"{results['world']}: real {metric} of the agent trained in imagination", "loop iteration",
+                               metric + (" %" if metric == "score" else ""), series))
+    if rows and "success" in rows[-1] and isinstance(rows[-1]["success"], dict) and "mean" not in rows[-1]["success"]:
+        from worldsim.eval.crafter_score import success_plot
+
+        agents = {"random": results["random"], "imagination": rows[-1]}
+        paths.append(success_plot(Path(folder) / "success.png", agents))
+    return paths
 
 
 def evaluate_agent(world: str, agent: Any, seeds: list[int], max_steps: int, hold: int, size: int) -> dict[str, Any]:

@@ -3,6 +3,7 @@
 import json
 
 import av
+import pytest
 import numpy as np
 from PIL import Image
 
@@ -67,3 +68,36 @@ def test_line_plot_draws_each_series(tmp_path):
     img = np.asarray(Image.open(path))
     blue, orange = (img == [31, 119, 180]).all(-1).sum(), (img == [255, 127, 14]).all(-1).sum()
     assert blue > 50 and orange > 50
+
+
+def test_bar_plot_draws_bars_in_proportion_and_refuses_ragged_series(tmp_path):
+    from worldsim.eval.plots import bar_plot
+
+    path = bar_plot(tmp_path / "b.png", "t", "rate", ["one", "two", "three"],
+                    {"a": [1.0, 0.5, 0.0], "b": [0.25, 0.25, 0.25]}, errors={"a": [(0.9, 1.0), (0.4, 0.6), (0.0, 0.1)]})
+    img = np.asarray(Image.open(path))
+    blue, orange = (img == [31, 119, 180]).all(-1).sum(), (img == [255, 127, 14]).all(-1).sum()
+    assert blue > 0 and orange > 0
+    assert 0.9 * blue < 2 * orange < 1.1 * blue  # bar lengths 1.5 against 0.75 (minus the legend swatches, equal)
+    taller = bar_plot(tmp_path / "c.png", "t", "rate", [f"k{i}" for i in range(22)], {"a": [0.5] * 22})
+    assert Image.open(taller).size[1] > Image.open(path).size[1]  # rows grow the image
+    with pytest.raises(ValueError, match="one value per category"):
+        bar_plot(tmp_path / "d.png", "t", "rate", ["one", "two"], {"a": [1.0]})
+
+
+def test_loop_plots_from_results(tmp_path):
+    from worldsim.envs.crafter import ACHIEVEMENT_KEYS
+    from worldsim.imagine import plot_iterations
+
+    def agent(score: float) -> dict:
+        return {"score": {"mean": score, "ci95": [score - 0.2, score + 0.2]},
+                "return": {"mean": 2 * score, "ci95": [2 * score - 0.3, 2 * score + 0.3]},
+                "success": {k: 0.5 for k in ACHIEVEMENT_KEYS}, "episodes": 20}
+
+    results = {"world": "crafter", "random": agent(1.6), "per_iteration": [{"iteration": i + 1, **agent(1.0 + i)} for i in range(3)]}
+    paths = plot_iterations(results, tmp_path)
+    assert sorted(p.name for p in paths) == ["return_per_iteration.png", "score_per_iteration.png", "success.png"]
+    push = {"world": "probe-push", "random": {"return": {"mean": 0.3, "ci95": [0.2, 0.4]}},
+            "per_iteration": [{"iteration": 1, "return": {"mean": 0.9, "ci95": [0.8, 1.0]}}]}
+    (tmp_path / "push").mkdir()
+    assert [p.name for p in plot_iterations(push, tmp_path / "push")] == ["return_per_iteration.png"]

@@ -68,3 +68,16 @@ def evaluate_crafter(agent: Agent, seeds: Sequence[int], max_steps: int, hold: i
             "success": {k: float(v) for k, v in zip(ACHIEVEMENT_KEYS, unlocked.mean(axis=0))},
             "episodes": len(episodes), "env_steps": int(sum(len(e.actions) for e in episodes)),
             "returns": returns, "lengths": [len(e.actions) for e in episodes]}
+
+
+def success_plot(path: Any, agents: dict[str, dict[str, Any]], title: str = "Crafter: achievement success rates") -> Any:
+    """PNG of each agent's per-achievement success rate (bars, Wilson 95% whiskers), achievements in
+    Crafter's order; `agents` {name: {"success": {achievement: rate}, "episodes": n}}."""
+    from worldsim.eval.plots import bar_plot
+    from worldsim.eval.probes import wilson_interval
+
+    keys = list(next(iter(agents.values()))["success"])
+    series = {name: [a["success"][k] for k in keys] for name, a in agents.items()}
+    errors = {name: [wilson_interval(round(a["success"][k] * a["episodes"]), a["episodes"]) for k in keys]
+              for name, a in agents.items()}
+    return bar_plot(path, title, "share of episodes with the achievement", keys, series, errors)

@@ -70,3 +70,46 @@ def line_plot(path: str | Path, title: str, x_label: str, y_label: str,
     path = Path(path)
     img.save(path)
     return path
+
+
+def bar_plot(path: str | Path, title: str, value_label: str, categories: list[str],
+             series: dict[str, list[float]], errors: dict[str, list[tuple[float, float]]] | None = None) -> Path:
+    """Grouped horizontal bars: one row per category, one bar per series in it; save a PNG.
+
+    `series` {name: values, one per category}, all >= 0; `errors` {name: [(lo, hi), ...]} draws
+    interval whiskers where given. Rows grow the image, so 20+ categories stay readable.
+    """
+    if any(len(v) != len(categories) for v in series.values()):
+        raise ValueError(f"every series needs one value per category ({len(categories)})")
+    font = ImageFont.load_default()
+    label_w, bar_h, pad = 6 * max((len(c) for c in categories), default=4) + 12, 6, 6
+    row_h = bar_h * max(len(series), 1) + pad
+    left, top, right, bottom = label_w, 40, 170, 40
+    width, height = 640 + label_w - 70, top + row_h * len(categories) + bottom
+    img = Image.new("RGB", (width, height), "white")
+    d = ImageDraw.Draw(img)
+    x0, x1, y0, y1 = left, width - right, top, height - bottom
+    hi = max([v for vs in series.values() for v in vs] + [hi for es in (errors or {}).values() for _, hi in es] + [1e-9])
+    to_px = lambda v: x0 + max(v, 0.0) / hi * (x1 - x0)  # noqa: E731
+    d.text((x0, 10), title, fill="black", font=font)
+    for i in range(5):  # value grid and labels
+        v = hi * i / 4
+        d.line([to_px(v), y0, to_px(v), y1], fill=(225, 225, 225))
+        d.text((to_px(v) - 8, y1 + 6), f"{v:.2g}", fill="black", font=font)
+    for r, category in enumerate(categories):
+        ry = y0 + r * row_h + pad // 2
+        d.text((5, ry + row_h // 2 - 8), category, fill="black", font=font)
+        for j, (name, values) in enumerate(series.items()):
+            colour, by = COLOURS[j % len(COLOURS)], ry + j * bar_h
+            d.rectangle([x0, by, to_px(values[r]), by + bar_h - 1], fill=colour)
+            if errors and name in errors:
+                lo, up = errors[name][r]
+                d.line([to_px(lo), by + bar_h // 2, to_px(up), by + bar_h // 2], fill="black")
+    d.rectangle([x0, y0, x1, y1], outline="black")
+    for j, name in enumerate(series):
+        d.rectangle([x1 + 10, y0 + 18 * j + 4, x1 + 22, y0 + 18 * j + 14], fill=COLOURS[j % len(COLOURS)])
+        d.text((x1 + 28, y0 + 18 * j + 3), name, fill="black", font=font)
+    d.text(((x0 + x1) // 2 - 3 * len(value_label), height - 18), value_label, fill="black", font=font)
+    path = Path(path)
+    img.save(path)
+    return path
