@@ -75,7 +75,7 @@ def episode_limit(env_id: str, env_kwargs: dict | None = None) -> int | None:
 
     if (env_kwargs or {}).get("max_episode_steps") is not None:
         return int(env_kwargs["max_episode_steps"])
-    name = next((n for n, gid in REAL_ENVS.items() if gid == env_id), None)
+    name = real_env_name(env_id)
     if name is None:
         return None
     module, cls = _ENTRY_POINTS[name].split(":")
@@ -83,4 +83,9 @@ def episode_limit(env_id: str, env_kwargs: dict | None = None) -> int | None:
     return None if param is None or param.default in (inspect.Parameter.empty, None) else int(param.default)
 
 
-__all__ = ["REAL_ENVS", "constructor_defaults", "episode_limit", "make_real_env"]
+def real_env_name(env_id: str | None) -> str | None:
+    """The short name ("crafter", ...) of the real world registered as `env_id`; None for any other id."""
+    return next((name for name, gid in REAL_ENVS.items() if gid == env_id), None)
+
+
+__all__ = ["REAL_ENVS", "constructor_defaults", "episode_limit", "make_real_env", "real_env_name"]

@@ -75,12 +75,12 @@ def main() -> None:
 def held_actions(args: argparse.Namespace, names: list[str] | None) -> dict:
     """`worldsim.eval.held_actions` on the export, its store's context and the real world it imitates."""
     from worldsim.agents.train_ac import HoldAction
-    from worldsim.envs import REAL_ENVS, make_real_env
+    from worldsim.envs import make_real_env, real_env_name
     from worldsim.eval.held_actions import held_action_report
     from worldsim.sim.vector_env import WorldModelVectorEnv
 
     with EpisodeStore.open(args.store, "r") as store:
-        world = next((n for n, gid in REAL_ENVS.items() if gid == store.env_id), None)
+        world = real_env_name(store.env_id)
         size = store.frame_size
     if world is None:
         raise SystemExit(f"{args.store} records {store.env_id}, not a real world that runs here")

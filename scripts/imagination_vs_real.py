@@ -28,7 +28,7 @@ import torch
 from worldsim.agents.actor_critic import ActorCriticAgent, load_actor_critic, save_actor_critic
 from worldsim.agents.random import RandomAgent
 from worldsim.agents.train_ac import ActorCriticConfig, TrainResult, real_vector_env, train_actor_critic
-from worldsim.envs import REAL_ENVS, make_real_env
+from worldsim.envs import make_real_env, real_env_name
 from worldsim.eval.compare import mean_ci95
 from worldsim.eval.probes import wilson_interval
 from worldsim.imagine import evaluate_agent
@@ -47,7 +47,7 @@ def world_of(meta: dict[str, Any], checkpoint: Path) -> str | None:
         from worldsim.data.store import EpisodeStore
 
         with EpisodeStore.open(store) as s:
-            return next((n for n, gid in REAL_ENVS.items() if gid == s.env_id), None)
+            return real_env_name(s.env_id)
     return None
 
 
@@ -206,10 +206,11 @@ def main() -> None:
             sc = row["success"]
             line += f"   success {sc['mean']:.2f} [{sc['ci95'][0]:.2f}, {sc['ci95'][1]:.2f}]"
         print(line)
+    # A rescoring keeps the training run's arguments and agent config; its own arguments go beside them.
+    run = ({"args": previous["args"], "config": previous["config"], "rescored_with": vars(args)} if args.rescore
+           else {"args": vars(args), "config": {**cfg.__dict__, "channels": list(cfg.channels)}})
     report = {"checkpoint": str(checkpoint), "world": world, "dataset": dataset, "k": k, "frame_size": list(size),
-              "args": vars(args), "config": {**cfg.__dict__, "channels": list(cfg.channels)}, "eval_seeds": seeds,
-              **({"args": previous["args"], "config": previous["config"], "rescored_with": vars(args)}
-                 if args.rescore else {}),
+              **run, "eval_seeds": seeds,
               "machine": {"platform": platform.platform(), "cpus": torch.get_num_threads(),
                           "cuda": torch.cuda.is_available()},
               "agents": rows}

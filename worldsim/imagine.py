@@ -195,14 +195,15 @@ def plot_iterations(results: dict[str, Any], folder: str | Path) -> list[Path]:
         if not rows or "mean" not in rows[0].get(metric, {}):  # Crafter's "success" is per achievement: below
             continue
         its = [r["iteration"] for r in rows]
-        series = {name: (its, [r[metric][bound] if bound == "mean" else r[metric]["ci95"][bound] for r in rows])
-                  for name, bound in (("imagination", "mean"), ("95% low", 0), ("95% high", 1))}
+        series = {"imagination": (its, [r[metric]["mean"] for r in rows]),
+                  "95% low": (its, [r[metric]["ci95"][0] for r in rows]),
+                  "95% high": (its, [r[metric]["ci95"][1] for r in rows])}
         if metric in results["random"]:
             series["random"] = (its, [results["random"][metric]["mean"]] * len(its))
         paths.append(line_plot(Path(folder) / f"{metric}_per_iteration.png",
                                f"{results['world']}: real {metric} of the agent trained in imagination", "loop iteration",
                                metric + (" %" if metric == "score" else ""), series))
-    if rows and "success" in rows[-1] and isinstance(rows[-1]["success"], dict) and "mean" not in rows[-1]["success"]:
+    if rows and "success" in rows[-1] and "mean" not in rows[-1]["success"]:  # per achievement (Crafter)
         from worldsim.eval.crafter_score import success_plot
 
         agents = {"random": results["random"], "imagination": rows[-1]}

@@ -64,7 +64,7 @@ def _real_env_name(cfg: RolloutConfig, meta: dict[str, Any]) -> str | None:
 
 def recorded_world(meta: dict[str, Any]) -> str | None:
     """Short name of the real world an export imitates: recorded in the export, else read from its training store."""
-    from worldsim.envs import REAL_ENVS
+    from worldsim.envs import real_env_name
 
     env_id = (meta.get("world") or {}).get("env_id")
     if env_id is None:  # exports written before the world was recorded in them
@@ -75,7 +75,7 @@ def recorded_world(meta: dict[str, Any]) -> str | None:
 
         with EpisodeStore.open(store) as s:
             env_id = s.env_id
-    return next((name for name, gid in REAL_ENVS.items() if gid == env_id), None)
+    return real_env_name(env_id)
 
 
 def rollout(cfg: RolloutConfig) -> RolloutResult:
