@@ -23,7 +23,7 @@ from worldsim.eval.plots import line_plot  # noqa: E402
 
 HIGHER_IS_BETTER = {"psnr": True, "balls_found": True, "next_psnr": True, "action_sensitivity": True,
                     "action_win": True, "tf_x0_mse": False, "rollout_psnr": True,
-                    "rollout_balls_found": True, "copy_psnr": True}
+                    "rollout_balls_found": True, "copy_psnr": True, "wrong_colour": False}
 
 
 def read_curve(run: Path) -> list[dict]:

@@ -12,7 +12,7 @@
 # finished run is continued to the new step count. Both trainings validate on held-out episodes as they
 # go (validation.jsonl in each run folder: the learning curves in the cards).
 #
-# Each world trains in two phases (Crafter in three: phase 3 below). Phase 1: the autoencoder (NAME-vae) and the DiT (NAME-dit). Phase 2
+# Each world trains in two phases, then a third (below: Crafter on 72x72 frames, the probe world's palette decoder). Phase 1: the autoencoder (NAME-vae) and the DiT (NAME-dit). Phase 2
 # continues both from phase 1's exports (warm starts, `init_from`): the decoder alone is fine-tuned
 # (NAME-vae2, `freeze_encoder`: the latents stay, so the DiT stays valid), and the DiT gains the
 # previous-frame pathway and trains with uniform noise levels and a cosine learning rate (NAME-dit2, on the
@@ -78,6 +78,10 @@ train_world() {  # train_world NAME VAE_STEPS DIT_STEPS VAE_ARGS -- DIT_ARGS   (
     phase3_crafter "$WORK/$name-dit2/export"
     final=$WORK/$name-dit5
   fi
+  if [ "$name" = probes ]; then
+    phase3_probes "$WORK/$name-dit2/export"
+    final=$WORK/$name-dit3
+  fi
   local dest=worldsim/pretrained/$name
   rm -rf "$dest/autoencoder.safetensors" "$dest/dit.safetensors" "$dest/config.json"
   mkdir -p "$dest"
@@ -110,6 +114,19 @@ phase3_crafter() {
     objective.motion_weight=1.0
   stage crafter train "$WORK/crafter-dit5" "${DIT5_STEPS:-5000}" $WS train "${dit3[@]}" init_from="$WORK/crafter-dit4/export" \
     objective.motion_weight=1.0 optim.lr=3e-4
+}
+
+# Phase 3 (probe world only): the decoder picks one of the world's 9 colours per pixel (`palette=auto`: found in
+# the store; worldsim.models.palette), fine-tuned alone from phase 2 with a cross-entropy against the true colour.
+# The encoder is frozen, so the latents and the phase-2 DiT stay valid: the DiT export only gets the new
+# decoder (scripts/swap_decoder.py), no DiT step is trained.
+phase3_probes() {
+  local start=$1 store=$WORK/probes.zarr
+  stage probes train-vae "$WORK/probes-vae3" "${VAE3_STEPS:-4000}" $WS train-vae data="$store" progress=false \
+    checkpoint_every=500 keep_checkpoints=1 video_every=0 init_from="$start" freeze_encoder=true "${VAE[@]}" \
+    optim.schedule=cosine +model_overrides.palette=auto
+  [ -f "$WORK/probes-dit3/export/config.json" ] || \
+    $PY scripts/swap_decoder.py "$start" "$WORK/probes-vae3/export" "$WORK/probes-dit3/export"
 }
 
 evaluate() {  # evaluate NAME WORLD: worldsim eval on the shipped export, the card, plots and a strip for the README

@@ -15,8 +15,10 @@ from worldsim.data.store import EpisodeStore
 REPO = Path(__file__).resolve().parents[2]
 
 
-def make_store(path: Path, episodes: int = 6, steps: int = 24, size: int = 16, seed: int = 0) -> Path:
+def make_store(path: Path, episodes: int = 6, steps: int = 24, size: int = 16, seed: int = 0, noise: int = 30) -> Path:
     """A store of a square pushed by Discrete(3) actions (left, stay, right) on a noisy background.
+
+    ``noise=0`` draws a black background: two colours in all, a world with a palette.
 
     Rewards are 1 when the square touches the right edge; an episode terminates there.
     """
@@ -30,7 +32,7 @@ def make_store(path: Path, episodes: int = 6, steps: int = 24, size: int = 16, s
             reward = np.zeros(steps, dtype=np.float32)
             terminated = np.zeros(steps, dtype=bool)
             for t in range(steps + 1):
-                obs[t] = rng.integers(0, 30, size=(size, size, 3), dtype=np.uint8)
+                obs[t] = rng.integers(0, noise, size=(size, size, 3), dtype=np.uint8) if noise else 0
                 obs[t, size // 2 - 2: size // 2 + 2, x: x + 4] = (230, 60, 40)
                 if t < steps:
                     x = int(np.clip(x + actions[t] - 1, 0, size - 4))

@@ -197,6 +197,35 @@ def test_decoder_fine_tune_keeps_the_encoder_and_the_latent_key(vae_run, store, 
         compose("train_vae", [f"data={store}", "freeze_encoder=true", *BASE])
 
 
+def test_a_palette_decoder_fine_tune_is_swapped_in_under_a_trained_dit(vae_run, store, tmp_path, capsys):
+    from worldsim.export import load_export
+    from worldsim.train.warm_start import swap_decoder
+
+    flat = make_store(tmp_path / "flat.zarr", episodes=2, steps=12, noise=0)  # black and the square's red
+    common = ["validation.every=0", "video_every=0", "steps=2", "ema_decay=0", *BASE]
+    ft = Trainer(compose("train_vae", [f"data={flat}", f"run_dir={tmp_path / 'ft'}", f"init_from={vae_run / 'export'}",
+                                       "freeze_encoder=true", "+model_overrides.palette=auto", *common])).fit()
+    assert load_export(ft.export_dir)[1]["autoencoder_config"]["palette"] == [[0, 0, 0], [230, 60, 40]]
+    dit = Trainer(compose("train", [f"data={store}", f"vae={vae_run / 'export'}", f"run_dir={tmp_path / 'dit'}",
+                                    *common])).fit()
+    out = swap_decoder(dit.export_dir, ft.export_dir, tmp_path / "swapped")
+    models, meta = load_export(out)
+    assert models["autoencoder"].decoder.palette is not None
+    old = load_export(dit.export_dir)[0]["dit"].state_dict()
+    assert all(torch.equal(old[n], t) for n, t in models["dit"].state_dict().items())
+    assert meta["decoder_from"]["from"] == str(ft.export_dir) and meta["train"]["run_dir"] == str(tmp_path / "dit")
+    # an autoencoder whose encoder trained too encodes other latents: refused
+    whole = Trainer(compose("train_vae", [f"data={store}", f"run_dir={tmp_path / 'whole'}",
+                                          f"init_from={vae_run / 'export'}", "optim.lr=0.01", *common])).fit()
+    with pytest.raises(ValueError, match="encodes other latents"):
+        swap_decoder(dit.export_dir, whole.export_dir, tmp_path / "refused")
+    # a textured world has no palette: one line naming the store, no run written
+    err = _error(capsys, "train-vae", f"data={store}", f"run_dir={tmp_path / 'noisy'}", "+model_overrides.palette=auto",
+                 *common)
+    assert "palette=auto" in err and "not drawn from a small palette" in err
+    assert not (tmp_path / "noisy" / "checkpoints").exists()
+
+
 def test_resume_refuses_a_checkpoint_that_would_run_code(vae_run, store, tmp_path, capsys):
     """A crafted pickle (its manifest updated to match) is refused before DeepSpeed unpickles it: nothing runs."""
     import json

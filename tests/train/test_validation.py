@@ -43,8 +43,11 @@ def test_autoencoder_metrics_perfect_shifted_and_blurred(probe_store):
     val = VAEValidator(str(probe_store), 5, [2, 3], cfg, torch.device("cpu"))
     perfect = val(lambda frames, sample: (frames, None))
     assert perfect["psnr"] == float("inf") and perfect["balls_found"] == 1.0
+    assert perfect["wrong_colour"] == 0.0  # the probe world is drawn with a palette, found in the held-out frames
     shifted = val(lambda frames, sample: (frames.roll(3, dims=-1), None))
-    assert shifted["psnr"] < 30
+    assert shifted["psnr"] < 30 and 0.0 < shifted["wrong_colour"] < 0.5
+    nudged = val(lambda frames, sample: (frames + 0.1, None))  # every pixel off, but nearest its own colour
+    assert nudged["wrong_colour"] == 0.0 and nudged["psnr"] < 30
     blurred = val(lambda frames, sample: (torch.nn.functional.avg_pool3d(
         frames.transpose(1, 2), (1, 9, 9), 1, (0, 4, 4), count_include_pad=False).transpose(1, 2), None))
     assert blurred["balls_found"] < 0.5  # balls smeared into the background are not found

@@ -24,6 +24,8 @@ class EvalConfig:
     context_budget: int | None = None  # latent frames the simulator attends to per step (SimConfig.context_budget; None: as trained)
     sampling_steps: int = 4  # denoising steps per latent frame
     guidance_scale: float = 1.0  # classifier-free guidance on actions (> 1 follows actions harder, two DiT passes per step)
+    sampler: str = "euler"  # euler | heun (SimConfig.sampler)
+    shift: float = 1.0  # timestep shift of the sampler's grid (SimConfig.shift; > 1: more steps at high noise)
     context_noise: float = 0.0  # noise level of generated frames as context (SimConfig.context_noise)
     device: str = "cpu"
     num_envs: int = 8  # simulated episodes per batch

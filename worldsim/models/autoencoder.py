@@ -30,6 +30,7 @@ from worldsim.models.ae_blocks import FrameAttention, FrameGroupNorm, ResBlock
 from worldsim.models.causal_conv import CausalConv3d, Downsample, Upsample
 from worldsim.models.distributions import DiagonalGaussian
 from worldsim.models.latents import num_latent_frames, num_real_frames
+from worldsim.models.palette import PaletteHead, palette_targets
 
 SPATIAL_FACTORS = (4, 8)
 TEMPORAL_FACTORS = (1, 2, 4)
@@ -54,9 +55,14 @@ class AutoencoderConfig:
     l1_weight: float = 1.0  # weight of mean |recon - x|: sharp edges
     mse_weight: float = 1.0  # weight of mean (recon - x)^2: what PSNR measures
     object_weight: float = 0.0  # extra per-pixel weight where a pixel differs from its frame's median colour (small objects)
+    palette: tuple[tuple[int, int, int], ...] = ()  # uint8 RGB colours of a world drawn with few (`worldsim.models.palette`): the decoder picks one per pixel
+    palette_weight: float = 1.0  # weight of the per-pixel cross-entropy against the true colour (with a palette)
 
     def __post_init__(self) -> None:
         self.channel_mults = tuple(self.channel_mults)  # JSON gives lists back
+        self.palette = tuple(tuple(int(v) for v in c) for c in self.palette)
+        if any(len(c) != 3 or not all(0 <= v <= 255 for v in c) for c in self.palette) or len(self.palette) == 1:
+            raise ValueError(f"palette must be at least 2 uint8 RGB triples, got {self.palette}")
         if self.spatial_factor not in SPATIAL_FACTORS:
             raise ValueError(f"spatial_factor must be one of {SPATIAL_FACTORS}, got {self.spatial_factor}")
         if self.temporal_factor not in TEMPORAL_FACTORS:
@@ -158,14 +164,24 @@ class Decoder(nn.Module):
         self.norm_out = FrameGroupNorm(cfg.groups(ch), ch, eps=1e-6)
         self.patch = cfg.patch
         self.conv_out = CausalConv3d(ch, cfg.in_channels * cfg.patch**2, 3)
+        self.palette = PaletteHead(cfg.palette, ch, cfg.patch) if cfg.palette else None
 
-    def forward(self, z: torch.Tensor, stream: dict | None = None) -> torch.Tensor:
-        """With `stream` (see `worldsim.models.causal_conv`), z is the next chunk of a video being decoded."""
+    def forward(self, z: torch.Tensor, stream: dict | None = None, logits: bool = False):
+        """With `stream` (see `worldsim.models.causal_conv`), z is the next chunk of a video being decoded.
+
+        Returns frames ``(B, C, T, H, W)``; with ``logits=True`` also the palette logits ``(B, K, T, H, W)``
+        (None without a palette).
+        """
         h = self.conv_in(z, stream)
         for block in (*self.mid, *self.up):
             h = h if isinstance(block, nn.Identity) else block(h, stream)
-        x = self.conv_out(F.silu(self.norm_out(h)), stream)
-        return rearrange(x, "b (c p1 p2) t h w -> b c t (h p1) (w p2)", p1=self.patch, p2=self.patch)
+        features = F.silu(self.norm_out(h))
+        x = rearrange(self.conv_out(features, stream), "b (c p1 p2) t h w -> b c t (h p1) (w p2)",
+                      p1=self.patch, p2=self.patch)
+        pixel_logits = None
+        if self.palette is not None:
+            x, pixel_logits = self.palette(x, features)
+        return (x, pixel_logits) if logits else x
 
 
 class VideoAutoencoder(nn.Module):
@@ -248,12 +264,19 @@ class VideoAutoencoder(nn.Module):
         return rearrange(x, "b c t h w -> b t c h w"), state
 
     def forward(
-        self, frames: torch.Tensor, sample: bool = True, generator: torch.Generator | None = None
-    ) -> tuple[torch.Tensor, DiagonalGaussian]:
-        """Reconstruct: returns ``(recon (B, T, C, H, W), posterior)``; ``sample=False`` decodes the posterior mean."""
+        self, frames: torch.Tensor, sample: bool = True, generator: torch.Generator | None = None, logits: bool = False
+    ):
+        """Reconstruct: returns ``(recon (B, T, C, H, W), posterior)``; ``sample=False`` decodes the posterior mean.
+
+        ``logits=True`` adds the palette logits ``(B, T, K, H, W)`` (None without a palette) as a third item.
+        """
         posterior = self.encode(frames)
         z = posterior.sample(generator) if sample else posterior.mode()
-        return self.decode(z), posterior
+        if not logits:
+            return self.decode(z), posterior
+        x, pixel_logits = self.decoder(rearrange(z, "b t c h w -> b c t h w"), logits=True)
+        pixel_logits = None if pixel_logits is None else rearrange(pixel_logits, "b k t h w -> b t k h w")
+        return rearrange(x, "b c t h w -> b t c h w"), posterior, pixel_logits
 
     # --- latent standardisation -------------------------------------------------------------
     def normalize(self, z: torch.Tensor) -> torch.Tensor:
@@ -365,20 +388,30 @@ def autoencoder_loss(
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """VAE loss on frames ``(B, T, C, H, W)`` in [-1, 1]: ``l1_w*L1 + mse_w*MSE + kl_w*KL`` (all means).
 
+    With a palette, ``+ palette_w * CE`` (the per-pixel cross-entropy against the true colour's index).
     Returns the scalar loss and logs (0-d tensors): loss, l1, mse, kl, psnr (dB, data range 2, recon clipped
-    to [-1, 1], mean over frames). With ``object_weight > 0`` the logged l1 and mse are the weighted
+    to [-1, 1], mean over frames), and with a palette ce and wrong (the share of pixels whose likeliest
+    colour is not the true one). With ``object_weight > 0`` the logged l1, mse and ce are the weighted
     ones (what is optimised); psnr is always the plain one.
     """
     cfg = model.cfg
-    recon, posterior = model(frames, sample=True, generator=generator)  # (B, T, C, H, W)
+    recon, posterior, pixel_logits = model(frames, sample=True, generator=generator, logits=True)  # (B, T, C, H, W)
     err = recon - frames
     weight = object_weights(frames, cfg.object_weight)  # (B, T, 1, H, W) or None
     l1 = err.abs().mean() if weight is None else (err.abs() * weight).mean()
     mse = err.pow(2).mean() if weight is None else (err.pow(2) * weight).mean()
     kl = posterior.kl().mean()
     loss = cfg.l1_weight * l1 + cfg.mse_weight * mse + cfg.kl_weight * kl
+    extra = {}
+    if pixel_logits is not None:
+        target = palette_targets(frames, cfg.palette)  # (B, T, H, W)
+        ce = F.cross_entropy(pixel_logits.flatten(0, 1), target.flatten(0, 1), reduction="none")  # (B*T, H, W)
+        ce = ce.mean() if weight is None else (ce * weight.flatten(0, 2)).mean()
+        loss = loss + cfg.palette_weight * ce
+        extra = {"ce": ce.detach(), "wrong": (pixel_logits.detach().argmax(dim=2) != target).float().mean()}
     with torch.no_grad():
         frame_psnr = psnr(recon.detach().clamp(-1.0, 1.0), frames, data_range=2.0)  # (B, T)
     # detached 0-d tensors: the trainer reads them (a device sync) only at its logging interval
-    logs = {"loss": loss.detach(), "l1": l1.detach(), "mse": mse.detach(), "kl": kl.detach(), "psnr": frame_psnr.mean()}
+    logs = {"loss": loss.detach(), "l1": l1.detach(), "mse": mse.detach(), "kl": kl.detach(), "psnr": frame_psnr.mean(),
+            **extra}
     return loss, logs

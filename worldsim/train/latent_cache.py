@@ -42,7 +42,8 @@ CHUNK_LATENTS = 128  # latent frames encoded per pass of a long episode
 OVERLAP_LATENTS = 32  # extra past latent frames per chunk: the tiny preset's encoder still reaches 16-24 back
 
 
-LOSS_ONLY = ("kl_weight", "l1_weight", "mse_weight", "object_weight")  # training-loss fields: they shape no latent
+# training-loss and decoder-only fields: they shape no latent
+LOSS_ONLY = ("kl_weight", "l1_weight", "mse_weight", "object_weight", "palette", "palette_weight")
 
 
 def _latent_config(cfg: dict) -> dict:

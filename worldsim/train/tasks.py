@@ -12,10 +12,12 @@ import functools
 from pathlib import Path
 from typing import Any, Callable
 
+import numpy as np
 import torch
 from einops import repeat
 from torch import Tensor, nn
 
+from worldsim.data.store import EpisodeStore
 from worldsim.diffusion.objective import diffusion_loss
 from worldsim.export import write_export
 from worldsim.diffusion.samplers import sample_euler
@@ -23,6 +25,7 @@ from worldsim.frames import frames_to_float, frames_to_uint8
 from worldsim.models.ae_presets import autoencoder_config
 from worldsim.models.autoencoder import AutoencoderConfig, VideoAutoencoder, autoencoder_loss, fit_latent_stats_from_frames
 from worldsim.models.dit import DiT, DiTConfig
+from worldsim.models.palette import find_palette
 from worldsim.models.presets import dit_config
 from worldsim.train.config import TrainConfig
 from worldsim.train.context_sampling import select_frames
@@ -44,6 +47,21 @@ def check_model_overrides(overrides: dict[str, Any], config_cls: type, what: str
                          f"its fields are {', '.join(known)}")
 
 
+def store_palette(store_path: str, blocks: int = 32, rows: int = 64) -> tuple[tuple[int, int, int], ...]:
+    """`find_palette` on `blocks` runs of `rows` frames spread over the store; ValueError naming the store for a textured world."""
+    store = EpisodeStore.open(store_path, "r")
+    try:
+        n = store.num_frames
+        starts = np.unique(np.linspace(0, max(n - rows, 0), blocks).astype(np.int64))
+        obs = np.concatenate([store.read("obs", int(a), min(int(a) + rows, n)) for a in starts])
+    finally:
+        store.close()
+    try:
+        return find_palette(obs)
+    except ValueError as e:
+        raise ValueError(f"model_overrides.palette=auto: {store_path}: {e}") from None
+
+
 def _model_dtype(model: nn.Module) -> torch.dtype:
     return next(model.parameters()).dtype
 
@@ -60,7 +78,10 @@ class VAETask:
     def __init__(self, cfg: TrainConfig, frame_size: tuple[int, int], action_space_json: dict | None) -> None:
         self.cfg = cfg
         check_model_overrides(cfg.model_overrides, AutoencoderConfig, "autoencoder config")
-        self.model_config = autoencoder_config(cfg.model, **cfg.model_overrides)
+        overrides = dict(cfg.model_overrides)
+        if overrides.get("palette") == "auto":  # the colours the store's frames are drawn with
+            overrides["palette"] = store_palette(cfg.data)
+        self.model_config = autoencoder_config(cfg.model, **overrides)
         self.frame_size = frame_size
         self.action_space_json = action_space_json
         model = VideoAutoencoder(self.model_config)

@@ -8,6 +8,8 @@ against compute). Everything is deterministic: the same windows and the same noi
 
 Autoencoder (task=vae):
 - ``psnr``: reconstruction PSNR (dB, posterior mean, clipped to [-1, 1]) of held-out frames.
+- ``wrong_colour`` (worlds drawn with a few colours, `worldsim.models.palette.find_palette`): the share
+  of pixels decoded nearer another colour than the true one.
 - ``balls_found`` (stores with probe-world ground truth): the fraction of fully visible balls that
   the probe detector (`worldsim.eval.probes.detect_balls`) still finds in the reconstructions.
 
@@ -50,6 +52,7 @@ from worldsim.data.store import EpisodeStore
 from worldsim.diffusion.objective import add_noise, predict_x0
 from worldsim.diffusion.samplers import sample_euler
 from worldsim.frames import frames_to_float, frames_to_uint8
+from worldsim.models.palette import find_palette, palette_targets
 from worldsim.metrics import psnr
 
 PROBE_STATE_KEYS = ("present", "position", "radius", "color", "visible")
@@ -145,12 +148,19 @@ class VAEValidator:
         finally:
             store.close()
         self.device = device
+        try:  # a world drawn with a few colours: also count pixels decoded nearer a wrong one
+            self.palette = find_palette(self.obs.numpy())
+        except ValueError:
+            self.palette = None
 
     @torch.no_grad()
     def __call__(self, model: Any) -> dict[str, float]:
         frames = frames_to_float(self.obs).to(self.device)  # (V, T, 3, H, W)
         recon, _ = model(frames, sample=False)
         logs = {"psnr": psnr(recon.float().clamp(-1, 1), frames, data_range=2.0).mean().item()}
+        if self.palette is not None:
+            decoded, truth = palette_targets(recon.float(), self.palette), palette_targets(frames, self.palette)
+            logs["wrong_colour"] = (decoded != truth).float().mean().item()
         if self.states[0] is not None:
             found, total = 0, 0
             images = frames_to_uint8(recon.float()).cpu().numpy()  # (V, T, H, W, 3)

@@ -6,15 +6,20 @@ is an error naming it. A DiT only warm-starts on the latents it was trained on, 
 `init_other_latents=true`: then the weights are only a starting point for a related latent space
 (an autoencoder fine-tuned from the one the DiT learned, e.g. on frames of another size), and the
 record says so.
+
+`swap_decoder` carries a trained DiT over to a decoder fine-tuned on its latents (`freeze_encoder`):
+the simulator's frames improve with no DiT training.
 """
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Any
 
 from torch import nn
 
-from worldsim.export import load_export
+from worldsim.export import load_export, write_export
 from worldsim.train.latent_cache import autoencoder_key
 
 
@@ -46,3 +51,29 @@ def warm_start(init_from: str, task: str, model: nn.Module, model_name: str, ae_
     new = sorted(set(target) - set(source))
     return {"from": str(init_from), "steps": meta.get("train", {}).get("steps"), "loaded": len(source),
             "new_parameters": new, **({} if same_latents else {"other_latents": True})}
+
+
+WRITTEN_BY_EXPORT = {"format", "version", "kind", "autoencoder_config", "dit_config", "latent_shift", "latent_scale",
+                     "action_space", "frame_size", "compression", "files"}
+
+
+def swap_decoder(dit_export: str | os.PathLike, vae_export: str | os.PathLike, out: str | os.PathLike) -> Path:
+    """Write to `out` the DiT export `dit_export` with the autoencoder of `vae_export` in place of its own.
+
+    Only an autoencoder with the same latents (same encoder, latent statistics and latent-shaping
+    config: a decoder fine-tuned with `freeze_encoder`) is accepted; ValueError otherwise. The new
+    config.json keeps the DiT export's records and adds `decoder_from`.
+    """
+    models, meta = load_export(dit_export)
+    if "dit" not in models:
+        raise ValueError(f"{dit_export} is an {meta['kind']} export; swap_decoder needs a DiT export")
+    new, vae_meta = load_export(vae_export)
+    autoencoder = new["autoencoder"]
+    if autoencoder_key(autoencoder) != autoencoder_key(models["autoencoder"]):
+        raise ValueError(f"{vae_export} encodes other latents than the autoencoder of {dit_export} (another encoder, "
+                         "latent statistics or compression): only a decoder fine-tuned with freeze_encoder=true can be swapped in")
+    if vae_meta["frame_size"] != meta["frame_size"]:
+        raise ValueError(f"{vae_export} was trained on {vae_meta['frame_size']} frames, {dit_export} on {meta['frame_size']}")
+    extra = {key: value for key, value in meta.items() if key not in WRITTEN_BY_EXPORT}
+    extra["decoder_from"] = {"from": str(vae_export), "steps": vae_meta.get("train", {}).get("steps")}
+    return write_export(out, autoencoder, models["dit"], tuple(meta["frame_size"]), meta["action_space"], extra)
