@@ -59,11 +59,13 @@ def test_policy_gradient_on_the_vector_env_through_gymnasium(tiny_export):
     envs.close()
 
 
-def test_eval_passes_its_context_budget_to_the_simulator(tiny_export):
+def test_eval_passes_its_context_budget_and_sampler_to_the_simulator(tiny_export):
     from worldsim.eval.config import EvalConfig
     from worldsim.eval.run import _runners
 
-    runners = _runners(EvalConfig(checkpoint=str(tiny_export), context_budget=3, schemes=["long-range"], num_envs=1))
+    runners = _runners(EvalConfig(checkpoint=str(tiny_export), context_budget=3, schemes=["long-range"], num_envs=1,
+                                  sampler="heun", shift=3.0))
     assert runners["long-range"].sim.scheme.budget == 3
+    assert (runners["long-range"].sim.config.sampler, runners["long-range"].sim.config.shift) == ("heun", 3.0)
     default = _runners(EvalConfig(checkpoint=str(tiny_export), schemes=["autoregressive"], num_envs=1))
     assert default["autoregressive"].sim.scheme.budget == 16  # an export that records no training window
