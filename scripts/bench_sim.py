@@ -1,6 +1,6 @@
 """Benchmark the learned simulator against the real worlds, in one run: speed, where a step's time goes, FLOP/s.
 
-    .venv/bin/python scripts/bench_sim.py [--models crafter probes] [--batches 1 8 32] [--sampling-steps 1 2 4]
+    .venv/bin/python scripts/bench_sim.py [--models crafter probes [probes@OLD_EXPORT]] [--batches 1 8 32] [--sampling-steps 1 2 4]
                                           [--dtypes float32] [--threads 2] [--out bench_results/bench_sim.json]
 
 For each shipped model (`worldsim/pretrained/<name>`), sampling-step count, dtype and batch size:
@@ -39,6 +39,16 @@ from worldsim.sim.simulator import Simulator  # noqa: E402
 from worldsim.hardware import cpu_has_native_bf16  # noqa: E402
 
 REAL = {"crafter": "crafter", "probes": "probe"}  # shipped model -> the real world it imitates
+
+
+def model_folder(model: str) -> Path:
+    """`--models` item -> export folder: a shipped name, or NAME@FOLDER for another export of that world."""
+    name, _, folder = model.partition("@")
+    return Path(folder) if folder else pretrained_path(name)
+
+
+def world_of(model: str) -> str:
+    return REAL[model.partition("@")[0]]
 
 
 def matmul_peak(dtype: torch.dtype, n: int = 1024, seconds: float = 1.0) -> float:
@@ -143,7 +153,7 @@ def fast_forward(sim: Simulator, track, horizon: int):
 def horizon_times(name: str, context: np.ndarray, horizons: list[int], repeats: int, steps: int, base: dict) -> list[dict]:
     rows = []
     for scheme in ("autoregressive", "long-range", "hierarchical"):
-        sim = Simulator(pretrained_path(name), SimConfig(**base, context=scheme))
+        sim = Simulator(model_folder(name), SimConfig(**base, context=scheme))
         gens = [torch.Generator().manual_seed(0)]
         actions = np.zeros((1, sim.action_dim), dtype=np.float32)
         times = {h: [] for h in horizons}
@@ -164,7 +174,8 @@ def horizon_times(name: str, context: np.ndarray, horizons: list[int], repeats: 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--models", nargs="+", default=["crafter", "probes"])
+    ap.add_argument("--models", nargs="+", default=["crafter", "probes"],
+                    help="shipped models, or NAME@EXPORT_FOLDER: another export of NAME's world (e.g. an earlier version)")
     ap.add_argument("--batches", type=int, nargs="+", default=[1, 8, 32])
     ap.add_argument("--sampling-steps", type=int, nargs="+", default=[1, 2, 4])
     ap.add_argument("--budgets", type=int, nargs="+", default=[None],
@@ -189,17 +200,17 @@ def main() -> int:
           + ", ".join(f"{k} {v:.0f} GFLOP/s" for k, v in peaks.items()))
     results: dict = {"machine": machine, "real": {}, "sim": [], "horizon": {}}
     for name in args.models:
-        sim0 = Simulator(pretrained_path(name), SimConfig())
+        sim0 = Simulator(model_folder(name), SimConfig())
         size = sim0.frame_size[0]
-        results["real"][name] = real_world_fps(REAL[name], size)
-        context = context_frames(REAL[name], size)
+        results["real"][name] = real_world_fps(world_of(name), size)
+        context = context_frames(world_of(name), size)
         print(f"\n{name}: real world {results['real'][name]:.0f} frames/s")
         print(f"{'dtype':>8s} {'budget':>6s} {'steps':>5s} {'batch':>5s} {'frames/s':>9s} {'x real':>7s} {'ms/step':>8s} {'DiT ms':>7s} "
               f"{'dec ms':>7s} {'other':>7s} {'DiT GFLOP/s':>11s} {'/ peak':>6s}")
         settings = [(d, c, b) for d in args.dtypes for c in ([False, True] if args.compile else [False]) for b in args.budgets]
         for dtype, compiled, budget in settings:
             for sampling in args.sampling_steps:
-                sim = Simulator(pretrained_path(name), SimConfig(sampling_steps=sampling, dtype=dtype, compile=compiled,
+                sim = Simulator(model_folder(name), SimConfig(sampling_steps=sampling, dtype=dtype, compile=compiled,
                                                                  context_budget=budget))
                 for batch in args.batches:
                     row = {"model": name, "dtype": dtype + ("+compile" if compiled else ""), "context_budget": sim.scheme.budget,

@@ -116,17 +116,27 @@ phase3_crafter() {
     objective.motion_weight=1.0 optim.lr=3e-4
 }
 
-# Phase 3 (probe world only): the decoder picks one of the world's 9 colours per pixel (`palette=auto`: found in
-# the store; worldsim.models.palette), fine-tuned alone from phase 2 with a cross-entropy against the true colour.
-# The encoder is frozen, so the latents and the phase-2 DiT stay valid: the DiT export only gets the new
-# decoder (scripts/swap_decoder.py), no DiT step is trained.
+# Phase 3 (probe world only). The decoder picks one of the world's 9 colours per pixel (`palette=auto`: found in
+# the store; worldsim.models.palette), fine-tuned alone from phase 2 with a cross-entropy against the true colour,
+# first on 5-frame windows (probes-vae3), then on 33-frame windows (probes-vae4: a rollout decodes long streams,
+# whose latents the causal encoder computed with a longer past). The encoder stays frozen, so the latents do not
+# change. The DiT continues from phase 2 with the frame before the previous one fed too (previous_frames=2), and
+# gets the new decoder (scripts/swap_decoder.py).
 phase3_probes() {
   local start=$1 store=$WORK/probes.zarr
-  stage probes train-vae "$WORK/probes-vae3" "${VAE3_STEPS:-4000}" $WS train-vae data="$store" progress=false \
+  stage probes train-vae "$WORK/probes-vae3" "${PROBES_VAE3_STEPS:-4000}" $WS train-vae data="$store" progress=false \
     checkpoint_every=500 keep_checkpoints=1 video_every=0 init_from="$start" freeze_encoder=true "${VAE[@]}" \
     optim.schedule=cosine +model_overrides.palette=auto
+  stage probes train-vae "$WORK/probes-vae4" "${PROBES_VAE4_STEPS:-1000}" $WS train-vae data="$store" progress=false \
+    checkpoint_every=250 keep_checkpoints=1 video_every=0 init_from="$WORK/probes-vae3/export" freeze_encoder=true \
+    "${VAE[@]}" window=33 batch_size=4 optim.lr=5e-4 optim.warmup_steps=50 validation.windows=16 \
+    optim.schedule=cosine +model_overrides.palette=auto
+  stage probes train "$WORK/probes-dit3-two" "${PROBES_DIT3_STEPS:-3000}" $WS train data="$store" vae="$WORK/probes-vae3/export" progress=false \
+    checkpoint_every=250 keep_checkpoints=1 video_every=0 init_from="$start" "${DIT[@]}" \
+    +model_overrides.previous_frame=true +model_overrides.previous_frames=2 objective.time_sampling=uniform \
+    optim.schedule=cosine optim.lr=3e-4
   [ -f "$WORK/probes-dit3/export/config.json" ] || \
-    $PY scripts/swap_decoder.py "$start" "$WORK/probes-vae3/export" "$WORK/probes-dit3/export"
+    $PY scripts/swap_decoder.py "$WORK/probes-dit3-two/export" "$WORK/probes-vae4/export" "$WORK/probes-dit3/export"
 }
 
 evaluate() {  # evaluate NAME WORLD: worldsim eval on the shipped export, the card, plots and a strip for the README

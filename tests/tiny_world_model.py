@@ -21,7 +21,8 @@ ACTIONS = spaces.Discrete(5)  # like the probe world's pusher
 
 
 def tiny_models(seed: int = 0, action_space: spaces.Space = ACTIONS, termination_bias: float = -8.0,
-                perturb: bool = True, previous_frame: bool = True) -> tuple[VideoAutoencoder, torch.nn.Module]:
+                perturb: bool = True, previous_frame: bool = True,
+                dit_overrides: dict | None = None) -> tuple[VideoAutoencoder, torch.nn.Module]:
     """Freshly initialised tiny models (k = 2).
 
     `perturb` nudges every weight so that adaLN-Zero's zero start cannot hide bugs.
@@ -33,7 +34,7 @@ def tiny_models(seed: int = 0, action_space: spaces.Space = ACTIONS, termination
     ae.set_latent_stats(torch.zeros(4), torch.ones(4))
     space = space_to_json(action_space) if action_space is not None else None  # None: an action-free model
     dit = build_dit("tiny", latent_channels=4, action_space=space, action_substeps=2,
-                    reward_head=True, termination_head=True, previous_frame=previous_frame)
+                    reward_head=True, termination_head=True, previous_frame=previous_frame, **(dit_overrides or {}))
     with torch.no_grad():
         if perturb:
             for p in dit.parameters():
@@ -43,8 +44,8 @@ def tiny_models(seed: int = 0, action_space: spaces.Space = ACTIONS, termination
 
 
 def make_export(folder, seed: int = 0, action_space: spaces.Space = ACTIONS, termination_bias: float = -8.0,
-                perturb: bool = True, extra: dict | None = None):
+                perturb: bool = True, extra: dict | None = None, dit_overrides: dict | None = None):
     """Write the tiny models as an export folder and return its path; `extra` goes into its config.json."""
-    ae, dit = tiny_models(seed, action_space, termination_bias, perturb)
+    ae, dit = tiny_models(seed, action_space, termination_bias, perturb, dit_overrides=dit_overrides)
     return write_export(folder, ae, dit, (FRAME, FRAME), space_to_json(action_space) if action_space is not None else None,
                         extra)

@@ -8,7 +8,13 @@ from worldsim.sim.batch_cache import BatchCache
 from worldsim.sim.config import SimConfig
 from worldsim.sim.simulator import Simulator
 
-from tiny_world_model import FRAME
+from tiny_world_model import FRAME, make_export
+
+
+@pytest.fixture(scope="module")
+def two_frames_export(tmp_path_factory):
+    """A DiT fed the two frames before each one (previous_frames=2): it reads two cached latents a step."""
+    return make_export(tmp_path_factory.mktemp("two") / "export", dit_overrides={"previous_frames": 2})
 
 
 def _start(sim, batch, seed=0):
@@ -24,9 +30,10 @@ def _actions(sim, steps, batch, seed=1):
             for _ in range(steps)]
 
 
-@pytest.mark.parametrize("context", ["autoregressive", "long-range"])
-def test_kept_buffer_gives_the_frames_of_a_buffer_rebuilt_every_step(export_dir, context):
+@pytest.mark.parametrize("context,model", [("autoregressive", "one"), ("long-range", "one"), ("autoregressive", "two")])
+def test_kept_buffer_gives_the_frames_of_a_buffer_rebuilt_every_step(export_dir, two_frames_export, context, model):
     # budget 3: frames drop out of the context after a few steps, so slots are freed and reused
+    export_dir = two_frames_export if model == "two" else export_dir
     config = SimConfig(context=context, context_budget=4, context_frames=2, dtype="float32")
     kept, fresh = Simulator(export_dir, config), Simulator(export_dir, config)
     (a, ga), (b, gb) = _start(kept, 3), _start(fresh, 3)

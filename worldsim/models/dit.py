@@ -27,6 +27,11 @@ the noise-level and action modulations have to learn to steer. The kernel sits i
 itself, so it must stay sharp where nothing moves and shift where the view scrolls (as a separate
 additive input it learned an action-independent blur). It starts as nearly the identity (97% of
 the weight on the centre), so adding it to a trained model changes its predictions only slightly.
+
+With `previous_frames=2` the frame before the previous one is fed the same way (its own zeroed
+projection): a ball's last two positions then sit in the tokens where it will be next, so its
+velocity is a per-token function instead of an attention lookup two frames back (DIAMOND feeds its
+last 4 frames as channels).
 """
 
 from __future__ import annotations
@@ -65,6 +70,7 @@ class DiTConfig:
     rope_theta_time: float = 10_000.0  # rotary base over time: resolves offsets from 1 to thousands of frames
     rope_theta_space: float = 100.0  # rotary base over patch rows/columns: grids are tens of patches
     previous_frame: bool = False  # also feed each frame the previous frame's latent, patch by patch (module docstring)
+    previous_frames: int = 1  # with previous_frame, 2 also feeds the frame before that: a moving object's velocity is in its token
     motion_radius: int = 0  # r > 0: the previous latent is moved by an action-chosen (2r+1)^2 kernel first (docstring)
     motion_groups: int = 1  # kernels per frame, each for C / groups latent channels
     # > 0: the kernel also sees the previous latent (pooled to this many cells a side) through a small MLP with the
@@ -87,6 +93,8 @@ class DiTConfig:
                              f"{self.latent_channels}, got {self.motion_radius}, {self.motion_groups}")
         if self.motion_context < 0 or (self.motion_context and not self.motion_radius):
             raise ValueError(f"motion_context must be >= 0 and needs motion_radius > 0, got {self.motion_context}")
+        if self.previous_frames not in (1, 2) or (self.previous_frames == 2 and not self.previous_frame):
+            raise ValueError(f"previous_frames must be 1 or 2 (2 needs previous_frame=True), got {self.previous_frames}")
         if self.motion_radius and not (self.previous_frame and self.action_space is not None):
             raise ValueError("motion_radius > 0 moves the previous frame by the action: it needs previous_frame=True "
                              "and an action space")
@@ -223,6 +231,9 @@ class DiT(nn.Module):
         self.noise_embed = NoiseLevelEmbedder(c.dim)
         self.previous_embed = PatchEmbed(c.latent_channels, c.patch_size, c.dim) if c.previous_frame else None
         self.previous_noise_embed = NoiseLevelEmbedder(c.dim) if c.previous_frame else None
+        earlier = c.previous_frame and c.previous_frames == 2
+        self.earlier_embed = PatchEmbed(c.latent_channels, c.patch_size, c.dim) if earlier else None
+        self.earlier_noise_embed = NoiseLevelEmbedder(c.dim) if earlier else None
         self.motion = MotionKernel(c.dim, c.latent_channels, c.motion_radius, c.motion_groups, c.motion_context) \
             if c.motion_radius else None
         self.action_space = None if c.action_space is None else space_from_json(c.action_space)
@@ -253,6 +264,10 @@ class DiT(nn.Module):
             nn.init.zeros_(self.previous_embed.proj.weight)
             nn.init.normal_(self.previous_noise_embed.mlp[0].weight, std=0.02)
             nn.init.zeros_(self.previous_noise_embed.mlp[2].weight)
+        if self.earlier_embed is not None:  # likewise zero: a warm start from a one-frame pathway predicts as before
+            nn.init.zeros_(self.earlier_embed.proj.weight)
+            nn.init.normal_(self.earlier_noise_embed.mlp[0].weight, std=0.02)
+            nn.init.zeros_(self.earlier_noise_embed.mlp[2].weight)
         if self.motion is not None:  # (nearly) identity kernels: the copy pathway starts as it was
             self.motion.reset_to_identity()
 
@@ -302,6 +317,10 @@ class DiT(nn.Module):
                     moved_clean = self.motion(before, action_embedding)
             tokens = tokens + self.previous_embed(previous.to(x.dtype))
             cond = cond + self.previous_noise_embed(previous_level)
+        if self.earlier_embed is not None:
+            earlier, earlier_level = self._earlier(x, noise_level, cache)
+            tokens = tokens + self.earlier_embed(earlier.to(x.dtype))
+            cond = cond + self.earlier_noise_embed(earlier_level)
         if action_embedding is not None:
             cond = cond + action_embedding
         cond = cond.to(tokens.dtype)
@@ -376,6 +395,31 @@ class DiT(nn.Module):
             first = torch.zeros_like(x[:, :1])
             first_level = torch.ones_like(noise_level[:, :1])
         return torch.cat([first, x[:, :-1]], dim=1), torch.cat([first_level, noise_level[:, :-1]], dim=1)
+
+    def _earlier(self, x: Tensor, noise_level: Tensor, cache: KVCache | None) -> tuple[Tensor, Tensor]:
+        """Each frame's frame two before it in the sequence and its noise level: (B, T, C, h, w), (B, T).
+
+        Before the sequence they come from the cache's two newest real frames (by time index, in any
+        layout); where there are fewer, zeros at noise level 1.
+        """
+        batch = x.shape[0]
+        past = torch.zeros_like(x[:, :1]).expand(-1, 2, -1, -1, -1).clone()  # (B, 2, C, h, w): oldest first
+        past_level = torch.ones_like(noise_level[:, :1]).expand(-1, 2).clone()
+        if cache is not None and cache.num_frames:
+            if cache.latents is None:
+                raise ValueError("this DiT reads earlier latents (previous_frames=2), but the cache holds no latents: "
+                                 "build it with DiT.build_cache or pass latents= to KVCache")
+            time = cache.frame_index.masked_fill(~cache.valid_mask(), -1)  # (B, F); padding and free slots last
+            n = min(2, cache.num_frames)
+            newest = time.topk(n, dim=1).indices.flip(1)  # (B, n) oldest first
+            rows = torch.arange(batch, device=x.device)[:, None]
+            real = time.gather(1, newest) >= 0  # (B, n)
+            got = cache.latents[rows, newest].to(x.dtype)  # (B, n, C, h, w)
+            got_level = cache.noise_level[rows, newest].to(noise_level.dtype)
+            past[:, 2 - n:] = torch.where(real[:, :, None, None, None], got, past[:, 2 - n:])
+            past_level[:, 2 - n:] = torch.where(real, got_level, past_level[:, 2 - n:])
+        frames = x.shape[1]
+        return torch.cat([past, x], dim=1)[:, :frames], torch.cat([past_level, noise_level], dim=1)[:, :frames]
 
     def _action_embedding(self, actions: Tensor | None, mask: Tensor | None, batch: int, frames: int) -> Tensor:
         if actions is None:
