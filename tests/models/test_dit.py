@@ -114,15 +114,21 @@ def test_cache_equals_full_recomputation(previous_frame):
     torch.testing.assert_close(last.prediction, full.prediction[:, 4:], atol=1e-5, rtol=1e-5)
 
 
-def test_previous_frame_pathway_starts_as_a_no_op_and_reads_the_newest_cached_frame():
-    plain = _model(previous_frame=False)
+def _warm_started(base: DiT, new_prefix: str, **overrides) -> DiT:
+    """A model with a pathway `base` lacks, warm-started from it: only `new_prefix...` parameters are new, and
+    (zero-initialised) they change no prediction."""
     model = build_dit("tiny", latent_channels=C, action_space=space_to_json(spaces.Discrete(N_ACTIONS)),
-                      action_substeps=K, reward_head=True, termination_head=True, previous_frame=True).eval()
-    missing, unexpected = model.load_state_dict(plain.state_dict(), strict=False)
-    assert unexpected == [] and missing and all(n.startswith("previous_") for n in missing)
+                      action_substeps=K, reward_head=True, termination_head=True, **overrides).eval()
+    missing, unexpected = model.load_state_dict(base.state_dict(), strict=False)
+    assert unexpected == [] and missing and all(n.startswith(new_prefix) for n in missing)
     inputs = _inputs(t=4)
-    # zero-initialised: a warm start from a model without the pathway predicts exactly what it did
-    torch.testing.assert_close(model(**inputs).prediction, plain(**inputs).prediction, atol=0, rtol=0)
+    torch.testing.assert_close(model(**inputs).prediction, base(**inputs).prediction, atol=0, rtol=0)
+    return model
+
+
+def test_previous_frame_pathway_starts_as_a_no_op_and_reads_the_newest_cached_frame():
+    model = _warm_started(_model(previous_frame=False), "previous_", previous_frame=True)
+    inputs = _inputs(t=4)
     with torch.no_grad():
         model.previous_embed.proj.weight.normal_(std=0.2)
     # the first new frame after a cache reads the cache's newest frame: change it, the prediction changes
@@ -140,28 +146,21 @@ def test_previous_frame_pathway_starts_as_a_no_op_and_reads_the_newest_cached_fr
 
 
 def test_earlier_frame_pathway_starts_as_a_no_op_and_reads_the_two_newest_cached_frames():
-    one = _model(previous_frame=True)
-    two = build_dit("tiny", latent_channels=C, action_space=space_to_json(spaces.Discrete(N_ACTIONS)),
-                    action_substeps=K, reward_head=True, termination_head=True, previous_frames=2).eval()
-    missing, unexpected = two.load_state_dict(one.state_dict(), strict=False)
-    assert unexpected == [] and missing and all(n.startswith("earlier_") for n in missing)
+    two = _warm_started(_model(previous_frame=True), "earlier_", previous_frames=2)
     inputs = _inputs(t=4)
-    torch.testing.assert_close(two(**inputs).prediction, one(**inputs).prediction, atol=0, rtol=0)
     with torch.no_grad():
         two.earlier_embed.proj.weight.normal_(std=0.2)
     cache = two.build_cache(**_frames(inputs, slice(0, 3)))
     after = _frames(inputs, slice(3, 4))
     base = two(**after, cache=cache).prediction
-    for frame, matters in ((0, False), (1, True), (2, True)):  # the new frame reads cached frames 1 and 2
-        bumped = {**_frames(inputs, slice(0, 3))}
-        bumped["x"] = bumped["x"].clone()
-        bumped["x"][:, frame] += 1.0
-        # keys and values of the bumped frame change whatever the pathway reads: compare with the cache's
-        # attention alone by reusing them and swapping only the stored latents
-        swapped = dataclasses.replace(cache, latents=bumped["x"])
-        changed = not torch.allclose(two(**after, cache=swapped).prediction, base)
-        assert changed == matters, frame
-    # a slot-layout cache (frames in no order, one free slot) reads the same two newest frames by time index
+    # the new frame reads cached frames 2 (previous) and 1 (earlier), not 0: change only the latents the cache
+    # stores (its keys and values stay), and the prediction moves exactly when a read frame changed
+    for frame, read in ((0, False), (1, True), (2, True)):
+        latents = cache.latents.clone()
+        latents[:, frame] += 1.0
+        moved = two(**after, cache=dataclasses.replace(cache, latents=latents)).prediction
+        assert (not torch.allclose(moved, base)) == read, frame
+    # a slot-layout cache (frames in no order) reads the same two newest frames by time index
     order = torch.tensor([2, 0, 1])
     shuffled = dataclasses.replace(cache, latents=cache.latents[:, order], noise_level=cache.noise_level[:, order],
                                    frame_index=cache.frame_index[:, order])
