@@ -17,7 +17,9 @@
 # (NAME-vae2, `freeze_encoder`: the latents stay, so the DiT stays valid), and the DiT gains the
 # previous-frame pathway and trains with uniform noise levels and a cosine learning rate (NAME-dit2, on the
 # fine-tuned decoder). CONTINUE=1 starts phase 2 from the committed exports in worldsim/pretrained/ (how a
-# later session on a fresh machine continues); the model card says where each phase started.
+# later session on a fresh machine continues); the model card says where each phase started. The committed
+# Probes-v0 is phase 3's (a palette decoder, which the phase-2 decoder stage cannot load): continue it with
+# its own stages (init_from=worldsim/pretrained/probes), not with CONTINUE=1.
 #
 # The sizes below are what the shipped models were trained with, on a 2-core CPU without a GPU; the
 # model cards give the measured CPU-hours.
