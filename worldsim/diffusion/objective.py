@@ -74,11 +74,16 @@ class ObjectiveConfig:
     # channels, clipped to 1), so what moves or changes (a sprite turning, an object entering) is not drowned by the
     # still background; each frame's total weight stays the same
     change_weight: float = 0.0
+    # Probability that a sample cut by a context scheme sees, as its newest context frame, the model's own
+    # one-step sample of that frame (from pure noise, given the frames before it) instead of the real one:
+    # what a rollout feeds back, so the model learns to continue from its own errors (self-forcing against drift)
+    own_context_prob: float = 0.0
 
     def __post_init__(self) -> None:
         if self.time_sampling not in ("logit_normal", "uniform"):
             raise ValueError(f"time_sampling must be 'logit_normal' or 'uniform', got {self.time_sampling!r}")
-        for name in ("context_prob", "context_noise_max", "action_dropout", "heads_max_noise", "pure_noise_prob"):
+        for name in ("context_prob", "context_noise_max", "action_dropout", "heads_max_noise", "pure_noise_prob",
+                     "own_context_prob"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must lie in [0, 1], got {getattr(self, name)}")
         if not (math.isfinite(self.change_weight) and self.change_weight >= 0):

@@ -18,7 +18,7 @@ from einops import repeat
 from torch import Tensor, nn
 
 from worldsim.data.store import EpisodeStore
-from worldsim.diffusion.objective import diffusion_loss
+from worldsim.diffusion.objective import diffusion_loss, predict_x0
 from worldsim.export import write_export
 from worldsim.diffusion.samplers import sample_euler
 from worldsim.frames import frames_to_float, frames_to_uint8
@@ -60,6 +60,26 @@ def store_palette(store_path: str, blocks: int = 32, rows: int = 64) -> tuple[tu
         return find_palette(obs)
     except ValueError as e:
         raise ValueError(f"model_overrides.palette=auto: {store_path}: {e}") from None
+
+
+@torch.no_grad()
+def own_newest_context(module: Callable, x0: Tensor, actions: Tensor | None, mask: Tensor | None, frame_index: Tensor,
+                       context_frames: int, generator: torch.Generator, prob: float) -> Tensor:
+    """x0 (B, T, C, h, w) with, in a `prob` share of the samples, the newest context frame (index context_frames - 1)
+    replaced by the model's one-step sample of it from pure noise given the frames before it (self-forcing)."""
+    j = context_frames - 1
+    b = x0.shape[0]
+    noise = torch.randn(x0[:, j:j + 1].shape, generator=generator, device=generator.device, dtype=x0.dtype).to(x0.device)
+    x_in = torch.cat([x0[:, :j], noise], dim=1)
+    t = torch.zeros(b, j + 1, device=x0.device, dtype=x0.dtype)
+    t[:, j] = 1.0
+    out = module(x_in, t, None if actions is None else actions[:, :j + 1], None if mask is None else mask[:, :j + 1],
+                 frame_index[:, :j + 1])
+    own = predict_x0(x_in[:, j:j + 1], out.prediction[:, j:j + 1].to(x0.dtype), t[:, j:j + 1])  # (B, 1, C, h, w)
+    use = (torch.rand(b, generator=generator, device=generator.device) < prob).to(x0.device)
+    x0 = x0.clone()
+    x0[:, j] = torch.where(use[:, None, None, None], own[:, 0], x0[:, j])
+    return x0
 
 
 def _model_dtype(model: nn.Module) -> torch.dtype:
@@ -245,6 +265,9 @@ class DiTTask:
             term = None if term is None else term[:, pick]
             frame_index = repeat(pick, "t -> b t", b=x0.shape[0])  # true positions: rotary sees the gaps
             context_frames = len(pick) - self.cfg.context.targets  # exactly the rollout's split
+            if self.cfg.objective.own_context_prob > 0 and context_frames >= 2:
+                x0 = own_newest_context(module, x0, actions, mask, frame_index, context_frames, generator,
+                                        self.cfg.objective.own_context_prob)
         return diffusion_loss(module, x0, actions, mask, frame_index, generator, self.cfg.objective, reward, term,
                               context_frames=context_frames)
 
