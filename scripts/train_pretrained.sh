@@ -122,8 +122,8 @@ phase3_crafter() {
 # the store; worldsim.models.palette), fine-tuned alone from phase 2 with a cross-entropy against the true colour,
 # first on 5-frame windows (probes-vae3), then on 33-frame windows (probes-vae4: a rollout decodes long streams,
 # whose latents the causal encoder computed with a longer past). The encoder stays frozen, so the latents do not
-# change. The DiT continues from phase 2 with the frame before the previous one fed too (previous_frames=2), and
-# gets the new decoder (scripts/swap_decoder.py).
+# change. The DiT continues from phase 2 with the frame before the previous one fed too (previous_frames=2), gets
+# the new decoder (scripts/swap_decoder.py), and continues with self-forcing (objective.own_context_prob).
 phase3_probes() {
   local start=$1 store=$WORK/probes.zarr
   stage probes train-vae "$WORK/probes-vae3" "${PROBES_VAE3_STEPS:-4000}" $WS train-vae data="$store" progress=false \
@@ -137,8 +137,14 @@ phase3_probes() {
     checkpoint_every=250 keep_checkpoints=1 video_every=0 init_from="$start" "${DIT[@]}" \
     +model_overrides.previous_frame=true +model_overrides.previous_frames=2 objective.time_sampling=uniform \
     optim.schedule=cosine optim.lr=3e-4
-  [ -f "$WORK/probes-dit3/export/config.json" ] || \
-    $PY scripts/swap_decoder.py "$WORK/probes-dit3-two/export" "$WORK/probes-vae4/export" "$WORK/probes-dit3/export"
+  [ -f "$WORK/probes-dit3-swapped/export/config.json" ] || \
+    $PY scripts/swap_decoder.py "$WORK/probes-dit3-two/export" "$WORK/probes-vae4/export" "$WORK/probes-dit3-swapped/export"
+  # then self-forcing: half of the scheme-cut samples get the DiT's own one-step sample as their newest context frame
+  stage probes train "$WORK/probes-dit3" "${PROBES_DIT3_SF_STEPS:-1500}" $WS train data="$store" \
+    vae="$WORK/probes-dit3-swapped/export" progress=false checkpoint_every=250 keep_checkpoints=1 video_every=0 \
+    init_from="$WORK/probes-dit3-swapped/export" "${DIT[@]}" +model_overrides.previous_frame=true \
+    +model_overrides.previous_frames=2 objective.time_sampling=uniform optim.schedule=cosine optim.lr=3e-4 \
+    objective.own_context_prob=0.5
 }
 
 evaluate() {  # evaluate NAME WORLD: worldsim eval on the shipped export, the card, plots and a strip for the README
