@@ -38,6 +38,11 @@ VERSION = 1
 BINDING = "worldsim"  # safetensors metadata key: what config.json said when the weights were written
 
 
+# The config.json keys `write_export` sets itself; any other key is a record passed in as `extra`.
+WRITTEN_KEYS = frozenset({"format", "version", "kind", "autoencoder_config", "dit_config", "latent_shift", "latent_scale",
+                          "action_space", "frame_size", "compression", "files"})
+
+
 class ExportError(Exception):
     """An export folder that is missing, incomplete, truncated or inconsistent."""
 

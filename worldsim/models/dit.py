@@ -31,7 +31,8 @@ the weight on the centre), so adding it to a trained model changes its predictio
 With `previous_frames=2` the frame before the previous one is fed the same way (its own zeroed
 projection): a ball's last two positions then sit in the tokens where it will be next, so its
 velocity is a per-token function instead of an attention lookup two frames back (DIAMOND feeds its
-last 4 frames as channels).
+last 4 frames as channels). Measured on Probes-v0 (README, training section): action following rose
+(inverse dynamics on simulated frames 0.67 -> 0.77), PSNR did not move.
 """
 
 from __future__ import annotations

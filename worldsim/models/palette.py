@@ -18,8 +18,8 @@ import math
 
 import numpy as np
 import torch
-from einops import rearrange
 import torch.nn.functional as F
+from einops import rearrange
 from torch import nn
 
 MAX_COLOURS = 32  # more distinct colours than this is a textured world: regress RGB instead

@@ -18,7 +18,7 @@ from einops import repeat
 from torch import Tensor, nn
 
 from worldsim.data.store import EpisodeStore
-from worldsim.diffusion.objective import diffusion_loss, predict_x0
+from worldsim.diffusion.objective import diffusion_loss
 from worldsim.export import write_export
 from worldsim.diffusion.samplers import sample_euler
 from worldsim.frames import frames_to_float, frames_to_uint8
@@ -70,12 +70,10 @@ def own_newest_context(module: Callable, x0: Tensor, actions: Tensor | None, mas
     j = context_frames - 1
     b = x0.shape[0]
     noise = torch.randn(x0[:, j:j + 1].shape, generator=generator, device=generator.device, dtype=x0.dtype).to(x0.device)
-    x_in = torch.cat([x0[:, :j], noise], dim=1)
-    t = torch.zeros(b, j + 1, device=x0.device, dtype=x0.dtype)
-    t[:, j] = 1.0
-    out = module(x_in, t, None if actions is None else actions[:, :j + 1], None if mask is None else mask[:, :j + 1],
-                 frame_index[:, :j + 1])
-    own = predict_x0(x_in[:, j:j + 1], out.prediction[:, j:j + 1].to(x0.dtype), t[:, j:j + 1])  # (B, 1, C, h, w)
+    own = sample_euler(module, tuple(noise.shape), steps=1, noise=noise, context=x0[:, :j],
+                       actions=None if actions is None else actions[:, :j + 1],
+                       action_mask=None if mask is None else mask[:, :j + 1],
+                       frame_index=frame_index[:, :j + 1]).to(x0.dtype)  # (B, 1, C, h, w): what a 1-step rollout makes
     use = (torch.rand(b, generator=generator, device=generator.device) < prob).to(x0.device)
     x0 = x0.clone()
     x0[:, j] = torch.where(use[:, None, None, None], own[:, 0], x0[:, j])
