@@ -267,3 +267,44 @@ def test_training_without_deepspeed_is_one_line(tmp_path):
                          env=env, timeout=300)
     assert out.returncode == 2, out.stderr[-2000:]
     assert out.stderr.count("\n") == 1 and "pip install 'worldsim[deepspeed]'" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_state_change_targets_line_up_and_a_dit_head_trains_on_them(vae_run, tmp_path, capsys):
+    """`objective.state_change_key`: per latent frame, whether the recorded state changed (a push into a wall
+    leaves the square where it was); the DiT gets a head for it, trained beside the diffusion loss."""
+    import numpy as np
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from worldsim.data.store import EpisodeStore
+    from worldsim.export import load_export
+    from worldsim.train.latent_cache import LatentWindowDataset, build_cache
+
+    store = make_store(tmp_path / "state.zarr", episodes=3, steps=12, state=True)
+    common = [f"data={store}", f"vae={vae_run / 'export'}", "validation.every=0", "video_every=0", "steps=3", *BASE]
+    result = Trainer(compose("train", [f"run_dir={tmp_path / 'a'}", "objective.state_change_key=square_x", *common])).fit()
+    models = load_export(result.export_dir)[0]
+    assert models["dit"].config.state_change_head
+    acc = EventAccumulator(str(tmp_path / "a" / "tensorboard"))
+    acc.Reload()
+    assert [e.step for e in acc.Scalars("loss/state_change")] == [1, 2, 3]
+
+    data = LatentWindowDataset(build_cache(store, models["autoencoder"], progress=False), store, frames=3,
+                               state_change="square_x")
+    s = EpisodeStore.open(store, "r")
+    x = s.read("state/square_x", 0, s.num_frames)[:, 0]
+    for i in range(len(data)):
+        first, stop = data.rows(i)
+        ends = x[first:stop:2]  # the last row of each latent frame of the window
+        change = data[i]["state_change"].numpy()
+        moved = (ends[1:] != ends[:-1]).astype(np.float32)
+        if first in (0, *s.episode_ends[:-1]):  # an episode's first latent frame has no previous one
+            assert np.isnan(change[0]) and np.array_equal(change[1:], moved)
+        else:
+            assert np.array_equal(change[1:], moved)
+    s.close()
+    assert {0.0, 1.0} <= set(data.state_change[~data.state_change.isnan()].tolist())  # some pushes fail
+    err = _error(capsys, "train", f"run_dir={tmp_path / 'b'}", "objective.state_change_key=nope", *common)
+    assert "nope" in err and "square_x" in err
+    err = _error(capsys, "train", f"run_dir={tmp_path / 'c'}", "objective.state_change_key=square_x",
+                 "latent_cache=false", *common)
+    assert "latent_cache" in err

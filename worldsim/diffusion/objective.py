@@ -78,6 +78,11 @@ class ObjectiveConfig:
     # one-step sample of that frame (from pure noise, given the frames before it) instead of the real one:
     # what a rollout feeds back, so the model learns to continue from its own errors (self-forcing against drift)
     own_context_prob: float = 0.0
+    # Store state key (e.g. player_pos) whose change over each latent frame a DiT head predicts (BCE on the frames
+    # being denoised; `DiTConfig.state_change_head`, set by the trainer): whether a move succeeded, read from context
+    state_change_key: str = ""
+    state_change_weight: float = 1.0
+    own_context_frames: int = 1  # how many of the newest context frames that rollout replaces (the oldest stays real)
 
     def __post_init__(self) -> None:
         if self.time_sampling not in ("logit_normal", "uniform"):
@@ -86,6 +91,10 @@ class ObjectiveConfig:
                      "own_context_prob"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must lie in [0, 1], got {getattr(self, name)}")
+        if self.own_context_frames < 1:
+            raise ValueError(f"own_context_frames must be >= 1, got {self.own_context_frames}")
+        if not (math.isfinite(self.state_change_weight) and self.state_change_weight >= 0):
+            raise ValueError(f"state_change_weight must be finite and >= 0, got {self.state_change_weight}")
         if not (math.isfinite(self.change_weight) and self.change_weight >= 0):
             raise ValueError(f"change_weight must be finite and >= 0, got {self.change_weight}")
 
@@ -167,6 +176,7 @@ def diffusion_loss(
     reward: Tensor | None = None,
     termination: Tensor | None = None,
     context_frames: int | None = None,
+    state_change: Tensor | None = None,
 ) -> tuple[Tensor, dict[str, float]]:
     """v-prediction loss with per-frame noise levels, plus reward/termination terms.
 
@@ -175,7 +185,7 @@ def diffusion_loss(
     x0: (B, T, C, h, w) clean normalised latents. actions (B, T, k, D) / action_mask (B, T, k)
         bool, or None. frame_index (B, T) long or None.
     reward: (B, T) float targets, NaN where a frame has none. termination: (B, T) in {0, 1}, NaN
-        where none. context_frames: exactly this many leading frames are clean context in every
+        where none. state_change: (B, T) in {0, 1}, NaN where none (`state_change_key`). context_frames: exactly this many leading frames are clean context in every
         sample (see `sample_noise_levels`). All randomness comes from `generator`.
     Returns (scalar loss, logs of detached 0-d tensors: reading one is a device sync, so the trainer
     reads them only at its logging interval).
@@ -219,6 +229,13 @@ def diffusion_loss(
             if has.any() else out.termination_logit.sum() * 0
         )
         loss, logs["termination"] = loss + config.termination_weight * term, term.detach()
+    if state_change is not None:
+        if getattr(out, "state_change_logit", None) is None:
+            raise ValueError("objective.state_change_key needs a DiT with a state change head (state_change_head=True)")
+        has = ~torch.isnan(state_change) & ~is_context
+        logit = out.state_change_logit.float()
+        term = F.binary_cross_entropy_with_logits(logit[has], state_change[has].float()) if has.any() else logit.sum() * 0
+        loss, logs["state_change"] = loss + config.state_change_weight * term, term.detach()
     logs["loss"] = loss.detach()
     return loss, logs
 

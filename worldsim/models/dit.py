@@ -68,6 +68,9 @@ class DiTConfig:
     action_substeps: int = 1  # k: actions per latent frame, the autoencoder's temporal compression
     reward_head: bool = False  # predict a per-frame reward from pooled final tokens
     termination_head: bool = False  # predict a per-frame termination logit
+    # predict per frame whether a recorded state changed over it (objective.state_change_key, e.g. the player's cell):
+    # an auxiliary target that makes the trunk compute what the frame cannot show yet (does this move succeed?)
+    state_change_head: bool = False
     rope_theta_time: float = 10_000.0  # rotary base over time: resolves offsets from 1 to thousands of frames
     rope_theta_space: float = 100.0  # rotary base over patch rows/columns: grids are tens of patches
     previous_frame: bool = False  # also feed each frame the previous frame's latent, patch by patch (module docstring)
@@ -108,6 +111,7 @@ class DiTOutput:
     prediction: Tensor  # (B, T, C, h, w): the objective's target (v of v-prediction on the cosine schedule)
     reward: Tensor | None = None  # (B, T) predicted reward of each frame
     termination_logit: Tensor | None = None  # (B, T) logit of "the episode ended at this frame"
+    state_change_logit: Tensor | None = None  # (B, T) logit of "the recorded state changed over this frame"
     motion: Tensor | None = None  # (B, T, C, h, w): `clean`'s previous frames moved by the motion kernel (when asked)
     cache: KVCache | None = field(default=None, repr=False)  # input cache + these frames, if asked for
 
@@ -244,6 +248,7 @@ class DiT(nn.Module):
         self.final = FinalLayer(c.dim, c.patch_size, c.latent_channels)
         self.reward_head = FrameHead(c.dim) if c.reward_head else None
         self.termination_head = FrameHead(c.dim) if c.termination_head else None
+        self.state_change_head = FrameHead(c.dim) if c.state_change_head else None
         self.initialize_weights()
 
     def initialize_weights(self) -> None:
@@ -356,6 +361,8 @@ class DiT(nn.Module):
             out.reward = self.reward_head(tokens)
         if self.termination_head is not None:
             out.termination_logit = self.termination_head(tokens)
+        if self.state_change_head is not None:
+            out.state_change_logit = self.state_change_head(tokens)
         if return_cache:
             new = KVCache(keys, values, n, frame_index.long(), latents=x, noise_level=noise_level)
             if cache is None or slots is not None:  # slot layout: the buffer holds them already; these frames alone

@@ -210,20 +210,26 @@ class LatentWindowDataset(torch.utils.data.Dataset):
     Item ``i``: "latents" float32 (T', C, h, w); "action" (T', k, D) packed and "action_mask" bool
     (T', k) (`worldsim.models.latents.latent_actions`; latent frame 0 of an episode has one action
     slot, masked); "reward" float32 (T',) summed per latent frame; "terminated" float32 (T',);
-    "start" the first latent frame (global index). `episodes` restricts windows to those episodes
+    "start" the first latent frame (global index); with `state_change` (a store state key, e.g. player_pos) also
+    "state_change" float32 (T',): 1 where that state differs between a latent frame's last row and the previous
+    latent frame's, NaN at an episode's first latent frame. `episodes` restricts windows to those episodes
     (held-out episodes are left out of training this way). The per-row arrays are small and read
     once; an item is then two slices, so no DataLoader workers are needed.
     """
 
     def __init__(self, cache: LatentCache, store_path: str | os.PathLike, frames: int,
-                 episodes: list[int] | None = None) -> None:
+                 episodes: list[int] | None = None, state_change: str | None = None) -> None:
         self.cache, self.frames, self.k = cache, int(frames), cache.k
         store = EpisodeStore.open(store_path, "r")
         try:
+            if state_change and state_change not in store.layout.state_spec:
+                raise ValueError(f"objective.state_change_key={state_change!r}: {store_path} records no such state "
+                                 f"(its states: {', '.join(store.layout.state_spec) or 'none'})")
             rows = store.read_rows(["action", "has_action", "reward", "terminated"], 0, store.num_frames)
+            states = store.read(f"state/{state_change}", 0, store.num_frames) if state_change else None
         finally:
             store.close()
-        acts, masks, rewards, terms = [], [], [], []
+        acts, masks, rewards, terms, changes = [], [], [], [], []
         begins = np.concatenate([[0], cache.episode_ends[:-1]]).astype(np.int64)
         for e in range(cache.episodes):
             length = int(cache.episode_ends[e] - begins[e])
@@ -235,10 +241,15 @@ class LatentWindowDataset(torch.utils.data.Dataset):
             masks.append(m[0])
             rewards.append(latent_rewards(one["reward"], self.k)[0])
             terms.append(latent_terminated(one["terminated"], self.k)[0])
+            if states is not None:  # latent frame i ends at row r0 + i k
+                last = states[r0:r1:self.k].reshape(len(range(r0, r1, self.k)), -1)
+                moved = (last[1:] != last[:-1]).any(axis=1).astype(np.float32)
+                changes.append(torch.from_numpy(np.concatenate([[np.nan], moved]).astype(np.float32)))
         self.action = torch.cat(acts)  # (N', k, D)
         self.action_mask = torch.cat(masks)  # (N', k)
         self.reward = torch.cat(rewards)  # (N',)
         self.terminated = torch.cat(terms)  # (N',)
+        self.state_change = torch.cat(changes) if states is not None else None  # (N',)
         chosen = range(cache.episodes) if episodes is None else episodes
         starts = [np.arange(begins[e], cache.episode_ends[e] - self.frames + 1) for e in chosen]
         self.starts = np.concatenate(starts).astype(np.int64) if starts else np.zeros(0, np.int64)
@@ -254,7 +265,8 @@ class LatentWindowDataset(torch.utils.data.Dataset):
         e = s + self.frames
         return {"latents": torch.from_numpy(self.cache.latents[s:e].astype(np.float32)),
                 "action": self.action[s:e], "action_mask": self.action_mask[s:e], "reward": self.reward[s:e],
-                "terminated": self.terminated[s:e], "start": s}
+                "terminated": self.terminated[s:e], "start": s,
+                **({} if self.state_change is None else {"state_change": self.state_change[s:e]})}
 
     def rows(self, i: int) -> tuple[int, int]:
         """Store rows [first, stop) of the real frames that decoding window i yields (1 + (T'-1)k rows)."""

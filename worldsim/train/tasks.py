@@ -64,20 +64,21 @@ def store_palette(store_path: str, blocks: int = 32, rows: int = 64) -> tuple[tu
 
 @torch.no_grad()
 def own_newest_context(module: Callable, x0: Tensor, actions: Tensor | None, mask: Tensor | None, frame_index: Tensor,
-                       context_frames: int, generator: torch.Generator, prob: float) -> Tensor:
-    """x0 (B, T, C, h, w) with, in a `prob` share of the samples, the newest context frame (index context_frames - 1)
-    replaced by the model's one-step sample of it from pure noise given the frames before it (self-forcing)."""
-    j = context_frames - 1
+                       context_frames: int, generator: torch.Generator, prob: float, frames: int = 1) -> Tensor:
+    """x0 (B, T, C, h, w) with, in a `prob` share of the samples, the newest `frames` context frames replaced by the
+    model's own 1-step rollout of them (each from pure noise given the frames before it, its own earlier ones
+    included), as a rollout feeds back (self-forcing). At least the first context frame stays real."""
+    frames = min(frames, context_frames - 1)
     b = x0.shape[0]
-    noise = torch.randn(x0[:, j:j + 1].shape, generator=generator, device=generator.device, dtype=x0.dtype).to(x0.device)
-    own = sample_euler(module, tuple(noise.shape), steps=1, noise=noise, context=x0[:, :j],
-                       actions=None if actions is None else actions[:, :j + 1],
-                       action_mask=None if mask is None else mask[:, :j + 1],
-                       frame_index=frame_index[:, :j + 1]).to(x0.dtype)  # (B, 1, C, h, w): what a 1-step rollout makes
+    own = x0.clone()
+    for j in range(context_frames - frames, context_frames):
+        noise = torch.randn(x0[:, j:j + 1].shape, generator=generator, device=generator.device, dtype=x0.dtype).to(x0.device)
+        own[:, j:j + 1] = sample_euler(module, tuple(noise.shape), steps=1, noise=noise, context=own[:, :j],
+                                       actions=None if actions is None else actions[:, :j + 1],
+                                       action_mask=None if mask is None else mask[:, :j + 1],
+                                       frame_index=frame_index[:, :j + 1]).to(x0.dtype)  # what a 1-step rollout makes
     use = (torch.rand(b, generator=generator, device=generator.device) < prob).to(x0.device)
-    x0 = x0.clone()
-    x0[:, j] = torch.where(use[:, None, None, None], own[:, 0], x0[:, j])
-    return x0
+    return torch.where(use[:, None, None, None, None], own, x0)
 
 
 def _model_dtype(model: nn.Module) -> torch.dtype:
@@ -185,7 +186,10 @@ class DiTTask:
         _, c, h, w = autoencoder.latent_shape(cfg.window, *frame_size)
         check_model_overrides(cfg.model_overrides, DiTConfig, "DiT config")
         overrides = {"latent_channels": c, "action_space": action_space_json, "action_substeps": self.k,
-                     "reward_head": cfg.reward_head, "termination_head": cfg.termination_head, **cfg.model_overrides}
+                     "reward_head": cfg.reward_head, "termination_head": cfg.termination_head,
+                     "state_change_head": bool(cfg.objective.state_change_key), **cfg.model_overrides}
+        if cfg.objective.state_change_key and not cfg.latent_cache:
+            raise ValueError("objective.state_change_key reads its targets with the cached latents: use latent_cache=true")
         self.model_config = dit_config(cfg.model, **overrides)
         p = self.model_config.patch_size
         if h % p or w % p:
@@ -253,6 +257,7 @@ class DiTTask:
     def loss(self, module: Callable, batch: Batch, generator: torch.Generator) -> tuple[Tensor, dict[str, float]]:
         x0, actions, mask, reward, term = self.inputs(batch)
         x0 = x0.to(_model_dtype(self.model))  # (B, T', C, h, w)
+        change = batch["state_change"].to(self.device) if "state_change" in batch else None
         frame_index, context_frames = None, None
         keep = select_frames(self.cfg.context, x0.shape[1], generator)  # (n,) latent frame positions or None
         if keep is not None:
@@ -263,11 +268,12 @@ class DiTTask:
             term = None if term is None else term[:, pick]
             frame_index = repeat(pick, "t -> b t", b=x0.shape[0])  # true positions: rotary sees the gaps
             context_frames = len(pick) - self.cfg.context.targets  # exactly the rollout's split
+            change = None if change is None else change[:, pick]
             if self.cfg.objective.own_context_prob > 0 and context_frames >= 2:
                 x0 = own_newest_context(module, x0, actions, mask, frame_index, context_frames, generator,
-                                        self.cfg.objective.own_context_prob)
+                                        self.cfg.objective.own_context_prob, self.cfg.objective.own_context_frames)
         return diffusion_loss(module, x0, actions, mask, frame_index, generator, self.cfg.objective, reward, term,
-                              context_frames=context_frames)
+                              context_frames=context_frames, state_change=change)
 
     def tokens(self, batch: Batch) -> int:
         if "latents" in batch:

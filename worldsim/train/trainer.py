@@ -197,7 +197,8 @@ class Trainer:
         if self.rank != 0:
             cache = open_cache(cfg.data, ae, self.ae_key)
         self.latent_cache = cache
-        return LatentWindowDataset(cache, cfg.data, num_latent_frames(cfg.window, self.task.k), episodes)
+        return LatentWindowDataset(cache, cfg.data, num_latent_frames(cfg.window, self.task.k), episodes,
+                                   state_change=cfg.objective.state_change_key or None)
 
     def _make_validator(self):
         """Held-out metrics (rank 0), or None when validation is off or no episode is held out."""
