@@ -78,11 +78,11 @@ class ObjectiveConfig:
     # one-step sample of that frame (from pure noise, given the frames before it) instead of the real one:
     # what a rollout feeds back, so the model learns to continue from its own errors (self-forcing against drift)
     own_context_prob: float = 0.0
+    own_context_frames: int = 1  # how many of the newest context frames that rollout replaces (the oldest stays real)
     # Store state key (e.g. player_pos) whose change over each latent frame a DiT head predicts (BCE on the frames
     # being denoised; `DiTConfig.state_change_head`, set by the trainer): whether a move succeeded, read from context
     state_change_key: str = ""
     state_change_weight: float = 1.0
-    own_context_frames: int = 1  # how many of the newest context frames that rollout replaces (the oldest stays real)
 
     def __post_init__(self) -> None:
         if self.time_sampling not in ("logit_normal", "uniform"):
@@ -185,8 +185,9 @@ def diffusion_loss(
     x0: (B, T, C, h, w) clean normalised latents. actions (B, T, k, D) / action_mask (B, T, k)
         bool, or None. frame_index (B, T) long or None.
     reward: (B, T) float targets, NaN where a frame has none. termination: (B, T) in {0, 1}, NaN
-        where none. state_change: (B, T) in {0, 1}, NaN where none (`state_change_key`). context_frames: exactly this many leading frames are clean context in every
-        sample (see `sample_noise_levels`). All randomness comes from `generator`.
+        where none. state_change: (B, T) in {0, 1}, NaN where none (`state_change_key`).
+        context_frames: exactly this many leading frames are clean context in every sample (see
+        `sample_noise_levels`). All randomness comes from `generator`.
     Returns (scalar loss, logs of detached 0-d tensors: reading one is a device sync, so the trainer
     reads them only at its logging interval).
     """

@@ -242,7 +242,8 @@ class LatentWindowDataset(torch.utils.data.Dataset):
             rewards.append(latent_rewards(one["reward"], self.k)[0])
             terms.append(latent_terminated(one["terminated"], self.k)[0])
             if states is not None:  # latent frame i ends at row r0 + i k
-                last = states[r0:r1:self.k].reshape(len(range(r0, r1, self.k)), -1)
+                last = states[r0:r1:self.k]
+                last = last.reshape(len(last), -1)
                 moved = (last[1:] != last[:-1]).any(axis=1).astype(np.float32)
                 changes.append(torch.from_numpy(np.concatenate([[np.nan], moved]).astype(np.float32)))
         self.action = torch.cat(acts)  # (N', k, D)
