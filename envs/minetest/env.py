@@ -280,14 +280,31 @@ class MinetestEnv(LastFrameRender, gym.Env):
             raise ValueError(f"invalid action {action!r} for {self.action_space}; actions: {self.action_names}")
         self.game.check_alive()
         inp = discrete_input(int(action)) if isinstance(self.action_space, spaces.Discrete) else multidiscrete_input(action)
+        before = self._read_state()[1]
         start = time.perf_counter()
         self._hold(inp)
         time.sleep(max(0.0, 1.0 / self.fps - (time.perf_counter() - start)))
         self._release(keep_buttons=inp.buttons)
         self.game.check_alive()
         self._frame = self._grab()
+        if inp.turn or inp.look:
+            self._wait_view_state(before, inp)
         self._t += 1
         return self._frame.copy(), 0.0, False, self._t >= self.max_episode_steps, {"state": self._state()}
+
+    def _wait_view_state(self, before: dict[str, np.ndarray], inp: _Input, timeout: float = 1.0) -> None:
+        """After a turn or look, wait (at most `timeout` s) until the bridge's state shows it: the client reports
+        its view a few times a second, so on a busy machine the state could still hold the view before the step.
+        A look at the pitch limit changes nothing and is not waited for."""
+        turned = bool(inp.turn)
+        looked = bool(inp.look) and abs(float(before["pitch"]) + inp.look * self.look_degrees) < 89.0
+
+        def shown() -> bool:
+            now = self._read_state()[1]
+            return ((not turned or abs(float(now["yaw"]) - float(before["yaw"])) > 1e-3)
+                    and (not looked or abs(float(now["pitch"]) - float(before["pitch"])) > 1e-3))
+
+        wait_for(shown, timeout)
 
     def close(self) -> None:
         """Stop the game and its display; no process is left."""
