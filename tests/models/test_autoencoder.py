@@ -258,12 +258,15 @@ def test_object_weights_single_out_small_objects_and_keep_the_loss_scale() -> No
     assert object_weights(frames, 0.0) is None
 
 
-@pytest.mark.parametrize("preset,k", [("tiny", 1), ("tiny", 2), ("tiny", 4), ("cpu", 2), ("cpu-palette", 2)])
+@pytest.mark.parametrize("preset,k", [("tiny", 1), ("tiny", 2), ("tiny", 4), ("cpu", 2), ("cpu-palette", 2),
+                                      ("cpu-refine", 2)])
 def test_streaming_decode_equals_one_pass_and_states_stack(preset: str, k: int) -> None:
     from worldsim.models.autoencoder import split_state, stack_states
 
     torch.manual_seed(0)
     overrides = {"temporal_factor": k} if preset == "tiny" else {}
+    if preset == "cpu-refine":  # the decoder's extra full-resolution blocks stream too
+        preset, overrides = "cpu", {"decoder_refine_blocks": 2}
     atol = 1e-5
     if preset == "cpu-palette":  # the palette head reads the last features: it must stream too
         preset, overrides = "cpu", {"palette": ((0, 0, 0), (255, 0, 0), (20, 200, 30), (255, 255, 255))}
@@ -287,3 +290,23 @@ def test_streaming_decode_equals_one_pass_and_states_stack(preset: str, k: int) 
         alone = [model.decode_stream(nxt[b:b + 1], s)[0] for b, s in enumerate(split_state(state, 2))]
         torch.testing.assert_close(torch.cat(alone), batched, rtol=0, atol=atol)
         torch.testing.assert_close(model.decode_stream(nxt, stack_states(split_state(state, 2)))[0], batched)
+
+
+def test_decoder_refine_blocks_start_as_the_identity_and_leave_the_latent_key() -> None:
+    """`decoder_refine_blocks`: a decoder deepened by warm start decodes exactly as before, and the latents (so the
+    cache and every DiT trained on them) keep their key."""
+    from worldsim.train.latent_cache import autoencoder_key
+
+    torch.manual_seed(0)
+    base = VideoAutoencoder(autoencoder_config("cpu")).eval()
+    for p in base.parameters():
+        p.data.add_(0.05 * torch.randn_like(p))
+    deep = VideoAutoencoder(autoencoder_config("cpu", decoder_refine_blocks=2)).eval()
+    missing, unexpected = deep.load_state_dict(base.state_dict(), strict=False)
+    assert not unexpected and missing and all(name.startswith("decoder.refine.") for name in missing)
+    z = torch.randn(1, 3, base.cfg.latent_channels, 4, 4)
+    with torch.no_grad():
+        torch.testing.assert_close(deep.decode(z), base.decode(z), rtol=0, atol=0)
+    assert autoencoder_key(deep) == autoencoder_key(base)
+    with pytest.raises(ValueError, match="decoder_refine_blocks"):
+        autoencoder_config("cpu", decoder_refine_blocks=-1)

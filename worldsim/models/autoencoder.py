@@ -45,6 +45,9 @@ class AutoencoderConfig:
     base_channels: int = 64  # width at full resolution; sets most of the compute
     channel_mults: tuple[int, ...] = (1, 2, 2)  # width multiplier per resolution level; log2(s) + 1 levels
     num_res_blocks: int = 1  # residual blocks per level (encoder and decoder)
+    # extra residual blocks at the decoder's full resolution, after the last upsampling; each starts as the identity,
+    # so a decoder fine-tune (freeze_encoder) can deepen a trained decoder without changing its output at the start
+    decoder_refine_blocks: int = 0
     spatial_factor: int = 4  # s: H and W shrink by s (4 or 8)
     patch: int = 1  # pixels per side folded into channels before the first conv (1, 2 or 4): the convs never run at full resolution
     temporal_factor: int = 2  # k: one latent frame per k real frames after the first (1, 2 or 4)
@@ -81,6 +84,8 @@ class AutoencoderConfig:
         for ch in self.level_channels:
             if ch % self.groups(ch) != 0:
                 raise ValueError(f"level width {ch} is not divisible by norm_groups {self.norm_groups}")
+        if self.decoder_refine_blocks < 0:
+            raise ValueError(f"decoder_refine_blocks must be >= 0, got {self.decoder_refine_blocks}")
         if self.num_res_blocks < 1 or self.latent_channels < 1 or self.time_kernel < 1:
             raise ValueError("num_res_blocks, latent_channels and time_kernel must be >= 1")
 
@@ -161,6 +166,7 @@ class Decoder(nn.Module):
             if i > 0:
                 blocks.append(Upsample(ch, time=i - 1 < cfg.time_levels))  # mirrors Downsample i-1
         self.up = nn.Sequential(*blocks)
+        self.refine = nn.Sequential(*(ResBlock(ch, ch, cfg.groups(ch), tk) for _ in range(cfg.decoder_refine_blocks)))
         self.norm_out = FrameGroupNorm(cfg.groups(ch), ch, eps=1e-6)
         self.patch = cfg.patch
         self.conv_out = CausalConv3d(ch, cfg.in_channels * cfg.patch**2, 3)
@@ -173,7 +179,7 @@ class Decoder(nn.Module):
         (None without a palette).
         """
         h = self.conv_in(z, stream)
-        for block in (*self.mid, *self.up):
+        for block in (*self.mid, *self.up, *self.refine):
             h = h if isinstance(block, nn.Identity) else block(h, stream)
         features = F.silu(self.norm_out(h))
         x = rearrange(self.conv_out(features, stream), "b (c p1 p2) t h w -> b c t (h p1) (w p2)",

@@ -42,8 +42,9 @@ CHUNK_LATENTS = 128  # latent frames encoded per pass of a long episode
 OVERLAP_LATENTS = 32  # extra past latent frames per chunk: the tiny preset's encoder still reaches 16-24 back
 
 
-# training-loss and decoder-only fields: they shape no latent
-LOSS_ONLY = ("kl_weight", "l1_weight", "mse_weight", "object_weight", "palette", "palette_weight")
+# training-loss and decoder-only fields: they shape no latent (a new decoder field belongs here, or every key changes)
+LOSS_ONLY = ("kl_weight", "l1_weight", "mse_weight", "object_weight", "palette", "palette_weight",
+             "decoder_refine_blocks")
 
 
 def _latent_config(cfg: dict) -> dict:
