@@ -280,14 +280,14 @@ class MinetestEnv(LastFrameRender, gym.Env):
             raise ValueError(f"invalid action {action!r} for {self.action_space}; actions: {self.action_names}")
         self.game.check_alive()
         inp = discrete_input(int(action)) if isinstance(self.action_space, spaces.Discrete) else multidiscrete_input(action)
-        before = self._read_state()[1]
+        before = self._read_state()[1] if inp.turn or inp.look else None  # the view a turn or look must change
         start = time.perf_counter()
         self._hold(inp)
         time.sleep(max(0.0, 1.0 / self.fps - (time.perf_counter() - start)))
         self._release(keep_buttons=inp.buttons)
         self.game.check_alive()
         self._frame = self._grab()
-        if inp.turn or inp.look:
+        if before is not None:
             self._wait_view_state(before, inp)
         self._t += 1
         return self._frame.copy(), 0.0, False, self._t >= self.max_episode_steps, {"state": self._state()}
