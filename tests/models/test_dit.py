@@ -249,6 +249,49 @@ def test_motion_context_starts_as_the_plain_kernel_then_reads_the_previous_frame
         DiTConfig(latent_channels=C, motion_context=2)
 
 
+def test_motion_gate_starts_as_the_plain_kernel_and_mixes_it_with_the_identity():
+    from worldsim.models.dit import MotionKernel
+
+    plain = _model(previous_frame="motion")
+    gated = _model(previous_frame="motion", motion_gate=4)
+    missing, unexpected = gated.load_state_dict(plain.state_dict(), strict=False)
+    assert unexpected == [] and missing and all(n.startswith("motion.gate_") for n in missing)
+    gated.motion.reset_to_identity()
+    plain.motion.reset_to_identity()
+    inputs = _inputs(t=4)
+    # a warm start predicts nearly what the ungated model did (the gate starts at p = sigmoid(6) = 0.998)
+    a, b = gated(**inputs).prediction, plain(**inputs).prediction
+    assert (a - b).abs().mean() < 0.01 * b.abs().mean()
+    # an action kernel that shifts one pixel left; the gate's bias decides how much of it is applied
+    kernel = MotionKernel(dim=8, channels=C, radius=1, groups=1, gate=4)
+    with torch.no_grad():
+        kernel.head.weight.zero_()
+        kernel.head.bias.copy_(torch.tensor([0, 0, 0, 0, 0, 100.0, 0, 0, 0]))
+    previous, cond = torch.randn(2, 3, C, 5, 6), torch.randn(2, 3, 8)
+    for bias, p in ((100.0, 1.0), (-100.0, 0.0), (0.0, 0.5)):
+        with torch.no_grad():
+            kernel.gate_net[-1].weight.zero_()
+            kernel.gate_net[-1].bias.fill_(bias)
+        shifted = torch.cat([previous[..., 1:], torch.zeros_like(previous[..., :1])], dim=-1)
+        torch.testing.assert_close(kernel(previous, cond), p * shifted + (1 - p) * previous)
+    # the gate reads what the previous frame shows and the action
+    with torch.no_grad():
+        for q in kernel.gate_net.parameters():
+            q.normal_()
+    logit = kernel.gate_logit(previous, cond)
+    assert logit.shape == (2, 3)
+    assert not torch.allclose(logit, kernel.gate_logit(2.0 - previous, cond))
+    assert not torch.allclose(logit, kernel.gate_logit(previous, -cond))
+    # with `clean`, the output carries the gate's logit on the clean previous frames, and it is trainable
+    gated.train()
+    out = gated(**inputs, clean=inputs["x"])
+    assert out.motion_gate_logit.shape == (2, 4)
+    out.motion_gate_logit.sum().backward()
+    assert gated.motion.gate_net[-1].weight.grad.abs().sum() > 0  # its output layer starts at zero, not its inputs
+    with pytest.raises(ValueError, match="motion_gate"):
+        DiTConfig(latent_channels=C, motion_gate=4)
+
+
 def test_cache_trimming_keeps_the_right_frames():
     model = _model()
     inputs = _inputs(t=4)

@@ -287,6 +287,17 @@ def test_state_change_targets_line_up_and_a_dit_head_trains_on_them(vae_run, tmp
     acc = EventAccumulator(str(tmp_path / "a" / "tensorboard"))
     acc.Reload()
     assert [e.step for e in acc.Scalars("loss/state_change")] == [1, 2, 3]
+    # the same target trains a motion gate (does this push move the square?) in place of the head
+    gate = ["+model_overrides.previous_frame=true", "+model_overrides.motion_radius=1", "+model_overrides.motion_gate=4",
+            "+model_overrides.state_change_head=false", "objective.motion_weight=1.0"]
+    result = Trainer(compose("train", [f"run_dir={tmp_path / 'g'}", "objective.state_change_key=square_x", *gate,
+                                       *common])).fit()
+    gated = load_export(result.export_dir)[0]["dit"]
+    assert gated.config.motion_gate == 4 and gated.state_change_head is None
+    acc = EventAccumulator(str(tmp_path / "g" / "tensorboard"))
+    acc.Reload()
+    assert [e.step for e in acc.Scalars("loss/motion_gate")] == [1, 2, 3]
+    assert "loss/state_change" not in acc.Tags()["scalars"]
 
     data = LatentWindowDataset(build_cache(store, models["autoencoder"], progress=False), store, frames=3,
                                state_change="square_x")

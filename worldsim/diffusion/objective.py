@@ -80,7 +80,8 @@ class ObjectiveConfig:
     own_context_prob: float = 0.0
     own_context_frames: int = 1  # how many of the newest context frames that rollout replaces (the oldest stays real)
     # Store state key (e.g. player_pos) whose change over each latent frame a DiT head predicts (BCE on the frames
-    # being denoised; `DiTConfig.state_change_head`, set by the trainer): whether a move succeeded, read from context
+    # being denoised; `DiTConfig.state_change_head`, set by the trainer): whether a move succeeded, read from context.
+    # A DiT with a motion gate (`DiTConfig.motion_gate`) also fits its gate to it, on every frame after a real one
     state_change_key: str = ""
     state_change_weight: float = 1.0
 
@@ -231,14 +232,29 @@ def diffusion_loss(
         )
         loss, logs["termination"] = loss + config.termination_weight * term, term.detach()
     if state_change is not None:
-        if getattr(out, "state_change_logit", None) is None:
-            raise ValueError("objective.state_change_key needs a DiT with a state change head (state_change_head=True)")
-        has = ~torch.isnan(state_change) & ~is_context
-        logit = out.state_change_logit.float()
-        term = F.binary_cross_entropy_with_logits(logit[has], state_change[has].float()) if has.any() else logit.sum() * 0
-        loss, logs["state_change"] = loss + config.state_change_weight * term, term.detach()
+        head, gate = getattr(out, "state_change_logit", None), getattr(out, "motion_gate_logit", None)
+        if head is None and gate is None:
+            raise ValueError("objective.state_change_key needs a DiT with a state change head (state_change_head=True) "
+                             "or a motion gate (motion_gate > 0, with objective.motion_weight > 0)")
+        known = ~torch.isnan(state_change)
+        if head is not None:
+            term = _bce(head, state_change, known & ~is_context)
+            loss, logs["state_change"] = loss + config.state_change_weight * term, term.detach()
+        if gate is not None:  # the gate read the clean previous frame: every frame with a real one just before it
+            step = torch.ones_like(state_change, dtype=torch.bool)
+            step[:, 0] = False
+            if frame_index is not None:
+                step[:, 1:] = (frame_index[:, 1:] - frame_index[:, :-1]) == 1
+            term = _bce(gate, state_change, known & step)
+            loss, logs["motion_gate"] = loss + config.state_change_weight * term, term.detach()
     logs["loss"] = loss.detach()
     return loss, logs
+
+
+def _bce(logit: Tensor, target: Tensor, where: Tensor) -> Tensor:
+    """Mean binary cross-entropy of logit against target (B, T) over `where`; a zero that keeps the graph if empty."""
+    logit = logit.float()
+    return F.binary_cross_entropy_with_logits(logit[where], target[where].float()) if where.any() else logit.sum() * 0
 
 
 def change_weights(x0: Tensor, strength: float) -> Tensor:

@@ -80,6 +80,11 @@ class DiTConfig:
     # > 0: the kernel also sees the previous latent (pooled to this many cells a side) through a small MLP with the
     # action, so a move can be told apart from a blocked one (Crafter: walking into a tree does not scroll the view)
     motion_context: int = 0
+    # > 0: a small conv net of this width reads the previous latent and the action and predicts whether the move
+    # succeeds; the kernel is then that probability times the action's kernel plus the rest times the identity, so
+    # the action's kernel can shift fully instead of blending "moved" with "blocked" (trained on
+    # objective.state_change_key; starts at probability ~1, so a warm start predicts as before)
+    motion_gate: int = 0
 
     def __post_init__(self) -> None:
         if self.temporal_patch != 1:
@@ -95,8 +100,10 @@ class DiTConfig:
         if self.motion_radius < 0 or self.motion_groups < 1 or self.latent_channels % self.motion_groups:
             raise ValueError(f"motion_radius must be >= 0 and motion_groups >= 1 dividing latent_channels "
                              f"{self.latent_channels}, got {self.motion_radius}, {self.motion_groups}")
-        if self.motion_context < 0 or (self.motion_context and not self.motion_radius):
-            raise ValueError(f"motion_context must be >= 0 and needs motion_radius > 0, got {self.motion_context}")
+        for name in ("motion_context", "motion_gate"):
+            value = getattr(self, name)
+            if value < 0 or (value and not self.motion_radius):
+                raise ValueError(f"{name} must be >= 0 and needs motion_radius > 0, got {value}")
         if self.previous_frames not in (1, 2) or (self.previous_frames == 2 and not self.previous_frame):
             raise ValueError(f"previous_frames must be 1 or 2 (2 needs previous_frame=True), got {self.previous_frames}")
         if self.motion_radius and not (self.previous_frame and self.action_space is not None):
@@ -112,6 +119,7 @@ class DiTOutput:
     reward: Tensor | None = None  # (B, T) predicted reward of each frame
     termination_logit: Tensor | None = None  # (B, T) logit of "the episode ended at this frame"
     state_change_logit: Tensor | None = None  # (B, T) logit of "the recorded state changed over this frame"
+    motion_gate_logit: Tensor | None = None  # (B, T) the motion gate's "this move succeeds" logit on `clean` (when asked)
     motion: Tensor | None = None  # (B, T, C, h, w): `clean`'s previous frames moved by the motion kernel (when asked)
     cache: KVCache | None = field(default=None, repr=False)  # input cache + these frames, if asked for
 
@@ -181,16 +189,24 @@ class MotionKernel(nn.Module):
     Per frame, `groups` softmax-normalised (2r+1) x (2r+1) kernels (weights >= 0 summing to 1, so a
     kernel moves and blends, never amplifies); group g moves latent channels [g C/G, (g+1) C/G).
     Zero padding at the borders: what enters the view is unknown, the DiT fills it in.
+    With `gate` > 0, a conv net reads the previous latent and the action and gives p = P(the move succeeds);
+    the kernel becomes p * (action's kernel) + (1 - p) * identity.
     """
 
-    def __init__(self, dim: int, channels: int, radius: int, groups: int, context: int = 0) -> None:
+    def __init__(self, dim: int, channels: int, radius: int, groups: int, context: int = 0, gate: int = 0) -> None:
         super().__init__()
-        self.radius, self.groups, self.channels, self.context = radius, groups, channels, context
+        self.radius, self.groups, self.channels, self.context, self.gate = radius, groups, channels, context, gate
         taps = (2 * radius + 1) ** 2
         self.head = nn.Linear(dim, groups * taps)
         if context:  # what the previous frame shows, pooled, joins the action in a small MLP (output zeroed at first)
             self.context_mlp = nn.Sequential(nn.Linear(channels * context * context + dim, dim), nn.GELU(),
                                              nn.Linear(dim, groups * taps))
+        if gate:  # the layout of scripts/move_success_probe.py, which reads success at 0.92 from a latent and actions
+            self.gate_action = nn.Linear(dim, gate)
+            self.gate_net = nn.Sequential(
+                nn.Conv2d(channels + gate, gate, 3, padding=1), nn.SiLU(),
+                nn.Conv2d(gate, gate, 3, padding=1, stride=2), nn.SiLU(), nn.Conv2d(gate, gate, 3, padding=1), nn.SiLU(),
+                nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(gate, 1))
 
     def reset_to_identity(self) -> None:
         """Weight zero, bias peaked on the centre tap: every kernel starts as (nearly) the identity."""
@@ -203,6 +219,16 @@ class MotionKernel(nn.Module):
         if self.context:
             nn.init.zeros_(self.context_mlp[-1].weight)
             nn.init.zeros_(self.context_mlp[-1].bias)
+        if self.gate:  # p = sigmoid(6) = 0.998: the action's kernel, as without a gate
+            nn.init.zeros_(self.gate_net[-1].weight)
+            nn.init.constant_(self.gate_net[-1].bias, 6.0)
+
+    def gate_logit(self, previous: Tensor, cond: Tensor) -> Tensor:
+        """(B, T) logit of "this frame's move succeeds" from previous (B, T, C, h, w) and cond (B, T, D)."""
+        b, t, c, h, w = previous.shape
+        action = self.gate_action(cond).float().reshape(b * t, self.gate, 1, 1).expand(-1, -1, h, w)
+        x = torch.cat([previous.float().reshape(b * t, c, h, w), action], dim=1)
+        return self.gate_net(x).view(b, t)
 
     def weights(self, previous: Tensor, cond: Tensor) -> Tensor:
         """(B*T, groups, taps) softmax kernel weights for previous (B, T, C, h, w) and cond (B, T, D)."""
@@ -212,7 +238,13 @@ class MotionKernel(nn.Module):
             pooled = torch.nn.functional.adaptive_avg_pool2d(previous.float().reshape(b * t, c, h, w), self.context)
             features = torch.cat([pooled.reshape(b, t, -1).to(cond.dtype), cond], dim=-1)
             logits = logits + self.context_mlp(features).float()
-        return logits.view(b * t, self.groups, -1).softmax(dim=-1)
+        kernels = logits.view(b * t, self.groups, -1).softmax(dim=-1)
+        if self.gate:
+            p = torch.sigmoid(self.gate_logit(previous, cond)).reshape(b * t, 1, 1)
+            identity = torch.zeros_like(kernels[:1])
+            identity[..., kernels.shape[-1] // 2] = 1.0
+            kernels = p * kernels + (1 - p) * identity
+        return kernels
 
     def forward(self, previous: Tensor, cond: Tensor) -> Tensor:
         b, t, c, h, w = previous.shape
@@ -239,7 +271,8 @@ class DiT(nn.Module):
         earlier = c.previous_frame and c.previous_frames == 2
         self.earlier_embed = PatchEmbed(c.latent_channels, c.patch_size, c.dim) if earlier else None
         self.earlier_noise_embed = NoiseLevelEmbedder(c.dim) if earlier else None
-        self.motion = MotionKernel(c.dim, c.latent_channels, c.motion_radius, c.motion_groups, c.motion_context) \
+        self.motion = MotionKernel(c.dim, c.latent_channels, c.motion_radius, c.motion_groups, c.motion_context,
+                                   c.motion_gate) \
             if c.motion_radius else None
         self.action_space = None if c.action_space is None else space_from_json(c.action_space)
         self.action_encoder = None if self.action_space is None else ActionEncoder(self.action_space, c.dim, c.action_substeps)
@@ -321,6 +354,7 @@ class DiT(nn.Module):
                 if clean is not None:
                     before = torch.cat([torch.zeros_like(clean[:, :1]), clean[:, :-1]], dim=1)
                     moved_clean = self.motion(before, action_embedding)
+                    gate_clean = self.motion.gate_logit(before, action_embedding) if self.motion.gate else None
             tokens = tokens + self.previous_embed(previous.to(x.dtype))
             cond = cond + self.previous_noise_embed(previous_level)
         if self.earlier_embed is not None:
@@ -356,7 +390,7 @@ class DiT(nn.Module):
             values.append(v)
         out = DiTOutput(prediction=unpatchify(self.final(tokens, cond), p, self.config.latent_channels, grid_h))
         if self.motion is not None and clean is not None:
-            out.motion = moved_clean
+            out.motion, out.motion_gate_logit = moved_clean, gate_clean
         if self.reward_head is not None:
             out.reward = self.reward_head(tokens)
         if self.termination_head is not None:
