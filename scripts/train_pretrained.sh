@@ -18,8 +18,9 @@
 # previous-frame pathway and trains with uniform noise levels and a cosine learning rate (NAME-dit2, on the
 # fine-tuned decoder). CONTINUE=1 starts phase 2 from the committed exports in worldsim/pretrained/ (how a
 # later session on a fresh machine continues); the model card says where each phase started. The committed
-# Probes-v0 is phase 3's (a palette decoder, which the phase-2 decoder stage cannot load): continue it with
-# its own stages (init_from=worldsim/pretrained/probes), not with CONTINUE=1.
+# Probes-v0 is phase 4's (a palette decoder, which the phase-2 decoder stage cannot load): continue it with
+# its own stages, not with CONTINUE=1. PROBES_PHASE4_FROM=DIR runs phase 4 alone from a phase-3 export DIR
+# (the shipped phase 4 started from the committed phase-3 export).
 #
 # The sizes below are what the shipped models were trained with, on a 2-core CPU without a GPU; the
 # model cards give the measured CPU-hours.
@@ -82,7 +83,8 @@ train_world() {  # train_world NAME VAE_STEPS DIT_STEPS VAE_ARGS -- DIT_ARGS   (
   fi
   if [ "$name" = probes ]; then
     phase3_probes "$WORK/$name-dit2/export"
-    final=$WORK/$name-dit3
+    phase4_probes "$WORK/$name-dit3/export" "$WORK/$name-vae4/export"
+    final=$WORK/$name-dit4-swapped
   fi
   local dest=worldsim/pretrained/$name
   rm -rf "$dest/autoencoder.safetensors" "$dest/dit.safetensors" "$dest/config.json"
@@ -147,6 +149,28 @@ phase3_probes() {
     objective.own_context_prob=0.5
 }
 
+# Phase 4 (probe world only): phase 3's two models trained longer. The window-33 decoder continues alone for
+# 1,000 steps and then 3,000 more (probes-vae5, probes-vae6: each a cosine schedule from lr 5e-4; the held-out
+# curve still rose at the end of each); the DiT continues 3,000 steps with self-forcing (probes-dit4), and
+# scripts/swap_decoder.py puts the longer-trained decoder under it. START is phase 3's DiT export, VAE_START
+# its autoencoder (both the committed worldsim/pretrained/probes when continuing on another machine).
+phase4_probes() {
+  local start=$1 vae_start=$2 store=$WORK/probes.zarr
+  local decoder=("${VAE[@]}" window=33 batch_size=4 optim.lr=5e-4 optim.warmup_steps=50 validation.windows=16
+                 optim.schedule=cosine +model_overrides.palette=auto freeze_encoder=true progress=false
+                 checkpoint_every=250 keep_checkpoints=1 video_every=0)
+  stage probes train-vae "$WORK/probes-vae5" "${PROBES_VAE5_STEPS:-1000}" $WS train-vae data="$store" \
+    init_from="$vae_start" "${decoder[@]}"
+  stage probes train-vae "$WORK/probes-vae6" "${PROBES_VAE6_STEPS:-3000}" $WS train-vae data="$store" \
+    init_from="$WORK/probes-vae5/export" "${decoder[@]}"
+  stage probes train "$WORK/probes-dit4" "${PROBES_DIT4_STEPS:-3000}" $WS train data="$store" vae="$start" \
+    progress=false checkpoint_every=250 keep_checkpoints=1 video_every=0 init_from="$start" "${DIT[@]}" \
+    +model_overrides.previous_frame=true +model_overrides.previous_frames=2 objective.time_sampling=uniform \
+    optim.schedule=cosine optim.lr=3e-4 objective.own_context_prob=0.5
+  [ -f "$WORK/probes-dit4-swapped/export/config.json" ] || \
+    $PY scripts/swap_decoder.py "$WORK/probes-dit4/export" "$WORK/probes-vae6/export" "$WORK/probes-dit4-swapped/export"
+}
+
 evaluate() {  # evaluate NAME WORLD: worldsim eval on the shipped export, the card, plots and a strip for the README
   local name=$1 world=$2
   rm -rf "$WORK/$name-eval" "$WORK/$name-rollout"
@@ -187,7 +211,13 @@ for name in "${@:-crafter probes}"; do
       probes)
         store=$WORK/probes.zarr
         [ -d "$store" ] || timed probes collect $WS collect env=probe episodes=400 seed=1000 out="$store" progress=false
-        train_world probes "${VAE_STEPS:-4000}" "${DIT_STEPS:-4000}" "${VAE[@]}" -- "${DIT[@]}"
+        if [ -n "${PROBES_PHASE4_FROM:-}" ]; then  # phase 4 alone, from a phase-3 export (how the shipped one was made)
+          phase4_probes "$PROBES_PHASE4_FROM" "$PROBES_PHASE4_FROM"
+          rm -f worldsim/pretrained/probes/*.safetensors worldsim/pretrained/probes/config.json
+          cp "$WORK/probes-dit4-swapped/export/"* worldsim/pretrained/probes/
+        else
+          train_world probes "${VAE_STEPS:-4000}" "${DIT_STEPS:-4000}" "${VAE[@]}" -- "${DIT[@]}"
+        fi
         evaluate probes probe ;;
       probe-push)
         # The push task's simulator: the shipped Probes-v0 continued inside two `worldsim imagine` loops on push

@@ -319,3 +319,34 @@ def test_state_change_targets_line_up_and_a_dit_head_trains_on_them(vae_run, tmp
     err = _error(capsys, "train", f"run_dir={tmp_path / 'c'}", "objective.state_change_key=square_x",
                  "latent_cache=false", *common)
     assert "latent_cache" in err
+
+
+def test_a_motion_gate_fitted_alone_learns_when_a_push_moves_the_square(vae_run, tmp_path):
+    """scripts/fit_motion_gate.py: a DiT with a motion kernel gets a gate fitted on the cached latents (the rest of
+    its weights untouched); pushes (left, right) are found to be the actions that can move the square."""
+    import json
+
+    from safetensors.torch import load_file
+
+    from worldsim.export import load_export
+    from worldsim.train.motion_gate import fit_motion_gate
+
+    store = make_store(tmp_path / "state.zarr", episodes=40, steps=24, state=True)
+    common = [f"data={store}", f"vae={vae_run / 'export'}", "validation.every=0", "video_every=0", "steps=2", *BASE]
+    plain = Trainer(compose("train", [f"run_dir={tmp_path / 'a'}", "objective.state_change_key=square_x",
+                                      "+model_overrides.previous_frame=true", "+model_overrides.motion_radius=1",
+                                      *common])).fit().export_dir
+    result = fit_motion_gate(plain, store, tmp_path / "gated", key="square_x", width=8, steps=300, lr=3e-3, batch=64,
+                             eval_every=100, log=lambda line: None)
+    assert result["acting_actions"] == [0, 2]  # left and right; "stay" never moves it
+    curve = result["curve"]
+    assert [row["step"] for row in curve] == [0, 100, 200, 300]
+    assert curve[-1]["held_out_bce"] < 0.3 * curve[0]["held_out_bce"]  # from p = 0.998 everywhere
+    models, meta = load_export(tmp_path / "gated")
+    assert models["dit"].config.motion_gate == 8 and meta["motion_gate_fit"]["curve"] == json.loads(json.dumps(curve))
+    before, after = load_file(plain / "dit.safetensors"), load_file(tmp_path / "gated" / "dit.safetensors")
+    assert set(after) - set(before) and all(name.startswith("motion.gate_") for name in set(after) - set(before))
+    assert all(torch.equal(before[name], after[name]) for name in before)
+    kernel_free = Trainer(compose("train", [f"run_dir={tmp_path / 'b'}", *common])).fit().export_dir
+    with pytest.raises(ValueError, match="no motion kernel"):
+        fit_motion_gate(kernel_free, store, tmp_path / "x")

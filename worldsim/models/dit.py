@@ -183,6 +183,9 @@ class FrameHead(nn.Module):
         return self.mlp(x.mean(dim=2)).squeeze(-1)
 
 
+GATE_GRID = 9  # the motion gate's features pooled to 9 x 9 cells before its linear read-out (Crafter: one per tile)
+
+
 class MotionKernel(nn.Module):
     """Previous latent moved by an action-chosen kernel: (B, T, C, h, w) x cond (B, T, D) -> (B, T, C, h, w).
 
@@ -201,12 +204,12 @@ class MotionKernel(nn.Module):
         if context:  # what the previous frame shows, pooled, joins the action in a small MLP (output zeroed at first)
             self.context_mlp = nn.Sequential(nn.Linear(channels * context * context + dim, dim), nn.GELU(),
                                              nn.Linear(dim, groups * taps))
-        if gate:  # the layout of scripts/move_success_probe.py, which reads success at 0.92 from a latent and actions
+        if gate:  # convolutions, then a linear map over a fixed grid: where a thing is matters (next to the player)
             self.gate_action = nn.Linear(dim, gate)
             self.gate_net = nn.Sequential(
                 nn.Conv2d(channels + gate, gate, 3, padding=1), nn.SiLU(),
-                nn.Conv2d(gate, gate, 3, padding=1, stride=2), nn.SiLU(), nn.Conv2d(gate, gate, 3, padding=1), nn.SiLU(),
-                nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(gate, 1))
+                nn.Conv2d(gate, gate, 3, padding=1), nn.SiLU(), nn.Conv2d(gate, gate, 3, padding=1), nn.SiLU(),
+                nn.AdaptiveAvgPool2d(GATE_GRID), nn.Flatten(), nn.Linear(gate * GATE_GRID * GATE_GRID, 1))
 
     def reset_to_identity(self) -> None:
         """Weight zero, bias peaked on the centre tap: every kernel starts as (nearly) the identity."""
@@ -219,7 +222,11 @@ class MotionKernel(nn.Module):
         if self.context:
             nn.init.zeros_(self.context_mlp[-1].weight)
             nn.init.zeros_(self.context_mlp[-1].bias)
-        if self.gate:  # p = sigmoid(6) = 0.998: the action's kernel, as without a gate
+        self.reset_gate()
+
+    def reset_gate(self) -> None:
+        """The gate's output at p = sigmoid(6) = 0.998 whatever it sees: the action's kernel, as without a gate."""
+        if self.gate:
             nn.init.zeros_(self.gate_net[-1].weight)
             nn.init.constant_(self.gate_net[-1].bias, 6.0)
 
