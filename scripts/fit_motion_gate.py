@@ -1,6 +1,6 @@
 """Fit a DiT's motion gate alone on a store's cached latents (worldsim.train.motion_gate).
 
-    python scripts/fit_motion_gate.py DIT_EXPORT STORE OUT [--key player_pos] [--width 32] [--steps 3000] [--json F]
+    python scripts/fit_motion_gate.py DIT_EXPORT STORE OUT [--key player_pos] [--width 32] [--steps 3000] [--kernel] [--json F]
 """
 
 import argparse
@@ -23,12 +23,13 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--batch", type=int, default=256)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--kernel", action="store_true", help="also fit the action's kernel (the motion loss)")
     parser.add_argument("--json", default=None, help="also write the result (with the held-out curve) here")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     try:
         result = fit_motion_gate(args.dit_export, args.store, args.out, args.key, args.width, args.steps, args.lr,
-                                 args.batch)
+                                 args.batch, kernel=args.kernel)
     except (ValueError, OSError) as e:
         sys.exit(f"fit_motion_gate: {e}")
     if args.json:

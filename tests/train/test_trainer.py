@@ -347,6 +347,13 @@ def test_a_motion_gate_fitted_alone_learns_when_a_push_moves_the_square(vae_run,
     before, after = load_file(plain / "dit.safetensors"), load_file(tmp_path / "gated" / "dit.safetensors")
     assert set(after) - set(before) and all(name.startswith("motion.gate_") for name in set(after) - set(before))
     assert all(torch.equal(before[name], after[name]) for name in before)
+    # --kernel: the action's kernel is fitted too, through the gate (the moved previous latent against the next)
+    result = fit_motion_gate(tmp_path / "gated", store, tmp_path / "kernel", key="square_x", steps=20, lr=1e-2,
+                             batch=64, eval_every=100, log=lambda line: None, kernel=True)
+    assert all("held_out_motion_mse" in row for row in result["curve"])
+    fitted = load_file(tmp_path / "kernel" / "dit.safetensors")
+    assert not torch.equal(fitted["motion.head.weight"], after["motion.head.weight"])
+    assert all(torch.equal(after[name], fitted[name]) for name in after if not name.startswith("motion."))
     kernel_free = Trainer(compose("train", [f"run_dir={tmp_path / 'b'}", *common])).fit().export_dir
     with pytest.raises(ValueError, match="no motion kernel"):
         fit_motion_gate(kernel_free, store, tmp_path / "x")
