@@ -9,6 +9,7 @@ import sys
 
 import torch
 
+from worldsim.export import ExportError
 from worldsim.train.motion_gate import fit_motion_gate
 
 
@@ -30,7 +31,7 @@ def main() -> None:
     try:
         result = fit_motion_gate(args.dit_export, args.store, args.out, args.key, args.width, args.steps, args.lr,
                                  args.batch, kernel=args.kernel)
-    except (ValueError, OSError) as e:
+    except (ValueError, OSError, ExportError) as e:
         sys.exit(f"fit_motion_gate: {e}")
     if args.json:
         with open(args.json, "w") as f:

@@ -56,6 +56,16 @@ def gate_examples(data: LatentWindowDataset) -> tuple[np.ndarray, torch.Tensor, 
     return (nxt - 1).numpy(), data.action[nxt], data.action_mask[nxt], data.state_change[nxt]
 
 
+def acting_actions(actions: torch.Tensor, changed: torch.Tensor) -> torch.Tensor:
+    """The discrete actions that change the state (Crafter's moves): more than 5% of the frames made of that action
+    alone (actions (N, k, D), first packed component) change it (changed (N,) 0/1). The frames with one of them are
+    where the gate has something to decide."""
+    chosen = actions[:, :, 0].long()  # (N, k)
+    pure = (chosen == chosen[:, :1]).all(dim=1)
+    return torch.tensor([int(a) for a in torch.unique(chosen[pure, 0])
+                         if changed[pure & (chosen[:, 0] == a)].mean() > 0.05], dtype=torch.long)
+
+
 def fit_motion_gate(dit_export: str | os.PathLike, store: str | os.PathLike, out: str | os.PathLike,
                     key: str = "player_pos", width: int = 32, steps: int = 3000, lr: float = 1e-3, batch: int = 256,
                     eval_every: int = 500, seed: int = 0, log=print, kernel: bool = False) -> dict[str, Any]:
@@ -84,15 +94,10 @@ def fit_motion_gate(dit_export: str | os.PathLike, store: str | os.PathLike, out
     train_eps = [e for e in range(cache.episodes) if e not in set(held)]
     splits = {name: gate_examples(LatentWindowDataset(cache, store, frames=2, episodes=eps, state_change=key))
               for name, eps in (("train", train_eps), ("held", held))}
-    # actions that change the state (Crafter's moves): more than 5% of the training frames made of that action
-    # alone change it; the frames with one of them are where the gate has something to decide
-    chosen = splits["train"][1][:, :, 0].long()  # (N, k) first packed component: the discrete action
-    pure = (chosen == chosen[:, :1]).all(dim=1)
-    acting = torch.tensor([int(a) for a in torch.unique(chosen[pure, 0])
-                           if splits["train"][3][pure & (chosen[:, 0] == a)].mean() > 0.05], dtype=torch.long)
+    acting = acting_actions(splits["train"][1], splits["train"][3])
     latents = torch.from_numpy(np.asarray(cache.latents[:], np.float32))
     fitted = [p for name, p in dit.named_parameters()
-            if name.startswith("motion.gate_") or (kernel and name.startswith("motion.head."))]
+              if name.startswith("motion.gate_") or (kernel and name.startswith("motion.head."))]
     for p in fitted:
         p.requires_grad_(True)
     opt = torch.optim.AdamW(fitted, lr=lr)
