@@ -86,10 +86,14 @@ train_world() {  # train_world NAME VAE_STEPS DIT_STEPS VAE_ARGS -- DIT_ARGS   (
     phase4_probes "$WORK/$name-dit3/export" "$WORK/$name-vae4/export"
     final=$WORK/$name-dit4-swapped
   fi
-  local dest=worldsim/pretrained/$name
+  ship "$name" "$final/export"
+}
+
+ship() {  # ship NAME EXPORT_DIR: the export becomes worldsim/pretrained/NAME (its card and eval stay beside it)
+  local dest=worldsim/pretrained/$1
   rm -rf "$dest/autoencoder.safetensors" "$dest/dit.safetensors" "$dest/config.json"
   mkdir -p "$dest"
-  cp "$final/export/"* "$dest/"
+  cp "$2/"* "$dest/"
 }
 
 # Phase 3 (Crafter only): frames of 72x72 instead of 64x64. Crafter draws 9 tiles across, so a tile is 8
@@ -213,8 +217,7 @@ for name in "${@:-crafter probes}"; do
         [ -d "$store" ] || timed probes collect $WS collect env=probe episodes=400 seed=1000 out="$store" progress=false
         if [ -n "${PROBES_PHASE4_FROM:-}" ]; then  # phase 4 alone, from a phase-3 export (how the shipped one was made)
           phase4_probes "$PROBES_PHASE4_FROM" "$PROBES_PHASE4_FROM"
-          rm -f worldsim/pretrained/probes/*.safetensors worldsim/pretrained/probes/config.json
-          cp "$WORK/probes-dit4-swapped/export/"* worldsim/pretrained/probes/
+          ship probes "$WORK/probes-dit4-swapped/export"
         else
           train_world probes "${VAE_STEPS:-4000}" "${DIT_STEPS:-4000}" "${VAE[@]}" -- "${DIT[@]}"
         fi

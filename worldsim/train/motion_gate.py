@@ -20,7 +20,7 @@ import dataclasses
 import os
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -47,13 +47,20 @@ def gated_dit(dit: DiT, width: int) -> DiT:
     return new
 
 
-def gate_examples(data: LatentWindowDataset) -> tuple[np.ndarray, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(previous latent frame index, actions (N, k, D), action mask (N, k), changed (N,)) of every 2-frame window
-    of `data` whose second frame has a known state change."""
+class GateExamples(NamedTuple):
+    """Every 2-frame window of a dataset whose second frame has a known state change."""
+
+    previous: np.ndarray  # (N,) global index of the first frame's latent (the next one follows it)
+    actions: torch.Tensor  # (N, k, D) the second frame's packed actions
+    mask: torch.Tensor  # (N, k)
+    changed: torch.Tensor  # (N,) 0/1
+
+
+def gate_examples(data: LatentWindowDataset) -> GateExamples:
+    """The `GateExamples` of `data` (built with `state_change`)."""
     nxt = torch.from_numpy(data.starts + 1)
-    known = ~torch.isnan(data.state_change[nxt])
-    nxt = nxt[known]
-    return (nxt - 1).numpy(), data.action[nxt], data.action_mask[nxt], data.state_change[nxt]
+    nxt = nxt[~torch.isnan(data.state_change[nxt])]
+    return GateExamples((nxt - 1).numpy(), data.action[nxt], data.action_mask[nxt], data.state_change[nxt])
 
 
 def acting_actions(actions: torch.Tensor, changed: torch.Tensor) -> torch.Tensor:
@@ -94,7 +101,7 @@ def fit_motion_gate(dit_export: str | os.PathLike, store: str | os.PathLike, out
     train_eps = [e for e in range(cache.episodes) if e not in set(held)]
     splits = {name: gate_examples(LatentWindowDataset(cache, store, frames=2, episodes=eps, state_change=key))
               for name, eps in (("train", train_eps), ("held", held))}
-    acting = acting_actions(splits["train"][1], splits["train"][3])
+    acting = acting_actions(splits["train"].actions, splits["train"].changed)
     latents = torch.from_numpy(np.asarray(cache.latents[:], np.float32))
     fitted = [p for name, p in dit.named_parameters()
               if name.startswith("motion.gate_") or (kernel and name.startswith("motion.head."))]
@@ -103,26 +110,26 @@ def fit_motion_gate(dit_export: str | os.PathLike, store: str | os.PathLike, out
     opt = torch.optim.AdamW(fitted, lr=lr)
     generator = torch.Generator().manual_seed(seed)
 
-    def logits(split: tuple, ix: torch.Tensor) -> torch.Tensor:
-        prev, actions, mask, _ = split
-        cond = dit.action_encoder(actions[ix][:, None], mask[ix][:, None])  # (B, 1, D)
-        return dit.motion.gate_logit(latents[prev[ix]][:, None], cond)[:, 0]
-
-    def motion_error(split: tuple, ix: torch.Tensor) -> torch.Tensor:
-        prev, actions, mask, _ = split
-        cond = dit.action_encoder(actions[ix][:, None], mask[ix][:, None])
-        moved = dit.motion(latents[prev[ix]][:, None], cond)[:, 0]
-        r = dit.motion.radius  # the interior only: what enters the view is unknown, and the kernel pads it with zeros
-        return (moved - latents[prev[ix] + 1])[..., r:-r, r:-r].pow(2).mean()
+    def forward(split: GateExamples, ix: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The gate's logits (B,) and, with `kernel`, the moved previous latent's squared error against the next
+        one on the interior (what enters the view is unknown, and the kernel pads it with zeros)."""
+        previous = latents[split.previous[ix]][:, None]  # (B, 1, C, h, w)
+        cond = dit.action_encoder(split.actions[ix][:, None], split.mask[ix][:, None])  # (B, 1, D)
+        logit = dit.motion.gate_logit(previous, cond)
+        if not kernel:
+            return logit[:, 0], None
+        r = dit.motion.radius
+        moved = dit.motion(previous, cond, logit)[:, 0]
+        return logit[:, 0], (moved - latents[split.previous[ix] + 1])[..., r:-r, r:-r].pow(2).mean()
 
     def evaluate(step: int, cpu0: float) -> dict[str, Any]:
         split = splits["held"]
+        n = len(split.previous)
         with torch.no_grad():
-            logit = torch.cat([logits(split, torch.arange(i, min(i + 1024, len(split[0]))))
-                               for i in range(0, len(split[0]), 1024)])
-        y = split[3] > 0.5
+            logit = torch.cat([forward(split, torch.arange(i, min(i + 1024, n)))[0] for i in range(0, n, 1024)])
+        y = split.changed > 0.5
         right = (logit > 0) == y
-        doubt = torch.isin(split[1][:, :, 0].long(), acting).any(dim=1)
+        doubt = torch.isin(split.actions[:, :, 0].long(), acting).any(dim=1)
         row = {"step": step, "cpu_s": round(time.process_time() - cpu0, 1),
                "held_out_bce": round(float(F.binary_cross_entropy_with_logits(logit, y.float())), 4),
                "held_out_accuracy": round(float(right.float().mean()), 4),
@@ -130,7 +137,7 @@ def fit_motion_gate(dit_export: str | os.PathLike, store: str | os.PathLike, out
                "acting_base": round(float(max(y[doubt].float().mean(), 1 - y[doubt].float().mean())), 4)}
         if kernel:
             with torch.no_grad():
-                row["held_out_motion_mse"] = round(float(motion_error(split, torch.arange(min(len(split[0]), 2048)))), 5)
+                row["held_out_motion_mse"] = round(float(forward(split, torch.arange(min(n, 2048)))[1]), 5)
         log(f"[fit_motion_gate] step {step}: held-out accuracy {row['held_out_accuracy']:.3f}, on frames whose "
             f"actions can change {key} {row['held_out_accuracy_acting']:.3f} (commoner answer {row['acting_base']:.3f})"
             + (f", moved previous latent against the next: mse {row['held_out_motion_mse']:.4f}" if kernel else ""))
@@ -138,12 +145,13 @@ def fit_motion_gate(dit_export: str | os.PathLike, store: str | os.PathLike, out
 
     cpu0 = time.process_time()
     curve = [evaluate(0, cpu0)]
-    n = len(splits["train"][0])
+    n = len(splits["train"].previous)
     for step in range(1, steps + 1):
         ix = torch.randint(0, n, (batch,), generator=generator)
-        loss = F.binary_cross_entropy_with_logits(logits(splits["train"], ix), splits["train"][3][ix])
-        if kernel:
-            loss = loss + motion_error(splits["train"], ix)
+        logit, motion = forward(splits["train"], ix)
+        loss = F.binary_cross_entropy_with_logits(logit, splits["train"].changed[ix])
+        if motion is not None:
+            loss = loss + motion
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -153,5 +161,5 @@ def fit_motion_gate(dit_export: str | os.PathLike, store: str | os.PathLike, out
     extra["motion_gate_fit"] = {"from": str(dit_export), "store": str(store), "key": key, "kernel": kernel, "steps": steps, "lr": lr,
                                 "batch": batch, "held_out_episodes": held, "curve": curve}
     write_export(out, autoencoder, dit.requires_grad_(False), tuple(meta["frame_size"]), meta["action_space"], extra)
-    return {"out": str(Path(out)), "examples": n, "held_out": len(splits["held"][0]),
+    return {"out": str(Path(out)), "examples": n, "held_out": len(splits["held"].previous),
             "acting_actions": acting.tolist(), "curve": curve}

@@ -1,0 +1,93 @@
+"""The motion kernel of the DiT's previous-frame pathway (`DiTConfig.motion_radius`, `motion_gate`).
+
+The previous latent frame is moved by a kernel the frame's actions choose (CDNA, Finn et al. 2016) before the
+DiT reads it; a gate can decide from what the frame shows whether the move happens at all. See `worldsim.models.dit`.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+
+GATE_GRID = 9  # the motion gate's features pooled to 9 x 9 cells before its linear read-out (Crafter: one per tile)
+
+
+class MotionKernel(nn.Module):
+    """Previous latent moved by an action-chosen kernel: (B, T, C, h, w) x cond (B, T, D) -> (B, T, C, h, w).
+
+    Per frame, `groups` softmax-normalised (2r+1) x (2r+1) kernels (weights >= 0 summing to 1, so a
+    kernel moves and blends, never amplifies); group g moves latent channels [g C/G, (g+1) C/G).
+    Zero padding at the borders: what enters the view is unknown, the DiT fills it in.
+    With `gate` > 0, a conv net reads the previous latent and the action and gives p = P(the move succeeds);
+    the kernel becomes p * (action's kernel) + (1 - p) * identity.
+    """
+
+    def __init__(self, dim: int, channels: int, radius: int, groups: int, context: int = 0, gate: int = 0) -> None:
+        super().__init__()
+        self.radius, self.groups, self.channels, self.context, self.gate = radius, groups, channels, context, gate
+        taps = (2 * radius + 1) ** 2
+        self.head = nn.Linear(dim, groups * taps)
+        if context:  # what the previous frame shows, pooled, joins the action in a small MLP (output zeroed at first)
+            self.context_mlp = nn.Sequential(nn.Linear(channels * context * context + dim, dim), nn.GELU(),
+                                             nn.Linear(dim, groups * taps))
+        if gate:  # convolutions, then a linear map over a fixed grid: where a thing is matters (next to the player)
+            self.gate_action = nn.Linear(dim, gate)
+            self.gate_net = nn.Sequential(
+                nn.Conv2d(channels + gate, gate, 3, padding=1), nn.SiLU(),
+                nn.Conv2d(gate, gate, 3, padding=1), nn.SiLU(), nn.Conv2d(gate, gate, 3, padding=1), nn.SiLU(),
+                nn.AdaptiveAvgPool2d(GATE_GRID), nn.Flatten(), nn.Linear(gate * GATE_GRID * GATE_GRID, 1))
+
+    def reset_to_identity(self) -> None:
+        """Weight zero, bias peaked on the centre tap: every kernel starts as (nearly) the identity."""
+        taps = (2 * self.radius + 1) ** 2
+        nn.init.zeros_(self.head.weight)
+        bias = torch.zeros(self.groups, taps)
+        bias[:, taps // 2] = 8.0  # softmax weight 1 - 80 e^-8: 0.97 on the centre for r = 4
+        with torch.no_grad():
+            self.head.bias.copy_(bias.flatten())
+        if self.context:
+            nn.init.zeros_(self.context_mlp[-1].weight)
+            nn.init.zeros_(self.context_mlp[-1].bias)
+        self.reset_gate()
+
+    def reset_gate(self) -> None:
+        """The gate's output at p = sigmoid(6) = 0.998 whatever it sees: the action's kernel, as without a gate."""
+        if self.gate:
+            nn.init.zeros_(self.gate_net[-1].weight)
+            nn.init.constant_(self.gate_net[-1].bias, 6.0)
+
+    def gate_logit(self, previous: Tensor, cond: Tensor) -> Tensor:
+        """(B, T) logit of "this frame's move succeeds" from previous (B, T, C, h, w) and cond (B, T, D)."""
+        b, t, c, h, w = previous.shape
+        action = self.gate_action(cond).float().reshape(b * t, self.gate, 1, 1).expand(-1, -1, h, w)
+        x = torch.cat([previous.float().reshape(b * t, c, h, w), action], dim=1)
+        return self.gate_net(x).view(b, t)
+
+    def weights(self, previous: Tensor, cond: Tensor, gate_logit: Tensor | None = None) -> Tensor:
+        """(B*T, groups, taps) softmax kernel weights for previous (B, T, C, h, w) and cond (B, T, D); a gate's
+        logit (B, T) may be given when the caller already has it (`gate_logit`)."""
+        b, t, c, h, w = previous.shape
+        logits = self.head(cond).float()
+        if self.context:
+            pooled = torch.nn.functional.adaptive_avg_pool2d(previous.float().reshape(b * t, c, h, w), self.context)
+            features = torch.cat([pooled.reshape(b, t, -1).to(cond.dtype), cond], dim=-1)
+            logits = logits + self.context_mlp(features).float()
+        kernels = logits.view(b * t, self.groups, -1).softmax(dim=-1)
+        if self.gate:
+            logit = self.gate_logit(previous, cond) if gate_logit is None else gate_logit
+            p = torch.sigmoid(logit).reshape(b * t, 1, 1)
+            identity = torch.zeros_like(kernels[:1])
+            identity[..., kernels.shape[-1] // 2] = 1.0
+            kernels = p * kernels + (1 - p) * identity
+        return kernels
+
+    def forward(self, previous: Tensor, cond: Tensor, gate_logit: Tensor | None = None) -> Tensor:
+        b, t, c, h, w = previous.shape
+        r, g = self.radius, self.groups
+        size = 2 * r + 1
+        kernels = self.weights(previous, cond, gate_logit)  # (BT, G, taps)
+        kernels = kernels.repeat_interleave(c // g, dim=1).view(b * t * c, 1, size, size)  # one per (sample, channel)
+        x = previous.float().reshape(1, b * t * c, h, w)
+        moved = torch.nn.functional.conv2d(x, kernels, padding=r, groups=b * t * c)  # (1, BTC, h, w)
+        return moved.view(b, t, c, h, w).to(previous.dtype)
