@@ -266,3 +266,32 @@ def test_motion_weight_teaches_the_kernel_to_move_the_previous_frame_as_the_acti
     with pytest.raises(ValueError, match="motion kernel"):
         plain = build_dit("tiny", latent_channels=4)
         diffusion_loss(plain, torch.randn(1, 2, 4, 4, 4), None, None, None, gen, config)
+
+
+def test_motion_border_fits_the_kernel_on_the_interior_only():
+    """The motion term with `motion_border=b` is the moved frame's error on the interior: what the border holds
+    (here a column that enters the view, unknowable from the previous frame) does not count."""
+    from worldsim.models.presets import build_dit
+    from worldsim.spaces import space_to_json
+
+    torch.manual_seed(0)
+    model = build_dit("tiny", latent_channels=4, action_space=space_to_json(spaces.Discrete(2)), action_substeps=1,
+                      previous_frame=True, motion_radius=1)
+    gen = torch.Generator().manual_seed(0)
+    x0, actions = torch.randn(2, 3, 4, 8, 8, generator=gen), torch.ones(2, 3, 1, 1, dtype=torch.long)
+    terms = {}
+    for border in (0, 1, 2):
+        config = ObjectiveConfig(motion_weight=1.0, action_dropout=0.0, motion_border=border)
+        _, logs = diffusion_loss(model, x0, actions, None, None, torch.Generator().manual_seed(1), config)
+        terms[border] = float(logs["motion"])
+    with torch.no_grad():
+        out = model(x0, torch.zeros(2, 3), actions, torch.ones(2, 3, 1, dtype=torch.bool), None, clean=x0)
+        err = (out.motion[:, 1:] - x0[:, 1:]).pow(2)
+    for border in (0, 1, 2):
+        inner = err[..., border:8 - border, border:8 - border].mean()
+        assert terms[border] == pytest.approx(float(inner), rel=1e-5)
+    assert len(set(terms.values())) == 3
+    with pytest.raises(ValueError, match="motion_border=4 leaves nothing"):
+        diffusion_loss(model, x0, actions, None, None, gen, ObjectiveConfig(motion_weight=1.0, motion_border=4))
+    with pytest.raises(ValueError, match="motion_border must be >= 0"):
+        ObjectiveConfig(motion_border=-1)

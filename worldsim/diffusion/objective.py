@@ -70,6 +70,10 @@ class ObjectiveConfig:
     reward_balance: bool = False  # rewarded and unrewarded frames weigh half each in the reward MSE (sparse rewards)
     heads_max_noise: float = 1.0  # reward/termination losses only on frames noised at most this much (the simulator reads them clean)
     motion_weight: float = 0.0  # > 0 (DiTs with a motion kernel): fit the kernel-moved previous clean frame to the clean frame
+    # Latent pixels left out of that fit on each side: a shift brings in what the kernel pads with zeros there, and
+    # over the whole frame the zeros cost more than a blend of shifted and unshifted (Crafter's grass looks alike
+    # either way), so the kernel stays on its centre tap; set it to the kernel's radius to fit the interior only
+    motion_border: int = 0
     # > 0: within each frame, latent pixels weigh 1 + change_weight * |change from the previous clean frame| (mean over
     # channels, clipped to 1), so what moves or changes (a sprite turning, an object entering) is not drowned by the
     # still background; each frame's total weight stays the same
@@ -92,6 +96,8 @@ class ObjectiveConfig:
                      "own_context_prob"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must lie in [0, 1], got {getattr(self, name)}")
+        if self.motion_border < 0:
+            raise ValueError(f"motion_border must be >= 0, got {self.motion_border}")
         if self.own_context_frames < 1:
             raise ValueError(f"own_context_frames must be >= 1, got {self.own_context_frames}")
         if not (math.isfinite(self.state_change_weight) and self.state_change_weight >= 0):
@@ -217,7 +223,12 @@ def diffusion_loss(
     if config.motion_weight > 0:
         if getattr(out, "motion", None) is None:
             raise ValueError("objective.motion_weight > 0 needs a DiT with a motion kernel (model_overrides.motion_radius > 0)")
-        term = (out.motion[:, 1:].float() - x0[:, 1:].float()).pow(2).mean() if frames > 1 else out.motion.sum() * 0
+        b, size = config.motion_border, min(x0.shape[-2:])
+        if 2 * b >= size:
+            raise ValueError(f"objective.motion_border={b} leaves nothing of a {size}-pixel latent to fit")
+        inner = (..., slice(b, x0.shape[-2] - b), slice(b, x0.shape[-1] - b))
+        term = ((out.motion[:, 1:].float() - x0[:, 1:].float())[inner].pow(2).mean() if frames > 1
+                else out.motion.sum() * 0)
         loss, logs["motion"] = loss + config.motion_weight * term, term.detach()
     seen = t <= config.heads_max_noise  # (B, T): frames the heads learn from
     if reward is not None:

@@ -22,6 +22,23 @@ def frame_causal_mask(frames: int, tokens_per_frame: int, past_frames: int = 0, 
     return k_frame[None, :] <= q_frame[:, None]  # (L_q, L_k)
 
 
+def attend(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None) -> Tensor:
+    """Scaled dot-product attention of q (B, heads, L, d) over k, v (B, heads, S, d); `mask` bool, True = attend.
+
+    On a CPU in bf16 without gradients (the simulator's step) as two batched matmuls around a bf16 softmax:
+    at the simulator's shapes (81 queries over 9 frames of 81 keys, batch 32, 2 heads of 64) that takes 9.5 ms
+    against 17.5 for PyTorch's fused CPU kernel (one thread, loaded 2-core AVX-512-BF16 EPYC), and lies as close
+    to an fp32-softmax reference (largest error 1e-3 against 6e-3). Everywhere else: `F.scaled_dot_product_attention`.
+    """
+    if q.device.type != "cpu" or torch.is_grad_enabled() or torch.bfloat16 not in (q.dtype, k.dtype):
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+    q, k, v = (t.to(torch.bfloat16) for t in (q, k, v))
+    scores = torch.matmul(q, k.transpose(-1, -2)).mul_(q.shape[-1] ** -0.5)
+    if mask is not None:
+        scores = scores.masked_fill(~mask, float("-inf"))
+    return torch.matmul(scores.softmax(dim=-1), v)
+
+
 class RMSNorm(nn.RMSNorm):
     """`nn.RMSNorm` whose weight follows the input's dtype, so bf16 autocast keeps the fused kernel."""
 
@@ -73,5 +90,5 @@ class FrameCausalAttention(nn.Module):
             k, v = past
         elif past is not None:
             k, v = torch.cat([past[0], k], dim=2), torch.cat([past[1], v], dim=2)  # (B, heads, L_past + L, head_dim)
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)  # (B, heads, L, head_dim)
+        out = attend(q, k, v, mask)  # (B, heads, L, head_dim)
         return self.proj(rearrange(out, "b h l d -> b l (h d)")), new

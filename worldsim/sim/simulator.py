@@ -110,6 +110,18 @@ def compiled(fn, what: str):
     return call
 
 
+def exact_gelu(module: torch.nn.Module) -> None:
+    """Switch `module`'s tanh-approximated GELUs to the exact (erf) one, in place.
+
+    For bf16 on a CPU: PyTorch's bf16 tanh-GELU takes 2.6 ms on the DiT's MLP activations at batch 32 against
+    0.6 ms for erf (one thread, 2-core AVX-512-BF16 EPYC), 6% of a step; the two functions differ by at most
+    5e-4, below bf16's own rounding there (8e-3).
+    """
+    for m in module.modules():
+        if isinstance(m, torch.nn.GELU) and m.approximate == "tanh":
+            m.approximate = "none"
+
+
 class Simulator:
     """Loaded models plus the batched step; see the module docstring."""
 
@@ -164,6 +176,8 @@ class Simulator:
                 self.reward_model = load_frame_heads(config.reward_model)[0].to(self.device)
             except (FileNotFoundError, ValueError) as e:
                 raise ValueError(f"reward_model: {e}") from None
+        if self.autocast and self.device.type == "cpu":
+            exact_gelu(self.dit)
         self._batch_cache = BatchCache(self.scheme.budget)  # incremental: the batch's keys/values kept across steps
         self._dit_fn = compiled(self.dit, "the DiT") if config.compile else self.dit
         self._decode_fn = compiled(self.autoencoder.decode_stream, "the decoder") if config.compile \
