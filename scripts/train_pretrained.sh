@@ -87,6 +87,9 @@ train_world() {  # train_world NAME VAE_STEPS DIT_STEPS VAE_ARGS -- DIT_ARGS   (
     final=$WORK/$name-dit4-swapped
   fi
   ship "$name" "$final/export"
+  if [ "$name" = crafter ]; then  # served with 4 context frames: as faithful as its trained 8, 13% faster a step
+    $PY scripts/set_serving.py worldsim/pretrained/crafter context_budget=4  # (docs/bench/context_budget_eval.json)
+  fi
 }
 
 ship() {  # ship NAME EXPORT_DIR: the export becomes worldsim/pretrained/NAME (its card and eval stay beside it)

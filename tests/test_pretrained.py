@@ -82,6 +82,10 @@ def test_model_card_has_data_training_hardware_and_eval(name):
     results = json.loads((folder / "eval_results.json").read_text())
     psnr = results["real_vs_sim"]["long-range"]["psnr"][0]["mean"]
     assert f"{psnr:.2f}" in card  # the card quotes the evaluation it ships with
+    from worldsim.pretrained.card import _serving
+
+    served = _serving(read_export_config(folder))  # a serving default the export carries is on its card
+    assert served == [] or served[0].split(" (")[0] in card
 
 
 def test_the_push_task_simulator_reads_its_reward_from_frames(offline):

@@ -105,6 +105,33 @@ def write_export(
     return folder
 
 
+SERVING = {"context_budget"}  # simulator defaults an export may carry (`set_serving`)
+
+
+def set_serving(folder: str | os.PathLike, **values: int | None) -> dict[str, Any]:
+    """Record simulator defaults chosen by evaluating this export in its config.json (`serving`), returned.
+
+    `context_budget`: latent frames attended to per step when `SimConfig.context_budget` is None (instead of
+    the training window's context); a value None removes the entry. The weights and their hashes are untouched.
+    """
+    unknown = sorted(set(values) - SERVING)
+    if unknown:
+        raise ValueError(f"unknown serving default(s) {', '.join(unknown)}; known: {', '.join(sorted(SERVING))}")
+    for key, value in values.items():
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise ValueError(f"serving {key} must be an integer >= 1, got {value!r}")
+    folder = Path(folder)
+    config = read_export_config(folder)
+    if config["kind"] != "dit":
+        raise ExportError(f"{folder} is an autoencoder export; serving defaults are for the simulator (DiT exports)")
+    serving = {**config.get("serving", {}), **values}
+    config["serving"] = {k: v for k, v in serving.items() if v is not None}
+    tmp = folder / "config.json.tmp"
+    tmp.write_text(json.dumps(config, indent=2))
+    os.replace(tmp, folder / "config.json")
+    return config["serving"]
+
+
 def read_export_config(folder: str | os.PathLike) -> dict[str, Any]:
     """The export's config.json, checked for format and completeness."""
     folder = Path(folder)

@@ -268,6 +268,45 @@ def test_motion_weight_teaches_the_kernel_to_move_the_previous_frame_as_the_acti
         diffusion_loss(plain, torch.randn(1, 2, 4, 4, 4), None, None, None, gen, config)
 
 
+def test_motion_composite_makes_one_step_samples_follow_the_moved_frame():
+    """A world whose view scrolls one latent pixel as the action says: with the composite the one-step estimate
+    (t = 1, the simulator's default) takes the kernel's moved frame (mask near 1) and is far closer to the truth
+    than the same DiT's without it, after the same 120 steps."""
+    from worldsim.models.presets import build_dit
+    from worldsim.spaces import space_to_json
+
+    def world(gen, b):
+        actions = torch.randint(1, 3, (b, 5, 1, 1), generator=gen)
+        frames = [torch.randn(b, 4, 8, 8, generator=gen)]
+        for t in range(1, 5):
+            step = torch.where(actions[:, t, 0, 0] == 1, 1, -1)
+            frames.append(torch.stack([torch.roll(f, int(s), dims=-1) for f, s in zip(frames[-1], step)]))
+        return torch.stack(frames, 1), actions
+
+    errors, masks = {}, {}
+    for comp in (False, True):
+        torch.manual_seed(0)
+        model = build_dit("tiny", latent_channels=4, action_space=space_to_json(spaces.Discrete(3)), action_substeps=1,
+                          previous_frame=True, motion_radius=1, motion_composite=comp)
+        opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+        config, gen = ObjectiveConfig(motion_weight=1.0, action_dropout=0.0), torch.Generator().manual_seed(0)
+        for _ in range(120):
+            loss, _ = diffusion_loss(model, *world(gen, 4), None, None, gen, config)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        x0, actions = world(torch.Generator().manual_seed(5), 16)
+        t = torch.zeros(16, 5)
+        t[:, -1] = 1
+        with torch.no_grad():
+            x = torch.cat([x0[:, :-1], torch.randn(16, 1, 4, 8, 8, generator=gen)], 1)
+            out = model(x, t, actions, torch.ones(16, 5, 1, dtype=torch.bool))
+        errors[comp] = float((-out.prediction[:, -1] - x0[:, -1]).pow(2).mean())  # at t = 1, x0 = -v
+        masks[comp] = out.composite_mask
+    assert masks[False] is None and float(masks[True][:, -1].mean()) > 0.8, masks[True][:, -1].mean()
+    assert errors[True] < 0.6 * errors[False], errors
+
+
 def test_motion_border_fits_the_kernel_on_the_interior_only():
     """The motion term with `motion_border=b` is the moved frame's error on the interior: what the border holds
     (here a column that enters the view, unknowable from the previous frame) does not count."""

@@ -292,6 +292,44 @@ def test_motion_gate_starts_as_the_plain_kernel_and_mixes_it_with_the_identity()
         DiTConfig(latent_channels=C, motion_gate=4)
 
 
+def test_motion_composite_blends_the_moved_previous_frame_into_the_clean_estimate():
+    from worldsim.diffusion.objective import schedule
+    from worldsim.models.dit import composite_v
+
+    g = torch.Generator().manual_seed(0)
+    v, x, moved = (torch.randn(2, 3, C, 4, 4, generator=g) for _ in range(3))
+    mask = torch.rand(2, 3, 1, 4, 4, generator=g)
+    ones, zeros = torch.ones(2, 3), torch.zeros(2, 3)
+    torch.testing.assert_close(composite_v(v, x, zeros, moved, zeros, mask), v)  # clean frame: nothing to blend
+    torch.testing.assert_close(composite_v(v, x, ones, moved, ones, mask), v)  # previous frame pure noise: nothing
+    # at t = 1 (x0 = -v) the estimate becomes (1 - m) x0 + m moved
+    torch.testing.assert_close(-composite_v(v, x, ones, moved, zeros, mask), (1 - mask) * -v + mask * moved)
+    level, prev = torch.rand(2, 3, generator=g), torch.rand(2, 3, generator=g)
+    (alpha, sigma), a_prev = (t[..., None, None, None] for t in schedule(level)), schedule(prev)[0][..., None, None, None]
+    w = mask * sigma**2 * a_prev**2
+    x0 = alpha * x - sigma * v
+    torch.testing.assert_close(alpha * x - sigma * composite_v(v, x, level, moved, prev, mask), (1 - w) * x0 + w * moved)
+
+    # in the DiT: the plain model's prediction composited with its moved previous frame; the mask starts at 0.5
+    plain = _model(previous_frame="motion")
+    blended = _model(previous_frame="motion", motion_composite=True)
+    missing, unexpected = blended.load_state_dict(plain.state_dict(), strict=False)
+    assert unexpected == [] and missing and all(n.startswith("composite.") for n in missing)
+    inputs = _inputs(t=4)
+    with torch.no_grad():
+        out, base = blended(**inputs), plain(**inputs)
+        x_in, lv = inputs["x"], inputs["noise_level"]
+        previous = torch.cat([torch.zeros_like(x_in[:, :1]), x_in[:, :-1]], dim=1)
+        previous_level = torch.cat([torch.ones_like(lv[:, :1]), lv[:, :-1]], dim=1)
+        cond = plain._action_embedding(inputs["actions"], inputs["action_mask"], 2, 4)
+        expected = composite_v(base.prediction, x_in, lv, plain.motion(previous, cond), previous_level, out.composite_mask)
+    torch.testing.assert_close(out.prediction, expected)
+    assert not torch.allclose(out.prediction, base.prediction)
+    assert torch.allclose(DiT(blended.config).eval()(**inputs).composite_mask, torch.tensor(0.5))
+    with pytest.raises(ValueError, match="motion_composite"):
+        DiTConfig(latent_channels=C, motion_composite=True)
+
+
 def test_cache_trimming_keeps_the_right_frames():
     model = _model()
     inputs = _inputs(t=4)

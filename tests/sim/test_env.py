@@ -279,6 +279,39 @@ def test_default_context_budget_is_the_trained_context(tmp_path, export_dir):
     assert WorldModelEnv(export_dir, **FAST).sim.scheme.budget == 16
 
 
+def test_serving_context_budget_of_the_export_is_the_default(tmp_path):
+    """A budget chosen by evaluation (`set_serving`) beats the trained context; an explicit one beats both;
+    bad values are refused before anything is written; None removes it again."""
+    import json
+
+    from worldsim.export import ExportError, set_serving
+
+    trained = make_export(tmp_path / "w9", extra={"window": 17})  # trained context 8
+    assert WorldModelEnv(trained, **FAST).sim.scheme.budget == 8
+    assert set_serving(trained, context_budget=3) == {"context_budget": 3}
+    env = WorldModelEnv(trained, **FAST)
+    assert env.sim.scheme.budget == 3
+    env.reset(seed=0, options={"frames": np.zeros((FRAME, FRAME, 3), np.uint8)})
+    for _ in range(6):
+        env.step(0)
+    assert len(env._track.kv) <= 3
+    env.close()
+    assert WorldModelEnv(trained, context_budget=6, **FAST).sim.scheme.budget == 6
+    before = (trained / "config.json").read_text()
+    for bad, match in (({"context_budget": 0}, "integer >= 1"), ({"context_budget": 2.5}, "integer >= 1"),
+                       ({"budget": 4}, "unknown serving default")):
+        with pytest.raises(ValueError, match=match):
+            set_serving(trained, **bad)
+    assert (trained / "config.json").read_text() == before
+    assert set_serving(trained, context_budget=None) == {}
+    assert WorldModelEnv(trained, **FAST).sim.scheme.budget == 8
+    edited = json.loads(before)
+    edited["serving"] = {"context_budget": "four"}
+    (trained / "config.json").write_text(json.dumps(edited))
+    with pytest.raises(ExportError, match="serving.context_budget is 'four'"):
+        WorldModelEnv(trained, **FAST)
+
+
 def test_bf16_simulator_uses_the_exact_gelu_and_float32_keeps_the_trained_one(export_dir):
     """On a CPU in bf16 the DiT's tanh-GELU becomes the erf one (4x faster there, within bf16 rounding of it)."""
     import torch

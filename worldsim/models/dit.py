@@ -2,7 +2,9 @@
 
 The model knows nothing about diffusion (as in facebookresearch/DiT): it maps noisy latent frames,
 each frame's noise level and the actions each frame covers to a prediction of the same shape; the
-objective (`worldsim.diffusion.objective`) decides what the prediction means.
+objective (`worldsim.diffusion.objective`) decides what the prediction means. The one exception is
+`motion_composite`, which must know the noise schedule to blend the moved previous frame into the
+clean-frame estimate that the prediction implies.
 
 Tokens are p x p x 1 patches of each latent frame, positioned by 3-D rotary embeddings over (true
 time index, patch row, patch column). Attention is causal at frame granularity: a frame sees itself
@@ -44,6 +46,7 @@ import torch
 from einops import rearrange, repeat
 from torch import Tensor, nn
 
+from worldsim.diffusion.objective import schedule
 from worldsim.models.actions import ActionEncoder
 from worldsim.models.attention import FrameCausalAttention, frame_causal_mask
 from worldsim.models.embeddings import NoiseLevelEmbedder, PatchEmbed, patch_positions, unpatchify
@@ -86,6 +89,12 @@ class DiTConfig:
     # the action's kernel can shift fully instead of blending "moved" with "blocked" (trained on
     # objective.state_change_key; starts at probability ~1, so a warm start predicts as before)
     motion_gate: int = 0
+    # True: the prediction composites the moved previous latent with the DiT's own estimate (CDNA's masks): a
+    # per-latent-pixel mask m from the final tokens (its own adaLN layer; it starts at 0.5) takes the clean-frame
+    # estimate to (1 - w) x0 + w moved, w = m sigma_t^2 alpha_prev^2 (t the frame's noise level, prev its previous
+    # frame's): all of it at t = 1, where one-step sampling starts, none at t = 0, and none from a pure-noise previous
+    # frame. The one place the DiT knows the noise schedule: the prediction stays the objective's v
+    motion_composite: bool = False
 
     def __post_init__(self) -> None:
         if self.temporal_patch != 1:
@@ -105,6 +114,8 @@ class DiTConfig:
             value = getattr(self, name)
             if value < 0 or (value and not self.motion_radius):
                 raise ValueError(f"{name} must be >= 0 and needs motion_radius > 0, got {value}")
+        if self.motion_composite and not self.motion_radius:
+            raise ValueError("motion_composite composites the moved previous frame: it needs motion_radius > 0")
         if self.previous_frames not in (1, 2) or (self.previous_frames == 2 and not self.previous_frame):
             raise ValueError(f"previous_frames must be 1 or 2 (2 needs previous_frame=True), got {self.previous_frames}")
         if self.motion_radius and not (self.previous_frame and self.action_space is not None):
@@ -122,6 +133,7 @@ class DiTOutput:
     state_change_logit: Tensor | None = None  # (B, T) logit of "the recorded state changed over this frame"
     motion_gate_logit: Tensor | None = None  # (B, T) the motion gate's "this move succeeds" logit on `clean` (when asked)
     motion: Tensor | None = None  # (B, T, C, h, w): `clean`'s previous frames moved by the motion kernel (when asked)
+    composite_mask: Tensor | None = None  # (B, T, 1, h, w): the motion composite's mask m (motion_composite)
     cache: KVCache | None = field(default=None, repr=False)  # input cache + these frames, if asked for
 
 
@@ -184,6 +196,20 @@ class FrameHead(nn.Module):
         return self.mlp(x.mean(dim=2)).squeeze(-1)
 
 
+def composite_v(v: Tensor, x: Tensor, level: Tensor, moved: Tensor, previous_level: Tensor, mask: Tensor) -> Tensor:
+    """The v-prediction whose clean-frame estimate is (1 - w) x0 + w moved, w = mask sigma^2 alpha_prev^2
+    (`DiTConfig.motion_composite`). v, x, moved (B, T, C, h, w); level, previous_level (B, T); mask (B, T, 1, h, w).
+
+    With x_t = alpha x0 + sigma eps and v = alpha eps - sigma x0, the estimate is x0 = alpha x_t - sigma v, so
+    moving it by -w (x0 - moved) adds w / sigma (x0 - moved) = mask sigma alpha_prev^2 (x0 - moved) to v.
+    """
+    alpha, sigma = (a[:, :, None, None, None] for a in schedule(level.float()))
+    alpha_prev = schedule(previous_level.float())[0][:, :, None, None, None]
+    v32 = v.float()
+    x0 = alpha * x.float() - sigma * v32
+    return (v32 + mask * sigma * alpha_prev.square() * (x0 - moved.float())).to(v.dtype)
+
+
 class DiT(nn.Module):
     """Video diffusion transformer over spacetime patches; see the module docstring."""
 
@@ -206,6 +232,7 @@ class DiT(nn.Module):
         self.rotary = Rotary3D(c.dim // c.heads, c.rope_theta_time, c.rope_theta_space)
         self.blocks = nn.ModuleList(DiTBlock(c.dim, c.heads, c.mlp_ratio, c.qk_norm) for _ in range(c.depth))
         self.final = FinalLayer(c.dim, c.patch_size, c.latent_channels)
+        self.composite = FinalLayer(c.dim, c.patch_size, 1) if c.motion_composite else None
         self.reward_head = FrameHead(c.dim) if c.reward_head else None
         self.termination_head = FrameHead(c.dim) if c.termination_head else None
         self.state_change_head = FrameHead(c.dim) if c.state_change_head else None
@@ -226,6 +253,10 @@ class DiT(nn.Module):
         nn.init.zeros_(self.final.adaLN_modulation[-1].bias)
         nn.init.zeros_(self.final.linear.weight)
         nn.init.zeros_(self.final.linear.bias)
+        if self.composite is not None:  # mask logit 0 everywhere at first: m = 0.5
+            for layer in (self.composite.adaLN_modulation[-1], self.composite.linear):
+                nn.init.zeros_(layer.weight)
+                nn.init.zeros_(layer.bias)
         if self.previous_embed is not None:  # zero: adding the pathway to a trained model changes nothing at first
             nn.init.zeros_(self.previous_embed.proj.weight)
             nn.init.normal_(self.previous_noise_embed.mlp[0].weight, std=0.02)
@@ -274,10 +305,11 @@ class DiT(nn.Module):
         cond = self.noise_embed(noise_level)  # (B, T, D)
         action_embedding = None if self.action_encoder is None else \
             self._action_embedding(actions, action_mask, batch, frames)  # (B, T, D)
+        moved = None
         if self.previous_embed is not None:
             previous, previous_level = self._previous(x, noise_level, cache)
             if self.motion is not None:  # the previous frame moved as this frame's actions say
-                previous = self.motion(previous, action_embedding)
+                previous = moved = self.motion(previous, action_embedding)
                 if clean is not None:
                     before = torch.cat([torch.zeros_like(clean[:, :1]), clean[:, :-1]], dim=1)
                     gate_clean = self.motion.gate_logit(before, action_embedding) if self.motion.gate else None
@@ -316,6 +348,9 @@ class DiT(nn.Module):
             keys.append(k)
             values.append(v)
         out = DiTOutput(prediction=unpatchify(self.final(tokens, cond), p, self.config.latent_channels, grid_h))
+        if self.composite is not None:
+            mask = torch.sigmoid(unpatchify(self.composite(tokens, cond), p, 1, grid_h).float())  # (B, T, 1, h, w)
+            out.prediction, out.composite_mask = composite_v(out.prediction, x, noise_level, moved, previous_level, mask), mask
         if self.motion is not None and clean is not None:
             out.motion, out.motion_gate_logit = moved_clean, gate_clean
         if self.reward_head is not None:

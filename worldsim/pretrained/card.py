@@ -300,7 +300,8 @@ def model_card(name: str, work: Path) -> str:
         f"object weight {ae.get('object_weight', 0.0):g}",
         f"- diffusion transformer: preset `{dit['model']}` widened, {params['dit']:,} parameters "
         f"(dim {dc['dim']}, depth {dc['depth']}, heads {dc['heads']}, patch {dc['patch_size']}); reward and termination heads",
-        f"- weights: `autoencoder.safetensors` + `dit.safetensors`, {size_mb:.1f} MB, sha256 in config.json", "",
+        f"- weights: `autoencoder.safetensors` + `dit.safetensors`, {size_mb:.1f} MB, sha256 in config.json",
+        *_serving(meta), "",
         "## Data", "",
         f"- recipe: `worldsim collect env={p.real_env}` with the policies, seeds and episode counts in "
         "scripts/train_pretrained.sh",
@@ -356,3 +357,13 @@ def main(argv: list[str]) -> int:
 
 if __name__ == "__main__":
     sys.exit(main(sys.argv[1:]))
+
+
+def _serving(meta: dict) -> list[str]:
+    """The card's line on the simulator defaults the export carries (`worldsim.export.set_serving`), if any."""
+    budget = (meta.get("serving") or {}).get("context_budget")
+    if budget is None:
+        return []
+    return [f"- served with a context budget of {budget} latent frames (`serving` in config.json, chosen by evaluation: "
+            "the README's simulator section); `context_budget=N` overrides it"]
+

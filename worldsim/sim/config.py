@@ -18,10 +18,12 @@ class SimConfig:
     """How the simulator picks context, samples and runs."""
 
     context: str = "autoregressive"  # context scheme: autoregressive | long-range | hierarchical
-    # Latent frames attended to per step (the token budget is this x tokens per frame). None: the context the
-    # model trained on, its training window in latent frames minus the one it denoises (8 for the shipped
-    # models). Past it the model sees contexts it never trained on: Crafter-v0 at 16 latent steps scores
-    # 18.2 dB with a budget of 16 against 19.5 with 8 (1 sampling step, 16 seeds), and each step costs more.
+    # Latent frames attended to per step (the token budget is this x tokens per frame). None: the export's
+    # serving default where evaluation chose one (`worldsim.export.set_serving`; Crafter-v0: 4, as faithful as 8
+    # and 13% faster), else the context the model trained on, its training window in latent frames minus the
+    # one it denoises (8 for the shipped models). Past it the model sees contexts it never trained on:
+    # Crafter-v0 at 16 latent steps scores 18.2 dB with a budget of 16 against 19.5 with 8 (1 sampling step,
+    # 16 seeds), and each step costs more.
     context_budget: int | None = None
     recent: int | None = None  # long-range: newest frames kept (None: budget // 2)
     level_size: int = 4  # hierarchical: frames per level

@@ -156,9 +156,14 @@ class Simulator:
         self.action_dim = packed_dim(self.action_space) if self.action_space is not None else 0
         self.frame_size = (int(meta["frame_size"][0]), int(meta["frame_size"][1]))
         self.k = ae.temporal_factor
-        # the context it trained on: the training window in latent frames minus the frame it denoises
-        window = meta.get("window")
-        self.scheme = config.scheme(max(1, num_latent_frames(int(window), self.k) - 1) if window else DEFAULT_BUDGET)
+        # The context budget when the config leaves it: the one evaluation chose for this export (`serving`, see
+        # `worldsim.export.set_serving`), else the context it trained on: its window in latent frames minus the
+        # frame it denoises
+        window, served = meta.get("window"), (meta.get("serving") or {}).get("context_budget")
+        if served is not None and (isinstance(served, bool) or not isinstance(served, int) or served < 1):
+            raise ExportError(f"{checkpoint}: config.json's serving.context_budget is {served!r}; expected an integer >= 1")
+        trained = max(1, num_latent_frames(int(window), self.k) - 1) if window else DEFAULT_BUDGET
+        self.scheme = config.scheme(served or trained)
         _, _, h, w = self.autoencoder.latent_shape(1, *self.frame_size)
         self.latent_hw = (h, w)
         world = meta.get("world") or {}  # the real world it imitates (exports from before it was recorded: none)
