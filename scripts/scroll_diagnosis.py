@@ -21,9 +21,11 @@ DIRECTIONS = {1: (0, 1), 2: (0, -1), 3: (1, 0), 4: (-1, 0)}  # Crafter's moves: 
 
 
 def tiles_moved(previous: torch.Tensor, following: torch.Tensor, direction: tuple[int, int]) -> int:
-    """0, 1 or 2: the whole-tile shift of `previous` in `direction` that best matches `following` (interior)."""
+    """0, 1 or 2: the whole-tile shift of `previous` in `direction` that best matches `following`, compared on
+    the 18 x 18 latent's rows 4-11 and columns 4-13: away from the borders a shift rolls in, and above the
+    inventory (the bottom rows of Crafter's view), which never scrolls."""
     errors = [(torch.roll(previous, (2 * s * direction[0], 2 * s * direction[1]), dims=(-2, -1)) - following)
-              [..., 4:-4, 4:-4].pow(2).mean() for s in range(3)]
+              [..., 4:12, 4:14].pow(2).mean() for s in range(3)]
     return int(torch.stack(errors).argmin())
 
 
