@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+from pathlib import Path
 
 import pytest
 import torch
@@ -357,3 +358,26 @@ def test_a_motion_gate_fitted_alone_learns_when_a_push_moves_the_square(vae_run,
     kernel_free = Trainer(compose("train", [f"run_dir={tmp_path / 'b'}", *common])).fit().export_dir
     with pytest.raises(ValueError, match="no motion kernel"):
         fit_motion_gate(kernel_free, store, tmp_path / "x")
+
+
+def test_step_distillation_brings_the_one_step_sample_to_the_guided_teacher(vae_run, tmp_path):
+    """scripts/distill_steps.py: the student's one-step sample moves toward the teacher's 4-step guided sample of the
+    same noise on held-out windows, and the student is a complete DiT export that records where it came from."""
+    import json
+    import subprocess
+    import sys
+
+    from worldsim.export import load_export
+
+    store = make_store(tmp_path / "d.zarr", episodes=8, steps=24)
+    common = [f"data={store}", f"vae={vae_run / 'export'}", "validation.every=0", "video_every=0", "steps=2", *BASE]
+    teacher = Trainer(compose("train", [f"run_dir={tmp_path / 't'}", *common])).fit().export_dir
+    run = subprocess.run([sys.executable, "scripts/distill_steps.py", str(teacher), str(store), str(tmp_path / "s"),
+                          "--steps", "40", "--lr", "3e-3", "--window", "3", "--eval-every", "40", "--batch", "4"],
+                         cwd=Path(__file__).resolve().parents[2], capture_output=True, text=True, timeout=240)
+    assert run.returncode == 0, run.stderr[-2000:]
+    curve = json.loads((tmp_path / "s" / "distill.json").read_text())["curve"]
+    assert [row["step"] for row in curve] == [0, 40]
+    assert curve[-1]["held_out_mse_to_teacher"] < 0.7 * curve[0]["held_out_mse_to_teacher"], curve
+    models, meta = load_export(tmp_path / "s")
+    assert meta["distilled"]["teacher_steps"] == 4 and meta["distilled"]["guidance"] == 3.0

@@ -1,0 +1,118 @@
+"""Distil a DiT's few-step guided sampler into its one-step sample: python scripts/distill_steps.py EXPORT STORE OUT.
+
+The teacher is the export's DiT frozen, sampling the newest latent frame of held-in windows from their real context
+with `--teacher-steps` Euler steps and classifier-free guidance `--guidance`; the student (a copy of it) learns to
+give that sample in one step from the same noise (at t = 1 its clean estimate is -v), alongside the ordinary
+diffusion loss of the same windows (`--diffusion-weight`) so the rest of what it does (context, heads) stays.
+The map from noise to the teacher's sample is deterministic, so the student is not pulled to the mean of what may
+happen, as one-step training on data is (progressive distillation, Salimans & Ho 2022, in one stage).
+Writes the student as a DiT export with the teacher's autoencoder; the curve (held-out one-step error against the
+teacher's samples) beside it as distill.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("export")
+    ap.add_argument("store")
+    ap.add_argument("out")
+    ap.add_argument("--teacher-steps", type=int, default=4)
+    ap.add_argument("--guidance", type=float, default=3.0)
+    ap.add_argument("--window", type=int, default=9, help="latent frames per window: context plus the one sampled")
+    ap.add_argument("--steps", type=int, default=1000)
+    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--lr", type=float, default=1e-4)
+    ap.add_argument("--diffusion-weight", type=float, default=1.0)
+    ap.add_argument("--eval-every", type=int, default=250)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args()
+    from worldsim.diffusion.objective import ObjectiveConfig, diffusion_loss
+    from worldsim.diffusion.samplers import sample_euler
+    from worldsim.export import ExportError, load_export, write_export
+    from worldsim.train.latent_cache import LatentWindowDataset, open_cache
+    from worldsim.train.validation import holdout_episodes
+    from worldsim.train.warm_start import WRITTEN_KEYS
+
+    torch.set_num_threads(args.threads)
+    try:
+        models, meta = load_export(args.export)
+    except (ExportError, OSError) as e:
+        sys.exit(f"distill_steps: {e}")
+    if "dit" not in models or models["dit"].action_encoder is None:
+        sys.exit("distill_steps: the export must hold a DiT that takes actions (guidance drops them)")
+    teacher = models["dit"].eval().requires_grad_(False)
+    student = copy.deepcopy(teacher).train().requires_grad_(True)
+    cache = open_cache(args.store, models["autoencoder"])
+    if cache is None:
+        sys.exit(f"distill_steps: {args.store} has no latent cache of this autoencoder (worldsim train builds it)")
+    held = holdout_episodes(cache.episodes, None)
+    splits = {name: LatentWindowDataset(cache, args.store, args.window, episodes=eps) for name, eps in
+              (("train", [e for e in range(cache.episodes) if e not in set(held)]), ("held", held))}
+    generator = torch.Generator().manual_seed(args.seed)
+    opt = torch.optim.AdamW(student.parameters(), lr=args.lr, weight_decay=0.0)
+    objective = ObjectiveConfig(time_sampling="uniform")
+
+    def batch(split: str, ix: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        items = [splits[split][int(i)] for i in ix]
+        return tuple(torch.stack([it[key] for it in items]) for key in ("latents", "action", "action_mask"))
+
+    def targets(x0, actions, mask, noise) -> torch.Tensor:
+        with torch.no_grad():
+            return sample_euler(teacher, tuple(noise.shape), steps=args.teacher_steps, noise=noise, context=x0[:, :-1],
+                                actions=actions, action_mask=mask, guidance_scale=args.guidance)
+
+    def one_step(x0, actions, mask, noise) -> torch.Tensor:
+        level = torch.zeros(x0.shape[:2])
+        level[:, -1] = 1.0
+        return -student(torch.cat([x0[:, :-1], noise], 1), level, actions, mask).prediction[:, -1:].float()
+
+    held_ix = torch.linspace(0, len(splits["held"]) - 1, 32).long()
+    held_batch = batch("held", held_ix)
+    held_noise = torch.randn(held_batch[0][:, -1:].shape, generator=torch.Generator().manual_seed(1))
+    held_target = targets(*held_batch, held_noise)
+    curve, cpu0 = [], time.process_time()
+
+    def evaluate(step: int) -> None:
+        with torch.no_grad():
+            student.eval()
+            err = (one_step(*held_batch, held_noise) - held_target).pow(2).mean().item()
+            student.train()
+        curve.append({"step": step, "cpu_s": round(time.process_time() - cpu0, 1), "held_out_mse_to_teacher": err})
+        print(f"[distill] step {step}: held-out one-step error against the teacher's samples {err:.4f}", flush=True)
+
+    evaluate(0)
+    for step in range(1, args.steps + 1):
+        x0, actions, mask = batch("train", torch.randint(0, len(splits["train"]), (args.batch,), generator=generator))
+        noise = torch.randn(x0[:, -1:].shape, generator=generator)
+        loss = (one_step(x0, actions, mask, noise) - targets(x0, actions, mask, noise)).pow(2).mean()
+        if args.diffusion_weight > 0:
+            loss = loss + args.diffusion_weight * diffusion_loss(student, x0, actions, mask, None, generator, objective)[0]
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(student.parameters(), 1.0)
+        opt.step()
+        if step % args.eval_every == 0 or step == args.steps:
+            evaluate(step)
+    extra = {k: v for k, v in meta.items() if k not in WRITTEN_KEYS}
+    extra["distilled"] = {"from": args.export, "teacher_steps": args.teacher_steps, "guidance": args.guidance,
+                          "steps": args.steps, "lr": args.lr, "batch": args.batch, "window": args.window}
+    write_export(args.out, models["autoencoder"], student.eval().requires_grad_(False), tuple(meta["frame_size"]),
+                 meta["action_space"], extra)
+    (Path(args.out) / "distill.json").write_text(json.dumps({**extra["distilled"], "curve": curve}, indent=1))
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
