@@ -99,10 +99,15 @@ def write_export(
                   for name, f in files.items()},
         **(extra or {}),
     }
+    _write_config(folder, config)
+    return folder
+
+
+def _write_config(folder: Path, config: dict[str, Any]) -> None:
+    """config.json written whole or not at all (a temporary file renamed over it)."""
     tmp = folder / "config.json.tmp"
     tmp.write_text(json.dumps(config, indent=2))
     os.replace(tmp, folder / "config.json")
-    return folder
 
 
 SERVING = {"context_budget"}  # simulator defaults an export may carry (`set_serving`)
@@ -118,7 +123,7 @@ def set_serving(folder: str | os.PathLike, **values: int | None) -> dict[str, An
     if unknown:
         raise ValueError(f"unknown serving default(s) {', '.join(unknown)}; known: {', '.join(sorted(SERVING))}")
     for key, value in values.items():
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+        if value is not None and not _positive_int(value):
             raise ValueError(f"serving {key} must be an integer >= 1, got {value!r}")
     folder = Path(folder)
     config = read_export_config(folder)
@@ -126,10 +131,20 @@ def set_serving(folder: str | os.PathLike, **values: int | None) -> dict[str, An
         raise ExportError(f"{folder} is an autoencoder export; serving defaults are for the simulator (DiT exports)")
     serving = {**config.get("serving", {}), **values}
     config["serving"] = {k: v for k, v in serving.items() if v is not None}
-    tmp = folder / "config.json.tmp"
-    tmp.write_text(json.dumps(config, indent=2))
-    os.replace(tmp, folder / "config.json")
+    _write_config(folder, config)
     return config["serving"]
+
+
+def served_context_budget(meta: dict[str, Any], where: str | os.PathLike) -> int | None:
+    """The context budget `meta` (an export's config) carries as its serving default, or None; ExportError if bad."""
+    budget = (meta.get("serving") or {}).get("context_budget")
+    if budget is not None and not _positive_int(budget):
+        raise ExportError(f"{where}: config.json's serving.context_budget is {budget!r}; expected an integer >= 1")
+    return budget
+
+
+def _positive_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
 
 
 def read_export_config(folder: str | os.PathLike) -> dict[str, Any]:

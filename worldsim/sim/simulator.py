@@ -46,7 +46,7 @@ from worldsim.models.kv_cache import KVCache, batch_item, cat_batch
 from worldsim.spaces import packed_dim, space_from_json
 from worldsim.sim.batch_cache import BatchCache
 from worldsim.sim.config import DEFAULT_BUDGET, SimConfig
-from worldsim.export import ExportError, load_export
+from worldsim.export import ExportError, load_export, served_context_budget
 from worldsim.models.latents import group_rows, num_latent_frames
 
 DEFAULT_EPISODE_STEPS = 1000  # when the export does not say which world it imitates
@@ -159,11 +159,9 @@ class Simulator:
         # The context budget when the config leaves it: the one evaluation chose for this export (`serving`, see
         # `worldsim.export.set_serving`), else the context it trained on: its window in latent frames minus the
         # frame it denoises
-        window, served = meta.get("window"), (meta.get("serving") or {}).get("context_budget")
-        if served is not None and (isinstance(served, bool) or not isinstance(served, int) or served < 1):
-            raise ExportError(f"{checkpoint}: config.json's serving.context_budget is {served!r}; expected an integer >= 1")
+        window = meta.get("window")
         trained = max(1, num_latent_frames(int(window), self.k) - 1) if window else DEFAULT_BUDGET
-        self.scheme = config.scheme(served or trained)
+        self.scheme = config.scheme(served_context_budget(meta, checkpoint) or trained)
         _, _, h, w = self.autoencoder.latent_shape(1, *self.frame_size)
         self.latent_hw = (h, w)
         world = meta.get("world") or {}  # the real world it imitates (exports from before it was recorded: none)
