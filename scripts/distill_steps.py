@@ -27,6 +27,8 @@ def main() -> None:
     ap.add_argument("export")
     ap.add_argument("store")
     ap.add_argument("out")
+    ap.add_argument("--init", default=None, help="start the student from this export (a distillation to continue; "
+                    "the teacher stays EXPORT's DiT)")
     ap.add_argument("--teacher-steps", type=int, default=4)
     ap.add_argument("--guidance", type=float, default=3.0)
     ap.add_argument("--window", type=int, default=9, help="latent frames per window: context plus the one sampled")
@@ -53,7 +55,16 @@ def main() -> None:
     if "dit" not in models or models["dit"].action_encoder is None:
         sys.exit("distill_steps: the export must hold a DiT that takes actions (guidance drops them)")
     teacher = models["dit"].eval().requires_grad_(False)
-    student = copy.deepcopy(teacher).train().requires_grad_(True)
+    student = copy.deepcopy(teacher)
+    if args.init is not None:
+        try:
+            start = load_export(args.init)[0].get("dit")
+        except (ExportError, OSError) as e:
+            sys.exit(f"distill_steps: --init: {e}")
+        if start is None or start.config != teacher.config:
+            sys.exit(f"distill_steps: --init {args.init} holds no DiT of the teacher's architecture")
+        student.load_state_dict(start.state_dict())
+    student.train().requires_grad_(True)
     cache = open_cache(args.store, models["autoencoder"])
     if cache is None:
         sys.exit(f"distill_steps: {args.store} has no latent cache of this autoencoder (worldsim train builds it)")
@@ -106,7 +117,7 @@ def main() -> None:
         if step % args.eval_every == 0 or step == args.steps:
             evaluate(step)
     extra = {k: v for k, v in meta.items() if k not in WRITTEN_KEYS}
-    extra["distilled"] = {"from": args.export, "teacher_steps": args.teacher_steps, "guidance": args.guidance,
+    extra["distilled"] = {"from": args.export, "init": args.init, "teacher_steps": args.teacher_steps, "guidance": args.guidance,
                           "steps": args.steps, "lr": args.lr, "batch": args.batch, "window": args.window}
     write_export(args.out, models["autoencoder"], student.eval().requires_grad_(False), tuple(meta["frame_size"]),
                  meta["action_space"], extra)

@@ -381,3 +381,10 @@ def test_step_distillation_brings_the_one_step_sample_to_the_guided_teacher(vae_
     assert curve[-1]["held_out_mse_to_teacher"] < 0.7 * curve[0]["held_out_mse_to_teacher"], curve
     models, meta = load_export(tmp_path / "s")
     assert meta["distilled"]["teacher_steps"] == 4 and meta["distilled"]["guidance"] == 3.0
+    # continued from the student (--init): it starts where the first run ended, the teacher unchanged
+    run = subprocess.run([sys.executable, "scripts/distill_steps.py", str(teacher), str(store), str(tmp_path / "s2"),
+                          "--init", str(tmp_path / "s"), "--steps", "1", "--window", "3", "--batch", "4"],
+                         cwd=Path(__file__).resolve().parents[2], capture_output=True, text=True, timeout=240)
+    assert run.returncode == 0, run.stderr[-2000:]
+    again = json.loads((tmp_path / "s2" / "distill.json").read_text())["curve"]
+    assert abs(again[0]["held_out_mse_to_teacher"] - curve[-1]["held_out_mse_to_teacher"]) < 1e-6
