@@ -42,10 +42,9 @@ def main() -> None:
     args = ap.parse_args()
     from worldsim.diffusion.objective import ObjectiveConfig, diffusion_loss
     from worldsim.diffusion.samplers import sample_euler
-    from worldsim.export import ExportError, load_export, write_export
+    from worldsim.export import ExportError, load_export, write_export_like
     from worldsim.train.latent_cache import LatentWindowDataset, open_cache
     from worldsim.train.validation import holdout_episodes
-    from worldsim.train.warm_start import WRITTEN_KEYS
 
     torch.set_num_threads(args.threads)
     try:
@@ -116,12 +115,10 @@ def main() -> None:
         opt.step()
         if step % args.eval_every == 0 or step == args.steps:
             evaluate(step)
-    extra = {k: v for k, v in meta.items() if k not in WRITTEN_KEYS}
-    extra["distilled"] = {"from": args.export, "init": args.init, "teacher_steps": args.teacher_steps, "guidance": args.guidance,
-                          "steps": args.steps, "lr": args.lr, "batch": args.batch, "window": args.window}
-    write_export(args.out, models["autoencoder"], student.eval().requires_grad_(False), tuple(meta["frame_size"]),
-                 meta["action_space"], extra)
-    (Path(args.out) / "distill.json").write_text(json.dumps({**extra["distilled"], "curve": curve}, indent=1))
+    distilled = {"from": args.export, "init": args.init, "teacher_steps": args.teacher_steps, "guidance": args.guidance,
+                 "steps": args.steps, "lr": args.lr, "batch": args.batch, "window": args.window}
+    write_export_like(args.out, models["autoencoder"], student.eval().requires_grad_(False), meta, distilled=distilled)
+    (Path(args.out) / "distill.json").write_text(json.dumps({**distilled, "curve": curve}, indent=1))
     print(f"wrote {args.out}")
 
 

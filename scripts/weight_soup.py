@@ -10,8 +10,7 @@ import sys
 
 import torch
 
-from worldsim.export import ExportError, load_export, write_export
-from worldsim.train.warm_start import WRITTEN_KEYS
+from worldsim.export import ExportError, load_export, write_export_like
 
 
 def main() -> None:
@@ -34,9 +33,7 @@ def main() -> None:
         same = [s[name].float() for s in states if name in s and s[name].shape == value.shape]
         averaged[name] = torch.stack(same).mean(0).to(value.dtype) if value.is_floating_point() else value
     models["dit"].load_state_dict(averaged)
-    extra = {k: v for k, v in meta.items() if k not in WRITTEN_KEYS}
-    extra["soup_of"] = list(args.exports)
-    write_export(args.out, models["autoencoder"], models["dit"], tuple(meta["frame_size"]), meta["action_space"], extra)
+    write_export_like(args.out, models["autoencoder"], models["dit"], meta, soup_of=list(args.exports))
     print(f"wrote {args.out}: the mean of {len(args.exports)} DiTs")
 
 

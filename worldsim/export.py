@@ -103,6 +103,14 @@ def write_export(
     return folder
 
 
+def write_export_like(folder: str | os.PathLike, autoencoder: VideoAutoencoder, dit: DiT | None, meta: dict[str, Any],
+                      **records: Any) -> Path:
+    """`write_export` of new weights for an export whose config is `meta`: its frame size, action space and records
+    (the keys `write_export` does not set itself) are kept, `records` added (a warm-started or refitted model)."""
+    extra = {key: value for key, value in meta.items() if key not in WRITTEN_KEYS}
+    return write_export(folder, autoencoder, dit, tuple(meta["frame_size"]), meta["action_space"], {**extra, **records})
+
+
 def _write_config(folder: Path, config: dict[str, Any]) -> None:
     """config.json written whole or not at all (a temporary file renamed over it)."""
     tmp = folder / "config.json.tmp"

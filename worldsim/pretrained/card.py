@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from worldsim.eval.report import consistency_table, idm_table
+from worldsim.export import served_context_budget
 from worldsim.pretrained import PRETRAINED, pretrained_path
 
 HARDWARE = "a 2-core CPU shared with other jobs (no GPU was available to this training), one thread per process"
@@ -361,7 +362,7 @@ if __name__ == "__main__":
 
 def _serving(meta: dict) -> list[str]:
     """The card's line on the simulator defaults the export carries (`worldsim.export.set_serving`), if any."""
-    budget = (meta.get("serving") or {}).get("context_budget")
+    budget = served_context_budget(meta, "the card's export")
     if budget is None:
         return []
     return [f"- served with a context budget of {budget} latent frames (`serving` in config.json, chosen by evaluation: "

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from worldsim.export import WRITTEN_KEYS, load_export, write_export
+from worldsim.export import load_export, write_export_like
 from worldsim.models.dit import DiT
 from worldsim.train.latent_cache import LatentWindowDataset, open_cache
 from worldsim.train.validation import holdout_episodes
@@ -157,9 +157,8 @@ def fit_motion_gate(dit_export: str | os.PathLike, store: str | os.PathLike, out
         opt.step()
         if step % eval_every == 0 or step == steps:
             curve.append(evaluate(step, cpu0))
-    extra = {k: v for k, v in meta.items() if k not in WRITTEN_KEYS}
-    extra["motion_gate_fit"] = {"from": str(dit_export), "store": str(store), "key": key, "kernel": kernel, "steps": steps, "lr": lr,
-                                "batch": batch, "held_out_episodes": held, "curve": curve}
-    write_export(out, autoencoder, dit.requires_grad_(False), tuple(meta["frame_size"]), meta["action_space"], extra)
+    fit = {"from": str(dit_export), "store": str(store), "key": key, "kernel": kernel, "steps": steps, "lr": lr,
+           "batch": batch, "held_out_episodes": held, "curve": curve}
+    write_export_like(out, autoencoder, dit.requires_grad_(False), meta, motion_gate_fit=fit)
     return {"out": str(Path(out)), "examples": n, "held_out": len(splits["held"].previous),
             "acting_actions": acting.tolist(), "curve": curve}

@@ -19,7 +19,7 @@ from typing import Any
 
 from torch import nn
 
-from worldsim.export import WRITTEN_KEYS, load_export, write_export
+from worldsim.export import load_export, write_export_like
 from worldsim.train.latent_cache import autoencoder_key
 
 
@@ -71,6 +71,5 @@ def swap_decoder(dit_export: str | os.PathLike, vae_export: str | os.PathLike, o
                          "latent statistics or compression): only a decoder fine-tuned with freeze_encoder=true can be swapped in")
     if vae_meta["frame_size"] != meta["frame_size"]:
         raise ValueError(f"{vae_export} was trained on {vae_meta['frame_size']} frames, {dit_export} on {meta['frame_size']}")
-    extra = {key: value for key, value in meta.items() if key not in WRITTEN_KEYS}
-    extra["decoder_from"] = {"from": str(vae_export), "steps": vae_meta.get("train", {}).get("steps")}
-    return write_export(out, autoencoder, models["dit"], tuple(meta["frame_size"]), meta["action_space"], extra)
+    return write_export_like(out, autoencoder, models["dit"], meta,
+                             decoder_from={"from": str(vae_export), "steps": vae_meta.get("train", {}).get("steps")})
