@@ -38,12 +38,16 @@ def main() -> None:
     ap.add_argument("--diffusion-weight", type=float, default=1.0)
     ap.add_argument("--eval-every", type=int, default=250)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",
+                    help="the teacher's sampling and the student's training step under bf16 autocast: auto where the "
+                    "CPU multiplies bf16 natively (worldsim.train.precision); the held-out curve is always fp32")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
     from worldsim.diffusion.objective import ObjectiveConfig, diffusion_loss
     from worldsim.diffusion.samplers import sample_euler
-    from worldsim.export import ExportError, load_export, write_export_like
+    from worldsim.export import ExportError, load_export
     from worldsim.train.latent_cache import LatentWindowDataset, open_cache
+    from worldsim.train.precision import autocast, cpu_autocast
     from worldsim.train.validation import holdout_episodes
 
     torch.set_num_threads(args.threads)
@@ -73,6 +77,7 @@ def main() -> None:
     generator = torch.Generator().manual_seed(args.seed)
     opt = torch.optim.AdamW(student.parameters(), lr=args.lr, weight_decay=0.0)
     objective = ObjectiveConfig(time_sampling="uniform")
+    bf16 = cpu_autocast(args.precision, torch.device("cpu"))
 
     def batch(split: str, ix: torch.Tensor) -> tuple[torch.Tensor, ...]:
         items = [splits[split][int(i)] for i in ix]
@@ -102,24 +107,40 @@ def main() -> None:
         curve.append({"step": step, "cpu_s": round(time.process_time() - cpu0, 1), "held_out_mse_to_teacher": err})
         print(f"[distill] step {step}: held-out one-step error against the teacher's samples {err:.4f}", flush=True)
 
+    def save(step: int) -> None:
+        write_student(args, models, meta, student, curve, step, bf16)
+
     evaluate(0)
     for step in range(1, args.steps + 1):
         x0, actions, mask = batch("train", torch.randint(0, len(splits["train"]), (args.batch,), generator=generator))
         noise = torch.randn(x0[:, -1:].shape, generator=generator)
-        loss = (one_step(x0, actions, mask, noise) - targets(x0, actions, mask, noise)).pow(2).mean()
-        if args.diffusion_weight > 0:
-            loss = loss + args.diffusion_weight * diffusion_loss(student, x0, actions, mask, None, generator, objective)[0]
+        with autocast(bf16, torch.device("cpu")):
+            loss = (one_step(x0, actions, mask, noise) - targets(x0, actions, mask, noise).float()).pow(2).mean()
+            if args.diffusion_weight > 0:
+                loss = loss + args.diffusion_weight * diffusion_loss(student, x0, actions, mask, None, generator,
+                                                                     objective)[0]
         opt.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(student.parameters(), 1.0)
         opt.step()
         if step % args.eval_every == 0 or step == args.steps:
             evaluate(step)
-    distilled = {"from": args.export, "init": args.init, "teacher_steps": args.teacher_steps, "guidance": args.guidance,
-                 "steps": args.steps, "lr": args.lr, "batch": args.batch, "window": args.window}
-    write_export_like(args.out, models["autoencoder"], student.eval().requires_grad_(False), meta, distilled=distilled)
-    (Path(args.out) / "distill.json").write_text(json.dumps({**distilled, "curve": curve}, indent=1))
+            save(step)  # every evaluation leaves a complete export: a stopped run continues from it with --init
     print(f"wrote {args.out}")
+
+
+def write_student(args, models, meta, student, curve, step: int, bf16: bool) -> None:
+    """The student so far as a DiT export in args.out, with what it was distilled from and its curve."""
+    from worldsim.export import write_export_like
+
+    distilled = {"from": args.export, "init": args.init, "teacher_steps": args.teacher_steps, "guidance": args.guidance,
+                 "steps": step, "lr": args.lr, "batch": args.batch, "window": args.window,
+                 "precision": "bf16 autocast" if bf16 else "fp32"}
+    student.eval()
+    write_export_like(args.out, models["autoencoder"], copy.deepcopy(student).requires_grad_(False), meta,
+                      distilled=distilled)
+    student.train()
+    (Path(args.out) / "distill.json").write_text(json.dumps({**distilled, "curve": curve}, indent=1))
 
 
 if __name__ == "__main__":

@@ -22,6 +22,8 @@ def _model(**overrides) -> DiT:
         overrides.update(previous_frame=True, motion_radius=1, motion_groups=2)
     if overrides.get("previous_frame") == "two":  # the pathway with the frame before the previous one too
         overrides.update(previous_frame=True, previous_frames=2)
+    if overrides.get("previous_frame") == "field":  # and the previous frame moved pixel by pixel (motion field)
+        overrides.update(previous_frame=True, previous_frames=2, motion_field=4, motion_field_radius=1)
     model = build_dit("tiny", **{**config, **overrides})
     with torch.no_grad():
         for p in model.parameters():
@@ -61,7 +63,7 @@ def test_any_resolution_aspect_and_length(t, h, w):
     assert torch.isfinite(out.prediction).all()
 
 
-@pytest.mark.parametrize("previous_frame", [False, True, "motion", "two"])
+@pytest.mark.parametrize("previous_frame", [False, True, "motion", "two", "field"])
 def test_gradients_reach_every_parameter(previous_frame):
     model = _model(previous_frame=previous_frame).train()
     out = model(**_inputs(t=3))
@@ -70,7 +72,7 @@ def test_gradients_reach_every_parameter(previous_frame):
     assert missing == []
 
 
-@pytest.mark.parametrize("previous_frame", [False, True, "motion", "two"])
+@pytest.mark.parametrize("previous_frame", [False, True, "motion", "two", "field"])
 @pytest.mark.parametrize("what", ["x", "noise_level", "actions"])
 def test_frame_causality(what, previous_frame):
     model = _model(previous_frame=previous_frame)
@@ -91,7 +93,7 @@ def test_frame_causality(what, previous_frame):
         assert not torch.allclose(ya[:, 3:], yb[:, 3:])  # the changed frame and later ones react
 
 
-@pytest.mark.parametrize("previous_frame", [False, True, "motion", "two"])
+@pytest.mark.parametrize("previous_frame", [False, True, "motion", "two", "field"])
 def test_cache_equals_full_recomputation(previous_frame):
     model = _model(previous_frame=previous_frame)
     inputs = _inputs(t=5)
@@ -418,7 +420,7 @@ def test_presets_registry_and_table():
     assert parameter_count(dataclasses.replace(tiny.config, depth=4)) > table[0]["parameters"]
 
 
-@pytest.mark.parametrize("previous_frame", [False, True, "motion"])
+@pytest.mark.parametrize("previous_frame", [False, True, "motion", "field"])
 def test_a_padded_batch_of_different_context_lengths_equals_each_sample_alone(previous_frame):
     from worldsim.models.kv_cache import KVCache, batch_item, cat_batch
 
@@ -463,3 +465,45 @@ def test_a_cache_with_spare_room_gives_the_concatenated_result_without_concatena
         model(**{k: torch.cat([v, v], dim=1) for k, v in new.items()}, cache=roomy)
     with pytest.raises(ValueError, match="spare room"):
         roomy.select([0])
+
+
+def test_motion_field_starts_as_a_no_op_and_learns_to_carry_moving_things_on():
+    """`motion_field`: added to a trained two-frame DiT it changes nothing at first (its embedding is zero); fitted by
+    `objective.field_weight` on a toy world of blobs flying at constant velocities, its moved previous frame lands
+    where the blob goes next, far closer than copying the previous frame (the DiT's copy pathway alone)."""
+    from worldsim.diffusion.objective import ObjectiveConfig, diffusion_loss
+
+    _warm_started(_model(previous_frame="two"), "field", previous_frames=2, previous_frame=True, motion_field=4)
+    torch.manual_seed(0)
+
+    def flights(b: int, t: int = 5, size: int = 12) -> torch.Tensor:
+        start, velocity = torch.rand(b, 2) * 4 + 4, torch.randint(-1, 2, (b, 2)).float()
+        rows, cols = torch.meshgrid(torch.arange(size), torch.arange(size), indexing="ij")
+        frames = []
+        for i in range(t):
+            at = start + velocity * i
+            blob = torch.exp(-((rows - at[:, :1, None]) ** 2 + (cols - at[:, 1:, None]) ** 2) / 2.0)
+            frames.append(blob[:, None] * torch.tensor([1.0, -1.0, 0.5, 2.0])[None, :, None, None])
+        return torch.stack(frames, 1)  # (B, T, C, h, w)
+
+    model = build_dit("tiny", latent_channels=C, action_space=space_to_json(spaces.Discrete(N_ACTIONS)), action_substeps=K,
+                      previous_frame=True, previous_frames=2, motion_field=16, motion_field_radius=2)
+    objective = ObjectiveConfig(time_sampling="uniform", field_weight=1.0)
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    g = torch.Generator().manual_seed(0)
+    no_action = torch.zeros(16, 5, K, 1, dtype=torch.long)
+    for _ in range(150):
+        loss, logs = diffusion_loss(model, flights(16), no_action, None, None, g, objective)[:2]
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    held = flights(32)
+    with torch.no_grad():
+        moved = model(held, torch.zeros(32, 5), no_action[:1].expand(32, -1, -1, -1), None, clean=held).field_motion
+    field_error = (moved[:, 2:] - held[:, 2:]).pow(2).mean()
+    copy_error = (held[:, 1:-1] - held[:, 2:]).pow(2).mean()
+    assert "field" in logs and field_error < 0.3 * copy_error, (field_error, copy_error)
+    with pytest.raises(ValueError, match="motion_field"):
+        DiTConfig(latent_channels=C, previous_frame=True, motion_field=4)
+    with pytest.raises(ValueError, match="field_weight > 0 needs a DiT with a motion field"):
+        diffusion_loss(_model(previous_frame="two").train(), held[:2], no_action[:2], None, None, g, objective)

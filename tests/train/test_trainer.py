@@ -388,3 +388,46 @@ def test_step_distillation_brings_the_one_step_sample_to_the_guided_teacher(vae_
     assert run.returncode == 0, run.stderr[-2000:]
     again = json.loads((tmp_path / "s2" / "distill.json").read_text())["curve"]
     assert abs(again[0]["held_out_mse_to_teacher"] - curve[-1]["held_out_mse_to_teacher"]) < 1e-6
+
+
+def test_a_motion_field_fitted_alone_then_trained_with_the_dit(vae_run, tmp_path):
+    """scripts/fit_motion_field.py: a two-frame DiT gets a motion field fitted on the cached latents (the rest of its
+    weights untouched), whose moved previous latent comes closer to the next one; `worldsim train` then continues
+    it with the field's own loss (objective.field_weight, logged as loss/field)."""
+    import subprocess
+    import sys
+
+    from safetensors.torch import load_file
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from worldsim.export import load_export
+
+    store = make_store(tmp_path / "d.zarr", episodes=16, steps=24)
+    common = [f"data={store}", f"vae={vae_run / 'export'}", "validation.every=0", "video_every=0", "steps=2", *BASE]
+    two = ["+model_overrides.previous_frame=true", "+model_overrides.previous_frames=2"]
+    plain = Trainer(compose("train", [f"run_dir={tmp_path / 'a'}", *two, *common])).fit().export_dir
+    run = subprocess.run([sys.executable, "scripts/fit_motion_field.py", str(plain), str(store), str(tmp_path / "f"),
+                          "--width", "8", "--radius", "2", "--steps", "150", "--batch", "32", "--lr", "1e-2",
+                          "--json", str(tmp_path / "f.json")],
+                         cwd=Path(__file__).resolve().parents[2], capture_output=True, text=True, timeout=240)
+    assert run.returncode == 0, run.stderr[-2000:]
+    import json
+
+    curve = json.loads((tmp_path / "f.json").read_text())["curve"]
+    assert [row["step"] for row in curve] == [0, 150]
+    assert curve[-1]["held_out_field_mse"] < 0.7 * curve[0]["held_out_field_mse"], curve
+    models, meta = load_export(tmp_path / "f")
+    assert models["dit"].config.motion_field == 8 and meta["motion_field_fit"]["radius"] == 2
+    before, after = load_file(plain / "dit.safetensors"), load_file(tmp_path / "f" / "dit.safetensors")
+    assert set(after) - set(before) and all(name.startswith("field") for name in set(after) - set(before))
+    assert all(torch.equal(before[name], after[name]) for name in before)
+    field = ["+model_overrides.motion_field=8", "+model_overrides.motion_field_radius=2", "objective.field_weight=1.0"]
+    Trainer(compose("train", [f"run_dir={tmp_path / 'b'}", f"init_from={tmp_path / 'f'}", *two, *field,
+                              *common])).fit()
+    acc = EventAccumulator(str(tmp_path / "b" / "tensorboard"))
+    acc.Reload()
+    assert [e.step for e in acc.Scalars("loss/field")] == [1, 2]
+    one = Trainer(compose("train", [f"run_dir={tmp_path / 'c'}", *common])).fit().export_dir
+    run = subprocess.run([sys.executable, "scripts/fit_motion_field.py", str(one), str(store), str(tmp_path / "x")],
+                         cwd=Path(__file__).resolve().parents[2], capture_output=True, text=True, timeout=240)
+    assert run.returncode != 0 and "previous_frames=2" in run.stderr

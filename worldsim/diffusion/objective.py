@@ -74,6 +74,9 @@ class ObjectiveConfig:
     # over the whole frame the zeros cost more than a blend of shifted and unshifted (Crafter's grass looks alike
     # either way), so the kernel stays on its centre tap; set it to the kernel's radius to fit the interior only
     motion_border: int = 0
+    # > 0 (DiTs with a motion field, `DiTConfig.motion_field`): fit the field-moved previous clean frame to the clean
+    # frame, on every frame with two clean frames before it (the same border left out as motion_border)
+    field_weight: float = 0.0
     # > 0: within each frame, latent pixels weigh 1 + change_weight * |change from the previous clean frame| (mean over
     # channels, clipped to 1), so what moves or changes (a sprite turning, an object entering) is not drowned by the
     # still background; each frame's total weight stays the same
@@ -96,6 +99,8 @@ class ObjectiveConfig:
                      "own_context_prob"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must lie in [0, 1], got {getattr(self, name)}")
+        if self.field_weight < 0:
+            raise ValueError(f"field_weight must be >= 0, got {self.field_weight}")
         if self.motion_border < 0:
             raise ValueError(f"motion_border must be >= 0, got {self.motion_border}")
         if self.own_context_frames < 1:
@@ -172,6 +177,14 @@ def sample_noise_levels(
     return torch.where(is_context, context_t, t), is_context
 
 
+def _interior(x0: Tensor, border: int, name: str) -> tuple:
+    """Index of x0's latent pixels without `border` on each side; ValueError when nothing is left."""
+    size = min(x0.shape[-2:])
+    if 2 * border >= size:
+        raise ValueError(f"objective.{name}={border} leaves nothing of a {size}-pixel latent to fit")
+    return (..., slice(border, x0.shape[-2] - border), slice(border, x0.shape[-1] - border))
+
+
 def diffusion_loss(
     model,
     x0: Tensor,
@@ -207,7 +220,7 @@ def diffusion_loss(
             action_mask = torch.ones(actions.shape[:3], dtype=torch.bool, device=actions.device)
         keep = torch.rand(batch, frames, generator=generator, device=generator.device) >= config.action_dropout
         action_mask = action_mask & keep.to(action_mask.device)[:, :, None]
-    if config.motion_weight > 0:  # the model also moves each clean frame's predecessor (DiT.forward's `clean`)
+    if config.motion_weight > 0 or config.field_weight > 0:  # the model also moves each clean frame's predecessor
         out = model(add_noise(x0, noise, t), t, actions, action_mask, frame_index, clean=x0)
     else:
         out = model(add_noise(x0, noise, t), t, actions, action_mask, frame_index)
@@ -223,13 +236,17 @@ def diffusion_loss(
     if config.motion_weight > 0:
         if getattr(out, "motion", None) is None:
             raise ValueError("objective.motion_weight > 0 needs a DiT with a motion kernel (model_overrides.motion_radius > 0)")
-        b, size = config.motion_border, min(x0.shape[-2:])
-        if 2 * b >= size:
-            raise ValueError(f"objective.motion_border={b} leaves nothing of a {size}-pixel latent to fit")
-        inner = (..., slice(b, x0.shape[-2] - b), slice(b, x0.shape[-1] - b))
+        inner = _interior(x0, config.motion_border, "motion_border")
         term = ((out.motion[:, 1:].float() - x0[:, 1:].float())[inner].pow(2).mean() if frames > 1
                 else out.motion.sum() * 0)
         loss, logs["motion"] = loss + config.motion_weight * term, term.detach()
+    if config.field_weight > 0:
+        if getattr(out, "field_motion", None) is None:
+            raise ValueError("objective.field_weight > 0 needs a DiT with a motion field (model_overrides.motion_field > 0)")
+        inner = _interior(x0, config.motion_border, "motion_border")
+        term = ((out.field_motion[:, 2:].float() - x0[:, 2:].float())[inner].pow(2).mean() if frames > 2
+                else out.field_motion.sum() * 0)
+        loss, logs["field"] = loss + config.field_weight * term, term.detach()
     seen = t <= config.heads_max_noise  # (B, T): frames the heads learn from
     if reward is not None:
         has = ~torch.isnan(reward) & seen

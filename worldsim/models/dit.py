@@ -51,7 +51,7 @@ from worldsim.models.actions import ActionEncoder
 from worldsim.models.attention import FrameCausalAttention, frame_causal_mask
 from worldsim.models.embeddings import NoiseLevelEmbedder, PatchEmbed, patch_positions, unpatchify
 from worldsim.models.kv_cache import KVCache
-from worldsim.models.motion import MotionKernel
+from worldsim.models.motion import MotionField, MotionKernel
 from worldsim.models.rotary import Rotary3D, axis_dims
 from worldsim.spaces import space_from_json
 
@@ -95,6 +95,12 @@ class DiTConfig:
     # frame's): all of it at t = 1, where one-step sampling starts, none at t = 0, and none from a pure-noise previous
     # frame. The one place the DiT knows the noise schedule: the prediction stays the objective's v
     motion_composite: bool = False
+    # > 0 (with previous_frames=2): a conv net of this width gives each latent pixel its own kernel over the previous
+    # frame from that frame, the one before it and the action (`worldsim.models.motion.MotionField`): things that
+    # move on their own (the probe world's balls) are moved where their last displacement carries them, and the DiT
+    # reads the result as one more per-token input (zero at first). Fitted by objective.field_weight
+    motion_field: int = 0
+    motion_field_radius: int = 4  # the field's kernels reach this many latent pixels each way
 
     def __post_init__(self) -> None:
         if self.temporal_patch != 1:
@@ -118,6 +124,9 @@ class DiTConfig:
             raise ValueError("motion_composite composites the moved previous frame: it needs motion_radius > 0")
         if self.previous_frames not in (1, 2) or (self.previous_frames == 2 and not self.previous_frame):
             raise ValueError(f"previous_frames must be 1 or 2 (2 needs previous_frame=True), got {self.previous_frames}")
+        if self.motion_field < 0 or self.motion_field_radius < 1 or (self.motion_field and self.previous_frames != 2):
+            raise ValueError(f"motion_field must be >= 0 and needs previous_frames=2 (it reads a displacement), and "
+                             f"motion_field_radius >= 1, got {self.motion_field}, {self.motion_field_radius}")
         if self.motion_radius and not (self.previous_frame and self.action_space is not None):
             raise ValueError("motion_radius > 0 moves the previous frame by the action: it needs previous_frame=True "
                              "and an action space")
@@ -134,6 +143,7 @@ class DiTOutput:
     motion_gate_logit: Tensor | None = None  # (B, T) the motion gate's "this move succeeds" logit on `clean` (when asked)
     motion: Tensor | None = None  # (B, T, C, h, w): `clean`'s previous frames moved by the motion kernel (when asked)
     composite_mask: Tensor | None = None  # (B, T, 1, h, w): the motion composite's mask m (motion_composite)
+    field_motion: Tensor | None = None  # (B, T, C, h, w): `clean`'s previous frames moved by the motion field (when asked)
     cache: KVCache | None = field(default=None, repr=False)  # input cache + these frames, if asked for
 
 
@@ -227,6 +237,9 @@ class DiT(nn.Module):
         self.motion = MotionKernel(c.dim, c.latent_channels, c.motion_radius, c.motion_groups, c.motion_context,
                                    c.motion_gate) \
             if c.motion_radius else None
+        self.field = MotionField(c.dim, c.latent_channels, c.motion_field_radius, c.motion_field) \
+            if c.motion_field else None
+        self.field_embed = PatchEmbed(c.latent_channels, c.patch_size, c.dim) if c.motion_field else None
         self.action_space = None if c.action_space is None else space_from_json(c.action_space)
         self.action_encoder = None if self.action_space is None else ActionEncoder(self.action_space, c.dim, c.action_substeps)
         self.rotary = Rotary3D(c.dim // c.heads, c.rope_theta_time, c.rope_theta_space)
@@ -267,6 +280,9 @@ class DiT(nn.Module):
             nn.init.zeros_(self.earlier_noise_embed.mlp[2].weight)
         if self.motion is not None:  # (nearly) identity kernels: the copy pathway starts as it was
             self.motion.reset_to_identity()
+        if self.field_embed is not None:  # zero: a warm start without the field predicts exactly as before
+            nn.init.zeros_(self.field_embed.proj.weight)
+            nn.init.zeros_(self.field_embed.proj.bias)
 
     def forward(
         self,
@@ -308,6 +324,7 @@ class DiT(nn.Module):
         moved = None
         if self.previous_embed is not None:
             previous, previous_level = self._previous(x, noise_level, cache)
+            unmoved = previous
             if self.motion is not None:  # the previous frame moved as this frame's actions say
                 previous = moved = self.motion(previous, action_embedding)
                 if clean is not None:
@@ -320,6 +337,8 @@ class DiT(nn.Module):
             earlier, earlier_level = self._earlier(x, noise_level, cache)
             tokens = tokens + self.earlier_embed(earlier.to(x.dtype))
             cond = cond + self.earlier_noise_embed(earlier_level)
+        if self.field is not None:  # each thing moved as its own last displacement says
+            tokens = tokens + self.field_embed(self.field(unmoved, earlier, action_embedding).to(x.dtype))
         if action_embedding is not None:
             cond = cond + action_embedding
         cond = cond.to(tokens.dtype)
@@ -353,6 +372,10 @@ class DiT(nn.Module):
             out.prediction, out.composite_mask = composite_v(out.prediction, x, noise_level, moved, previous_level, mask), mask
         if self.motion is not None and clean is not None:
             out.motion, out.motion_gate_logit = moved_clean, gate_clean
+        if self.field is not None and clean is not None:
+            zeros = torch.zeros_like(clean[:, :1])
+            out.field_motion = self.field(torch.cat([zeros, clean[:, :-1]], 1), torch.cat([zeros, zeros, clean[:, :-2]], 1)[:, :frames],
+                                          action_embedding)
         if self.reward_head is not None:
             out.reward = self.reward_head(tokens)
         if self.termination_head is not None:

@@ -91,3 +91,48 @@ class MotionKernel(nn.Module):
         x = previous.float().reshape(1, b * t * c, h, w)
         moved = torch.nn.functional.conv2d(x, kernels, padding=r, groups=b * t * c)  # (1, BTC, h, w)
         return moved.view(b, t, c, h, w).to(previous.dtype)
+
+
+class MotionField(nn.Module):
+    """The previous latent moved by a kernel chosen per latent pixel (a dynamic filter network, Jia et al. 2016):
+    previous, earlier (B, T, C, h, w) x cond (B, T, D) -> (B, T, C, h, w) (`DiTConfig.motion_field`).
+
+    A small convolutional net reads the previous frame, the one before it and the action, and gives each latent
+    pixel its own softmax (2r+1) x (2r+1) kernel over the previous frame: where something moves on its own (a ball
+    in flight), its displacement between the two frames says where it goes next, and dilated convolutions see far
+    enough (about 2r latent pixels) to carry it on. Unlike `MotionKernel` it moves each object its own way, not the
+    whole view by the action. Its last layer starts at zero: every kernel starts as a uniform blur, which the DiT
+    (whose embedding of it starts at zero) ignores until the objective's `field_weight` has fitted it.
+    """
+
+    def __init__(self, dim: int, channels: int, radius: int, width: int) -> None:
+        super().__init__()
+        self.radius, self.taps = radius, (2 * radius + 1) ** 2
+        self.action = nn.Linear(dim, width)
+        self.net = nn.Sequential(
+            nn.Conv2d(2 * channels + width, width, 3, padding=1), nn.SiLU(),
+            nn.Conv2d(width, width, 3, padding=2, dilation=2), nn.SiLU(),
+            nn.Conv2d(width, width, 3, padding=4, dilation=4), nn.SiLU(),
+            nn.Conv2d(width, width, 3, padding=1), nn.SiLU(),
+            nn.Conv2d(width, self.taps, 1))
+        nn.init.zeros_(self.net[-1].weight)
+        nn.init.zeros_(self.net[-1].bias)
+
+    def weights(self, previous: Tensor, earlier: Tensor, cond: Tensor | None) -> Tensor:
+        """(B*T, taps, h, w) softmax kernel weights of each latent pixel."""
+        b, t, c, h, w = previous.shape
+        x = [previous.float().reshape(b * t, c, h, w), earlier.float().reshape(b * t, c, h, w)]
+        width = self.action.out_features
+        action = torch.zeros(b * t, width, device=previous.device) if cond is None else \
+            self.action(cond).float().reshape(b * t, width)
+        x.append(action[:, :, None, None].expand(-1, -1, h, w))
+        return self.net(torch.cat(x, dim=1)).float().softmax(dim=1)
+
+    def forward(self, previous: Tensor, earlier: Tensor, cond: Tensor | None) -> Tensor:
+        b, t, c, h, w = previous.shape
+        kernels = self.weights(previous, earlier, cond)  # (BT, taps, h, w)
+        size = 2 * self.radius + 1
+        # each pixel's (2r+1)^2 neighbourhood, in the order conv2d's kernel taps take (row-major offsets -r..r)
+        patches = torch.nn.functional.unfold(previous.float().reshape(b * t, c, h, w), size, padding=self.radius)
+        moved = (patches.view(b * t, c, self.taps, h, w) * kernels[:, None]).sum(dim=2)
+        return moved.view(b, t, c, h, w).to(previous.dtype)

@@ -1,0 +1,42 @@
+"""Fit a DiT's motion field alone on a store's cached latents (worldsim.train.motion_field).
+
+    python scripts/fit_motion_field.py DIT_EXPORT STORE OUT [--width 32] [--radius 4] [--steps 1500] [--json F]
+"""
+
+import argparse
+import json
+import sys
+
+import torch
+
+from worldsim.export import ExportError
+from worldsim.train.motion_field import fit_motion_field
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("dit_export")
+    parser.add_argument("store")
+    parser.add_argument("out")
+    parser.add_argument("--width", type=int, default=32, help="channels of a new field (a DiT without one)")
+    parser.add_argument("--radius", type=int, default=4, help="latent pixels a new field's kernels reach each way")
+    parser.add_argument("--steps", type=int, default=1500)
+    parser.add_argument("--lr", type=float, default=3e-3)
+    parser.add_argument("--batch", type=int, default=128)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--json", default=None, help="also write the result (with the held-out curve) here")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    try:
+        result = fit_motion_field(args.dit_export, args.store, args.out, args.width, args.radius, args.steps,
+                                  args.lr, args.batch)
+    except (ValueError, OSError, ExportError) as e:
+        sys.exit(f"fit_motion_field: {e}")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(result, f, indent=1)
+    print(f"wrote {result['out']}")
+
+
+if __name__ == "__main__":
+    main()
