@@ -177,12 +177,16 @@ def sample_noise_levels(
     return torch.where(is_context, context_t, t), is_context
 
 
-def _interior(x0: Tensor, border: int, name: str) -> tuple:
-    """Index of x0's latent pixels without `border` on each side; ValueError when nothing is left."""
+def _moved_error(moved: Tensor, x0: Tensor, first: int, border: int) -> Tensor:
+    """Mean squared error of moved (B, T, C, h, w) against x0 over frames `first`..., without `border` latent pixels
+    on each side (zero, keeping the graph, when the window has no such frame)."""
     size = min(x0.shape[-2:])
     if 2 * border >= size:
-        raise ValueError(f"objective.{name}={border} leaves nothing of a {size}-pixel latent to fit")
-    return (..., slice(border, x0.shape[-2] - border), slice(border, x0.shape[-1] - border))
+        raise ValueError(f"objective.motion_border={border} leaves nothing of a {size}-pixel latent to fit")
+    if x0.shape[1] <= first:
+        return moved.sum() * 0
+    inner = (..., slice(border, x0.shape[-2] - border), slice(border, x0.shape[-1] - border))
+    return (moved[:, first:].float() - x0[:, first:].float())[inner].pow(2).mean()
 
 
 def diffusion_loss(
@@ -233,20 +237,16 @@ def diffusion_loss(
     weight = (~is_context).float()
     diffusion = (per_frame * weight).sum() / weight.sum().clamp(min=1)
     loss, logs = diffusion, {"diffusion": diffusion.detach(), "noise_level": t.mean()}
-    if config.motion_weight > 0:
-        if getattr(out, "motion", None) is None:
-            raise ValueError("objective.motion_weight > 0 needs a DiT with a motion kernel (model_overrides.motion_radius > 0)")
-        inner = _interior(x0, config.motion_border, "motion_border")
-        term = ((out.motion[:, 1:].float() - x0[:, 1:].float())[inner].pow(2).mean() if frames > 1
-                else out.motion.sum() * 0)
-        loss, logs["motion"] = loss + config.motion_weight * term, term.detach()
-    if config.field_weight > 0:
-        if getattr(out, "field_motion", None) is None:
-            raise ValueError("objective.field_weight > 0 needs a DiT with a motion field (model_overrides.motion_field > 0)")
-        inner = _interior(x0, config.motion_border, "motion_border")
-        term = ((out.field_motion[:, 2:].float() - x0[:, 2:].float())[inner].pow(2).mean() if frames > 2
-                else out.field_motion.sum() * 0)
-        loss, logs["field"] = loss + config.field_weight * term, term.detach()
+    # the moved previous clean frame fitted to the clean frame: the motion kernel from the second frame on, the
+    # motion field from the third (it reads two frames before)
+    for name, weight, moved, first, needs in (
+            ("motion", config.motion_weight, "motion", 1, "a motion kernel (model_overrides.motion_radius > 0)"),
+            ("field", config.field_weight, "field_motion", 2, "a motion field (model_overrides.motion_field > 0)")):
+        if weight > 0:
+            if getattr(out, moved, None) is None:
+                raise ValueError(f"objective.{name}_weight > 0 needs a DiT with {needs}")
+            term = _moved_error(getattr(out, moved), x0, first, config.motion_border)
+            loss, logs[name] = loss + weight * term, term.detach()
     seen = t <= config.heads_max_noise  # (B, T): frames the heads learn from
     if reward is not None:
         has = ~torch.isnan(reward) & seen
