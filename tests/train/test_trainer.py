@@ -431,3 +431,25 @@ def test_a_motion_field_fitted_alone_then_trained_with_the_dit(vae_run, tmp_path
     run = subprocess.run([sys.executable, "scripts/fit_motion_field.py", str(one), str(store), str(tmp_path / "x")],
                          cwd=Path(__file__).resolve().parents[2], capture_output=True, text=True, timeout=240)
     assert run.returncode != 0 and "previous_frames=2" in run.stderr
+
+
+def test_the_conv_next_latent_diagnostic_learns_and_scores_the_dit_on_the_same_frames(vae_run, tmp_path):
+    """scripts/conv_next_latent.py: a plain conv net regressing the next latent learns (held-out error falls from
+    copying's) and is reported beside the DiT's one-step estimate of the same held-out frames."""
+    import json
+    import subprocess
+    import sys
+
+    store = make_store(tmp_path / "d.zarr", episodes=40, steps=24)
+    common = [f"data={store}", f"vae={vae_run / 'export'}", "validation.every=0", "video_every=0", "steps=2", *BASE]
+    dit = Trainer(compose("train", [f"run_dir={tmp_path / 'a'}", *common])).fit().export_dir
+    run = subprocess.run([sys.executable, "scripts/conv_next_latent.py", str(dit), str(store), "--steps", "60",
+                          "--eval-every", "60", "--width", "16", "--batch", "16", "--out", str(tmp_path / "c.json")],
+                         cwd=Path(__file__).resolve().parents[2], capture_output=True, text=True, timeout=240)
+    assert run.returncode == 0, run.stderr[-2000:]
+    result = json.loads((tmp_path / "c.json").read_text())
+    curve = result["curve"]
+    assert [row["step"] for row in curve] == [0, 60]
+    assert abs(curve[0]["held_out_mse"] - result["copy_mse"]) < 1e-6  # it starts as copying the newest latent
+    assert curve[-1]["held_out_mse"] < curve[0]["held_out_mse"]
+    assert 0 < result["dit_one_step_mse"] < 100 and result["params"] > 0
