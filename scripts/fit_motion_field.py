@@ -1,6 +1,6 @@
 """Fit a DiT's motion field alone on a store's cached latents (worldsim.train.motion_field).
 
-    python scripts/fit_motion_field.py DIT_EXPORT STORE OUT [--width 32] [--radius 4] [--steps 1500] [--json F]
+    python scripts/fit_motion_field.py DIT_EXPORT STORE OUT [--width 32] [--radius 4] [--steps 1500] [--prior] [--json F]
 """
 
 import argparse
@@ -24,12 +24,13 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=3e-3)
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--prior", action="store_true", help="fit a conv prior of --width channels instead of a field")
     parser.add_argument("--json", default=None, help="also write the result (with the held-out curve) here")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     try:
         result = fit_motion_field(args.dit_export, args.store, args.out, args.width, args.radius, args.steps,
-                                  args.lr, args.batch)
+                                  args.lr, args.batch, kind="prior" if args.prior else "field")
     except (ValueError, OSError, ExportError) as e:
         sys.exit(f"fit_motion_field: {e}")
     if args.json:

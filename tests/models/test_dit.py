@@ -24,6 +24,8 @@ def _model(**overrides) -> DiT:
         overrides.update(previous_frame=True, previous_frames=2)
     if overrides.get("previous_frame") == "field":  # and the previous frame moved pixel by pixel (motion field)
         overrides.update(previous_frame=True, previous_frames=2, motion_field=4, motion_field_radius=1)
+    if overrides.get("previous_frame") == "prior":  # and a conv net's guess of the frame (conv prior)
+        overrides.update(previous_frame=True, previous_frames=2, conv_prior=8)
     model = build_dit("tiny", **{**config, **overrides})
     with torch.no_grad():
         for p in model.parameters():
@@ -63,7 +65,7 @@ def test_any_resolution_aspect_and_length(t, h, w):
     assert torch.isfinite(out.prediction).all()
 
 
-@pytest.mark.parametrize("previous_frame", [False, True, "motion", "two", "field"])
+@pytest.mark.parametrize("previous_frame", [False, True, "motion", "two", "field", "prior"])
 def test_gradients_reach_every_parameter(previous_frame):
     model = _model(previous_frame=previous_frame).train()
     out = model(**_inputs(t=3))
@@ -72,7 +74,7 @@ def test_gradients_reach_every_parameter(previous_frame):
     assert missing == []
 
 
-@pytest.mark.parametrize("previous_frame", [False, True, "motion", "two", "field"])
+@pytest.mark.parametrize("previous_frame", [False, True, "motion", "two", "field", "prior"])
 @pytest.mark.parametrize("what", ["x", "noise_level", "actions"])
 def test_frame_causality(what, previous_frame):
     model = _model(previous_frame=previous_frame)
@@ -93,7 +95,7 @@ def test_frame_causality(what, previous_frame):
         assert not torch.allclose(ya[:, 3:], yb[:, 3:])  # the changed frame and later ones react
 
 
-@pytest.mark.parametrize("previous_frame", [False, True, "motion", "two", "field"])
+@pytest.mark.parametrize("previous_frame", [False, True, "motion", "two", "field", "prior"])
 def test_cache_equals_full_recomputation(previous_frame):
     model = _model(previous_frame=previous_frame)
     inputs = _inputs(t=5)
@@ -420,7 +422,7 @@ def test_presets_registry_and_table():
     assert parameter_count(dataclasses.replace(tiny.config, depth=4)) > table[0]["parameters"]
 
 
-@pytest.mark.parametrize("previous_frame", [False, True, "motion", "field"])
+@pytest.mark.parametrize("previous_frame", [False, True, "motion", "field", "prior"])
 def test_a_padded_batch_of_different_context_lengths_equals_each_sample_alone(previous_frame):
     from worldsim.models.kv_cache import KVCache, batch_item, cat_batch
 
@@ -507,3 +509,27 @@ def test_motion_field_starts_as_a_no_op_and_learns_to_carry_moving_things_on():
         DiTConfig(latent_channels=C, previous_frame=True, motion_field=4)
     with pytest.raises(ValueError, match="field_weight > 0 needs a DiT with a motion field"):
         diffusion_loss(_model(previous_frame="two").train(), held[:2], no_action[:2], None, None, g, objective)
+
+
+def test_conv_prior_starts_as_a_no_op_and_fits_the_next_frame():
+    """`conv_prior`: added to a trained two-frame DiT it changes nothing at first (its embedding is zero) and its guess
+    starts as copying the previous frame; `objective.prior_weight` fits the guess to each frame with two before it."""
+    from worldsim.diffusion.objective import ObjectiveConfig, diffusion_loss
+
+    prior = _warm_started(_model(previous_frame="two"), "prior", previous_frames=2, previous_frame=True, conv_prior=8)
+    inputs = _inputs(t=4)
+    x = inputs["x"]
+    out = prior(**inputs, clean=x)
+    before = torch.cat([torch.zeros_like(x[:, :1]), x[:, :-1]], 1)
+    torch.testing.assert_close(out.prior_next, before)  # copying at first
+    model = _model(previous_frame="prior").train()
+    g = torch.Generator().manual_seed(0)
+    loss, logs = diffusion_loss(model, x, inputs["actions"], inputs["action_mask"], None, g,
+                                ObjectiveConfig(prior_weight=1.0, action_dropout=0.0))[:2]
+    clean = model(x, torch.zeros(2, 4), inputs["actions"], inputs["action_mask"], clean=x).prior_next
+    assert "prior" in logs
+    torch.testing.assert_close(logs["prior"], (clean[:, 2:] - x[:, 2:]).pow(2).mean(), rtol=1e-5, atol=1e-6)
+    loss.backward()
+    assert model.prior.out.weight.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="conv_prior"):
+        DiTConfig(latent_channels=C, previous_frame=True, conv_prior=8)

@@ -77,6 +77,9 @@ class ObjectiveConfig:
     # > 0 (DiTs with a motion field, `DiTConfig.motion_field`): fit the field-moved previous clean frame to the clean
     # frame, on every frame with two clean frames before it (the same border left out as motion_border)
     field_weight: float = 0.0
+    # > 0 (DiTs with a conv prior, `DiTConfig.conv_prior`): fit its guess of each clean frame, from the two clean
+    # frames before it, to the frame (every frame with two before it)
+    prior_weight: float = 0.0
     # > 0: within each frame, latent pixels weigh 1 + change_weight * |change from the previous clean frame| (mean over
     # channels, clipped to 1), so what moves or changes (a sprite turning, an object entering) is not drowned by the
     # still background; each frame's total weight stays the same
@@ -99,8 +102,8 @@ class ObjectiveConfig:
                      "own_context_prob"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must lie in [0, 1], got {getattr(self, name)}")
-        if self.field_weight < 0:
-            raise ValueError(f"field_weight must be >= 0, got {self.field_weight}")
+        if self.field_weight < 0 or self.prior_weight < 0:
+            raise ValueError(f"field_weight and prior_weight must be >= 0, got {self.field_weight}, {self.prior_weight}")
         if self.motion_border < 0:
             raise ValueError(f"motion_border must be >= 0, got {self.motion_border}")
         if self.own_context_frames < 1:
@@ -224,7 +227,7 @@ def diffusion_loss(
             action_mask = torch.ones(actions.shape[:3], dtype=torch.bool, device=actions.device)
         keep = torch.rand(batch, frames, generator=generator, device=generator.device) >= config.action_dropout
         action_mask = action_mask & keep.to(action_mask.device)[:, :, None]
-    if config.motion_weight > 0 or config.field_weight > 0:  # the model also moves each clean frame's predecessor
+    if config.motion_weight > 0 or config.field_weight > 0 or config.prior_weight > 0:  # it also sees the clean frames
         out = model(add_noise(x0, noise, t), t, actions, action_mask, frame_index, clean=x0)
     else:
         out = model(add_noise(x0, noise, t), t, actions, action_mask, frame_index)
@@ -241,7 +244,8 @@ def diffusion_loss(
     # motion field from the third (it reads two frames before)
     for name, weight, moved, first, needs in (
             ("motion", config.motion_weight, "motion", 1, "a motion kernel (model_overrides.motion_radius > 0)"),
-            ("field", config.field_weight, "field_motion", 2, "a motion field (model_overrides.motion_field > 0)")):
+            ("field", config.field_weight, "field_motion", 2, "a motion field (model_overrides.motion_field > 0)"),
+            ("prior", config.prior_weight, "prior_next", 2, "a conv prior (model_overrides.conv_prior > 0)")):
         if weight > 0:
             if getattr(out, moved, None) is None:
                 raise ValueError(f"objective.{name}_weight > 0 needs a DiT with {needs}")

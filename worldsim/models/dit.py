@@ -51,7 +51,7 @@ from worldsim.models.actions import ActionEncoder
 from worldsim.models.attention import FrameCausalAttention, frame_causal_mask
 from worldsim.models.embeddings import NoiseLevelEmbedder, PatchEmbed, patch_positions, unpatchify
 from worldsim.models.kv_cache import KVCache
-from worldsim.models.motion import MotionField, MotionKernel
+from worldsim.models.motion import ConvPrior, MotionField, MotionKernel
 from worldsim.models.rotary import Rotary3D, axis_dims
 from worldsim.spaces import space_from_json
 
@@ -101,6 +101,10 @@ class DiTConfig:
     # reads the result as one more per-token input (zero at first). Fitted by objective.field_weight
     motion_field: int = 0
     motion_field_radius: int = 4  # the field's kernels reach this many latent pixels each way
+    # > 0 (with previous_frames=2): a conv net of this width guesses the next latent from the previous frame, the one
+    # before it and the action (`worldsim.models.motion.ConvPrior`), and the DiT reads the guess as one more
+    # per-token input (zero at first). Fitted by objective.prior_weight
+    conv_prior: int = 0
 
     def __post_init__(self) -> None:
         if self.temporal_patch != 1:
@@ -127,6 +131,9 @@ class DiTConfig:
         if self.motion_field < 0 or self.motion_field_radius < 1 or (self.motion_field and self.previous_frames != 2):
             raise ValueError(f"motion_field must be >= 0 and needs previous_frames=2 (it reads a displacement), and "
                              f"motion_field_radius >= 1, got {self.motion_field}, {self.motion_field_radius}")
+        if self.conv_prior < 0 or self.conv_prior % 8 or (self.conv_prior and self.previous_frames != 2):
+            raise ValueError(f"conv_prior must be a multiple of 8 (0: none) and needs previous_frames=2, got "
+                             f"{self.conv_prior}")
         if self.motion_radius and not (self.previous_frame and self.action_space is not None):
             raise ValueError("motion_radius > 0 moves the previous frame by the action: it needs previous_frame=True "
                              "and an action space")
@@ -144,6 +151,7 @@ class DiTOutput:
     motion: Tensor | None = None  # (B, T, C, h, w): `clean`'s previous frames moved by the motion kernel (when asked)
     composite_mask: Tensor | None = None  # (B, T, 1, h, w): the motion composite's mask m (motion_composite)
     field_motion: Tensor | None = None  # (B, T, C, h, w): `clean`'s previous frames moved by the motion field (when asked)
+    prior_next: Tensor | None = None  # (B, T, C, h, w): the conv prior's guess of each frame from `clean` (when asked)
     cache: KVCache | None = field(default=None, repr=False)  # input cache + these frames, if asked for
 
 
@@ -240,6 +248,8 @@ class DiT(nn.Module):
         self.field = MotionField(c.dim, c.latent_channels, c.motion_field_radius, c.motion_field) \
             if c.motion_field else None
         self.field_embed = PatchEmbed(c.latent_channels, c.patch_size, c.dim) if c.motion_field else None
+        self.prior = ConvPrior(c.dim, c.latent_channels, c.conv_prior) if c.conv_prior else None
+        self.prior_embed = PatchEmbed(c.latent_channels, c.patch_size, c.dim) if c.conv_prior else None
         self.action_space = None if c.action_space is None else space_from_json(c.action_space)
         self.action_encoder = None if self.action_space is None else ActionEncoder(self.action_space, c.dim, c.action_substeps)
         self.rotary = Rotary3D(c.dim // c.heads, c.rope_theta_time, c.rope_theta_space)
@@ -280,9 +290,10 @@ class DiT(nn.Module):
             nn.init.zeros_(self.earlier_noise_embed.mlp[2].weight)
         if self.motion is not None:  # (nearly) identity kernels: the copy pathway starts as it was
             self.motion.reset_to_identity()
-        if self.field_embed is not None:  # zero: a warm start without the field predicts exactly as before
-            nn.init.zeros_(self.field_embed.proj.weight)
-            nn.init.zeros_(self.field_embed.proj.bias)
+        for embed in (self.field_embed, self.prior_embed):  # zero: a warm start without them predicts exactly as before
+            if embed is not None:
+                nn.init.zeros_(embed.proj.weight)
+                nn.init.zeros_(embed.proj.bias)
 
     def forward(
         self,
@@ -339,6 +350,8 @@ class DiT(nn.Module):
             cond = cond + self.earlier_noise_embed(earlier_level)
         if self.field is not None:  # each thing moved as its own last displacement says
             tokens = tokens + self.field_embed(self.field(unmoved, earlier, action_embedding).to(x.dtype))
+        if self.prior is not None:  # the conv net's guess of this frame
+            tokens = tokens + self.prior_embed(self.prior(unmoved, earlier, action_embedding).to(x.dtype))
         if action_embedding is not None:
             cond = cond + action_embedding
         cond = cond.to(tokens.dtype)
@@ -372,10 +385,14 @@ class DiT(nn.Module):
             out.prediction, out.composite_mask = composite_v(out.prediction, x, noise_level, moved, previous_level, mask), mask
         if self.motion is not None and clean is not None:
             out.motion, out.motion_gate_logit = moved_clean, gate_clean
-        if self.field is not None and clean is not None:
+        if clean is not None and (self.field is not None or self.prior is not None):
             zeros = torch.zeros_like(clean[:, :1])
-            out.field_motion = self.field(torch.cat([zeros, clean[:, :-1]], 1), torch.cat([zeros, zeros, clean[:, :-2]], 1)[:, :frames],
-                                          action_embedding)
+            before = torch.cat([zeros, clean[:, :-1]], 1)
+            before2 = torch.cat([zeros, zeros, clean[:, :-2]], 1)[:, :frames]
+            if self.field is not None:
+                out.field_motion = self.field(before, before2, action_embedding)
+            if self.prior is not None:
+                out.prior_next = self.prior(before, before2, action_embedding)
         if self.reward_head is not None:
             out.reward = self.reward_head(tokens)
         if self.termination_head is not None:

@@ -1,4 +1,5 @@
-"""Fit a DiT's motion field on its own, before the DiT trains with it (`DiTConfig.motion_field`).
+"""Fit a DiT's motion field (`DiTConfig.motion_field`) or conv prior (`DiTConfig.conv_prior`) on its own, before the
+DiT trains with it.
 
 The field (`worldsim.models.motion.MotionField`) moves the previous latent frame pixel by pixel, from that frame,
 the one before it and the action. Added to a trained DiT it starts as a uniform blur that the DiT ignores (its
@@ -7,7 +8,10 @@ embedding starts at zero), and at a warm start's learning rate (3e-4) it learns 
 than the previous frame itself. Fitted alone on every cached 3-frame window, with the rest of the DiT frozen, it
 sees hundreds of windows a step at a learning rate of its own.
 
-    python scripts/fit_motion_field.py DIT_EXPORT STORE OUT [--width 32] [--radius 4] [--steps 1500]
+    python scripts/fit_motion_field.py DIT_EXPORT STORE OUT [--width 32] [--radius 4] [--steps 1500] [--prior]
+
+`--prior` fits a conv prior of `width` channels instead (the next latent guessed by a conv net, which the DiT then
+reads the same way: `worldsim.models.motion.ConvPrior`).
 
 The export written to OUT is the input export with the fitted field, ready for `worldsim train init_from=OUT
 +model_overrides.previous_frames=2 +model_overrides.motion_field=WIDTH objective.field_weight=1`.
@@ -29,21 +33,24 @@ from worldsim.train.latent_cache import LatentWindowDataset, open_cache
 from worldsim.train.validation import holdout_episodes
 
 
-def field_dit(dit: DiT, width: int, radius: int) -> DiT:
-    """`dit` itself if it has a motion field, else a copy with a fresh field (every other weight unchanged)."""
-    if dit.field is not None:
+def field_dit(dit: DiT, width: int, radius: int, kind: str = "field") -> DiT:
+    """`dit` itself if it has the module (`kind` "field": a motion field; "prior": a conv prior), else a copy with
+    a fresh one (every other weight unchanged)."""
+    if getattr(dit, kind) is not None:
         return dit
     if dit.config.previous_frames != 2:
-        raise ValueError("a motion field reads the frame before the previous one: the DiT needs previous_frames=2")
-    new = DiT(dataclasses.replace(dit.config, motion_field=width, motion_field_radius=radius))
+        raise ValueError(f"a {'motion field' if kind == 'field' else 'conv prior'} reads the frame before the previous "
+                         "one: the DiT needs previous_frames=2")
+    change = {"motion_field": width, "motion_field_radius": radius} if kind == "field" else {"conv_prior": width}
+    new = DiT(dataclasses.replace(dit.config, **change))
     missing, unexpected = new.load_state_dict(dit.state_dict(), strict=False)
-    assert not unexpected and all(name.startswith("field") for name in missing), (missing, unexpected)
+    assert not unexpected and all(name.startswith(kind) for name in missing), (missing, unexpected)
     return new
 
 
 def fit_motion_field(dit_export: str | os.PathLike, store: str | os.PathLike, out: str | os.PathLike,
                      width: int = 32, radius: int = 4, steps: int = 1500, lr: float = 3e-3, batch: int = 128,
-                     eval_every: int = 250, seed: int = 0, log=print) -> dict[str, Any]:
+                     eval_every: int = 250, seed: int = 0, log=print, kind: str = "field") -> dict[str, Any]:
     """Fit the motion field of `dit_export`'s DiT on `store`'s cached latents; write the export to `out`; return
     the curve: held-out mean squared error of the moved previous latent against the next one, beside copying the
     previous latent (what the DiT's copy pathway starts from)."""
@@ -51,7 +58,10 @@ def fit_motion_field(dit_export: str | os.PathLike, store: str | os.PathLike, ou
     if "dit" not in models:
         raise ValueError(f"{dit_export} is an {meta['kind']} export; fitting a motion field needs a DiT export")
     autoencoder = models["autoencoder"]
-    dit = field_dit(models["dit"], width, radius).requires_grad_(False)
+    if kind not in ("field", "prior"):
+        raise ValueError(f"kind must be 'field' or 'prior', got {kind!r}")
+    dit = field_dit(models["dit"], width, radius, kind).requires_grad_(False)
+    module = getattr(dit, kind)
     cache = open_cache(store, autoencoder)
     if cache is None:
         raise ValueError(f"{store} has no latent cache of {dit_export}'s autoencoder: train a DiT on it once "
@@ -60,7 +70,7 @@ def fit_motion_field(dit_export: str | os.PathLike, store: str | os.PathLike, ou
     splits = {name: LatentWindowDataset(cache, store, frames=3, episodes=eps)
               for name, eps in (("train", [e for e in range(cache.episodes) if e not in set(held)]), ("held", held))}
     latents = torch.from_numpy(np.asarray(cache.latents[:], np.float32))
-    fitted = [p for p in dit.field.parameters()]
+    fitted = list(module.parameters())
     for p in fitted:
         p.requires_grad_(True)
     opt = torch.optim.AdamW(fitted, lr=lr)
@@ -71,7 +81,7 @@ def fit_motion_field(dit_export: str | os.PathLike, store: str | os.PathLike, ou
         first = torch.from_numpy(data.starts[ix.numpy()])
         earlier, previous, nxt = latents[first][:, None], latents[first + 1][:, None], latents[first + 2]
         cond = dit.action_encoder(data.action[first + 2][:, None], data.action_mask[first + 2][:, None])
-        moved = dit.field(previous, earlier, cond)[:, 0]
+        moved = module(previous, earlier, cond)[:, 0]
         return (moved - nxt).pow(2).mean(), (previous[:, 0] - nxt).pow(2).mean()
 
     held_ix = torch.linspace(0, len(splits["held"].starts) - 1, min(2048, len(splits["held"].starts))).long()
@@ -82,7 +92,7 @@ def fit_motion_field(dit_export: str | os.PathLike, store: str | os.PathLike, ou
             moved, copy = errors(splits["held"], held_ix)
         curve.append({"step": step, "cpu_s": round(time.process_time() - cpu0, 1),
                       "held_out_field_mse": round(float(moved), 5), "held_out_copy_mse": round(float(copy), 5)})
-        log(f"[fit_motion_field] step {step}: held-out moved previous latent against the next: mse {float(moved):.4f} "
+        log(f"[fit_motion_field] step {step}: held-out {kind} guess of the next latent: mse {float(moved):.4f} "
             f"(copying the previous one: {float(copy):.4f})")
 
     evaluate(0)
@@ -96,5 +106,6 @@ def fit_motion_field(dit_export: str | os.PathLike, store: str | os.PathLike, ou
             evaluate(step)
     fit = {"from": str(dit_export), "store": str(store), "width": width, "radius": radius, "steps": steps, "lr": lr,
            "batch": batch, "held_out_episodes": held, "curve": curve}
-    write_export_like(out, autoencoder, dit.requires_grad_(False), meta, motion_field_fit=fit)
+    write_export_like(out, autoencoder, dit.requires_grad_(False), meta,
+                      **{"motion_field_fit" if kind == "field" else "conv_prior_fit": fit})
     return {"out": str(out), "windows": n, "held_out": len(held_ix), "curve": curve}
