@@ -46,12 +46,11 @@ import torch
 from einops import rearrange, repeat
 from torch import Tensor, nn
 
-from worldsim.diffusion.objective import schedule
 from worldsim.models.actions import ActionEncoder
 from worldsim.models.attention import FrameCausalAttention, frame_causal_mask
 from worldsim.models.embeddings import NoiseLevelEmbedder, PatchEmbed, patch_positions, unpatchify
 from worldsim.models.kv_cache import KVCache
-from worldsim.models.motion import ConvPrior, MotionField, MotionKernel
+from worldsim.models.motion import ConvPrior, MotionField, MotionKernel, composite_v
 from worldsim.models.rotary import Rotary3D, axis_dims
 from worldsim.spaces import space_from_json
 
@@ -212,20 +211,6 @@ class FrameHead(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         """(B, T, N, D) -> (B, T)."""
         return self.mlp(x.mean(dim=2)).squeeze(-1)
-
-
-def composite_v(v: Tensor, x: Tensor, level: Tensor, moved: Tensor, previous_level: Tensor, mask: Tensor) -> Tensor:
-    """The v-prediction whose clean-frame estimate is (1 - w) x0 + w moved, w = mask sigma^2 alpha_prev^2
-    (`DiTConfig.motion_composite`). v, x, moved (B, T, C, h, w); level, previous_level (B, T); mask (B, T, 1, h, w).
-
-    With x_t = alpha x0 + sigma eps and v = alpha eps - sigma x0, the estimate is x0 = alpha x_t - sigma v, so
-    moving it by -w (x0 - moved) adds w / sigma (x0 - moved) = mask sigma alpha_prev^2 (x0 - moved) to v.
-    """
-    alpha, sigma = (a[:, :, None, None, None] for a in schedule(level.float()))
-    alpha_prev = schedule(previous_level.float())[0][:, :, None, None, None]
-    v32 = v.float()
-    x0 = alpha * x.float() - sigma * v32
-    return (v32 + mask * sigma * alpha_prev.square() * (x0 - moved.float())).to(v.dtype)
 
 
 class DiT(nn.Module):

@@ -1,13 +1,19 @@
-"""The motion kernel of the DiT's previous-frame pathway (`DiTConfig.motion_radius`, `motion_gate`).
+"""What the DiT's previous-frame pathway can do with the previous latent frame before it reads it.
 
-The previous latent frame is moved by a kernel the frame's actions choose (CDNA, Finn et al. 2016) before the
-DiT reads it; a gate can decide from what the frame shows whether the move happens at all. See `worldsim.models.dit`.
+- `MotionKernel` (`DiTConfig.motion_radius`, `motion_gate`): the whole frame moved by a kernel the frame's actions
+  choose (CDNA, Finn et al. 2016); a gate can decide from what the frame shows whether the move happens at all.
+- `composite_v` (`DiTConfig.motion_composite`): the DiT's estimate composited with that moved frame.
+- `MotionField` (`DiTConfig.motion_field`): each latent pixel moved by its own kernel (a dynamic filter network).
+- `ConvPrior` (`DiTConfig.conv_prior`): a conv net's guess of the next frame.
+See `worldsim.models.dit`.
 """
 
 from __future__ import annotations
 
 import torch
 from torch import Tensor, nn
+
+from worldsim.diffusion.objective import schedule
 
 
 GATE_GRID = 9  # the motion gate's features pooled to 9 x 9 cells before its linear read-out (Crafter: one per tile)
@@ -184,3 +190,17 @@ class ConvPrior(nn.Module):
                        action[:, :, None, None].expand(-1, -1, h, w)], dim=1)
         residual = self.out(torch.nn.functional.silu(self.blocks(self.inp(x)))).float()
         return (previous.float() + residual.view(b, t, c, h, w)).to(previous.dtype)
+
+
+def composite_v(v: Tensor, x: Tensor, level: Tensor, moved: Tensor, previous_level: Tensor, mask: Tensor) -> Tensor:
+    """The v-prediction whose clean-frame estimate is (1 - w) x0 + w moved, w = mask sigma^2 alpha_prev^2
+    (`DiTConfig.motion_composite`). v, x, moved (B, T, C, h, w); level, previous_level (B, T); mask (B, T, 1, h, w).
+
+    With x_t = alpha x0 + sigma eps and v = alpha eps - sigma x0, the estimate is x0 = alpha x_t - sigma v, so
+    moving it by -w (x0 - moved) adds w / sigma (x0 - moved) = mask sigma alpha_prev^2 (x0 - moved) to v.
+    """
+    alpha, sigma = (a[:, :, None, None, None] for a in schedule(level.float()))
+    alpha_prev = schedule(previous_level.float())[0][:, :, None, None, None]
+    v32 = v.float()
+    x0 = alpha * x.float() - sigma * v32
+    return (v32 + mask * sigma * alpha_prev.square() * (x0 - moved.float())).to(v.dtype)
