@@ -434,8 +434,8 @@ def test_a_motion_field_fitted_alone_then_trained_with_the_dit(vae_run, tmp_path
                          cwd=Path(__file__).resolve().parents[2], capture_output=True, text=True, timeout=240)
     assert run.returncode == 0, run.stderr[-2000:]
     curve = json.loads((tmp_path / "p.json").read_text())["curve"]
-    assert curve[0]["held_out_field_mse"] == curve[0]["held_out_copy_mse"]  # it starts as copying
-    assert curve[-1]["held_out_field_mse"] < curve[0]["held_out_field_mse"], curve
+    assert curve[0]["held_out_prior_mse"] == curve[0]["held_out_copy_mse"]  # it starts as copying
+    assert curve[-1]["held_out_prior_mse"] < curve[0]["held_out_prior_mse"], curve
     models, meta = load_export(tmp_path / "p")
     assert models["dit"].config.conv_prior == 8 and "conv_prior_fit" in meta
     Trainer(compose("train", [f"run_dir={tmp_path / 'q'}", f"init_from={tmp_path / 'p'}", *two,

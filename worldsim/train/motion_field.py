@@ -91,7 +91,7 @@ def fit_motion_field(dit_export: str | os.PathLike, store: str | os.PathLike, ou
         with torch.no_grad():
             moved, copy = errors(splits["held"], held_ix)
         curve.append({"step": step, "cpu_s": round(time.process_time() - cpu0, 1),
-                      "held_out_field_mse": round(float(moved), 5), "held_out_copy_mse": round(float(copy), 5)})
+                      f"held_out_{kind}_mse": round(float(moved), 5), "held_out_copy_mse": round(float(copy), 5)})
         log(f"[fit_motion_field] step {step}: held-out {kind} guess of the next latent: mse {float(moved):.4f} "
             f"(copying the previous one: {float(copy):.4f})")
 
