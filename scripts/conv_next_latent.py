@@ -23,21 +23,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-BLOCK_DILATIONS = (1, 2, 4, 8, 1, 2, 4, 1)
-
-
-class Block(nn.Module):
-    """x + conv(silu(conv(silu(norm(x))))) with the first convolution dilated."""
-
-    def __init__(self, width: int, dilation: int) -> None:
-        super().__init__()
-        self.norm = nn.GroupNorm(8, width)
-        self.conv1 = nn.Conv2d(width, width, 3, padding=dilation, dilation=dilation)
-        self.conv2 = nn.Conv2d(width, width, 3, padding=1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.conv2(F.silu(self.conv1(F.silu(self.norm(x)))))
-
+from worldsim.models.motion import PRIOR_DILATIONS, PriorBlock
 
 class NextLatentNet(nn.Module):
     """(B, 3C, h, w) latents and (B, A) actions -> the next latent (B, C, h, w), as newest + a residual."""
@@ -45,7 +31,7 @@ class NextLatentNet(nn.Module):
     def __init__(self, channels: int, actions: int, width: int) -> None:
         super().__init__()
         self.inp = nn.Conv2d(3 * channels + actions, width, 3, padding=1)
-        self.blocks = nn.Sequential(*(Block(width, d) for d in BLOCK_DILATIONS))
+        self.blocks = nn.Sequential(*(PriorBlock(width, d) for d in PRIOR_DILATIONS))  # the conv prior's blocks
         self.out = nn.Conv2d(width, channels, 3, padding=1)
         nn.init.zeros_(self.out.weight)
         nn.init.zeros_(self.out.bias)
