@@ -99,6 +99,17 @@ class MotionKernel(nn.Module):
         return moved.view(b, t, c, h, w).to(previous.dtype)
 
 
+def frames_and_action(previous: Tensor, earlier: Tensor, cond: Tensor | None, action: nn.Linear) -> Tensor:
+    """(B*T, 2C + W, h, w): previous and earlier (B, T, C, h, w) stacked with the action embedding cond (B, T, D)
+    mapped by `action` to W channels and spread over the frame (zeros without actions): what `MotionField` and
+    `ConvPrior` read."""
+    b, t, c, h, w = previous.shape
+    width = action.out_features
+    act = torch.zeros(b * t, width, device=previous.device) if cond is None else action(cond).float().reshape(b * t, width)
+    return torch.cat([previous.float().reshape(b * t, c, h, w), earlier.float().reshape(b * t, c, h, w),
+                      act[:, :, None, None].expand(-1, -1, h, w)], dim=1)
+
+
 class MotionField(nn.Module):
     """The previous latent moved by a kernel chosen per latent pixel (a dynamic filter network, Jia et al. 2016):
     previous, earlier (B, T, C, h, w) x cond (B, T, D) -> (B, T, C, h, w) (`DiTConfig.motion_field`).
@@ -126,13 +137,7 @@ class MotionField(nn.Module):
 
     def weights(self, previous: Tensor, earlier: Tensor, cond: Tensor | None) -> Tensor:
         """(B*T, taps, h, w) softmax kernel weights of each latent pixel."""
-        b, t, c, h, w = previous.shape
-        x = [previous.float().reshape(b * t, c, h, w), earlier.float().reshape(b * t, c, h, w)]
-        width = self.action.out_features
-        action = torch.zeros(b * t, width, device=previous.device) if cond is None else \
-            self.action(cond).float().reshape(b * t, width)
-        x.append(action[:, :, None, None].expand(-1, -1, h, w))
-        return self.net(torch.cat(x, dim=1)).float().softmax(dim=1)
+        return self.net(frames_and_action(previous, earlier, cond, self.action)).float().softmax(dim=1)
 
     def forward(self, previous: Tensor, earlier: Tensor, cond: Tensor | None) -> Tensor:
         b, t, c, h, w = previous.shape
@@ -183,11 +188,7 @@ class ConvPrior(nn.Module):
 
     def forward(self, previous: Tensor, earlier: Tensor, cond: Tensor | None) -> Tensor:
         b, t, c, h, w = previous.shape
-        width = self.action.out_features
-        action = torch.zeros(b * t, width, device=previous.device) if cond is None else \
-            self.action(cond).float().reshape(b * t, width)
-        x = torch.cat([previous.float().reshape(b * t, c, h, w), earlier.float().reshape(b * t, c, h, w),
-                       action[:, :, None, None].expand(-1, -1, h, w)], dim=1)
+        x = frames_and_action(previous, earlier, cond, self.action)
         residual = self.out(torch.nn.functional.silu(self.blocks(self.inp(x)))).float()
         return (previous.float() + residual.view(b, t, c, h, w)).to(previous.dtype)
 
