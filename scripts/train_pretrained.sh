@@ -20,7 +20,8 @@
 # later session on a fresh machine continues); the model card says where each phase started. The committed
 # Probes-v0 is phase 4's (a palette decoder, which the phase-2 decoder stage cannot load): continue it with
 # its own stages, not with CONTINUE=1. PROBES_PHASE4_FROM=DIR runs phase 4 alone from a phase-3 export DIR
-# (the shipped phase 4 started from the committed phase-3 export).
+# (the shipped phase 4 started from the committed phase-3 export); PROBES_PHASE5_FROM=DIR phase 5 alone from a
+# phase-4 export (the shipped phase 5 started from the committed phase-4 export).
 #
 # The sizes below are what the shipped models were trained with, on a 2-core CPU without a GPU; the
 # model cards give the measured CPU-hours.
@@ -84,7 +85,8 @@ train_world() {  # train_world NAME VAE_STEPS DIT_STEPS VAE_ARGS -- DIT_ARGS   (
   if [ "$name" = probes ]; then
     phase3_probes "$WORK/$name-dit2/export"
     phase4_probes "$WORK/$name-dit3/export" "$WORK/$name-vae4/export"
-    final=$WORK/$name-dit4-swapped
+    phase5_probes "$WORK/$name-dit4-swapped/export"
+    final=$WORK/$name-dit5
   fi
   ship "$name" "$final/export"
   if [ "$name" = crafter ]; then  # served with 4 context frames: as faithful as its trained 8, 13% faster a step
@@ -178,6 +180,23 @@ phase4_probes() {
     $PY scripts/swap_decoder.py "$WORK/probes-dit4/export" "$WORK/probes-vae6/export" "$WORK/probes-dit4-swapped/export"
 }
 
+# Phase 5 (probe world only): a conv prior (`+model_overrides.conv_prior=64`: a conv net's guess of the next latent
+# from the two frames before it and the action, read by the DiT as one more input; worldsim.models.motion.ConvPrior)
+# is fitted alone on the cached latents (probes-prior5, scripts/fit_motion_field.py --prior), then the DiT continues
+# 2,000 steps with it as phase 4 did (probes-dit5: self-forcing, lr 3e-4 cosine, `objective.prior_weight=1`). The
+# autoencoder stays. START is phase 4's export (the committed worldsim/pretrained/probes when continuing).
+phase5_probes() {
+  local start=$1 store=$WORK/probes.zarr
+  [ -f "$WORK/probes-prior5/config.json" ] || timed probes fit-prior $PY scripts/fit_motion_field.py "$start" "$store" \
+    "$WORK/probes-prior5" --prior --width 64 --steps "${PROBES_PRIOR5_STEPS:-2500}" --lr 1e-3 --batch 64 \
+    --json "$WORK/probes-prior5.json"
+  stage probes train "$WORK/probes-dit5" "${PROBES_DIT5_STEPS:-2000}" $WS train data="$store" vae="$start" \
+    progress=false checkpoint_every=250 keep_checkpoints=1 video_every=0 init_from="$WORK/probes-prior5" "${DIT[@]}" \
+    +model_overrides.previous_frame=true +model_overrides.previous_frames=2 +model_overrides.conv_prior=64 \
+    objective.prior_weight=1.0 objective.time_sampling=uniform optim.schedule=cosine optim.lr=3e-4 \
+    objective.own_context_prob=0.5
+}
+
 evaluate() {  # evaluate NAME WORLD: worldsim eval on the shipped export, the card, plots and a strip for the README
   local name=$1 world=$2
   rm -rf "$WORK/$name-eval" "$WORK/$name-rollout"
@@ -218,7 +237,10 @@ for name in "${@:-crafter probes}"; do
       probes)
         store=$WORK/probes.zarr
         [ -d "$store" ] || timed probes collect $WS collect env=probe episodes=400 seed=1000 out="$store" progress=false
-        if [ -n "${PROBES_PHASE4_FROM:-}" ]; then  # phase 4 alone, from a phase-3 export (how the shipped one was made)
+        if [ -n "${PROBES_PHASE5_FROM:-}" ]; then  # phase 5 alone, from a phase-4 export (how the shipped one was made)
+          phase5_probes "$PROBES_PHASE5_FROM"
+          ship probes "$WORK/probes-dit5/export"
+        elif [ -n "${PROBES_PHASE4_FROM:-}" ]; then  # phase 4 alone, from a phase-3 export
           phase4_probes "$PROBES_PHASE4_FROM" "$PROBES_PHASE4_FROM"
           ship probes "$WORK/probes-dit4-swapped/export"
         else

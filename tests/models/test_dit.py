@@ -533,3 +533,29 @@ def test_conv_prior_starts_as_a_no_op_and_fits_the_next_frame():
     assert model.prior.out.weight.grad.abs().sum() > 0
     with pytest.raises(ValueError, match="conv_prior"):
         DiTConfig(latent_channels=C, previous_frame=True, conv_prior=8)
+
+
+def test_prior_composite_blends_the_conv_priors_guess_and_a_given_guess_is_reused():
+    """`prior_composite`: the conv prior's guess is composited into the prediction as `motion_composite` does the moved
+    frame (own mask, 0.5 at first); a forward given `prior_guess` (a clean pass after denoising) predicts the same."""
+    from worldsim.models.dit import composite_v
+
+    plain = _model(previous_frame="prior")
+    blended = _model(previous_frame="prior", prior_composite=True)
+    missing, unexpected = blended.load_state_dict(plain.state_dict(), strict=False)
+    assert unexpected == [] and missing and all(n.startswith("composite.") for n in missing)
+    inputs = _inputs(t=4)
+    with torch.no_grad():
+        out, base = blended(**inputs), plain(**inputs)
+        lv = inputs["noise_level"]
+        previous_level = torch.cat([torch.ones_like(lv[:, :1]), lv[:, :-1]], dim=1)
+        expected = composite_v(base.prediction, inputs["x"], lv, base.prior_guess, previous_level, out.composite_mask)
+        torch.testing.assert_close(out.prediction, expected)
+        assert not torch.allclose(out.prediction, base.prediction)
+        again = blended(**inputs, prior_guess=out.prior_guess)
+        torch.testing.assert_close(again.prediction, out.prediction)
+        other = blended(**inputs, prior_guess=torch.zeros_like(out.prior_guess))  # the given guess is what it reads
+        assert not torch.allclose(other.prediction, out.prediction)
+    assert torch.allclose(DiT(blended.config).eval()(**inputs).composite_mask, torch.tensor(0.5))
+    with pytest.raises(ValueError, match="prior_composite"):
+        DiTConfig(latent_channels=C, prior_composite=True)

@@ -114,3 +114,23 @@ def test_a_diverged_episode_leaves_nothing_in_its_row_for_the_next_one(export_di
         ref = alone.step([twin], a[:1], [gen_twin])
         assert all(torch.isfinite(z).all() for z in fresh.latents.values())
         np.testing.assert_allclose(out.frames[:1].astype(int), ref.frames.astype(int), atol=1)
+
+
+@pytest.mark.parametrize("guidance", [1.0, 2.0])
+def test_a_conv_prior_runs_once_a_step_and_gives_the_frames_of_one_rerun_every_call(tmp_path, guidance):
+    """The conv prior's guess (conv_prior, composited) reads only the context and the actions: the simulator computes it
+    once a step for the denoising calls and the clean pass (guidance's unconditional calls compute their own)."""
+    export = make_export(tmp_path / "prior", dit_overrides={"previous_frames": 2, "conv_prior": 8,
+                                                            "prior_composite": True})
+    config = SimConfig(context_budget=4, context_frames=2, dtype="float32", sampling_steps=3, guidance_scale=guidance)
+    once, every = Simulator(export, config), Simulator(export, config)
+    calls = []
+    once.dit.prior.register_forward_hook(lambda *_: calls.append(1))
+    forward = every.dit.forward
+    every._dit_fn = lambda *a, prior_guess=None, **k: forward(*a, **k)  # the reference: every call reruns the prior
+    (a, ga), (b, gb) = _start(once, 2), _start(every, 2)
+    calls.clear()
+    for i, actions in enumerate(_actions(once, 4, 2)):
+        out_a, out_b = once.step(a, actions, ga), every.step(b, actions, gb)
+        np.testing.assert_allclose(out_a.frames.astype(int), out_b.frames.astype(int), atol=1)
+        assert len(calls) == (i + 1) * (1 + 3 * (guidance != 1.0))  # once, plus once per unconditional call

@@ -443,10 +443,19 @@ def test_a_motion_field_fitted_alone_then_trained_with_the_dit(vae_run, tmp_path
     acc = EventAccumulator(str(tmp_path / "q" / "tensorboard"))
     acc.Reload()
     assert [e.step for e in acc.Scalars("loss/prior")] == [1, 2]
-    one = Trainer(compose("train", [f"run_dir={tmp_path / 'c'}", *common])).fit().export_dir
-    run = subprocess.run([sys.executable, "scripts/fit_motion_field.py", str(one), str(store), str(tmp_path / "x")],
+    # a DiT fed only the previous frame gains the frame before it too (zero at first); one without either cannot
+    one = Trainer(compose("train", [f"run_dir={tmp_path / 'c'}", "+model_overrides.previous_frame=true",
+                                    *common])).fit().export_dir
+    run = subprocess.run([sys.executable, "scripts/fit_motion_field.py", str(one), str(store), str(tmp_path / "x"),
+                          "--prior", "--width", "8", "--steps", "2"],
                          cwd=Path(__file__).resolve().parents[2], capture_output=True, text=True, timeout=240)
-    assert run.returncode != 0 and "previous_frames=2" in run.stderr
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert load_export(tmp_path / "x")[0]["dit"].config.previous_frames == 2
+    none = Trainer(compose("train", [f"run_dir={tmp_path / 'd'}", "++model_overrides.previous_frame=false",
+                                     *common])).fit().export_dir
+    run = subprocess.run([sys.executable, "scripts/fit_motion_field.py", str(none), str(store), str(tmp_path / "y")],
+                         cwd=Path(__file__).resolve().parents[2], capture_output=True, text=True, timeout=240)
+    assert run.returncode != 0 and "previous_frame=True" in run.stderr
 
 
 def test_the_conv_next_latent_diagnostic_learns_and_scores_the_dit_on_the_same_frames(vae_run, tmp_path):

@@ -198,7 +198,7 @@ def _probes(cfg: EvalConfig, runners: dict[str, Any], size: int, bar) -> dict[st
         k = runner.k if runner is not None else 1
         context = runner.context_rows if runner is not None else 1
         pcfg = ProbeSuiteConfig(seeds=cfg.probe_seeds, steps=context - 1 + cfg.probe_steps * k, size=size,
-                                context=context, hold=k)
+                                context=context, hold=k, first_seed=cfg.first_seed)
         episodes = real_probe_episodes(pcfg)
         if not ceiling_done:
             out[REAL] = score_suite(episodes, pcfg)

@@ -104,6 +104,9 @@ class DiTConfig:
     # before it and the action (`worldsim.models.motion.ConvPrior`), and the DiT reads the guess as one more
     # per-token input (zero at first). Fitted by objective.prior_weight
     conv_prior: int = 0
+    # True (with conv_prior): composite the conv prior's guess into the prediction as motion_composite does the moved
+    # frame: the clean-frame estimate becomes (1 - w) x0 + w guess, w = m sigma_t^2 alpha_prev^2, with its own mask m
+    prior_composite: bool = False
 
     def __post_init__(self) -> None:
         if self.temporal_patch != 1:
@@ -133,6 +136,9 @@ class DiTConfig:
         if self.conv_prior < 0 or self.conv_prior % 8 or (self.conv_prior and self.previous_frames != 2):
             raise ValueError(f"conv_prior must be a multiple of 8 (0: none) and needs previous_frames=2, got "
                              f"{self.conv_prior}")
+        if self.prior_composite and (not self.conv_prior or self.motion_composite):
+            raise ValueError("prior_composite composites the conv prior's guess: it needs conv_prior > 0 and "
+                             "motion_composite=False")
         if self.motion_radius and not (self.previous_frame and self.action_space is not None):
             raise ValueError("motion_radius > 0 moves the previous frame by the action: it needs previous_frame=True "
                              "and an action space")
@@ -151,6 +157,7 @@ class DiTOutput:
     composite_mask: Tensor | None = None  # (B, T, 1, h, w): the motion composite's mask m (motion_composite)
     field_motion: Tensor | None = None  # (B, T, C, h, w): `clean`'s previous frames moved by the motion field (when asked)
     prior_next: Tensor | None = None  # (B, T, C, h, w): the conv prior's guess of each frame from `clean` (when asked)
+    prior_guess: Tensor | None = None  # (B, T, C, h, w): the conv prior's guess of each frame from the frames it read
     cache: KVCache | None = field(default=None, repr=False)  # input cache + these frames, if asked for
 
 
@@ -240,7 +247,7 @@ class DiT(nn.Module):
         self.rotary = Rotary3D(c.dim // c.heads, c.rope_theta_time, c.rope_theta_space)
         self.blocks = nn.ModuleList(DiTBlock(c.dim, c.heads, c.mlp_ratio, c.qk_norm) for _ in range(c.depth))
         self.final = FinalLayer(c.dim, c.patch_size, c.latent_channels)
-        self.composite = FinalLayer(c.dim, c.patch_size, 1) if c.motion_composite else None
+        self.composite = FinalLayer(c.dim, c.patch_size, 1) if c.motion_composite or c.prior_composite else None
         self.reward_head = FrameHead(c.dim) if c.reward_head else None
         self.termination_head = FrameHead(c.dim) if c.termination_head else None
         self.state_change_head = FrameHead(c.dim) if c.state_change_head else None
@@ -290,6 +297,7 @@ class DiT(nn.Module):
         cache: KVCache | None = None,
         return_cache: bool = False,
         clean: Tensor | None = None,
+        prior_guess: Tensor | None = None,
     ) -> DiTOutput:
         """Predict for every frame of `x`, attending causally to `cache` (if any) and earlier frames of `x`.
 
@@ -306,6 +314,8 @@ class DiT(nn.Module):
         clean: (B, T, C, h, w) the clean latents of `x` (training only, models with a motion kernel): the
             output's `motion` then holds each clean frame's predecessor moved by the frame's kernel, which
             an objective can fit to the clean frame itself (CDNA's direct training of its transformations).
+        prior_guess: the conv prior's guess of these frames from an earlier call on the same previous frames
+            and actions (the output's `prior_guess`): a clean pass after denoising reuses it instead of rerunning it.
         """
         batch, frames, _, height, width = self._check(x, noise_level, actions, action_mask, frame_index, cache)
         p = self.config.patch_size
@@ -336,7 +346,8 @@ class DiT(nn.Module):
         if self.field is not None:  # each thing moved as its own last displacement says
             tokens = tokens + self.field_embed(self.field(unmoved, earlier, action_embedding).to(x.dtype))
         if self.prior is not None:  # the conv net's guess of this frame
-            tokens = tokens + self.prior_embed(self.prior(unmoved, earlier, action_embedding).to(x.dtype))
+            guess = self.prior(unmoved, earlier, action_embedding) if prior_guess is None else prior_guess
+            tokens = tokens + self.prior_embed(guess.to(x.dtype))
         if action_embedding is not None:
             cond = cond + action_embedding
         cond = cond.to(tokens.dtype)
@@ -364,10 +375,12 @@ class DiT(nn.Module):
             tokens, (k, v) = block(tokens, cond, rope, mask, past, in_place, slots)
             keys.append(k)
             values.append(v)
-        out = DiTOutput(prediction=unpatchify(self.final(tokens, cond), p, self.config.latent_channels, grid_h))
+        out = DiTOutput(prediction=unpatchify(self.final(tokens, cond), p, self.config.latent_channels, grid_h),
+                        prior_guess=guess if self.prior is not None else None)
         if self.composite is not None:
             mask = torch.sigmoid(unpatchify(self.composite(tokens, cond), p, 1, grid_h).float())  # (B, T, 1, h, w)
-            out.prediction, out.composite_mask = composite_v(out.prediction, x, noise_level, moved, previous_level, mask), mask
+            toward = guess if self.config.prior_composite else moved
+            out.prediction, out.composite_mask = composite_v(out.prediction, x, noise_level, toward, previous_level, mask), mask
         if self.motion is not None and clean is not None:
             out.motion, out.motion_gate_logit = moved_clean, gate_clean
         if clean is not None and (self.field is not None or self.prior is not None):

@@ -322,8 +322,15 @@ class Simulator:
         index = torch.tensor([[t.length] for t in tracks], dtype=torch.long, device=self.device)  # (B, 1)
         shape = (1, 1, self.dit.config.latent_channels, *self.latent_hw)
 
+        # A conv prior's guess reads only the context and the actions: computed once a step, not once a call
+        # (guidance's unconditional calls, with other actions, compute their own).
+        guess: dict[str, Tensor | None] = {}
+
         def denoiser(x, level, a, m, fi) -> Tensor:  # one DiT forward per denoising step for the whole batch
-            return self._dit(x, level, a, m, fi, cache=cache).prediction
+            out = self._dit(x, level, a, m, fi, cache=cache, prior_guess=guess.get("cond") if m is mask else None)
+            if m is mask:
+                guess.setdefault("cond", out.prior_guess)
+            return out.prediction
 
         # Each track's noise comes from its own generator, so a sub-env of a vector env gets the
         # same frames as when it runs alone; the sampler is deterministic given its noise.
@@ -341,7 +348,7 @@ class Simulator:
         else:
             seen = new
         out = self._dit(seen, torch.full((batch, 1), c, device=self.device), act, mask, index, cache=cache,
-                        return_cache=True)
+                        return_cache=True, prior_guess=guess.get("cond"))
         reward = torch.zeros(batch) if out.reward is None else out.reward[:, 0].float().cpu()
         logit = torch.full((batch,), -1.0) if out.termination_logit is None else out.termination_logit[:, 0].float().cpu()
         new_entries = out.cache.newest_entries()

@@ -35,16 +35,17 @@ from worldsim.train.validation import holdout_episodes
 
 def field_dit(dit: DiT, width: int, radius: int, kind: str = "field") -> DiT:
     """`dit` itself if it has the module (`kind` "field": a motion field; "prior": a conv prior), else a copy with
-    a fresh one (every other weight unchanged)."""
+    a fresh one (every other weight unchanged). Both read the frame before the previous one too: a DiT fed only the
+    previous frame gains that pathway (zero at first, so it predicts as before)."""
     if getattr(dit, kind) is not None:
         return dit
-    if dit.config.previous_frames != 2:
-        raise ValueError(f"a {'motion field' if kind == 'field' else 'conv prior'} reads the frame before the previous "
-                         "one: the DiT needs previous_frames=2")
+    if not dit.config.previous_frame:
+        raise ValueError(f"a {'motion field' if kind == 'field' else 'conv prior'} reads the two frames before each "
+                         "one: the DiT needs the previous-frame pathway (previous_frame=True)")
     change = {"motion_field": width, "motion_field_radius": radius} if kind == "field" else {"conv_prior": width}
-    new = DiT(dataclasses.replace(dit.config, **change))
+    new = DiT(dataclasses.replace(dit.config, previous_frames=2, **change))
     missing, unexpected = new.load_state_dict(dit.state_dict(), strict=False)
-    assert not unexpected and all(name.startswith(kind) for name in missing), (missing, unexpected)
+    assert not unexpected and all(name.startswith((kind, "earlier_")) for name in missing), (missing, unexpected)
     return new
 
 
