@@ -25,12 +25,15 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--prior", action="store_true", help="fit a conv prior of --width channels instead of a field")
+    parser.add_argument("--unroll", type=int, default=1,
+                        help="fit over rollouts of this many steps, the module's own guesses fed back")
     parser.add_argument("--json", default=None, help="also write the result (with the held-out curve) here")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     try:
         result = fit_motion_field(args.dit_export, args.store, args.out, args.width, args.radius, args.steps,
-                                  args.lr, args.batch, kind="prior" if args.prior else "field")
+                                  args.lr, args.batch, kind="prior" if args.prior else "field",
+                                  unroll=args.unroll)
     except (ValueError, OSError, ExportError) as e:
         sys.exit(f"fit_motion_field: {e}")
     if args.json:

@@ -86,7 +86,7 @@ train_world() {  # train_world NAME VAE_STEPS DIT_STEPS VAE_ARGS -- DIT_ARGS   (
     phase3_probes "$WORK/$name-dit2/export"
     phase4_probes "$WORK/$name-dit3/export" "$WORK/$name-vae4/export"
     phase5_probes "$WORK/$name-dit4-swapped/export"
-    final=$WORK/$name-dit5
+    final=$WORK/$name-dit5-composite
   fi
   ship "$name" "$final/export"
   if [ "$name" = crafter ]; then  # served with 4 context frames: as faithful as its trained 8, 13% faster a step
@@ -183,8 +183,11 @@ phase4_probes() {
 # Phase 5 (probe world only): a conv prior (`+model_overrides.conv_prior=64`: a conv net's guess of the next latent
 # from the two frames before it and the action, read by the DiT as one more input; worldsim.models.motion.ConvPrior)
 # is fitted alone on the cached latents (probes-prior5, scripts/fit_motion_field.py --prior), then the DiT continues
-# 2,000 steps with it as phase 4 did (probes-dit5: self-forcing, lr 3e-4 cosine, `objective.prior_weight=1`). The
-# autoencoder stays. START is phase 4's export (the committed worldsim/pretrained/probes when continuing).
+# 2,000 steps with it as phase 4 did (probes-dit5: self-forcing, lr 3e-4 cosine, `objective.prior_weight=1`).
+# scripts/add_pathway.py then composites the prior's guess into the DiT's estimate untrained (`prior_composite`,
+# mask 0.5: at t = 1 the two estimates averaged), which `worldsim eval` chose on two seed sets over 2,000 steps of
+# training the mask (README, training section). The autoencoder stays. START is phase 4's export (the committed
+# worldsim/pretrained/probes when continuing).
 phase5_probes() {
   local start=$1 store=$WORK/probes.zarr
   [ -f "$WORK/probes-prior5/config.json" ] || timed probes fit-prior $PY scripts/fit_motion_field.py "$start" "$store" \
@@ -195,13 +198,15 @@ phase5_probes() {
     +model_overrides.previous_frame=true +model_overrides.previous_frames=2 +model_overrides.conv_prior=64 \
     objective.prior_weight=1.0 objective.time_sampling=uniform optim.schedule=cosine optim.lr=3e-4 \
     objective.own_context_prob=0.5
+  [ -f "$WORK/probes-dit5-composite/export/config.json" ] || \
+    $PY scripts/add_pathway.py "$WORK/probes-dit5/export" "$WORK/probes-dit5-composite/export" prior_composite=true
 }
 
-evaluate() {  # evaluate NAME WORLD: worldsim eval on the shipped export, the card, plots and a strip for the README
-  local name=$1 world=$2
+evaluate() {  # evaluate NAME WORLD [SAMPLING_STEPS]: worldsim eval on the shipped export, the card, plots and a strip
+  local name=$1 world=$2 steps=${SAMPLING_STEPS:-${3:-4}}
   rm -rf "$WORK/$name-eval" "$WORK/$name-rollout"
   timed "$name" eval $WS eval checkpoint="worldsim/pretrained/$name" world="$world" out="$WORK/$name-eval" \
-    seeds=${EVAL_SEEDS:-16} steps=16 'horizons=[1,4,16]' num_envs=8 sampling_steps=${SAMPLING_STEPS:-4} \
+    seeds=${EVAL_SEEDS:-16} steps=16 'horizons=[1,4,16]' num_envs=8 sampling_steps=$steps \
     probe_seeds=${PROBE_SEEDS:-10} probe_steps=16 idm_episodes=${IDM_EPISODES:-48} idm_train_steps=${IDM_STEPS:-600} \
     'loop_lengths=[2,4]' 'schemes=[autoregressive,long-range]' progress=false
   $PY -m worldsim.pretrained.card "$name" "$WORK"
@@ -239,14 +244,14 @@ for name in "${@:-crafter probes}"; do
         [ -d "$store" ] || timed probes collect $WS collect env=probe episodes=400 seed=1000 out="$store" progress=false
         if [ -n "${PROBES_PHASE5_FROM:-}" ]; then  # phase 5 alone, from a phase-4 export (how the shipped one was made)
           phase5_probes "$PROBES_PHASE5_FROM"
-          ship probes "$WORK/probes-dit5/export"
+          ship probes "$WORK/probes-dit5-composite/export"
         elif [ -n "${PROBES_PHASE4_FROM:-}" ]; then  # phase 4 alone, from a phase-3 export
           phase4_probes "$PROBES_PHASE4_FROM" "$PROBES_PHASE4_FROM"
           ship probes "$WORK/probes-dit4-swapped/export"
         else
           train_world probes "${VAE_STEPS:-4000}" "${DIT_STEPS:-4000}" "${VAE[@]}" -- "${DIT[@]}"
         fi
-        evaluate probes probe ;;
+        evaluate probes probe 1 ;;  # the simulator's default; phase 5's composited prior is made for it
       probe-push)
         # The push task's simulator: the shipped Probes-v0 continued inside two `worldsim imagine` loops on push
         # episodes (300 random + 100 scripted pushes, then what each iteration's agent collects): first with the

@@ -429,13 +429,15 @@ def test_a_motion_field_fitted_alone_then_trained_with_the_dit(vae_run, tmp_path
     assert [e.step for e in acc.Scalars("loss/field")] == [1, 2]
     # --prior: a conv prior (the next latent guessed by a conv net) instead, fitted and trained the same way
     run = subprocess.run([sys.executable, "scripts/fit_motion_field.py", str(plain), str(store), str(tmp_path / "p"),
-                          "--prior", "--width", "8", "--steps", "100", "--batch", "32", "--lr", "3e-3",
+                          "--prior", "--width", "8", "--steps", "100", "--batch", "32", "--lr", "3e-3", "--unroll", "2",
                           "--json", str(tmp_path / "p.json")],
                          cwd=Path(__file__).resolve().parents[2], capture_output=True, text=True, timeout=240)
     assert run.returncode == 0, run.stderr[-2000:]
     curve = json.loads((tmp_path / "p.json").read_text())["curve"]
     assert curve[0]["held_out_prior_mse"] == curve[0]["held_out_copy_mse"]  # it starts as copying
     assert curve[-1]["held_out_prior_mse"] < curve[0]["held_out_prior_mse"], curve
+    # --unroll 2: fitted over 2-step rollouts of its own guesses, which are scored too
+    assert curve[-1]["held_out_prior_rollout_mse"] < curve[0]["held_out_prior_rollout_mse"], curve
     models, meta = load_export(tmp_path / "p")
     assert models["dit"].config.conv_prior == 8 and "conv_prior_fit" in meta
     Trainer(compose("train", [f"run_dir={tmp_path / 'q'}", f"init_from={tmp_path / 'p'}", *two,

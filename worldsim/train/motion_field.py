@@ -51,10 +51,15 @@ def field_dit(dit: DiT, width: int, radius: int, kind: str = "field") -> DiT:
 
 def fit_motion_field(dit_export: str | os.PathLike, store: str | os.PathLike, out: str | os.PathLike,
                      width: int = 32, radius: int = 4, steps: int = 1500, lr: float = 3e-3, batch: int = 128,
-                     eval_every: int = 250, seed: int = 0, log=print, kind: str = "field") -> dict[str, Any]:
+                     eval_every: int = 250, seed: int = 0, log=print, kind: str = "field",
+                     unroll: int = 1) -> dict[str, Any]:
     """Fit the motion field of `dit_export`'s DiT on `store`'s cached latents; write the export to `out`; return
     the curve: held-out mean squared error of the moved previous latent against the next one, beside copying the
-    previous latent (what the DiT's copy pathway starts from)."""
+    previous latent (what the DiT's copy pathway starts from).
+
+    `unroll` K > 1: each window is a K-step rollout from its first two real frames, the module's own guesses
+    feeding its next steps (as a simulator's frames do), with the error averaged over the K steps; the curve then
+    also holds the held-out rollout error (`held_out_{kind}_rollout_mse`)."""
     models, meta = load_export(dit_export)
     if "dit" not in models:
         raise ValueError(f"{dit_export} is an {meta['kind']} export; fitting a motion field needs a DiT export")
@@ -68,7 +73,9 @@ def fit_motion_field(dit_export: str | os.PathLike, store: str | os.PathLike, ou
         raise ValueError(f"{store} has no latent cache of {dit_export}'s autoencoder: train a DiT on it once "
                          "(worldsim train builds it)")
     held = holdout_episodes(cache.episodes, None)
-    splits = {name: LatentWindowDataset(cache, store, frames=3, episodes=eps)
+    if unroll < 1:
+        raise ValueError(f"unroll must be >= 1, got {unroll}")
+    splits = {name: LatentWindowDataset(cache, store, frames=2 + unroll, episodes=eps)
               for name, eps in (("train", [e for e in range(cache.episodes) if e not in set(held)]), ("held", held))}
     latents = torch.from_numpy(np.asarray(cache.latents[:], np.float32))
     fitted = list(module.parameters())
@@ -77,13 +84,18 @@ def fit_motion_field(dit_export: str | os.PathLike, store: str | os.PathLike, ou
     opt = torch.optim.AdamW(fitted, lr=lr)
     generator = torch.Generator().manual_seed(seed)
 
-    def errors(data: LatentWindowDataset, ix: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(moved - next)^2 and (previous - next)^2, each averaged over the windows `ix`."""
+    def errors(data: LatentWindowDataset, ix: torch.Tensor, steps: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+        """(moved - next)^2 over a `steps`-step rollout and (previous - next)^2 at its first step, each averaged over
+        the windows `ix`."""
         first = torch.from_numpy(data.starts[ix.numpy()])
-        earlier, previous, nxt = latents[first][:, None], latents[first + 1][:, None], latents[first + 2]
-        cond = dit.action_encoder(data.action[first + 2][:, None], data.action_mask[first + 2][:, None])
-        moved = module(previous, earlier, cond)[:, 0]
-        return (moved - nxt).pow(2).mean(), (previous[:, 0] - nxt).pow(2).mean()
+        earlier, previous = latents[first][:, None], latents[first + 1][:, None]
+        copy, error = (previous[:, 0] - latents[first + 2]).pow(2).mean(), 0.0
+        for j in range(2, 2 + steps):
+            cond = dit.action_encoder(data.action[first + j][:, None], data.action_mask[first + j][:, None])
+            moved = module(previous, earlier, cond)
+            error = error + (moved[:, 0] - latents[first + j]).pow(2).mean() / steps
+            earlier, previous = previous, moved
+        return error, copy
 
     held_ix = torch.linspace(0, len(splits["held"].starts) - 1, min(2048, len(splits["held"].starts))).long()
     cpu0, curve = time.process_time(), []
@@ -91,22 +103,25 @@ def fit_motion_field(dit_export: str | os.PathLike, store: str | os.PathLike, ou
     def evaluate(step: int) -> None:
         with torch.no_grad():
             moved, copy = errors(splits["held"], held_ix)
+            rollout = errors(splits["held"], held_ix, unroll)[0] if unroll > 1 else None
         curve.append({"step": step, "cpu_s": round(time.process_time() - cpu0, 1),
-                      f"held_out_{kind}_mse": round(float(moved), 5), "held_out_copy_mse": round(float(copy), 5)})
+                      f"held_out_{kind}_mse": round(float(moved), 5), "held_out_copy_mse": round(float(copy), 5),
+                      **({f"held_out_{kind}_rollout_mse": round(float(rollout), 5)} if unroll > 1 else {})})
         log(f"[fit_motion_field] step {step}: held-out {kind} guess of the next latent: mse {float(moved):.4f} "
-            f"(copying the previous one: {float(copy):.4f})")
+            f"(copying the previous one: {float(copy):.4f})"
+            + (f"; over {unroll}-step rollouts {float(rollout):.4f}" if unroll > 1 else ""))
 
     evaluate(0)
     n = len(splits["train"].starts)
     for step in range(1, steps + 1):
-        loss = errors(splits["train"], torch.randint(0, n, (batch,), generator=generator))[0]
+        loss = errors(splits["train"], torch.randint(0, n, (batch,), generator=generator), unroll)[0]
         opt.zero_grad()
         loss.backward()
         opt.step()
         if step % eval_every == 0 or step == steps:
             evaluate(step)
     fit = {"from": str(dit_export), "store": str(store), "width": width, "radius": radius, "steps": steps, "lr": lr,
-           "batch": batch, "held_out_episodes": held, "curve": curve}
+           "batch": batch, "unroll": unroll, "held_out_episodes": held, "curve": curve}
     write_export_like(out, autoencoder, dit.requires_grad_(False), meta,
                       **{"motion_field_fit" if kind == "field" else "conv_prior_fit": fit})
     return {"out": str(out), "windows": n, "held_out": len(held_ix), "curve": curve}
