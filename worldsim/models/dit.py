@@ -2,9 +2,9 @@
 
 The model knows nothing about diffusion (as in facebookresearch/DiT): it maps noisy latent frames,
 each frame's noise level and the actions each frame covers to a prediction of the same shape; the
-objective (`worldsim.diffusion.objective`) decides what the prediction means. The one exception is
-`motion_composite`, which must know the noise schedule to blend the moved previous frame into the
-clean-frame estimate that the prediction implies.
+objective (`worldsim.diffusion.objective`) decides what the prediction means. The exceptions are
+`motion_composite` and `prior_composite`, which must know the noise schedule to blend the moved previous
+frame or the conv prior's guess into the clean-frame estimate that the prediction implies.
 
 Tokens are p x p x 1 patches of each latent frame, positioned by 3-D rotary embeddings over (true
 time index, patch row, patch column). Attention is causal at frame granularity: a frame sees itself
@@ -20,15 +20,10 @@ concatenation); a DiT without it stayed below the copy-the-last-frame score on h
 cache (which keeps its frames' inputs), or zeros at noise level 1 without one.
 
 With `motion_radius` r > 0 (on top of `previous_frame`), the previous frame is moved before it is
-fed: the frame's action embedding picks a softmax-normalised (2r+1) x (2r+1) kernel per latent
-channel group, applied to the previous latent as one depthwise convolution per sample (the
-action-conditioned transformation of Finn et al.'s CDNA, 2016, for action-conditioned video
-prediction). A move that scrolls the whole view (Crafter: a tile is about 1.8 latent pixels) is then
-a kernel with its weight off centre, chosen by the action alone, instead of an attention pattern that
-the noise-level and action modulations have to learn to steer. The kernel sits in the copy pathway
-itself, so it must stay sharp where nothing moves and shift where the view scrolls (as a separate
-additive input it learned an action-independent blur). It starts as nearly the identity (97% of
-the weight on the centre), so adding it to a trained model changes its predictions only slightly.
+fed, by a (2r+1) x (2r+1) kernel the frame's action picks (Finn et al.'s CDNA, 2016;
+`worldsim.models.motion.MotionKernel`): a move that scrolls the whole view is a kernel with its weight
+off centre instead of an attention pattern. It sits in the copy pathway itself (as a separate additive
+input it learned an action-independent blur) and starts as nearly the identity.
 
 With `previous_frames=2` the frame before the previous one is fed the same way (its own zeroed
 projection): a ball's last two positions then sit in the tokens where it will be next, so its
@@ -89,31 +84,25 @@ class DiTConfig:
     # objective.state_change_key; starts at probability ~1, so a warm start predicts as before)
     motion_gate: int = 0
     # True: the prediction composites the moved previous latent with the DiT's own estimate (CDNA's masks): a
-    # per-latent-pixel mask m from the final tokens (its own adaLN layer; it starts at 0.5) takes the clean-frame
-    # estimate to (1 - w) x0 + w moved, w = m sigma_t^2 alpha_prev^2 (t the frame's noise level, prev its previous
-    # frame's): all of it at t = 1, where one-step sampling starts, none at t = 0, and none from a pure-noise previous
-    # frame. The one place the DiT knows the noise schedule: the prediction stays the objective's v
+    # per-latent-pixel mask m from the final tokens (starts at 0.5) takes the clean-frame estimate to (1 - w) x0 +
+    # w moved, w = m sigma_t^2 alpha_prev^2: all of it at t = 1, where one-step sampling starts, none at t = 0 or
+    # from a pure-noise previous frame (`worldsim.models.motion.composite_v`); the prediction stays the objective's v
     motion_composite: bool = False
     # > 0 (with previous_frames=2): a conv net of this width gives each latent pixel its own kernel over the previous
-    # frame from that frame, the one before it and the action (`worldsim.models.motion.MotionField`): things that
-    # move on their own (the probe world's balls) are moved where their last displacement carries them, and the DiT
-    # reads the result as one more per-token input (zero at first). Fitted by objective.field_weight
+    # frame (`worldsim.models.motion.MotionField`), read as one more input (zero at first); loss objective.field_weight
     motion_field: int = 0
     motion_field_radius: int = 4  # the field's kernels reach this many latent pixels each way
-    # > 0 (with previous_frames=2): a conv net of this width guesses the next latent from the previous frame, the one
-    # before it and the action (`worldsim.models.motion.ConvPrior`), and the DiT reads the guess as one more
-    # per-token input (zero at first). Fitted by objective.prior_weight
+    # > 0 (with previous_frames=2): a conv net of this width guesses the next latent from the two frames before it and
+    # the action (`worldsim.models.motion.ConvPrior`), read as one more per-token input (zero at first); its own loss
+    # is objective.prior_weight
     conv_prior: int = 0
-    # True (with conv_prior): composite the conv prior's guess into the prediction as motion_composite does the moved
-    # frame: the clean-frame estimate becomes (1 - w) x0 + w guess, w = m sigma_t^2 alpha_prev^2, with its own mask m
+    # True (with conv_prior): that guess composited into the prediction as motion_composite does the moved frame
     prior_composite: bool = False
 
     def __post_init__(self) -> None:
         if self.temporal_patch != 1:
-            raise ValueError(
-                f"temporal_patch={self.temporal_patch}: only 1 is supported, because frame-causal attention, "
-                "per-frame noise levels and the key/value cache all work one latent frame at a time"
-            )
+            raise ValueError(f"temporal_patch={self.temporal_patch}: only 1 is supported, because frame-causal attention, "
+                             "per-frame noise levels and the key/value cache all work one latent frame at a time")
         if self.dim % self.heads != 0:
             raise ValueError(f"dim {self.dim} is not divisible by heads {self.heads}")
         axis_dims(self.dim // self.heads)  # raises if the head dimension cannot be split over (t, h, w)
@@ -126,8 +115,10 @@ class DiTConfig:
             value = getattr(self, name)
             if value < 0 or (value and not self.motion_radius):
                 raise ValueError(f"{name} must be >= 0 and needs motion_radius > 0, got {value}")
-        if self.motion_composite and not self.motion_radius:
-            raise ValueError("motion_composite composites the moved previous frame: it needs motion_radius > 0")
+        if (self.motion_composite and not self.motion_radius) or (self.prior_composite and not self.conv_prior) \
+                or (self.motion_composite and self.prior_composite):
+            raise ValueError("motion_composite composites the moved previous frame (it needs motion_radius > 0), "
+                             "prior_composite the conv prior's guess (it needs conv_prior > 0); one of them at most")
         if self.previous_frames not in (1, 2) or (self.previous_frames == 2 and not self.previous_frame):
             raise ValueError(f"previous_frames must be 1 or 2 (2 needs previous_frame=True), got {self.previous_frames}")
         if self.motion_field < 0 or self.motion_field_radius < 1 or (self.motion_field and self.previous_frames != 2):
@@ -136,9 +127,6 @@ class DiTConfig:
         if self.conv_prior < 0 or self.conv_prior % 8 or (self.conv_prior and self.previous_frames != 2):
             raise ValueError(f"conv_prior must be a multiple of 8 (0: none) and needs previous_frames=2, got "
                              f"{self.conv_prior}")
-        if self.prior_composite and (not self.conv_prior or self.motion_composite):
-            raise ValueError("prior_composite composites the conv prior's guess: it needs conv_prior > 0 and "
-                             "motion_composite=False")
         if self.motion_radius and not (self.previous_frame and self.action_space is not None):
             raise ValueError("motion_radius > 0 moves the previous frame by the action: it needs previous_frame=True "
                              "and an action space")
@@ -327,7 +315,7 @@ class DiT(nn.Module):
         cond = self.noise_embed(noise_level)  # (B, T, D)
         action_embedding = None if self.action_encoder is None else \
             self._action_embedding(actions, action_mask, batch, frames)  # (B, T, D)
-        moved = None
+        moved = guess = None
         if self.previous_embed is not None:
             previous, previous_level = self._previous(x, noise_level, cache)
             unmoved = previous
@@ -375,9 +363,8 @@ class DiT(nn.Module):
             tokens, (k, v) = block(tokens, cond, rope, mask, past, in_place, slots)
             keys.append(k)
             values.append(v)
-        out = DiTOutput(prediction=unpatchify(self.final(tokens, cond), p, self.config.latent_channels, grid_h),
-                        prior_guess=guess if self.prior is not None else None)
-        if self.composite is not None:
+        out = DiTOutput(unpatchify(self.final(tokens, cond), p, self.config.latent_channels, grid_h), prior_guess=guess)
+        if self.composite is not None:  # toward the moved previous frame or the conv prior's guess
             mask = torch.sigmoid(unpatchify(self.composite(tokens, cond), p, 1, grid_h).float())  # (B, T, 1, h, w)
             toward = guess if self.config.prior_composite else moved
             out.prediction, out.composite_mask = composite_v(out.prediction, x, noise_level, toward, previous_level, mask), mask
