@@ -296,6 +296,21 @@ def test_motion_gate_starts_as_the_plain_kernel_and_mixes_it_with_the_identity()
         DiTConfig(latent_channels=C, motion_gate=4)
 
 
+def _composite_pair(previous_frame: str, **flag):
+    """A model and the same weights with a composite added (`flag`), their outputs on the same inputs (the added
+    composite's mask is 0.5 everywhere, as a fresh one's) and each frame's previous noise level."""
+    plain = _model(previous_frame=previous_frame)
+    blended = _model(previous_frame=previous_frame, **flag)
+    missing, unexpected = blended.load_state_dict(plain.state_dict(), strict=False)
+    assert unexpected == [] and missing and all(n.startswith("composite.") for n in missing)
+    inputs = _inputs(t=4)
+    with torch.no_grad():
+        out, base = blended(**inputs), plain(**inputs)
+        assert torch.allclose(DiT(blended.config).eval()(**inputs).composite_mask, torch.tensor(0.5))
+    level = inputs["noise_level"]
+    return plain, blended, inputs, out, base, torch.cat([torch.ones_like(level[:, :1]), level[:, :-1]], dim=1)
+
+
 def test_motion_composite_blends_the_moved_previous_frame_into_the_clean_estimate():
     from worldsim.diffusion.objective import schedule
     from worldsim.models.dit import composite_v
@@ -315,21 +330,15 @@ def test_motion_composite_blends_the_moved_previous_frame_into_the_clean_estimat
     torch.testing.assert_close(alpha * x - sigma * composite_v(v, x, level, moved, prev, mask), (1 - w) * x0 + w * moved)
 
     # in the DiT: the plain model's prediction composited with its moved previous frame; the mask starts at 0.5
-    plain = _model(previous_frame="motion")
-    blended = _model(previous_frame="motion", motion_composite=True)
-    missing, unexpected = blended.load_state_dict(plain.state_dict(), strict=False)
-    assert unexpected == [] and missing and all(n.startswith("composite.") for n in missing)
-    inputs = _inputs(t=4)
+    plain, blended, inputs, out, base, previous_level = _composite_pair("motion", motion_composite=True)
+    x_in = inputs["x"]
     with torch.no_grad():
-        out, base = blended(**inputs), plain(**inputs)
-        x_in, lv = inputs["x"], inputs["noise_level"]
         previous = torch.cat([torch.zeros_like(x_in[:, :1]), x_in[:, :-1]], dim=1)
-        previous_level = torch.cat([torch.ones_like(lv[:, :1]), lv[:, :-1]], dim=1)
         cond = plain._action_embedding(inputs["actions"], inputs["action_mask"], 2, 4)
-        expected = composite_v(base.prediction, x_in, lv, plain.motion(previous, cond), previous_level, out.composite_mask)
+        moved = plain.motion(previous, cond)
+    expected = composite_v(base.prediction, x_in, inputs["noise_level"], moved, previous_level, out.composite_mask)
     torch.testing.assert_close(out.prediction, expected)
     assert not torch.allclose(out.prediction, base.prediction)
-    assert torch.allclose(DiT(blended.config).eval()(**inputs).composite_mask, torch.tensor(0.5))
     with pytest.raises(ValueError, match="motion_composite"):
         DiTConfig(latent_channels=C, motion_composite=True)
 
@@ -540,22 +549,15 @@ def test_prior_composite_blends_the_conv_priors_guess_and_a_given_guess_is_reuse
     frame (own mask, 0.5 at first); a forward given `prior_guess` (a clean pass after denoising) predicts the same."""
     from worldsim.models.dit import composite_v
 
-    plain = _model(previous_frame="prior")
-    blended = _model(previous_frame="prior", prior_composite=True)
-    missing, unexpected = blended.load_state_dict(plain.state_dict(), strict=False)
-    assert unexpected == [] and missing and all(n.startswith("composite.") for n in missing)
-    inputs = _inputs(t=4)
+    _, blended, inputs, out, base, previous_level = _composite_pair("prior", prior_composite=True)
+    expected = composite_v(base.prediction, inputs["x"], inputs["noise_level"], base.prior_guess, previous_level,
+                           out.composite_mask)
+    torch.testing.assert_close(out.prediction, expected)
+    assert not torch.allclose(out.prediction, base.prediction)
     with torch.no_grad():
-        out, base = blended(**inputs), plain(**inputs)
-        lv = inputs["noise_level"]
-        previous_level = torch.cat([torch.ones_like(lv[:, :1]), lv[:, :-1]], dim=1)
-        expected = composite_v(base.prediction, inputs["x"], lv, base.prior_guess, previous_level, out.composite_mask)
-        torch.testing.assert_close(out.prediction, expected)
-        assert not torch.allclose(out.prediction, base.prediction)
         again = blended(**inputs, prior_guess=out.prior_guess)
-        torch.testing.assert_close(again.prediction, out.prediction)
         other = blended(**inputs, prior_guess=torch.zeros_like(out.prior_guess))  # the given guess is what it reads
-        assert not torch.allclose(other.prediction, out.prediction)
-    assert torch.allclose(DiT(blended.config).eval()(**inputs).composite_mask, torch.tensor(0.5))
+    torch.testing.assert_close(again.prediction, out.prediction)
+    assert not torch.allclose(other.prediction, out.prediction)
     with pytest.raises(ValueError, match="prior_composite"):
         DiTConfig(latent_channels=C, prior_composite=True)
