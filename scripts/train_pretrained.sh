@@ -21,7 +21,8 @@
 # Probes-v0 is phase 4's (a palette decoder, which the phase-2 decoder stage cannot load): continue it with
 # its own stages, not with CONTINUE=1. PROBES_PHASE4_FROM=DIR runs phase 4 alone from a phase-3 export DIR
 # (the shipped phase 4 started from the committed phase-3 export); PROBES_PHASE5_FROM=DIR phase 5 alone from a
-# phase-4 export (the shipped phase 5 started from the committed phase-4 export).
+# phase-4 export (the shipped phase 5 started from the committed phase-4 export); CRAFTER_PHASE4_FROM=DIR
+# Crafter's phase 4 alone from a phase-3 export (the shipped one started from the committed phase-3 export).
 #
 # The sizes below are what the shipped models were trained with, on a 2-core CPU without a GPU; the
 # model cards give the measured CPU-hours.
@@ -80,7 +81,8 @@ train_world() {  # train_world NAME VAE_STEPS DIT_STEPS VAE_ARGS -- DIT_ARGS   (
   local final=$WORK/$name-dit2
   if [ "$name" = crafter ]; then
     phase3_crafter "$WORK/$name-dit2/export"
-    final=$WORK/$name-dit5
+    phase4_crafter "$WORK/$name-dit5/export"
+    final=$WORK/$name-dit6
   fi
   if [ "$name" = probes ]; then
     phase3_probes "$WORK/$name-dit2/export"
@@ -127,6 +129,25 @@ phase3_crafter() {
     objective.motion_weight=1.0
   stage crafter train "$WORK/crafter-dit5" "${DIT5_STEPS:-5000}" $WS train "${dit3[@]}" init_from="$WORK/crafter-dit4/export" \
     objective.motion_weight=1.0 optim.lr=3e-4
+}
+
+# Phase 4 (Crafter only): the conv prior of the probe world's phase 5 (below), here trained with its composite.
+# The prior is fitted alone on the cached latents (crafter-prior4; the DiT gains previous_frames=2, zero at first),
+# scripts/add_pathway.py adds the composite (`prior_composite`, mask 0.5 at first), and the DiT continues 1,500
+# steps as dit5 trained, with the prior's own loss (crafter-dit6). START is phase 3's export (the committed
+# worldsim/pretrained/crafter when continuing: CRAFTER_PHASE4_FROM=DIR runs phase 4 alone).
+phase4_crafter() {
+  local start=$1 store=$WORK/crafter72.zarr
+  [ -f "$WORK/crafter-prior4/config.json" ] || timed crafter fit-prior $PY scripts/fit_motion_field.py "$start" "$store" \
+    "$WORK/crafter-prior4" --prior --width 64 --steps "${CRAFTER_PRIOR4_STEPS:-2500}" --lr 1e-3 --batch 64 \
+    --json "$WORK/crafter-prior4.json"
+  [ -f "$WORK/crafter-prior4-composite/config.json" ] || \
+    $PY scripts/add_pathway.py "$WORK/crafter-prior4" "$WORK/crafter-prior4-composite" prior_composite=true
+  stage crafter train "$WORK/crafter-dit6" "${DIT6_STEPS:-1500}" $WS train data="$store" vae="$start" progress=false \
+    checkpoint_every=250 keep_checkpoints=1 video_every=0 init_from="$WORK/crafter-prior4-composite" "${DIT[@]}" \
+    +model_overrides.previous_frame=true +model_overrides.motion_radius=4 +model_overrides.previous_frames=2 \
+    +model_overrides.conv_prior=64 +model_overrides.prior_composite=true objective.prior_weight=1.0 \
+    objective.motion_weight=1.0 objective.time_sampling=uniform optim.schedule=cosine optim.lr=3e-4
 }
 
 # Phase 3 (probe world only). The decoder picks one of the world's 9 colours per pixel (`palette=auto`: found in
@@ -237,8 +258,14 @@ for name in "${@:-crafter probes}"; do
                                env.max_episode_steps=500 out="$store" progress=false
                              timed crafter collect $WS collect env=crafter policy=random episodes=60 seed=200 \
                                env.max_episode_steps=500 out="$store" progress=false; }
-        train_world crafter "${VAE_STEPS:-4000}" "${DIT_STEPS:-4000}" "${VAE[@]}" -- "${DIT[@]}"
-        evaluate crafter crafter ;;
+        if [ -n "${CRAFTER_PHASE4_FROM:-}" ]; then  # phase 4 alone, from a phase-3 export (how the shipped one was made)
+          phase4_crafter "$CRAFTER_PHASE4_FROM"
+          ship crafter "$WORK/crafter-dit6/export"
+          $PY scripts/set_serving.py worldsim/pretrained/crafter context_budget=4
+        else
+          train_world crafter "${VAE_STEPS:-4000}" "${DIT_STEPS:-4000}" "${VAE[@]}" -- "${DIT[@]}"
+        fi
+        evaluate crafter crafter 1 ;;  # the simulator's default, as for the probe world
       probes)
         store=$WORK/probes.zarr
         [ -d "$store" ] || timed probes collect $WS collect env=probe episodes=400 seed=1000 out="$store" progress=false
