@@ -131,6 +131,12 @@ phase3_crafter() {
     objective.motion_weight=1.0 optim.lr=3e-4
 }
 
+fit_prior() {  # fit_prior NAME START STORE OUT STEPS: a conv prior of width 64 fitted alone on the cached latents
+  local name=$1 start=$2 store=$3 out=$4 steps=$5
+  [ -f "$out/config.json" ] || timed "$name" fit-prior $PY scripts/fit_motion_field.py "$start" "$store" "$out" \
+    --prior --width 64 --steps "$steps" --lr 1e-3 --batch 64 --json "$out.json"
+}
+
 # Phase 4 (Crafter only): the conv prior of the probe world's phase 5 (below), here trained with its composite.
 # The prior is fitted alone on the cached latents (crafter-prior4; the DiT gains previous_frames=2, zero at first),
 # scripts/add_pathway.py adds the composite (`prior_composite`, mask 0.5 at first), and the DiT continues 1,500
@@ -138,9 +144,7 @@ phase3_crafter() {
 # worldsim/pretrained/crafter when continuing: CRAFTER_PHASE4_FROM=DIR runs phase 4 alone).
 phase4_crafter() {
   local start=$1 store=$WORK/crafter72.zarr
-  [ -f "$WORK/crafter-prior4/config.json" ] || timed crafter fit-prior $PY scripts/fit_motion_field.py "$start" "$store" \
-    "$WORK/crafter-prior4" --prior --width 64 --steps "${CRAFTER_PRIOR4_STEPS:-2500}" --lr 1e-3 --batch 64 \
-    --json "$WORK/crafter-prior4.json"
+  fit_prior crafter "$start" "$store" "$WORK/crafter-prior4" "${CRAFTER_PRIOR4_STEPS:-2500}"
   [ -f "$WORK/crafter-prior4-composite/config.json" ] || \
     $PY scripts/add_pathway.py "$WORK/crafter-prior4" "$WORK/crafter-prior4-composite" prior_composite=true
   stage crafter train "$WORK/crafter-dit6" "${DIT6_STEPS:-1500}" $WS train data="$store" vae="$start" progress=false \
@@ -211,9 +215,7 @@ phase4_probes() {
 # worldsim/pretrained/probes when continuing).
 phase5_probes() {
   local start=$1 store=$WORK/probes.zarr
-  [ -f "$WORK/probes-prior5/config.json" ] || timed probes fit-prior $PY scripts/fit_motion_field.py "$start" "$store" \
-    "$WORK/probes-prior5" --prior --width 64 --steps "${PROBES_PRIOR5_STEPS:-2500}" --lr 1e-3 --batch 64 \
-    --json "$WORK/probes-prior5.json"
+  fit_prior probes "$start" "$store" "$WORK/probes-prior5" "${PROBES_PRIOR5_STEPS:-2500}"
   stage probes train "$WORK/probes-dit5" "${PROBES_DIT5_STEPS:-2000}" $WS train data="$store" vae="$start" \
     progress=false checkpoint_every=250 keep_checkpoints=1 video_every=0 init_from="$WORK/probes-prior5" "${DIT[@]}" \
     +model_overrides.previous_frame=true +model_overrides.previous_frames=2 +model_overrides.conv_prior=64 \

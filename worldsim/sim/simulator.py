@@ -324,12 +324,14 @@ class Simulator:
 
         # A conv prior's guess reads only the context and the actions: computed once a step, not once a call
         # (guidance's unconditional calls, with other actions, compute their own).
-        guess: dict[str, Tensor | None] = {}
+        guess = None
 
         def denoiser(x, level, a, m, fi) -> Tensor:  # one DiT forward per denoising step for the whole batch
-            out = self._dit(x, level, a, m, fi, cache=cache, prior_guess=guess.get("cond") if m is mask else None)
-            if m is mask:
-                guess.setdefault("cond", out.prior_guess)
+            nonlocal guess
+            if m is not mask:  # guidance's unconditional call
+                return self._dit(x, level, a, m, fi, cache=cache).prediction
+            out = self._dit(x, level, a, m, fi, cache=cache, prior_guess=guess)
+            guess = out.prior_guess
             return out.prediction
 
         # Each track's noise comes from its own generator, so a sub-env of a vector env gets the
@@ -348,7 +350,7 @@ class Simulator:
         else:
             seen = new
         out = self._dit(seen, torch.full((batch, 1), c, device=self.device), act, mask, index, cache=cache,
-                        return_cache=True, prior_guess=guess.get("cond"))
+                        return_cache=True, prior_guess=guess)
         reward = torch.zeros(batch) if out.reward is None else out.reward[:, 0].float().cpu()
         logit = torch.full((batch,), -1.0) if out.termination_logit is None else out.termination_logit[:, 0].float().cpu()
         new_entries = out.cache.newest_entries()

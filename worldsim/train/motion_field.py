@@ -19,7 +19,6 @@ The export written to OUT is the input export with the fitted field, ready for `
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import time
 from typing import Any
@@ -31,6 +30,7 @@ from worldsim.export import load_export, write_export_like
 from worldsim.models.dit import DiT
 from worldsim.train.latent_cache import LatentWindowDataset, open_cache
 from worldsim.train.validation import holdout_episodes
+from worldsim.train.warm_start import with_config
 
 
 def field_dit(dit: DiT, width: int, radius: int, kind: str = "field") -> DiT:
@@ -43,9 +43,8 @@ def field_dit(dit: DiT, width: int, radius: int, kind: str = "field") -> DiT:
         raise ValueError(f"a {'motion field' if kind == 'field' else 'conv prior'} reads the two frames before each "
                          "one: the DiT needs the previous-frame pathway (previous_frame=True)")
     change = {"motion_field": width, "motion_field_radius": radius} if kind == "field" else {"conv_prior": width}
-    new = DiT(dataclasses.replace(dit.config, previous_frames=2, **change))
-    missing, unexpected = new.load_state_dict(dit.state_dict(), strict=False)
-    assert not unexpected and all(name.startswith((kind, "earlier_")) for name in missing), (missing, unexpected)
+    new, added = with_config(dit, previous_frames=2, **change)
+    assert all(name.startswith((kind, "earlier_")) for name in added), added
     return new
 
 

@@ -55,27 +55,34 @@ def warm_start(init_from: str, task: str, model: nn.Module, model_name: str, ae_
 
 
 
-def add_pathway(dit_export: str | os.PathLike, out: str | os.PathLike, **changes: Any) -> Path:
-    """Write to `out` the DiT export `dit_export` with its DiT config changed by `changes` (a pathway added, such
-    as `prior_composite=True`), untrained: every weight it had is kept and the new ones keep their initialisation
-    (which makes an added input a no-op and a composite's mask 0.5). ValueError on a field the DiT config lacks
-    or a change that would drop or reshape a weight. The new config.json adds `pathway_added`."""
+def with_config(dit: nn.Module, **changes: Any) -> tuple[nn.Module, list[str]]:
+    """`dit`'s weights in a DiT whose config is `dit`'s changed by `changes` (a pathway added), and the names of the
+    new parameters, which keep their initialisation. ValueError on a field the DiT config lacks or a change that
+    would drop or reshape a trained weight."""
     from worldsim.models.dit import DiT, DiTConfig
 
-    models, meta = load_export(dit_export)
-    if "dit" not in models:
-        raise ValueError(f"{dit_export} is an {meta['kind']} export; add_pathway needs a DiT export")
     unknown = sorted(set(changes) - {f.name for f in dataclasses.fields(DiTConfig)})
     if unknown:
         raise ValueError(f"{unknown} are not DiT config fields")
-    dit = DiT(dataclasses.replace(models["dit"].config, **changes)).eval()
-    source, target = models["dit"].state_dict(), dit.state_dict()
+    new = DiT(dataclasses.replace(dit.config, **changes))
+    source, target = dit.state_dict(), new.state_dict()
     lost = sorted(n for n in source if n not in target or source[n].shape != target[n].shape)
     if lost:
         raise ValueError(f"{changes} would drop or reshape {len(lost)} trained weights (e.g. {lost[:3]})")
-    dit.load_state_dict(source, strict=False)
-    return write_export_like(out, models["autoencoder"], dit, meta, pathway_added={
-        "from": str(dit_export), "changes": changes, "new_parameters": sorted(set(target) - set(source))})
+    new.load_state_dict(source, strict=False)
+    return new, sorted(set(target) - set(source))
+
+
+def add_pathway(dit_export: str | os.PathLike, out: str | os.PathLike, **changes: Any) -> Path:
+    """Write to `out` the DiT export `dit_export` with its DiT config changed by `changes` (a pathway added, such
+    as `prior_composite=True`), untrained (`with_config`: the new weights keep their initialisation, which makes an
+    added input a no-op and a composite's mask 0.5). The new config.json adds `pathway_added`."""
+    models, meta = load_export(dit_export)
+    if "dit" not in models:
+        raise ValueError(f"{dit_export} is an {meta['kind']} export; add_pathway needs a DiT export")
+    dit, new = with_config(models["dit"], **changes)
+    return write_export_like(out, models["autoencoder"], dit.eval(), meta, pathway_added={
+        "from": str(dit_export), "changes": changes, "new_parameters": new})
 
 
 def swap_decoder(dit_export: str | os.PathLike, vae_export: str | os.PathLike, out: str | os.PathLike) -> Path:
