@@ -1,6 +1,6 @@
 """Fit a DiT's motion field alone on a store's cached latents (worldsim.train.motion_field).
 
-    python scripts/fit_motion_field.py DIT_EXPORT STORE OUT [--width 32] [--radius 4] [--steps 1500] [--prior] [--json F]
+    python scripts/fit_motion_field.py DIT_EXPORT STORE OUT [--width 32] [--radius 4] [--steps 1500] [--prior] [--schedule cosine] [--json F]
 """
 
 import argparse
@@ -27,13 +27,18 @@ def main() -> None:
     parser.add_argument("--prior", action="store_true", help="fit a conv prior of --width channels instead of a field")
     parser.add_argument("--unroll", type=int, default=1,
                         help="fit over rollouts of this many steps, the module's own guesses fed back")
+    parser.add_argument("--schedule", choices=("constant", "cosine"), default="constant",
+                        help="learning rate after the first step: constant, or cosine down to 0 at the last")
+    parser.add_argument("--eval-every", type=int, default=250,
+                        help="steps between held-out evaluations; the export is written at each")
     parser.add_argument("--json", default=None, help="also write the result (with the held-out curve) here")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     try:
         result = fit_motion_field(args.dit_export, args.store, args.out, args.width, args.radius, args.steps,
                                   args.lr, args.batch, kind="prior" if args.prior else "field",
-                                  unroll=args.unroll)
+                                  unroll=args.unroll, schedule=args.schedule,
+                                  eval_every=args.eval_every)
     except (ValueError, OSError, ExportError) as e:
         sys.exit(f"fit_motion_field: {e}")
     if args.json:

@@ -71,3 +71,13 @@ def test_look_away_and_back_returns_to_the_same_frame_in_the_real_probe_world():
     away = return_scores(before, p.real[:, 5])
     back = return_scores(before, returned)
     assert back["psnr"] == [PSNR_CAP, PSNR_CAP] and all(v < 40 for v in away["psnr"])
+
+
+def test_a_seed_whose_real_episode_ends_early_is_replaced_when_asked_and_refused_otherwise():
+    """Crafter's seed 200011 dies after 30 random steps, before a 16-latent-step comparison (k = 2) ends."""
+    with pytest.raises(ValueError, match="seed 200011 ended after 30 steps"):
+        paired_rollouts("crafter", [200011, 200012], steps=16, k=2, context=7, size=72)
+    p = paired_rollouts("crafter", [200011, 200012], steps=16, k=2, context=7, size=72, replace_short=True)
+    assert p.seeds == [200012, 200013] and p.real.shape[:2] == (2, 32)
+    again = paired_rollouts("crafter", [200012, 200013], steps=16, k=2, context=7, size=72)
+    assert np.array_equal(again.real, p.real)  # the replacement is the seed's own episode, as if asked for

@@ -430,7 +430,7 @@ def test_a_motion_field_fitted_alone_then_trained_with_the_dit(vae_run, tmp_path
     # --prior: a conv prior (the next latent guessed by a conv net) instead, fitted and trained the same way
     run = subprocess.run([sys.executable, "scripts/fit_motion_field.py", str(plain), str(store), str(tmp_path / "p"),
                           "--prior", "--width", "8", "--steps", "100", "--batch", "32", "--lr", "3e-3", "--unroll", "2",
-                          "--json", str(tmp_path / "p.json")],
+                          "--schedule", "cosine", "--eval-every", "50", "--json", str(tmp_path / "p.json")],
                          cwd=Path(__file__).resolve().parents[2], capture_output=True, text=True, timeout=240)
     assert run.returncode == 0, run.stderr[-2000:]
     curve = json.loads((tmp_path / "p.json").read_text())["curve"]
@@ -438,8 +438,19 @@ def test_a_motion_field_fitted_alone_then_trained_with_the_dit(vae_run, tmp_path
     assert curve[-1]["held_out_prior_mse"] < curve[0]["held_out_prior_mse"], curve
     # --unroll 2: fitted over 2-step rollouts of its own guesses, which are scored too
     assert curve[-1]["held_out_prior_rollout_mse"] < curve[0]["held_out_prior_rollout_mse"], curve
+    # the training windows' error is logged beside the held-out one, and the export is written at every evaluation
+    assert [row["step"] for row in curve] == [0, 50, 100] and all("train_prior_mse" in row for row in curve[1:])
     models, meta = load_export(tmp_path / "p")
-    assert models["dit"].config.conv_prior == 8 and "conv_prior_fit" in meta
+    assert models["dit"].config.conv_prior == 8 and meta["conv_prior_fit"]["schedule"] == "cosine"
+    assert meta["conv_prior_fit"]["steps"] == 100
+    # a stopped fit continues from its export: it starts where the first one ended
+    run = subprocess.run([sys.executable, "scripts/fit_motion_field.py", str(tmp_path / "p"), str(store),
+                          str(tmp_path / "p2"), "--prior", "--steps", "1", "--unroll", "2",
+                          "--json", str(tmp_path / "p2.json")],
+                         cwd=Path(__file__).resolve().parents[2], capture_output=True, text=True, timeout=240)
+    assert run.returncode == 0, run.stderr[-2000:]
+    again = json.loads((tmp_path / "p2.json").read_text())["curve"]
+    assert abs(again[0]["held_out_prior_rollout_mse"] - curve[-1]["held_out_prior_rollout_mse"]) < 1e-5
     Trainer(compose("train", [f"run_dir={tmp_path / 'q'}", f"init_from={tmp_path / 'p'}", *two,
                               "+model_overrides.conv_prior=8", "objective.prior_weight=1.0", *common])).fit()
     acc = EventAccumulator(str(tmp_path / "q" / "tensorboard"))

@@ -20,11 +20,12 @@ class Paired:
     real: np.ndarray  # uint8 (N, m k, H, W, 3): real frames after the context
     sim: np.ndarray | None  # same shape, from the simulator; None when no simulator was given
     actions: list[list[Any]]  # N lists of the m actions (one per latent step) after the context
+    seeds: list[int]  # the seeds rolled, one per episode (see `replace_short`)
 
 
 def paired_rollouts(env_name: str, seeds: list[int], steps: int, *, runner: Any = None, k: int = 1,
                     context: int = 1, size: int = 64, policy: str = "random", actions: list[int] | None = None,
-                    reset_options: dict[str, Any] | None = None) -> Paired:
+                    reset_options: dict[str, Any] | None = None, replace_short: bool = False) -> Paired:
     """Roll the real world `env_name` per seed, then the simulator (`SimRunner` or None) alike.
 
     Actions come from `policy` (asked once per latent step, held for k frames) or, when
@@ -34,6 +35,9 @@ def paired_rollouts(env_name: str, seeds: list[int], steps: int, *, runner: Any 
     Args:
         steps: latent steps after the context (m).
         context: real frames of context; must be 1 + (n - 1) k.
+        replace_short: a seed whose real episode ends before the comparison does (a Crafter player dying early) is
+            replaced by the next seed after the largest one given, instead of raising; `Paired.seeds` names the
+            seeds rolled.
     """
     from worldsim import envs
     from worldsim.agents import make_policy
@@ -43,9 +47,11 @@ def paired_rollouts(env_name: str, seeds: list[int], steps: int, *, runner: Any 
     if (context - 1) % k:
         raise ValueError(f"context must be 1 + (n - 1) k frames for k={k}, got {context}")
     env = envs.make_real_env(env_name, size=size)
-    episodes = []
+    episodes, used, queue = [], [], list(seeds)
+    spare = max(seeds, default=-1) + 1
     try:
-        for seed in seeds:
+        while queue:
+            seed = queue.pop(0)
             lead = context - 1
             if actions is None:
                 agent = make_policy(policy, env.action_space, 1, seed=seed)
@@ -56,9 +62,16 @@ def paired_rollouts(env_name: str, seeds: list[int], steps: int, *, runner: Any 
                 held = [a for a in actions[:steps] for _ in range(k)]
                 ep = replay_real(env, list(head) + held, seed=seed, options=reset_options)
             if len(ep.frames) < context + steps * k:
+                if replace_short and spare - max(seeds) <= 4 * len(seeds):
+                    queue.append(spare)
+                    spare += 1
+                    continue
                 raise ValueError(f"{env_name} episode of seed {seed} ended after {len(ep.frames) - 1} steps; "
-                                 f"the comparison needs {context - 1 + steps * k}")
+                                 f"the comparison needs {context - 1 + steps * k}"
+                                 + (" (and so did too many of the seeds tried in place of the short ones)"
+                                    if replace_short else ""))
             episodes.append(ep)
+            used.append(seed)
     finally:
         env.close()
     real = np.stack([ep.frames[context:context + steps * k] for ep in episodes])
@@ -67,7 +80,7 @@ def paired_rollouts(env_name: str, seeds: list[int], steps: int, *, runner: Any 
     if runner is not None:
         sim = runner.rollout([ep.frames[:context] for ep in episodes], [ep.actions[:context - 1] for ep in episodes],
                              step_actions)
-    return Paired(context, k, episodes, real, sim, step_actions)
+    return Paired(context, k, episodes, real, sim, step_actions, used)
 
 
 def replay_paired(env_name: str, paired: Paired, size: int, seeds: list[int]) -> np.ndarray:

@@ -156,6 +156,10 @@ def markdown(results: dict[str, Any]) -> str:
     else:
         lines += [f"World: {cfg['world']} at {results['frame_size']}x{results['frame_size']}; {cfg['seeds']} held-out "
                   f"seeds from {cfg['first_seed']}; {cfg['steps']} latent steps.", ""]
+        if results.get("seeds_replaced"):
+            r = results["seeds_replaced"]
+            lines += [f"Seeds {r['short']} end before the comparison does (the real episode is over) and were replaced "
+                      f"by {r['by']}.", ""]
     if results["real_vs_sim"]:
         lines += ["## Real vs simulated", "", "Mean over episodes (95% interval) at each horizon, in latent steps.", ""]
     for scheme, r in results["real_vs_sim"].items():

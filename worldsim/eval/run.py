@@ -90,8 +90,12 @@ def run_eval(cfg: EvalConfig) -> EvalResult:
         bar = tqdm(total=len(tasks) * len(runners), desc="eval", disable=not cfg.progress)
         paired: dict[str, Paired] = {}
         results["real_vs_sim"] = {}
-        for scheme, runner in runners.items():
-            p = paired_rollouts(cfg.world, seeds, cfg.steps, runner=runner, size=size)
+        for scheme, runner in runners.items():  # a seed whose real episode ends too early is replaced, for every scheme
+            p = paired_rollouts(cfg.world, seeds, cfg.steps, runner=runner, size=size, replace_short=True)
+            if p.seeds != seeds:
+                results["seeds_replaced"] = {"short": sorted(set(seeds) - set(p.seeds)),
+                                             "by": sorted(set(p.seeds) - set(seeds))}
+                seeds = p.seeds
             paired[scheme] = p
             results["real_vs_sim"][scheme] = per_horizon(p.real, _sim_or_real(p), k=p.k, horizons=tuple(cfg.horizons))
             bar.update(1)
@@ -224,10 +228,11 @@ def _consistency(cfg: EvalConfig, runners: dict[str, Any], size: int, seeds: lis
         for n in cfg.loop_lengths:
             loop = Loop(n, loop_def["away"], loop_def["back"])
             p = paired_rollouts(cfg.world, seeds, 2 * n, runner=runner, size=size, actions=loop.actions(),
-                                reset_options=loop_def["options"])
+                                reset_options=loop_def["options"], replace_short=True)
             before = np.stack([ep.frames[p.context - 1] for ep in p.episodes])
             real_back, sim_back = p.real[:, -1], _sim_or_real(p)[:, -1]
-            rows.append({"n": n, "real_return_vs_before": _mean(return_scores(before, real_back)),
+            rows.append({"n": n, **({"seeds": p.seeds} if p.seeds != seeds else {}),
+                         "real_return_vs_before": _mean(return_scores(before, real_back)),
                          "sim_return_vs_before": _mean(return_scores(before, sim_back)),
                          "sim_return_vs_real_return": _mean(return_scores(real_back, sim_back))})
         out["schemes"][scheme] = rows
