@@ -21,7 +21,8 @@
 # Probes-v0 is phase 4's (a palette decoder, which the phase-2 decoder stage cannot load): continue it with
 # its own stages, not with CONTINUE=1. PROBES_PHASE4_FROM=DIR runs phase 4 alone from a phase-3 export DIR
 # (the shipped phase 4 started from the committed phase-3 export); PROBES_PHASE5_FROM=DIR phase 5 alone from a
-# phase-4 export (the shipped phase 5 started from the committed phase-4 export); CRAFTER_PHASE4_FROM=DIR
+# phase-4 export (the shipped phase 5 started from the committed phase-4 export); PROBES_PHASE6_FROM=DIR phase 6
+# alone from a phase-5 export (the shipped phase 6 started from the committed phase-5 export); CRAFTER_PHASE4_FROM=DIR
 # Crafter's phase 4 alone from a phase-3 export (the shipped one started from the committed phase-3 export).
 #
 # The sizes below are what the shipped models were trained with, on a 2-core CPU without a GPU; the
@@ -88,7 +89,8 @@ train_world() {  # train_world NAME VAE_STEPS DIT_STEPS VAE_ARGS -- DIT_ARGS   (
     phase3_probes "$WORK/$name-dit2/export"
     phase4_probes "$WORK/$name-dit3/export" "$WORK/$name-vae4/export"
     phase5_probes "$WORK/$name-dit4-swapped/export"
-    final=$WORK/$name-dit5-composite
+    phase6_probes "$WORK/$name-dit5-composite/export"
+    final=$WORK/$name-dit6-prior
   fi
   ship "$name" "$final/export"
   if [ "$name" = crafter ]; then  # served with 4 context frames: as faithful as its trained 8, 13% faster a step
@@ -131,10 +133,14 @@ phase3_crafter() {
     objective.motion_weight=1.0 optim.lr=3e-4
 }
 
-fit_prior() {  # fit_prior NAME START STORE OUT STEPS: a conv prior of width 64 fitted alone on the cached latents
-  local name=$1 start=$2 store=$3 out=$4 steps=$5
-  [ -f "$out/config.json" ] || timed "$name" fit-prior $PY scripts/fit_motion_field.py "$start" "$store" "$out" \
-    --prior --width 64 --steps "$steps" --lr 1e-3 --batch 64 --json "$out.json"
+fit_prior() {  # fit_prior NAME START STORE OUT STEPS [ARGS...]: a conv prior of width 64 fitted alone on the cached
+  local name=$1 start=$2 store=$3 out=$4 steps=$5 done=0; shift 5  # latents; a stopped fit continues from OUT
+  [ -f "$out/config.json" ] && done=$($PY -c 'import json, sys; f = json.load(open(sys.argv[1])).get("conv_prior_fit", {})
+print(f.get("steps", 0) + f.get("steps_before", 0))' "$out/config.json")
+  [ "$done" -ge "$steps" ] && return 0
+  [ "$done" -gt 0 ] && start=$out
+  timed "$name" fit-prior $PY scripts/fit_motion_field.py "$start" "$store" "$out" \
+    --prior --width 64 --steps "$((steps - done))" --lr 1e-3 --batch 64 --json "$out.json" "$@"
 }
 
 # Phase 4 (Crafter only): the conv prior of the probe world's phase 5 (below), here trained with its composite.
@@ -225,6 +231,31 @@ phase5_probes() {
     $PY scripts/add_pathway.py "$WORK/probes-dit5/export" "$WORK/probes-dit5-composite/export" prior_composite=true
 }
 
+# Phase 6 (probe world only): more data for the conv prior, which had learnt its 380 training episodes by heart
+# (held-out error 0.21 against 0.077 on them). The store grows to 4,000 episodes (probes12k.zarr, the same first 400;
+# 1,600 env steps/s), the phase-5 prior is refitted there (probes-prior6: 6,000 steps, cosine) while the DiT continues
+# 2,000 steps on it as phase 5 trained (probes-dit6, composite mask and prior trained too); the store then grows to
+# 12,000 episodes and the prior continues there (probes-prior6b); scripts/swap_prior.py puts it under the DiT.
+# Held-out episodes are every 20th at each size, so neither model ever trains on one that any phase held out.
+phase6_probes() {
+  local start=$1 store=$WORK/probes12k.zarr
+  [ -d "$store" ] || timed probes collect $WS collect env=probe episodes=4000 seed=1000 out="$store" progress=false
+  fit_prior probes "$start" "$store" "$WORK/probes-prior6" "${PROBES_PRIOR6_STEPS:-6000}" --schedule cosine \
+    --eval-every 500
+  stage probes train "$WORK/probes-dit6" "${PROBES_DIT6_STEPS:-2000}" $WS train data="$store" vae="$start" \
+    progress=false checkpoint_every=250 keep_checkpoints=1 video_every=0 init_from="$start" "${DIT[@]}" \
+    +model_overrides.previous_frame=true +model_overrides.previous_frames=2 +model_overrides.conv_prior=64 \
+    +model_overrides.prior_composite=true objective.prior_weight=1.0 objective.time_sampling=uniform \
+    optim.schedule=cosine optim.lr=3e-4 objective.own_context_prob=0.5
+  if [ "$($PY -c 'import sys; from worldsim.data.store import EpisodeStore; print(EpisodeStore.open(sys.argv[1], "r").num_episodes)' "$store")" -lt 12000 ]; then
+    timed probes collect $WS collect env=probe episodes=8000 seed=5000 out="$store" progress=false
+  fi
+  fit_prior probes "$WORK/probes-prior6" "$store" "$WORK/probes-prior6b" "${PROBES_PRIOR6B_STEPS:-3000}" \
+    --schedule cosine --eval-every 500 --lr 5e-4
+  [ -f "$WORK/probes-dit6-prior/export/config.json" ] || \
+    $PY scripts/swap_prior.py "$WORK/probes-dit6/export" "$WORK/probes-prior6b" "$WORK/probes-dit6-prior/export"
+}
+
 evaluate() {  # evaluate NAME WORLD [SAMPLING_STEPS]: worldsim eval on the shipped export, the card, plots and a strip
   local name=$1 world=$2 steps=${SAMPLING_STEPS:-${3:-4}}
   rm -rf "$WORK/$name-eval" "$WORK/$name-rollout"
@@ -271,7 +302,10 @@ for name in "${@:-crafter probes}"; do
       probes)
         store=$WORK/probes.zarr
         [ -d "$store" ] || timed probes collect $WS collect env=probe episodes=400 seed=1000 out="$store" progress=false
-        if [ -n "${PROBES_PHASE5_FROM:-}" ]; then  # phase 5 alone, from a phase-4 export (how the shipped one was made)
+        if [ -n "${PROBES_PHASE6_FROM:-}" ]; then  # phase 6 alone, from a phase-5 export (how the shipped one was made)
+          phase6_probes "$PROBES_PHASE6_FROM"
+          ship probes "$WORK/probes-dit6-prior/export"
+        elif [ -n "${PROBES_PHASE5_FROM:-}" ]; then  # phase 5 alone, from a phase-4 export (how the shipped one was made)
           phase5_probes "$PROBES_PHASE5_FROM"
           ship probes "$WORK/probes-dit5-composite/export"
         elif [ -n "${PROBES_PHASE4_FROM:-}" ]; then  # phase 4 alone, from a phase-3 export

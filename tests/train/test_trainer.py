@@ -442,7 +442,7 @@ def test_a_motion_field_fitted_alone_then_trained_with_the_dit(vae_run, tmp_path
     assert [row["step"] for row in curve] == [0, 50, 100] and all("train_prior_mse" in row for row in curve[1:])
     models, meta = load_export(tmp_path / "p")
     assert models["dit"].config.conv_prior == 8 and meta["conv_prior_fit"]["schedule"] == "cosine"
-    assert meta["conv_prior_fit"]["steps"] == 100
+    assert meta["conv_prior_fit"]["steps"] == 100 and meta["conv_prior_fit"]["steps_before"] == 0
     # a stopped fit continues from its export: it starts where the first one ended
     run = subprocess.run([sys.executable, "scripts/fit_motion_field.py", str(tmp_path / "p"), str(store),
                           str(tmp_path / "p2"), "--prior", "--steps", "1", "--unroll", "2",
@@ -451,6 +451,12 @@ def test_a_motion_field_fitted_alone_then_trained_with_the_dit(vae_run, tmp_path
     assert run.returncode == 0, run.stderr[-2000:]
     again = json.loads((tmp_path / "p2.json").read_text())["curve"]
     assert abs(again[0]["held_out_prior_rollout_mse"] - curve[-1]["held_out_prior_rollout_mse"]) < 1e-5
+    assert load_export(tmp_path / "p2")[1]["conv_prior_fit"]["steps_before"] == 0  # another folder: a new fit
+    run = subprocess.run([sys.executable, "scripts/fit_motion_field.py", str(tmp_path / "p"), str(store),
+                          str(tmp_path / "p"), "--prior", "--steps", "1"],
+                         cwd=Path(__file__).resolve().parents[2], capture_output=True, text=True, timeout=240)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert load_export(tmp_path / "p")[1]["conv_prior_fit"]["steps_before"] == 100  # its own folder: continued
     Trainer(compose("train", [f"run_dir={tmp_path / 'q'}", f"init_from={tmp_path / 'p'}", *two,
                               "+model_overrides.conv_prior=8", "objective.prior_weight=1.0", *common])).fit()
     acc = EventAccumulator(str(tmp_path / "q" / "tensorboard"))

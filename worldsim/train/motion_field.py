@@ -62,7 +62,8 @@ def fit_motion_field(dit_export: str | os.PathLike, store: str | os.PathLike, ou
     also holds the held-out rollout error (`held_out_{kind}_rollout_mse`).
 
     `schedule` "cosine" decays the learning rate to 0 at the last step. The export is written at every evaluation,
-    so a stopped fit continues from OUT (as DIT_EXPORT) with what it had learnt. The curve also holds the mean
+    so a stopped fit continues from OUT (as DIT_EXPORT) with what it had learnt; the record then counts the steps
+    done before (`steps_before`). The curve also holds the mean
     training error since the previous evaluation (`train_{kind}_mse`): far below the held-out error, the module is
     short of data, not of steps."""
     models, meta = load_export(dit_export)
@@ -106,8 +107,12 @@ def fit_motion_field(dit_export: str | os.PathLike, store: str | os.PathLike, ou
 
     held_ix = torch.linspace(0, len(splits["held"].starts) - 1, min(2048, len(splits["held"].starts))).long()
     cpu0, curve, trained = time.process_time(), [], []
-    fit = {"from": str(dit_export), "store": str(store), "width": width, "radius": radius, "steps": steps, "lr": lr,
-           "schedule": schedule, "batch": batch, "unroll": unroll, "held_out_episodes": held, "curve": curve}
+    key = "motion_field_fit" if kind == "field" else "conv_prior_fit"
+    earlier = meta.get(key) or {}  # a stopped fit continued from its own export counts the steps it had done
+    before = earlier.get("steps", 0) + earlier.get("steps_before", 0) if earlier.get("out") == str(out) else 0
+    fit = {"from": str(dit_export), "out": str(out), "store": str(store), "width": width, "radius": radius,
+           "steps": steps, "steps_before": before, "lr": lr, "schedule": schedule, "batch": batch, "unroll": unroll,
+           "held_out_episodes": held, "curve": curve}
 
     def evaluate(step: int) -> None:
         with torch.no_grad():
@@ -123,8 +128,7 @@ def fit_motion_field(dit_export: str | os.PathLike, store: str | os.PathLike, ou
             + (f"; training windows {np.mean(trained):.4f}" if trained else ""))
         trained.clear()
         if step:
-            write_export_like(out, autoencoder, dit.requires_grad_(False), meta,
-                              **{"motion_field_fit" if kind == "field" else "conv_prior_fit": {**fit, "steps": step}})
+            write_export_like(out, autoencoder, dit.requires_grad_(False), meta, **{key: {**fit, "steps": step}})
             for p in fitted:
                 p.requires_grad_(True)
 

@@ -104,3 +104,28 @@ def swap_decoder(dit_export: str | os.PathLike, vae_export: str | os.PathLike, o
         raise ValueError(f"{vae_export} was trained on {vae_meta['frame_size']} frames, {dit_export} on {meta['frame_size']}")
     return write_export_like(out, autoencoder, models["dit"], meta,
                              decoder_from={"from": str(vae_export), "steps": vae_meta.get("train", {}).get("steps")})
+
+
+def swap_prior(dit_export: str | os.PathLike, prior_export: str | os.PathLike, out: str | os.PathLike) -> Path:
+    """Write to `out` the DiT export `dit_export` with the conv prior (`prior.*`) of `prior_export` in place of its
+    own: a prior refitted alone (`scripts/fit_motion_field.py --prior`) put under a DiT trained meanwhile.
+
+    Both must be DiTs with a conv prior of the same width over the same latents (same autoencoder encoder and
+    latent statistics) and the same action space; ValueError otherwise. The new config.json adds `prior_from`."""
+    models, meta = load_export(dit_export)
+    donor, donor_meta = load_export(prior_export)
+    for path, m, d in ((dit_export, meta, models), (prior_export, donor_meta, donor)):
+        if "dit" not in d or not d["dit"].config.conv_prior:
+            raise ValueError(f"{path} has no DiT with a conv prior (conv_prior=WIDTH); swap_prior needs one on each side")
+    dit, other = models["dit"], donor["dit"]
+    if dit.config.conv_prior != other.config.conv_prior:
+        raise ValueError(f"the conv priors differ in width: {dit.config.conv_prior} in {dit_export}, "
+                         f"{other.config.conv_prior} in {prior_export}")
+    if autoencoder_key(donor["autoencoder"]) != autoencoder_key(models["autoencoder"]) \
+            or dit.config.action_space != other.config.action_space:
+        raise ValueError(f"{prior_export} was fitted on other latents or actions than {dit_export}")
+    state = dit.state_dict()
+    state.update({n: w for n, w in other.state_dict().items() if n.startswith("prior.")})
+    dit.load_state_dict(state)
+    return write_export_like(out, models["autoencoder"], dit.eval(), meta, prior_from={
+        "from": str(prior_export), **({"fit": donor_meta["conv_prior_fit"]} if "conv_prior_fit" in donor_meta else {})})
