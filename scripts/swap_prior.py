@@ -2,7 +2,7 @@
 
 PRIOR_EXPORT is a `scripts/fit_motion_field.py --prior` export over the same latents with a prior of the same width;
 every weight but the prior's (`prior.*`) comes from DIT_EXPORT (`worldsim.train.warm_start.swap_prior`). Probes-v0
-phase 6 ships this way: its prior refitted on 12,000 episodes under a DiT continued on 4,000.
+phase 6 was made this way: its prior refitted alone on 4,000 episodes, put under the DiT continued meanwhile on them.
 """
 
 import argparse

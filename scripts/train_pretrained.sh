@@ -90,7 +90,7 @@ train_world() {  # train_world NAME VAE_STEPS DIT_STEPS VAE_ARGS -- DIT_ARGS   (
     phase4_probes "$WORK/$name-dit3/export" "$WORK/$name-vae4/export"
     phase5_probes "$WORK/$name-dit4-swapped/export"
     phase6_probes "$WORK/$name-dit5-composite/export"
-    final=$WORK/$name-dit6-prior
+    final=$WORK/$name-dit7
   fi
   ship "$name" "$final/export"
   if [ "$name" = crafter ]; then  # served with 4 context frames: as faithful as its trained 8, 13% faster a step
@@ -231,29 +231,32 @@ phase5_probes() {
     $PY scripts/add_pathway.py "$WORK/probes-dit5/export" "$WORK/probes-dit5-composite/export" prior_composite=true
 }
 
-# Phase 6 (probe world only): more data for the conv prior, which had learnt its 380 training episodes by heart
-# (held-out error 0.21 against 0.077 on them). The store grows to 4,000 episodes (probes12k.zarr, the same first 400;
-# 1,600 env steps/s), the phase-5 prior is refitted there (probes-prior6: 6,000 steps, cosine) while the DiT continues
-# 2,000 steps on it as phase 5 trained (probes-dit6, composite mask and prior trained too); the store then grows to
-# 12,000 episodes and the prior continues there (probes-prior6b); scripts/swap_prior.py puts it under the DiT.
-# Held-out episodes are every 20th at each size, so neither model ever trains on one that any phase held out.
+# Phase 6 (probe world only): more data, for the conv prior above all, which had learnt its 380 training episodes
+# by heart (held-out error 0.21 against 0.077 on them). The store grows to 4,000 episodes (probes12k.zarr: the same
+# first 400; the probe world steps at 1,600 env steps/s). The phase-5 prior is refitted there alone (probes-prior6:
+# 6,000 steps, cosine; held-out 0.185 -> 0.119) while the phase-5 DiT continues 2,000 steps on it as phase 5 trained,
+# its mask and prior trained too (probes-dit6); scripts/swap_prior.py puts the refitted prior under that DiT. The
+# store then grows to 12,000 episodes and the DiT continues 1,200 steps there (probes-dit7). Held-out episodes are
+# every 20th at each size, so no model here trains on an episode any phase held out. START is phase 5's export
+# (the committed worldsim/pretrained/probes when continuing: PROBES_PHASE6_FROM=DIR).
 phase6_probes() {
   local start=$1 store=$WORK/probes12k.zarr
   [ -d "$store" ] || timed probes collect $WS collect env=probe episodes=4000 seed=1000 out="$store" progress=false
   fit_prior probes "$start" "$store" "$WORK/probes-prior6" "${PROBES_PRIOR6_STEPS:-6000}" --schedule cosine \
     --eval-every 500
+  local comp=(+model_overrides.previous_frame=true +model_overrides.previous_frames=2 +model_overrides.conv_prior=64
+              +model_overrides.prior_composite=true objective.prior_weight=1.0 objective.time_sampling=uniform
+              optim.schedule=cosine optim.lr=3e-4 objective.own_context_prob=0.5)
   stage probes train "$WORK/probes-dit6" "${PROBES_DIT6_STEPS:-2000}" $WS train data="$store" vae="$start" \
-    progress=false checkpoint_every=250 keep_checkpoints=1 video_every=0 init_from="$start" "${DIT[@]}" \
-    +model_overrides.previous_frame=true +model_overrides.previous_frames=2 +model_overrides.conv_prior=64 \
-    +model_overrides.prior_composite=true objective.prior_weight=1.0 objective.time_sampling=uniform \
-    optim.schedule=cosine optim.lr=3e-4 objective.own_context_prob=0.5
+    progress=false checkpoint_every=250 keep_checkpoints=1 video_every=0 init_from="$start" "${DIT[@]}" "${comp[@]}"
+  [ -f "$WORK/probes-dit6-prior/export/config.json" ] || \
+    $PY scripts/swap_prior.py "$WORK/probes-dit6/export" "$WORK/probes-prior6" "$WORK/probes-dit6-prior/export"
   if [ "$($PY -c 'import sys; from worldsim.data.store import EpisodeStore; print(EpisodeStore.open(sys.argv[1], "r").num_episodes)' "$store")" -lt 12000 ]; then
     timed probes collect $WS collect env=probe episodes=8000 seed=5000 out="$store" progress=false
   fi
-  fit_prior probes "$WORK/probes-prior6" "$store" "$WORK/probes-prior6b" "${PROBES_PRIOR6B_STEPS:-3000}" \
-    --schedule cosine --eval-every 500 --lr 5e-4
-  [ -f "$WORK/probes-dit6-prior/export/config.json" ] || \
-    $PY scripts/swap_prior.py "$WORK/probes-dit6/export" "$WORK/probes-prior6b" "$WORK/probes-dit6-prior/export"
+  stage probes train "$WORK/probes-dit7" "${PROBES_DIT7_STEPS:-1200}" $WS train data="$store" vae="$start" \
+    progress=false checkpoint_every=250 keep_checkpoints=1 video_every=0 init_from="$WORK/probes-dit6-prior/export" \
+    "${DIT[@]}" "${comp[@]}"
 }
 
 evaluate() {  # evaluate NAME WORLD [SAMPLING_STEPS]: worldsim eval on the shipped export, the card, plots and a strip
@@ -304,7 +307,7 @@ for name in "${@:-crafter probes}"; do
         [ -d "$store" ] || timed probes collect $WS collect env=probe episodes=400 seed=1000 out="$store" progress=false
         if [ -n "${PROBES_PHASE6_FROM:-}" ]; then  # phase 6 alone, from a phase-5 export (how the shipped one was made)
           phase6_probes "$PROBES_PHASE6_FROM"
-          ship probes "$WORK/probes-dit6-prior/export"
+          ship probes "$WORK/probes-dit7/export"
         elif [ -n "${PROBES_PHASE5_FROM:-}" ]; then  # phase 5 alone, from a phase-4 export (how the shipped one was made)
           phase5_probes "$PROBES_PHASE5_FROM"
           ship probes "$WORK/probes-dit5-composite/export"
