@@ -63,9 +63,8 @@ def fit_motion_field(dit_export: str | os.PathLike, store: str | os.PathLike, ou
 
     `schedule` "cosine" decays the learning rate to 0 at the last step. The export is written at every evaluation,
     so a stopped fit continues from OUT (as DIT_EXPORT) with what it had learnt; the record then counts the steps
-    done before (`steps_before`). The curve also holds the mean
-    training error since the previous evaluation (`train_{kind}_mse`): far below the held-out error, the module is
-    short of data, not of steps."""
+    done before (`steps_before`). The curve also holds the mean training error since the previous evaluation
+    (`train_{kind}_mse`): far below the held-out error, the module is short of data, not of steps."""
     models, meta = load_export(dit_export)
     if "dit" not in models:
         raise ValueError(f"{dit_export} is an {meta['kind']} export; fitting a motion field needs a DiT export")
@@ -108,8 +107,8 @@ def fit_motion_field(dit_export: str | os.PathLike, store: str | os.PathLike, ou
     held_ix = torch.linspace(0, len(splits["held"].starts) - 1, min(2048, len(splits["held"].starts))).long()
     cpu0, curve, trained = time.process_time(), [], []
     key = "motion_field_fit" if kind == "field" else "conv_prior_fit"
-    earlier = meta.get(key) or {}  # a stopped fit continued from its own export counts the steps it had done
-    before = earlier.get("steps", 0) + earlier.get("steps_before", 0) if earlier.get("out") == str(out) else 0
+    last_fit = meta.get(key) or {}  # a stopped fit continued from its own export counts the steps it had done
+    before = last_fit.get("steps", 0) + last_fit.get("steps_before", 0) if last_fit.get("out") == str(out) else 0
     fit = {"from": str(dit_export), "out": str(out), "store": str(store), "width": width, "radius": radius,
            "steps": steps, "steps_before": before, "lr": lr, "schedule": schedule, "batch": batch, "unroll": unroll,
            "held_out_episodes": held, "curve": curve}

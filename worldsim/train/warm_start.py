@@ -114,8 +114,8 @@ def swap_prior(dit_export: str | os.PathLike, prior_export: str | os.PathLike, o
     latent statistics) and the same action space; ValueError otherwise. The new config.json adds `prior_from`."""
     models, meta = load_export(dit_export)
     donor, donor_meta = load_export(prior_export)
-    for path, m, d in ((dit_export, meta, models), (prior_export, donor_meta, donor)):
-        if "dit" not in d or not d["dit"].config.conv_prior:
+    for path, loaded in ((dit_export, models), (prior_export, donor)):
+        if "dit" not in loaded or not loaded["dit"].config.conv_prior:
             raise ValueError(f"{path} has no DiT with a conv prior (conv_prior=WIDTH); swap_prior needs one on each side")
     dit, other = models["dit"], donor["dit"]
     if dit.config.conv_prior != other.config.conv_prior:
