@@ -1,6 +1,6 @@
 """Fit a DiT's motion field alone on a store's cached latents (worldsim.train.motion_field).
 
-    python scripts/fit_motion_field.py DIT_EXPORT STORE OUT [--width 32] [--radius 4] [--steps 1500] [--prior] [--schedule cosine] [--json F]
+    python scripts/fit_motion_field.py DIT_EXPORT STORE OUT [--width 32] [--radius 4] [--steps 1500] [--prior [--heads 2]] [--schedule cosine] [--json F]
 """
 
 import argparse
@@ -27,6 +27,8 @@ def main() -> None:
     parser.add_argument("--prior", action="store_true", help="fit a conv prior of --width channels instead of a field")
     parser.add_argument("--unroll", type=int, default=1,
                         help="fit over rollouts of this many steps, the module's own guesses fed back")
+    parser.add_argument("--heads", type=int, default=1,
+                        help="a prior's heads: > 1 makes a committed prior (several guesses, one chosen)")
     parser.add_argument("--schedule", choices=("constant", "cosine"), default="constant",
                         help="learning rate after the first step: constant, or cosine down to 0 at the last")
     parser.add_argument("--eval-every", type=int, default=250,
@@ -38,7 +40,7 @@ def main() -> None:
         result = fit_motion_field(args.dit_export, args.store, args.out, args.width, args.radius, args.steps,
                                   args.lr, args.batch, kind="prior" if args.prior else "field",
                                   unroll=args.unroll, schedule=args.schedule,
-                                  eval_every=args.eval_every)
+                                  eval_every=args.eval_every, heads=args.heads)
     except (ValueError, OSError, ExportError) as e:
         sys.exit(f"fit_motion_field: {e}")
     if args.json:

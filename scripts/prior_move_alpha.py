@@ -5,7 +5,8 @@ from copying the previous latent (0) towards the true next latent (1), split by 
 
 alpha = <guess - previous, next - previous> / |next - previous|^2 per window; quantiles 10/25/50/75/90%. Session 16
 (`docs/bench/crafter_prior_move_alpha.txt`): moves that succeed median 0.73, blocked moves 0.24: the regression
-hedges where it is unsure whether the move succeeds.
+hedges where it is unsure whether the move succeeds. A committed prior (more than one head) also gets each
+head's quantiles and how often the choice falls on it.
 """
 
 import sys
@@ -36,9 +37,16 @@ def main() -> None:
     with torch.no_grad():
         cond = dit.action_encoder(data.action[first + 2][:, None], data.action_mask[first + 2][:, None])
         guess = dit.prior(latents[first + 1][:, None], latents[first][:, None], cond)[:, 0]
+        guesses, logits = dit.prior.hypotheses(latents[first + 1][:, None], latents[first][:, None], cond)
     prev, nxt = latents[first + 1], latents[first + 2]
-    delta, moved_by = (nxt - prev).flatten(1), (guess - prev).flatten(1)
-    alpha = (moved_by * delta).sum(1) / delta.pow(2).sum(1).clamp_min(1e-6)
+
+    def alpha_of(g: torch.Tensor) -> torch.Tensor:
+        delta, moved_by = (nxt - prev).flatten(1), (g - prev).flatten(1)
+        return (moved_by * delta).sum(1) / delta.pow(2).sum(1).clamp_min(1e-6)
+
+    alpha = alpha_of(guess)
+    heads = [alpha_of(guesses[:, 0, h]) for h in range(guesses.shape[2])] if logits is not None else []
+    chosen = logits[:, 0].argmax(-1) if logits is not None else None
     k = cache.k
 
     def row(latent: int) -> int:  # the store row of a latent frame's last real frame
@@ -51,6 +59,10 @@ def main() -> None:
     for name, sel in (("move, moved", is_move & moved), ("move, blocked", is_move & ~moved), ("other, still", ~is_move & ~moved)):
         q = torch.quantile(alpha[torch.from_numpy(sel)], torch.tensor([0.1, 0.25, 0.5, 0.75, 0.9]))
         print(f"{name}: n={int(sel.sum())} alpha quantiles {[round(float(x), 2) for x in q]}")
+        for h, a in enumerate(heads):  # a committed prior (ConvPrior heads): each head, and how often it is chosen
+            q = torch.quantile(a[torch.from_numpy(sel)], torch.tensor([0.1, 0.25, 0.5, 0.75, 0.9]))
+            print(f"  head {h}: chosen {float((chosen[torch.from_numpy(sel)] == h).float().mean()):.0%}, "
+                  f"alpha quantiles {[round(float(x), 2) for x in q]}")
 
 
 if __name__ == "__main__":

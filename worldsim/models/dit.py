@@ -94,8 +94,9 @@ class DiTConfig:
     motion_field_radius: int = 4  # the field's kernels reach this many latent pixels each way
     # > 0 (with previous_frames=2): a conv net of this width guesses the next latent from the two frames before it and
     # the action (`worldsim.models.motion.ConvPrior`), read as one more per-token input (zero at first); its own loss
-    # is objective.prior_weight
+    # is objective.prior_weight. prior_heads > 1: it makes that many guesses and commits to one (ConvPrior's heads)
     conv_prior: int = 0
+    prior_heads: int = 1
     # True (with conv_prior): that guess composited into the prediction as motion_composite does the moved frame
     prior_composite: bool = False
 
@@ -124,9 +125,10 @@ class DiTConfig:
         if self.motion_field < 0 or self.motion_field_radius < 1 or (self.motion_field and self.previous_frames != 2):
             raise ValueError(f"motion_field must be >= 0 and needs previous_frames=2 (it reads a displacement), and "
                              f"motion_field_radius >= 1, got {self.motion_field}, {self.motion_field_radius}")
-        if self.conv_prior < 0 or self.conv_prior % 8 or (self.conv_prior and self.previous_frames != 2):
-            raise ValueError(f"conv_prior must be a multiple of 8 (0: none) and needs previous_frames=2, got "
-                             f"{self.conv_prior}")
+        if self.conv_prior < 0 or self.conv_prior % 8 or (self.conv_prior and self.previous_frames != 2) \
+                or self.prior_heads < 1 or (self.prior_heads > 1 and not self.conv_prior):
+            raise ValueError(f"conv_prior must be a multiple of 8 (0: none) and needs previous_frames=2, prior_heads "
+                             f">= 1 (> 1 needs conv_prior), got {self.conv_prior}, {self.prior_heads}")
         if self.motion_radius and not (self.previous_frame and self.action_space is not None):
             raise ValueError("motion_radius > 0 moves the previous frame by the action: it needs previous_frame=True "
                              "and an action space")
@@ -223,12 +225,10 @@ class DiT(nn.Module):
         self.earlier_embed = PatchEmbed(c.latent_channels, c.patch_size, c.dim) if earlier else None
         self.earlier_noise_embed = NoiseLevelEmbedder(c.dim) if earlier else None
         self.motion = MotionKernel(c.dim, c.latent_channels, c.motion_radius, c.motion_groups, c.motion_context,
-                                   c.motion_gate) \
-            if c.motion_radius else None
-        self.field = MotionField(c.dim, c.latent_channels, c.motion_field_radius, c.motion_field) \
-            if c.motion_field else None
+                                   c.motion_gate) if c.motion_radius else None
+        self.field = MotionField(c.dim, c.latent_channels, c.motion_field_radius, c.motion_field) if c.motion_field else None
         self.field_embed = PatchEmbed(c.latent_channels, c.patch_size, c.dim) if c.motion_field else None
-        self.prior = ConvPrior(c.dim, c.latent_channels, c.conv_prior) if c.conv_prior else None
+        self.prior = ConvPrior(c.dim, c.latent_channels, c.conv_prior, c.prior_heads) if c.conv_prior else None
         self.prior_embed = PatchEmbed(c.latent_channels, c.patch_size, c.dim) if c.conv_prior else None
         self.action_space = None if c.action_space is None else space_from_json(c.action_space)
         self.action_encoder = None if self.action_space is None else ActionEncoder(self.action_space, c.dim, c.action_substeps)

@@ -175,22 +175,61 @@ class ConvPrior(nn.Module):
     frame plus a residual from a 3 x 3 convolution, 8 residual blocks (dilations 1-2-4-8-1-2-4-1) and a 3 x 3
     output convolution that starts at zero, so it starts as copying. The DiT reads its guess as one more per-token
     input (zero at first) and corrects it; objective.prior_weight fits it to the next frame.
+
+    `heads` K > 1 (`DiTConfig.prior_heads`): K guesses and a choice among them, made per frame from what the frames
+    show, so that where the next frame is one of a few outcomes (a move that succeeds or is blocked) the guess
+    commits to one instead of averaging them. Fitted winner-takes-all (`committed_loss`, in
+    `worldsim.train.motion_field`); the guess is the chosen head's. Added to a one-head prior it guesses as before.
     """
 
-    def __init__(self, dim: int, channels: int, width: int) -> None:
+    def __init__(self, dim: int, channels: int, width: int, heads: int = 1) -> None:
         super().__init__()
+        self.heads = heads
         self.action = nn.Linear(dim, width)
         self.inp = nn.Conv2d(2 * channels + width, width, 3, padding=1)
         self.blocks = nn.Sequential(*(PriorBlock(width, d) for d in PRIOR_DILATIONS))
         self.out = nn.Conv2d(width, channels, 3, padding=1)
-        nn.init.zeros_(self.out.weight)
-        nn.init.zeros_(self.out.bias)
+        # heads > 1: more guesses (each starts as copying) and a choice among them (starts choosing the first)
+        self.alt = nn.Conv2d(width, channels * (heads - 1), 3, padding=1) if heads > 1 else None
+        self.choose = nn.Conv2d(width, heads, 3, padding=1) if heads > 1 else None
+        for conv in (self.out, self.alt, self.choose):
+            if conv is not None:
+                nn.init.zeros_(conv.weight)
+                nn.init.zeros_(conv.bias)
+
+    def hypotheses(self, previous: Tensor, earlier: Tensor, cond: Tensor | None) -> tuple[Tensor, Tensor | None]:
+        """Every head's guess (B, T, K, C, h, w) and the choice's logits (B, T, K) (None with one head)."""
+        b, t, c, h, w = previous.shape
+        features = torch.nn.functional.silu(self.blocks(self.inp(frames_and_action(previous, earlier, cond, self.action))))
+        residual = self.out(features) if self.alt is None else torch.cat([self.out(features), self.alt(features)], 1)
+        guesses = previous.float()[:, :, None] + residual.float().view(b, t, self.heads, c, h, w)
+        logits = None if self.choose is None else self.choose(features).float().mean(dim=(2, 3)).view(b, t, self.heads)
+        return guesses, logits
 
     def forward(self, previous: Tensor, earlier: Tensor, cond: Tensor | None) -> Tensor:
-        b, t, c, h, w = previous.shape
-        x = frames_and_action(previous, earlier, cond, self.action)
-        residual = self.out(torch.nn.functional.silu(self.blocks(self.inp(x)))).float()
-        return (previous.float() + residual.view(b, t, c, h, w)).to(previous.dtype)
+        guesses, logits = self.hypotheses(previous, earlier, cond)
+        if logits is None:
+            return guesses[:, :, 0].to(previous.dtype)
+        pick = logits.argmax(dim=-1)[:, :, None, None, None, None].expand(-1, -1, 1, *guesses.shape[3:])
+        return guesses.gather(2, pick)[:, :, 0].to(previous.dtype)
+
+    def committed_loss(self, previous: Tensor, earlier: Tensor, cond: Tensor | None, target: Tensor,
+                       spread: float = 0.05, choice_weight: float = 0.05) -> tuple[Tensor, dict[str, Tensor]]:
+        """Winner-takes-all fit of the heads to `target` (B, T, C, h, w): the closest head's squared error, `spread`
+        times every head's (so none is left behind), and the choice's cross-entropy against the closest head.
+        Returns the loss and {"chosen", "oracle", "first"}: the mean squared error of the chosen head and of the
+        closest, and how often the choice falls on the first head."""
+        guesses, logits = self.hypotheses(previous, earlier, cond)
+        err = (guesses - target.float()[:, :, None]).pow(2).mean(dim=(3, 4, 5))  # (B, T, K)
+        best = err.argmin(dim=-1)
+        oracle = err.gather(-1, best[..., None]).mean()
+        if logits is None:
+            return oracle, {"chosen": oracle.detach(), "oracle": oracle.detach(), "first": torch.ones(())}
+        choice = torch.nn.functional.cross_entropy(logits.flatten(0, 1), best.flatten())
+        pick = logits.argmax(dim=-1)
+        parts = {"chosen": err.gather(-1, pick[..., None]).mean().detach(), "oracle": oracle.detach(),
+                 "first": (pick == 0).float().mean()}
+        return oracle + spread * err.mean() + choice_weight * choice, parts
 
 
 def composite_v(v: Tensor, x: Tensor, level: Tensor, moved: Tensor, previous_level: Tensor, mask: Tensor) -> Tensor:

@@ -34,16 +34,25 @@ from worldsim.train.validation import holdout_episodes
 from worldsim.train.warm_start import with_config
 
 
-def field_dit(dit: DiT, width: int, radius: int, kind: str = "field") -> DiT:
+def field_dit(dit: DiT, width: int, radius: int, kind: str = "field", heads: int = 1) -> DiT:
     """`dit` itself if it has the module (`kind` "field": a motion field; "prior": a conv prior), else a copy with
     a fresh one (every other weight unchanged). Both read the frame before the previous one too: a DiT fed only the
-    previous frame gains that pathway (zero at first, so it predicts as before)."""
+    previous frame gains that pathway (zero at first, so it predicts as before). A prior of fewer than `heads`
+    heads gains the others (each starting as copying, the choice starting on its first head: it guesses as before)."""
     if getattr(dit, kind) is not None:
-        return dit
+        if kind != "prior" or heads == dit.config.prior_heads:
+            return dit
+        if heads < dit.config.prior_heads:
+            raise ValueError(f"the DiT's conv prior has {dit.config.prior_heads} heads; fitting it with {heads} would "
+                             "drop trained ones")
+        new, added = with_config(dit, prior_heads=heads)
+        assert all(name.startswith("prior.") for name in added), added
+        return new
     if not dit.config.previous_frame:
         raise ValueError(f"a {'motion field' if kind == 'field' else 'conv prior'} reads the two frames before each "
                          "one: the DiT needs the previous-frame pathway (previous_frame=True)")
-    change = {"motion_field": width, "motion_field_radius": radius} if kind == "field" else {"conv_prior": width}
+    change = {"motion_field": width, "motion_field_radius": radius} if kind == "field" \
+        else {"conv_prior": width, "prior_heads": heads}
     new, added = with_config(dit, previous_frames=2, **change)
     assert all(name.startswith((kind, "earlier_")) for name in added), added
     return new
@@ -52,7 +61,7 @@ def field_dit(dit: DiT, width: int, radius: int, kind: str = "field") -> DiT:
 def fit_motion_field(dit_export: str | os.PathLike, store: str | os.PathLike, out: str | os.PathLike,
                      width: int = 32, radius: int = 4, steps: int = 1500, lr: float = 3e-3, batch: int = 128,
                      eval_every: int = 250, seed: int = 0, log=print, kind: str = "field",
-                     unroll: int = 1, schedule: str = "constant") -> dict[str, Any]:
+                     unroll: int = 1, schedule: str = "constant", heads: int = 1) -> dict[str, Any]:
     """Fit the motion field of `dit_export`'s DiT on `store`'s cached latents; write the export to `out`; return
     the curve: held-out mean squared error of the moved previous latent against the next one, beside copying the
     previous latent (what the DiT's copy pathway starts from).
@@ -64,14 +73,21 @@ def fit_motion_field(dit_export: str | os.PathLike, store: str | os.PathLike, ou
     `schedule` "cosine" decays the learning rate to 0 at the last step. The export is written at every evaluation,
     so a stopped fit continues from OUT (as DIT_EXPORT) with what it had learnt; the record then counts the steps
     done before (`steps_before`). The curve also holds the mean training error since the previous evaluation
-    (`train_{kind}_mse`): far below the held-out error, the module is short of data, not of steps."""
+    (`train_{kind}_mse`): far below the held-out error, the module is short of data, not of steps.
+
+    `heads` K > 1 (kind "prior"): a committed prior (`ConvPrior`'s heads) fitted winner-takes-all; the held-out
+    error is the chosen head's, and the curve adds the closest head's (`held_out_prior_oracle_mse`) and how often
+    the choice falls on the first head (`choice_first`)."""
     models, meta = load_export(dit_export)
     if "dit" not in models:
         raise ValueError(f"{dit_export} is an {meta['kind']} export; fitting a motion field needs a DiT export")
     autoencoder = models["autoencoder"]
     if kind not in ("field", "prior"):
         raise ValueError(f"kind must be 'field' or 'prior', got {kind!r}")
-    dit = field_dit(models["dit"], width, radius, kind).requires_grad_(False)
+    if heads < 1 or (heads > 1 and (kind != "prior" or unroll > 1)):
+        raise ValueError(f"heads={heads}: more than one head is for a prior (--prior) fitted one step at a time "
+                         f"(unroll 1), got kind {kind!r}, unroll {unroll}")
+    dit = field_dit(models["dit"], width, radius, kind, heads).requires_grad_(False)
     module = getattr(dit, kind)
     cache = open_cache(store, autoencoder)
     if cache is None:
@@ -104,6 +120,13 @@ def fit_motion_field(dit_export: str | os.PathLike, store: str | os.PathLike, ou
             earlier, previous = previous, moved
         return error, copy
 
+    def committed(data: LatentWindowDataset, ix: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """A committed prior's winner-takes-all loss on the windows `ix`, and its parts."""
+        first = torch.from_numpy(data.starts[ix.numpy()])
+        cond = dit.action_encoder(data.action[first + 2][:, None], data.action_mask[first + 2][:, None])
+        previous, earlier = latents[first + 1][:, None], latents[first][:, None]
+        return module.committed_loss(previous, earlier, cond, latents[first + 2][:, None])
+
     held_ix = torch.linspace(0, len(splits["held"].starts) - 1, min(2048, len(splits["held"].starts))).long()
     cpu0, curve, trained = time.process_time(), [], []
     key = "motion_field_fit" if kind == "field" else "conv_prior_fit"
@@ -111,19 +134,25 @@ def fit_motion_field(dit_export: str | os.PathLike, store: str | os.PathLike, ou
     before = last_fit.get("steps", 0) + last_fit.get("steps_before", 0) if last_fit.get("out") == str(out) else 0
     fit = {"from": str(dit_export), "out": str(out), "store": str(store), "width": width, "radius": radius,
            "steps": steps, "steps_before": before, "lr": lr, "schedule": schedule, "batch": batch, "unroll": unroll,
+           **({"heads": heads} if heads > 1 else {}),
            "held_out_episodes": held, "curve": curve}
 
     def evaluate(step: int) -> None:
         with torch.no_grad():
             moved, copy = errors(splits["held"], held_ix)
             rollout = errors(splits["held"], held_ix, unroll)[0] if unroll > 1 else None
+            parts = committed(splits["held"], held_ix)[1] if heads > 1 else {}
         curve.append({"step": step, "cpu_s": round(time.process_time() - cpu0, 1),
                       f"held_out_{kind}_mse": round(float(moved), 5), "held_out_copy_mse": round(float(copy), 5),
                       **({f"held_out_{kind}_rollout_mse": round(float(rollout), 5)} if unroll > 1 else {}),
+                      **({"held_out_prior_oracle_mse": round(float(parts["oracle"]), 5),
+                          "choice_first": round(float(parts["first"]), 3)} if parts else {}),
                       **({f"train_{kind}_mse": round(float(np.mean(trained)), 5)} if trained else {})})
         log(f"[fit_motion_field] step {step}: held-out {kind} guess of the next latent: mse {float(moved):.4f} "
             f"(copying the previous one: {float(copy):.4f})"
             + (f"; over {unroll}-step rollouts {float(rollout):.4f}" if unroll > 1 else "")
+            + (f"; closest head {float(parts['oracle']):.4f}, first head chosen {float(parts['first']):.0%}"
+               if parts else "")
             + (f"; training windows {np.mean(trained):.4f}" if trained else ""))
         trained.clear()
         if step:
@@ -137,7 +166,8 @@ def fit_motion_field(dit_export: str | os.PathLike, store: str | os.PathLike, ou
         if schedule == "cosine":
             for group in opt.param_groups:
                 group["lr"] = lr * 0.5 * (1 + math.cos(math.pi * (step - 1) / steps))
-        loss = errors(splits["train"], torch.randint(0, n, (batch,), generator=generator), unroll)[0]
+        ix = torch.randint(0, n, (batch,), generator=generator)
+        loss = committed(splits["train"], ix)[0] if heads > 1 else errors(splits["train"], ix, unroll)[0]
         opt.zero_grad()
         loss.backward()
         opt.step()

@@ -1,0 +1,118 @@
+"""A committed conv prior (`DiTConfig.prior_heads`): several guesses of the next latent and one chosen, fitted
+winner-takes-all, so that where the next frame is one of a few outcomes the guess is one of them, not their mean."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from helpers import make_store
+
+from worldsim.export import load_export
+from worldsim.models.dit import DiTConfig
+from worldsim.models.motion import ConvPrior
+from worldsim.train.latent_cache import build_cache
+from worldsim.train.motion_field import field_dit
+
+from tiny_world_model import make_export
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _fit(prior: ConvPrior, batch, steps: int = 300) -> None:
+    opt = torch.optim.AdamW(prior.parameters(), lr=1e-2)
+    g = torch.Generator().manual_seed(1)
+    for _ in range(steps):
+        loss = prior.committed_loss(*batch(g))[0]
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+
+
+def _outcomes(cue: bool):
+    """Windows whose next frame is the previous one plus s or minus s (s = 1 everywhere), each half the time; with
+    `cue` the earlier frame shows which (its first channel is the sign), without it nothing does."""
+    def batch(g: torch.Generator):
+        previous = torch.randn(32, 1, 4, 8, 8, generator=g)
+        sign = torch.randint(0, 2, (32, 1, 1, 1, 1), generator=g).float() * 2 - 1
+        earlier = torch.zeros_like(previous)
+        if cue:
+            earlier[:, :, :1] = sign
+        return previous, earlier, None, previous + sign
+    return batch
+
+
+def _distance_to_nearest_outcome(guess: torch.Tensor, previous: torch.Tensor) -> torch.Tensor:
+    return torch.minimum((guess - previous - 1).pow(2).mean(dim=(2, 3, 4)),
+                         (guess - previous + 1).pow(2).mean(dim=(2, 3, 4))).mean()
+
+
+def test_where_nothing_shows_the_outcome_two_heads_commit_and_one_head_averages():
+    torch.manual_seed(0)
+    one, two = ConvPrior(8, 4, 8), ConvPrior(8, 4, 8, heads=2)
+    batch = _outcomes(cue=False)
+    _fit(one, batch)
+    _fit(two, batch)
+    previous, earlier, _, target = batch(torch.Generator().manual_seed(7))
+    with torch.no_grad():
+        mean, committed = one(previous, earlier, None), two(previous, earlier, None)
+        guesses, logits = two.hypotheses(previous, earlier, None)
+    assert _distance_to_nearest_outcome(mean, previous) > 0.8  # the mean of +1 and -1: 1 from each
+    assert _distance_to_nearest_outcome(committed, previous) < 0.1  # one of them
+    heads = (guesses - previous[:, :, None]).mean(dim=(0, 1, 3, 4, 5))  # each head's mean step
+    assert sorted(heads.tolist())[0] < -0.8 and sorted(heads.tolist())[1] > 0.8, heads
+
+
+def test_where_the_frames_show_the_outcome_the_choice_reads_it():
+    torch.manual_seed(0)
+    two = ConvPrior(8, 4, 8, heads=2)
+    batch = _outcomes(cue=True)
+    _fit(two, batch)
+    loss, parts = two.committed_loss(*batch(torch.Generator().manual_seed(7)))
+    assert parts["chosen"] < 0.05 and 0.2 < parts["first"] < 0.8, parts  # the right head, either head half the time
+
+
+def test_heads_need_a_conv_prior():
+    with pytest.raises(ValueError, match="prior_heads"):
+        DiTConfig(latent_channels=4, previous_frame=True, previous_frames=2, prior_heads=2)
+    with pytest.raises(ValueError, match="prior_heads"):
+        DiTConfig(latent_channels=4, previous_frame=True, previous_frames=2, conv_prior=8, prior_heads=0)
+
+
+def test_a_committed_prior_fitted_on_cached_latents(tmp_path):
+    """scripts/fit_motion_field.py --heads 2 upgrades a one-head prior (guessing as before at step 0), fits it
+    winner-takes-all and records the chosen and the closest head's held-out errors; a fewer-head fit or an
+    unrolled one is refused in one line."""
+    base = make_export(tmp_path / "dit", dit_overrides={"previous_frames": 2, "conv_prior": 8})
+    models, _ = load_export(base)
+    store = make_store(tmp_path / "d.zarr", episodes=20, steps=24)
+    build_cache(store, models["autoencoder"], progress=False)
+    one = models["dit"].eval()
+    two = field_dit(one, 8, 0, "prior", heads=2).eval()
+    assert two.config.prior_heads == 2 and one.config.prior_heads == 1
+    previous, earlier = torch.randn(2, 3, 4, 4, 4), torch.randn(2, 3, 4, 4, 4)
+    k = one.action_encoder.substeps
+    cond = one.action_encoder(torch.zeros(2, 3, k, 1, dtype=torch.long), torch.ones(2, 3, k, dtype=torch.bool))
+    with torch.no_grad():
+        torch.testing.assert_close(two.prior(previous, earlier, cond), one.prior(previous, earlier, cond))
+
+    def fit(src, out, *args):
+        return subprocess.run([sys.executable, "scripts/fit_motion_field.py", str(src), str(store), str(out), "--prior",
+                               "--width", "8", "--batch", "16", *args], cwd=ROOT, capture_output=True, text=True,
+                              timeout=240)
+
+    run = fit(base, tmp_path / "h", "--heads", "2", "--steps", "20", "--eval-every", "10", "--lr", "3e-3",
+              "--json", str(tmp_path / "h.json"))
+    assert run.returncode == 0, run.stderr[-2000:]
+    curve = json.loads((tmp_path / "h.json").read_text())["curve"]
+    assert [row["step"] for row in curve] == [0, 10, 20]
+    assert curve[0]["choice_first"] == 1.0  # the added head and choice change nothing at first
+    assert all(row["held_out_prior_oracle_mse"] <= row["held_out_prior_mse"] + 1e-6 for row in curve)
+    models, meta = load_export(tmp_path / "h")
+    assert models["dit"].config.prior_heads == 2 and meta["conv_prior_fit"]["heads"] == 2
+    for args, message in ((["--heads", "1", "--steps", "1"], "has 2 heads"),
+                          (["--heads", "2", "--unroll", "2", "--steps", "1"], "heads=2")):
+        run = fit(tmp_path / "h", tmp_path / "x", *args)
+        assert run.returncode != 0 and message in run.stderr and run.stderr.count("\n") == 1, run.stderr[-2000:]
