@@ -83,7 +83,8 @@ train_world() {  # train_world NAME VAE_STEPS DIT_STEPS VAE_ARGS -- DIT_ARGS   (
   if [ "$name" = crafter ]; then
     phase3_crafter "$WORK/$name-dit2/export"
     phase4_crafter "$WORK/$name-dit5/export"
-    final=$WORK/$name-dit6
+    phase5_crafter "$WORK/$name-dit6/export"
+    final=$WORK/$name-dit7
   fi
   if [ "$name" = probes ]; then
     phase3_probes "$WORK/$name-dit2/export"
@@ -155,6 +156,26 @@ phase4_crafter() {
     $PY scripts/add_pathway.py "$WORK/crafter-prior4" "$WORK/crafter-prior4-composite" prior_composite=true
   stage crafter train "$WORK/crafter-dit6" "${DIT6_STEPS:-1500}" $WS train data="$store" vae="$start" progress=false \
     checkpoint_every=250 keep_checkpoints=1 video_every=0 init_from="$WORK/crafter-prior4-composite" "${DIT[@]}" \
+    +model_overrides.previous_frame=true +model_overrides.motion_radius=4 +model_overrides.previous_frames=2 \
+    +model_overrides.conv_prior=64 +model_overrides.prior_composite=true objective.prior_weight=1.0 \
+    objective.motion_weight=1.0 objective.time_sampling=uniform optim.schedule=cosine optim.lr=3e-4
+}
+
+# Phase 5 (Crafter only): three times the data. The phase-3 store (180 episodes) is copied and grows to 540 with
+# the same mix of policies (240 more explore episodes from seed 1000, 120 more random ones from seed 2000; episode
+# j of a store is reset with seed + j), and phase 4's DiT continues 2,000 steps on it as phase 4 trained
+# (crafter-dit7; its latent cache is extended by the training). Held-out episodes are every 20th at each size, so
+# none that phase 4 held out is trained on. START is phase 4's export (CRAFTER_PHASE5_FROM=DIR runs it alone).
+phase5_crafter() {
+  local start=$1 small=$WORK/crafter72.zarr store=$WORK/crafter540.zarr n
+  [ -d "$store" ] || cp -r "$small" "$store"
+  n=$($PY -c 'import sys; from worldsim.data.store import EpisodeStore; print(EpisodeStore.open(sys.argv[1], "r").num_episodes)' "$store")
+  [ "$n" -lt 420 ] && timed crafter collect $WS collect env=crafter env.size=72 policy=explore episodes=$((420 - n)) \
+    seed=1000 env.max_episode_steps=500 out="$store" progress=false && n=420
+  [ "$n" -lt 540 ] && timed crafter collect $WS collect env=crafter env.size=72 policy=random episodes=$((540 - n)) \
+    seed=2000 env.max_episode_steps=500 out="$store" progress=false
+  stage crafter train "$WORK/crafter-dit7" "${DIT7_STEPS:-2000}" $WS train data="$store" vae="$start" progress=false \
+    checkpoint_every=250 keep_checkpoints=1 video_every=0 init_from="$start" "${DIT[@]}" \
     +model_overrides.previous_frame=true +model_overrides.motion_radius=4 +model_overrides.previous_frames=2 \
     +model_overrides.conv_prior=64 +model_overrides.prior_composite=true objective.prior_weight=1.0 \
     objective.motion_weight=1.0 objective.time_sampling=uniform optim.schedule=cosine optim.lr=3e-4
@@ -294,7 +315,11 @@ for name in "${@:-crafter probes}"; do
                                env.max_episode_steps=500 out="$store" progress=false
                              timed crafter collect $WS collect env=crafter policy=random episodes=60 seed=200 \
                                env.max_episode_steps=500 out="$store" progress=false; }
-        if [ -n "${CRAFTER_PHASE4_FROM:-}" ]; then  # phase 4 alone, from a phase-3 export (how the shipped one was made)
+        if [ -n "${CRAFTER_PHASE5_FROM:-}" ]; then  # phase 5 alone, from a phase-4 export (how the shipped one was made)
+          phase5_crafter "$CRAFTER_PHASE5_FROM"
+          ship crafter "$WORK/crafter-dit7/export"
+          $PY scripts/set_serving.py worldsim/pretrained/crafter context_budget=4
+        elif [ -n "${CRAFTER_PHASE4_FROM:-}" ]; then  # phase 4 alone, from a phase-3 export
           phase4_crafter "$CRAFTER_PHASE4_FROM"
           ship crafter "$WORK/crafter-dit6/export"
           $PY scripts/set_serving.py worldsim/pretrained/crafter context_budget=4
