@@ -182,6 +182,7 @@ class Simulator:
         if self.autocast and self.device.type == "cpu":
             exact_gelu(self.dit)
         self._batch_cache = BatchCache(self.scheme.budget)  # incremental: the batch's keys/values kept across steps
+        self._decoded: tuple[list[dict], dict] | None = None  # the last step's decoder states: per track, and batched
         self._dit_fn = compiled(self.dit, "the DiT") if config.compile else self.dit
         self._decode_fn = compiled(self.autoencoder.decode_stream, "the decoder") if config.compile \
             else self.autoencoder.decode_stream
@@ -371,9 +372,10 @@ class Simulator:
         # One batched streaming decode: exactly the new latent of every track.
         with torch.no_grad():
             with self._autocast():  # the decoder too: inference only (the bf16 conv backward issue is training's)
-                video, state = self._decode_fn(raw_new[:, None], stack_states([t.decoder_state for t in tracks]))
+                video, state = self._decode_fn(raw_new[:, None], self._decoder_states(tracks))
             video = video.float()
-        for t, one in zip(tracks, split_state(state, batch)):
+        self._decoded = (split_state(state, batch), state)
+        for t, one in zip(tracks, self._decoded[0]):
             t.decoder_state = one
         frames = frames_to_uint8(video).cpu().numpy()  # (B, k, H, W, 3)
         terminated = (torch.sigmoid(logit) > 0.5).numpy()
@@ -383,6 +385,14 @@ class Simulator:
             t.last_frame = f[-1]
         reward = reward.numpy().astype(np.float32) if self.rewarded else np.zeros(batch, dtype=np.float32)
         return StepOutput(frames, reward, terminated)
+
+    def _decoder_states(self, tracks: Sequence[Track]) -> dict:
+        """The batch's streaming-decoder state: the last step's batched one when the same tracks step again with
+        the states it left them (the usual case: nothing copied), else their states stacked."""
+        if self._decoded is not None and len(self._decoded[0]) == len(tracks) \
+                and all(t.decoder_state is s for t, s in zip(tracks, self._decoded[0])):
+            return self._decoded[1]
+        return stack_states([t.decoder_state for t in tracks])
 
     def _frame_rewards(self, tracks: Sequence[Track], frames: np.ndarray) -> tuple[Tensor, np.ndarray]:
         """Reward (B,) and termination (B,) of each track's k new real frames from the frame model: rewards of
