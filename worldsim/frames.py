@@ -35,5 +35,5 @@ def frames_to_uint8(frames: torch.Tensor) -> torch.Tensor:
         raise TypeError(f"frames_to_uint8 expects float frames (..., C, H, W), got dtype {frames.dtype}")
     if frames.ndim < 3:
         raise ValueError(f"frames_to_uint8 expects (..., C, H, W), got shape {tuple(frames.shape)}")
-    x = ((frames.detach().float().clamp(-1.0, 1.0) + 1.0) * 127.5).round().to(torch.uint8)
+    x = frames.detach().to(torch.float32, copy=True).clamp_(-1.0, 1.0).add_(1.0).mul_(127.5).round_().to(torch.uint8)
     return rearrange(x, "... c h w -> ... h w c").contiguous()
