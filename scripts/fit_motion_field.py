@@ -29,6 +29,8 @@ def main() -> None:
                         help="fit over rollouts of this many steps, the module's own guesses fed back")
     parser.add_argument("--heads", type=int, default=1,
                         help="a prior's heads: > 1 makes a committed prior (several guesses, one chosen)")
+    parser.add_argument("--change-weight", type=float, default=0.0,
+                        help="weigh latent pixels that change by up to 1 + this in the training error")
     parser.add_argument("--schedule", choices=("constant", "cosine"), default="constant",
                         help="learning rate after the first step: constant, or cosine down to 0 at the last")
     parser.add_argument("--eval-every", type=int, default=250,
@@ -40,7 +42,8 @@ def main() -> None:
         result = fit_motion_field(args.dit_export, args.store, args.out, args.width, args.radius, args.steps,
                                   args.lr, args.batch, kind="prior" if args.prior else "field",
                                   unroll=args.unroll, schedule=args.schedule,
-                                  eval_every=args.eval_every, heads=args.heads)
+                                  eval_every=args.eval_every, heads=args.heads,
+                                  change_weight=args.change_weight)
     except (ValueError, OSError, ExportError) as e:
         sys.exit(f"fit_motion_field: {e}")
     if args.json:

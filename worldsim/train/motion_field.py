@@ -61,7 +61,8 @@ def field_dit(dit: DiT, width: int, radius: int, kind: str = "field", heads: int
 def fit_motion_field(dit_export: str | os.PathLike, store: str | os.PathLike, out: str | os.PathLike,
                      width: int = 32, radius: int = 4, steps: int = 1500, lr: float = 3e-3, batch: int = 128,
                      eval_every: int = 250, seed: int = 0, log=print, kind: str = "field",
-                     unroll: int = 1, schedule: str = "constant", heads: int = 1) -> dict[str, Any]:
+                     unroll: int = 1, schedule: str = "constant", heads: int = 1,
+                     change_weight: float = 0.0) -> dict[str, Any]:
     """Fit the motion field of `dit_export`'s DiT on `store`'s cached latents; write the export to `out`; return
     the curve: held-out mean squared error of the moved previous latent against the next one, beside copying the
     previous latent (what the DiT's copy pathway starts from).
@@ -77,13 +78,19 @@ def fit_motion_field(dit_export: str | os.PathLike, store: str | os.PathLike, ou
 
     `heads` K > 1 (kind "prior"): a committed prior (`ConvPrior`'s heads) fitted winner-takes-all; the held-out
     error is the chosen head's, and the curve adds the closest head's (`held_out_prior_oracle_mse`) and how often
-    the choice falls on the first head (`choice_first`)."""
+    the choice falls on the first head (`choice_first`).
+
+    `change_weight` W > 0: the training error weighs each latent pixel 1 + W min(|next - previous| averaged over
+    channels, 1) (`objective.change_weights`), so a moving object counts for more than its share of pixels and
+    fading it costs more; the held-out errors stay unweighted."""
     models, meta = load_export(dit_export)
     if "dit" not in models:
         raise ValueError(f"{dit_export} is an {meta['kind']} export; fitting a motion field needs a DiT export")
     autoencoder = models["autoencoder"]
     if kind not in ("field", "prior"):
         raise ValueError(f"kind must be 'field' or 'prior', got {kind!r}")
+    if change_weight < 0 or (heads > 1 and change_weight):
+        raise ValueError(f"change_weight must be >= 0 and is for a one-head fit, got {change_weight} with {heads} heads")
     if heads < 1 or (heads > 1 and (kind != "prior" or unroll > 1)):
         raise ValueError(f"heads={heads}: more than one head is for a prior (--prior) fitted one step at a time "
                          f"(unroll 1), got kind {kind!r}, unroll {unroll}")
@@ -107,7 +114,8 @@ def fit_motion_field(dit_export: str | os.PathLike, store: str | os.PathLike, ou
     opt = torch.optim.AdamW(fitted, lr=lr)
     generator = torch.Generator().manual_seed(seed)
 
-    def errors(data: LatentWindowDataset, ix: torch.Tensor, steps: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+    def errors(data: LatentWindowDataset, ix: torch.Tensor, steps: int = 1,
+               weight: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
         """(moved - next)^2 over a `steps`-step rollout and (previous - next)^2 at its first step, each averaged over
         the windows `ix`."""
         first = torch.from_numpy(data.starts[ix.numpy()])
@@ -116,7 +124,11 @@ def fit_motion_field(dit_export: str | os.PathLike, store: str | os.PathLike, ou
         for j in range(2, 2 + steps):
             cond = dit.action_encoder(data.action[first + j][:, None], data.action_mask[first + j][:, None])
             moved = module(previous, earlier, cond)
-            error = error + (moved[:, 0] - latents[first + j]).pow(2).mean() / steps
+            err = (moved[:, 0] - latents[first + j]).pow(2)  # (B, C, h, w)
+            if weight > 0:  # latent pixels that truly change weigh more (objective.change_weights)
+                w = 1 + weight * (latents[first + j] - latents[first + j - 1]).abs().mean(1, keepdim=True).clamp(max=1)
+                err = err * w / w.mean()
+            error = error + err.mean() / steps
             earlier, previous = previous, moved
         return error, copy
 
@@ -134,7 +146,7 @@ def fit_motion_field(dit_export: str | os.PathLike, store: str | os.PathLike, ou
     before = last_fit.get("steps", 0) + last_fit.get("steps_before", 0) if last_fit.get("out") == str(out) else 0
     fit = {"from": str(dit_export), "out": str(out), "store": str(store), "width": width, "radius": radius,
            "steps": steps, "steps_before": before, "lr": lr, "schedule": schedule, "batch": batch, "unroll": unroll,
-           **({"heads": heads} if heads > 1 else {}),
+           **({"heads": heads} if heads > 1 else {}), **({"change_weight": change_weight} if change_weight else {}),
            "held_out_episodes": held, "curve": curve}
 
     def evaluate(step: int) -> None:
@@ -167,7 +179,7 @@ def fit_motion_field(dit_export: str | os.PathLike, store: str | os.PathLike, ou
             for group in opt.param_groups:
                 group["lr"] = lr * 0.5 * (1 + math.cos(math.pi * (step - 1) / steps))
         ix = torch.randint(0, n, (batch,), generator=generator)
-        loss = committed(splits["train"], ix)[0] if heads > 1 else errors(splits["train"], ix, unroll)[0]
+        loss = committed(splits["train"], ix)[0] if heads > 1 else errors(splits["train"], ix, unroll, change_weight)[0]
         opt.zero_grad()
         loss.backward()
         opt.step()

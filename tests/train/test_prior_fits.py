@@ -1,5 +1,6 @@
-"""A committed conv prior (`DiTConfig.prior_heads`): several guesses of the next latent and one chosen, fitted
-winner-takes-all, so that where the next frame is one of a few outcomes the guess is one of them, not their mean."""
+"""Conv prior fits beyond the plain one: a committed prior (`DiTConfig.prior_heads`: several guesses of the next latent
+and one chosen, fitted winner-takes-all, so that where the next frame is one of a few outcomes the guess is one of
+them, not their mean), and a change-weighted fit (`--change-weight`)."""
 
 import json
 import subprocess
@@ -81,14 +82,44 @@ def test_heads_need_a_conv_prior():
         DiTConfig(latent_channels=4, previous_frame=True, previous_frames=2, conv_prior=8, prior_heads=0)
 
 
-def test_a_committed_prior_fitted_on_cached_latents(tmp_path):
+@pytest.fixture(scope="module")
+def prior_and_store(tmp_path_factory):
+    """A tiny DiT export with a one-head conv prior, and a store with its latent cache."""
+    tmp = tmp_path_factory.mktemp("prior")
+    base = make_export(tmp / "dit", dit_overrides={"previous_frames": 2, "conv_prior": 8})
+    store = make_store(tmp / "d.zarr", episodes=20, steps=24)
+    build_cache(store, load_export(base)[0]["autoencoder"], progress=False)
+    return base, store
+
+
+def _fit_script(base, store, out, *args):
+    return subprocess.run([sys.executable, "scripts/fit_motion_field.py", str(base), str(store), str(out), "--prior",
+                           "--width", "8", "--batch", "16", *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=240)
+
+
+def test_a_change_weighted_prior_fit(prior_and_store, tmp_path):
+    """--change-weight: the training error weighs changing latent pixels more; the held-out error stays the plain
+    one (step 0 scores as an unweighted fit does), the record keeps the weight; with heads it is refused."""
+    base, store = prior_and_store
+    runs = {w: _fit_script(base, store, tmp_path / f"w{w}", "--steps", "20", "--eval-every", "20", "--lr", "3e-3",
+                           "--change-weight", str(w), "--json", str(tmp_path / f"w{w}.json")) for w in (0, 4)}
+    assert all(r.returncode == 0 for r in runs.values()), runs[4].stderr[-2000:]
+    plain, weighted = (json.loads((tmp_path / f"w{w}.json").read_text())["curve"] for w in (0, 4))
+    assert plain[0]["held_out_prior_mse"] == weighted[0]["held_out_prior_mse"]
+    assert weighted[-1]["held_out_prior_mse"] < weighted[0]["held_out_prior_mse"]
+    assert plain[-1]["train_prior_mse"] != weighted[-1]["train_prior_mse"]  # another training loss
+    assert load_export(tmp_path / "w4")[1]["conv_prior_fit"]["change_weight"] == 4.0
+    run = _fit_script(base, store, tmp_path / "x", "--steps", "1", "--heads", "2", "--change-weight", "1")
+    assert run.returncode != 0 and "change_weight" in run.stderr and run.stderr.count("\n") == 1, run.stderr
+
+
+def test_a_committed_prior_fitted_on_cached_latents(prior_and_store, tmp_path):
     """scripts/fit_motion_field.py --heads 2 upgrades a one-head prior (guessing as before at step 0), fits it
     winner-takes-all and records the chosen and the closest head's held-out errors; a fewer-head fit or an
     unrolled one is refused in one line."""
-    base = make_export(tmp_path / "dit", dit_overrides={"previous_frames": 2, "conv_prior": 8})
+    base, store = prior_and_store
     models, _ = load_export(base)
-    store = make_store(tmp_path / "d.zarr", episodes=20, steps=24)
-    build_cache(store, models["autoencoder"], progress=False)
     one = models["dit"].eval()
     two = field_dit(one, 8, 0, "prior", heads=2).eval()
     assert two.config.prior_heads == 2 and one.config.prior_heads == 1
@@ -99,9 +130,7 @@ def test_a_committed_prior_fitted_on_cached_latents(tmp_path):
         torch.testing.assert_close(two.prior(previous, earlier, cond), one.prior(previous, earlier, cond))
 
     def fit(src, out, *args):
-        return subprocess.run([sys.executable, "scripts/fit_motion_field.py", str(src), str(store), str(out), "--prior",
-                               "--width", "8", "--batch", "16", *args], cwd=ROOT, capture_output=True, text=True,
-                              timeout=240)
+        return _fit_script(src, store, out, *args)
 
     run = fit(base, tmp_path / "h", "--heads", "2", "--steps", "20", "--eval-every", "10", "--lr", "3e-3",
               "--json", str(tmp_path / "h.json"))
