@@ -167,18 +167,29 @@ phase4_crafter() {
 # (crafter-dit7; its latent cache is extended by the training). Held-out episodes are every 20th at each size, so
 # none that phase 4 held out is trained on. START is phase 4's export (CRAFTER_PHASE5_FROM=DIR runs it alone).
 phase5_crafter() {
-  local start=$1 small=$WORK/crafter72.zarr store=$WORK/crafter540.zarr n
-  [ -d "$store" ] || cp -r "$small" "$store"
+  grow_crafter "$WORK/crafter72.zarr" "$WORK/crafter540.zarr" 420 1000 540 2000
+  continue_crafter "$WORK/crafter-dit7" "${DIT7_STEPS:-2000}" "$WORK/crafter540.zarr" "$1"
+}
+
+grow_crafter() {  # grow_crafter FROM STORE EXPLORE_TO EXPLORE_SEED RANDOM_TO RANDOM_SEED: STORE starts as a copy of
+  # FROM, then explore episodes are collected until it holds EXPLORE_TO, then random ones until RANDOM_TO (a stopped
+  # collection continues with the same seeds: episode j of a store is reset with seed + j)
+  local from=$1 store=$2 n
+  [ -d "$store" ] || cp -r "$from" "$store"
   n=$($PY -c 'import sys; from worldsim.data.store import EpisodeStore; print(EpisodeStore.open(sys.argv[1], "r").num_episodes)' "$store")
-  [ "$n" -lt 420 ] && timed crafter collect $WS collect env=crafter env.size=72 policy=explore episodes=$((420 - n)) \
-    seed=1000 env.max_episode_steps=500 out="$store" progress=false && n=420
-  [ "$n" -lt 540 ] && timed crafter collect $WS collect env=crafter env.size=72 policy=random episodes=$((540 - n)) \
-    seed=2000 env.max_episode_steps=500 out="$store" progress=false
-  stage crafter train "$WORK/crafter-dit7" "${DIT7_STEPS:-2000}" $WS train data="$store" vae="$start" progress=false \
-    checkpoint_every=250 keep_checkpoints=1 video_every=0 init_from="$start" "${DIT[@]}" \
-    +model_overrides.previous_frame=true +model_overrides.motion_radius=4 +model_overrides.previous_frames=2 \
-    +model_overrides.conv_prior=64 +model_overrides.prior_composite=true objective.prior_weight=1.0 \
-    objective.motion_weight=1.0 objective.time_sampling=uniform optim.schedule=cosine optim.lr=3e-4
+  [ "$n" -lt "$3" ] && timed crafter collect $WS collect env=crafter env.size=72 policy=explore episodes=$(($3 - n)) \
+    seed="$4" env.max_episode_steps=500 out="$store" progress=false && n=$3
+  [ "$n" -lt "$5" ] && timed crafter collect $WS collect env=crafter env.size=72 policy=random episodes=$(($5 - n)) \
+    seed="$6" env.max_episode_steps=500 out="$store" progress=false
+  return 0
+}
+
+continue_crafter() {  # continue_crafter RUN STEPS STORE START: the DiT of START continued on STORE as phase 4 trained
+  stage crafter train "$1" "$2" $WS train data="$3" vae="$4" progress=false checkpoint_every=250 keep_checkpoints=1 \
+    video_every=0 init_from="$4" "${DIT[@]}" +model_overrides.previous_frame=true +model_overrides.motion_radius=4 \
+    +model_overrides.previous_frames=2 +model_overrides.conv_prior=64 +model_overrides.prior_composite=true \
+    objective.prior_weight=1.0 objective.motion_weight=1.0 objective.time_sampling=uniform optim.schedule=cosine \
+    optim.lr=3e-4
 }
 
 # Phase 3 (probe world only). The decoder picks one of the world's 9 colours per pixel (`palette=auto`: found in
