@@ -23,7 +23,8 @@
 # (the shipped phase 4 started from the committed phase-3 export); PROBES_PHASE5_FROM=DIR phase 5 alone from a
 # phase-4 export (the shipped phase 5 started from the committed phase-4 export); PROBES_PHASE6_FROM=DIR phase 6
 # alone from a phase-5 export (the shipped phase 6 started from the committed phase-5 export); CRAFTER_PHASE4_FROM=DIR
-# Crafter's phase 4 alone from a phase-3 export (the shipped one started from the committed phase-3 export).
+# Crafter's phase 4 alone from a phase-3 export (the shipped one started from the committed phase-3 export);
+# CRAFTER_PHASE5_FROM=DIR Crafter's phase 5 alone from a phase-4 export (the shipped one: the committed phase-4 export).
 #
 # The sizes below are what the shipped models were trained with, on a 2-core CPU without a GPU; the
 # model cards give the measured CPU-hours.
