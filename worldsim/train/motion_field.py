@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from worldsim.diffusion.objective import change_weights
 from worldsim.export import load_export, write_export_like
 from worldsim.models.dit import DiT
 from worldsim.train.latent_cache import LatentWindowDataset, open_cache
@@ -125,8 +126,8 @@ def fit_motion_field(dit_export: str | os.PathLike, store: str | os.PathLike, ou
             cond = dit.action_encoder(data.action[first + j][:, None], data.action_mask[first + j][:, None])
             moved = module(previous, earlier, cond)
             err = (moved[:, 0] - latents[first + j]).pow(2)  # (B, C, h, w)
-            if weight > 0:  # latent pixels that truly change weigh more (objective.change_weights)
-                w = 1 + weight * (latents[first + j] - latents[first + j - 1]).abs().mean(1, keepdim=True).clamp(max=1)
+            if weight > 0:  # latent pixels that truly change weigh more
+                w = change_weights(torch.stack([latents[first + j - 1], latents[first + j]], 1), weight)[:, 1]
                 err = err * w / w.mean()
             error = error + err.mean() / steps
             earlier, previous = previous, moved
