@@ -41,6 +41,8 @@ def test_a_donor_of_another_width_latents_or_without_a_prior_is_refused(tmp_path
     base = make_export(tmp_path / "dit", dit_overrides=PRIOR)
     with pytest.raises(ValueError, match="differ in width"):
         swap_prior(base, make_export(tmp_path / "w16", dit_overrides={**PRIOR, "conv_prior": 16}), tmp_path / "a")
+    with pytest.raises(ValueError, match="differ in width or heads"):  # a committed prior under a one-head DiT
+        swap_prior(base, make_export(tmp_path / "h2", dit_overrides={**PRIOR, "prior_heads": 2}), tmp_path / "a")
     with pytest.raises(ValueError, match="other latents"):
         swap_prior(base, make_export(tmp_path / "s1", seed=1, dit_overrides=PRIOR), tmp_path / "b")
     plain = make_export(tmp_path / "plain", dit_overrides={"previous_frames": 2})

@@ -110,7 +110,7 @@ def swap_prior(dit_export: str | os.PathLike, prior_export: str | os.PathLike, o
     """Write to `out` the DiT export `dit_export` with the conv prior (`prior.*`) of `prior_export` in place of its
     own: a prior refitted alone (`scripts/fit_motion_field.py --prior`) put under a DiT trained meanwhile.
 
-    Both must be DiTs with a conv prior of the same width over the same latents (same autoencoder encoder and
+    Both must be DiTs with a conv prior of the same width and heads over the same latents (same autoencoder encoder and
     latent statistics) and the same action space; ValueError otherwise. The new config.json adds `prior_from`."""
     models, meta = load_export(dit_export)
     donor, donor_meta = load_export(prior_export)
@@ -118,9 +118,10 @@ def swap_prior(dit_export: str | os.PathLike, prior_export: str | os.PathLike, o
         if "dit" not in loaded or not loaded["dit"].config.conv_prior:
             raise ValueError(f"{path} has no DiT with a conv prior (conv_prior=WIDTH); swap_prior needs one on each side")
     dit, other = models["dit"], donor["dit"]
-    if dit.config.conv_prior != other.config.conv_prior:
-        raise ValueError(f"the conv priors differ in width: {dit.config.conv_prior} in {dit_export}, "
-                         f"{other.config.conv_prior} in {prior_export}")
+    shape, other_shape = ((d.config.conv_prior, d.config.prior_heads) for d in (dit, other))
+    if shape != other_shape:
+        raise ValueError(f"the conv priors differ in width or heads (width, heads): {shape} in {dit_export}, "
+                         f"{other_shape} in {prior_export}")
     if autoencoder_key(donor["autoencoder"]) != autoencoder_key(models["autoencoder"]) \
             or dit.config.action_space != other.config.action_space:
         raise ValueError(f"{prior_export} was fitted on other latents or actions than {dit_export}")
