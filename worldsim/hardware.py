@@ -16,18 +16,26 @@ NATIVE_BF16_FLAGS = ("amx_bf16", "avx512_bf16")  # /proc/cpuinfo flags of CPUs w
 
 
 @functools.lru_cache(maxsize=1)
-def cpu_has_native_bf16() -> bool:
-    """True when this CPU multiplies bf16 in hardware (AMX or AVX512-BF16), read from /proc/cpuinfo."""
+def cpu_flags() -> frozenset[str]:
+    """The CPU's feature flags from /proc/cpuinfo (empty where it cannot be read)."""
     try:
         text = Path("/proc/cpuinfo").read_text()
     except OSError:
-        return False
-    flags = set()
+        return frozenset()
     for line in text.splitlines():
         if line.startswith("flags"):
-            flags.update(line.split(":", 1)[1].split())
-            break
-    return any(flag in flags for flag in NATIVE_BF16_FLAGS)
+            return frozenset(line.split(":", 1)[1].split())
+    return frozenset()
+
+
+def cpu_has_native_bf16() -> bool:
+    """True when this CPU multiplies bf16 in hardware (AMX or AVX512-BF16), read from /proc/cpuinfo."""
+    return any(flag in cpu_flags() for flag in NATIVE_BF16_FLAGS)
+
+
+def cpu_has_amx() -> bool:
+    """True when this CPU has AMX bf16 tiles (Sapphire Rapids and later), where oneDNN's fused kernels are fastest."""
+    return "amx_bf16" in cpu_flags()
 
 
 class MissingDependencyError(RuntimeError):

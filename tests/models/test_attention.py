@@ -10,10 +10,15 @@ def _qkv(dtype, batch=3, heads=2, queries=6, keys=15, dim=8):
     return [torch.randn(batch, heads, n, dim, generator=g).to(dtype) for n in (queries, keys, keys)]
 
 
+@pytest.mark.parametrize("amx", [False, True])
 @pytest.mark.parametrize("mask_kind", ["none", "causal", "padded"])
-def test_inference_attention_in_bf16_matches_the_fused_kernel(mask_kind):
-    """The simulator's bf16 CPU path (matmuls around a softmax) gives what SDPA gives, within bf16 rounding,
-    for every mask the DiT passes: none, the frame-causal (L_q, L_k) one and a padded batch's (B, 1, L_q, L_k)."""
+def test_inference_attention_in_bf16_matches_the_fused_kernel(mask_kind, amx, monkeypatch):
+    """The simulator's bf16 CPU path gives what fp32 SDPA gives, within bf16 rounding, for every mask the DiT
+    passes: none, the frame-causal (L_q, L_k) one and a padded batch's (B, 1, L_q, L_k); both ways it takes,
+    matmuls around a softmax (CPUs without AMX) and the fused kernel in bf16 (AMX CPUs), whatever this CPU is."""
+    import worldsim.models.attention as attention
+
+    monkeypatch.setattr(attention, "cpu_has_amx", lambda: amx)
     q, k, v = _qkv(torch.bfloat16)
     mask = {"none": None, "causal": frame_causal_mask(2, 3, past_frames=3),
             "padded": torch.rand(3, 1, 1, 15, generator=torch.Generator().manual_seed(1)) > 0.3}[mask_kind]

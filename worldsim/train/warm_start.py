@@ -130,3 +130,50 @@ def swap_prior(dit_export: str | os.PathLike, prior_export: str | os.PathLike, o
     dit.load_state_dict(state)
     return write_export_like(out, models["autoencoder"], dit.eval(), meta, prior_from={
         "from": str(prior_export), **({"fit": donor_meta["conv_prior_fit"]} if "conv_prior_fit" in donor_meta else {})})
+
+
+def stacked(dit: nn.Module, duplicate: list[int]) -> nn.Module:
+    """A deeper copy of `dit`: each block whose index is in `duplicate` is followed by a copy of itself, and both halve
+    their residual gates (progressive stacking). x + g f(x) becomes x + g/2 f(x) + g/2 f(x + g/2 f(x)), the same to
+    first order in g, so the deeper DiT starts close to the trained one; unlike blocks added with adaLN-Zero's zero
+    gates, which learn nothing until their gates grow, every new block starts trained. ValueError on a bad index."""
+    import copy
+
+    import torch
+
+    from worldsim.models.dit import DiT
+
+    depth = dit.config.depth
+    if not duplicate or any(not 0 <= i < depth for i in duplicate) or len(set(duplicate)) != len(duplicate):
+        raise ValueError(f"duplicate must name distinct blocks of the {depth} there are (0 to {depth - 1}), got {duplicate}")
+    new = DiT(dataclasses.replace(dit.config, depth=depth + len(duplicate)))
+    state = {n: w for n, w in dit.state_dict().items() if not n.startswith("blocks.")}
+    out = 0
+    for i, block in enumerate(dit.blocks):
+        for _ in range(2 if i in duplicate else 1):
+            part = copy.deepcopy(block).state_dict()
+            if i in duplicate:
+                last = "adaLN_modulation.1"
+                for key in ("weight", "bias"):
+                    w = part[f"{last}.{key}"].clone()  # rows: shift, scale, gate of attention; shift, scale, gate of MLP
+                    d = w.shape[0] // 6
+                    for g in (2, 5):
+                        w[g * d:(g + 1) * d] *= 0.5
+                    part[f"{last}.{key}"] = w
+            state.update({f"blocks.{out}.{n}": w for n, w in part.items()})
+            out += 1
+    with torch.no_grad():
+        new.load_state_dict(state)
+    return new
+
+
+def grow_depth(dit_export: str | os.PathLike, out: str | os.PathLike, duplicate: list[int]) -> Path:
+    """Write to `out` the DiT export `dit_export` made deeper by `stacked` (the blocks in `duplicate` doubled), to be
+    trained on as a warm start (init_from, with model_overrides.depth set to the new depth). The new config.json
+    adds `depth_grown`."""
+    models, meta = load_export(dit_export)
+    if "dit" not in models:
+        raise ValueError(f"{dit_export} is an {meta['kind']} export; grow_depth needs a DiT export")
+    dit = stacked(models["dit"], sorted(duplicate))
+    return write_export_like(out, models["autoencoder"], dit.eval(), meta, depth_grown={
+        "from": str(dit_export), "duplicated_blocks": sorted(duplicate), "depth": dit.config.depth})
