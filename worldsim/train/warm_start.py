@@ -8,7 +8,8 @@ is an error naming it. A DiT only warm-starts on the latents it was trained on, 
 record says so.
 
 `swap_decoder` carries a trained DiT over to a decoder fine-tuned on its latents (`freeze_encoder`):
-the simulator's frames improve with no DiT training.
+the simulator's frames improve with no DiT training. `grow_depth` makes a trained DiT deeper near its function
+(progressive stacking: doubled blocks with halved gates), a warm start for a deeper continuation.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+import torch
 from torch import nn
 
 from worldsim.export import load_export, write_export_like
@@ -137,10 +139,6 @@ def stacked(dit: nn.Module, duplicate: list[int]) -> nn.Module:
     their residual gates (progressive stacking). x + g f(x) becomes x + g/2 f(x) + g/2 f(x + g/2 f(x)), the same to
     first order in g, so the deeper DiT starts close to the trained one; unlike blocks added with adaLN-Zero's zero
     gates, which learn nothing until their gates grow, every new block starts trained. ValueError on a bad index."""
-    import copy
-
-    import torch
-
     from worldsim.models.dit import DiT
 
     depth = dit.config.depth
@@ -151,7 +149,7 @@ def stacked(dit: nn.Module, duplicate: list[int]) -> nn.Module:
     out = 0
     for i, block in enumerate(dit.blocks):
         for _ in range(2 if i in duplicate else 1):
-            part = copy.deepcopy(block).state_dict()
+            part = dict(block.state_dict())
             if i in duplicate:
                 last = "adaLN_modulation.1"
                 for key in ("weight", "bias"):
