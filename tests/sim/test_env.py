@@ -319,3 +319,16 @@ def test_bf16_simulator_uses_the_exact_gelu_and_float32_keeps_the_trained_one(ex
     approximations = {dtype: {m.approximate for m in WorldModelEnv(export_dir, dtype=dtype, **FAST).sim.dit.modules()
                               if isinstance(m, torch.nn.GELU)} for dtype in ("bfloat16", "float32")}
     assert approximations == {"bfloat16": {"none"}, "float32": {"tanh"}}
+
+
+def test_bf16_simulator_holds_the_dit_weights_in_bf16_and_its_buffers_in_float32(export_dir):
+    """Cast once instead of at every call under autocast (the DiT and the decoder); the rotary frequencies (buffers)
+    and the encoder keep float32."""
+    import torch
+
+    for dtype, weights in (("bfloat16", torch.bfloat16), ("float32", torch.float32)):
+        sim = WorldModelEnv(export_dir, dtype=dtype, **FAST).sim
+        assert {p.dtype for p in sim.dit.parameters()} == {weights}
+        assert {b.dtype for b in sim.dit.buffers()} == {torch.float32}
+        assert {p.dtype for p in sim.autoencoder.decoder.parameters()} == {weights}
+        assert {p.dtype for p in sim.autoencoder.encoder.parameters()} == {torch.float32}
