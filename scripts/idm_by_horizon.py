@@ -14,14 +14,13 @@ import numpy as np
 import torch
 
 from worldsim import envs
-from worldsim.agents import make_policy
-from worldsim.eval.config import EvalConfig
-from worldsim.eval.episodes import roll_real
-from worldsim.eval.idm import IDMConfig, frame_pairs, idm_accuracy, train_idm
+from worldsim.eval.idm import IDMConfig, frame_pairs, idm_accuracy, random_play_pairs, train_idm
 from worldsim.eval.paired import paired_rollouts
-from worldsim.eval.run import VISIBLE_ACTIONS, _runners
+from worldsim.eval.run import VISIBLE_ACTIONS, idm_frames
+from worldsim.eval.simulated import SimRunner
 from worldsim.export import load_export
 from worldsim.frames import frames_to_float, frames_to_uint8
+from worldsim.sim.config import SimConfig
 
 
 def main() -> None:
@@ -37,21 +36,17 @@ def main() -> None:
     ap.add_argument("--out", default="bench_results/idm_by_horizon.json")
     args = ap.parse_args()
     torch.set_num_threads(1)
-    cfg = EvalConfig(checkpoint=args.checkpoint, world="crafter", seeds=args.seeds, steps=args.steps, num_envs=8,
-                     sampling_steps=args.sampling_steps, context_budget=args.budget, schemes=["autoregressive"])
-    runner = next(iter(_runners(cfg).values()))
+    runner = SimRunner(args.checkpoint, SimConfig(context="autoregressive", context_budget=args.budget,
+                                                  sampling_steps=args.sampling_steps), num_envs=8)
     size = runner.frame_size[0]
     p = paired_rollouts("crafter", list(range(args.first_seed, args.first_seed + args.seeds)), args.steps,
                         runner=runner, size=size, replace_short=True)
     env = envs.make_real_env("crafter", size=size)
     try:
-        eps = [roll_real(env, make_policy("random", env.action_space, 1, seed=s), 2 * args.steps, seed=s, hold=p.k)
-               for s in range(args.idm_episodes)]
+        pairs, actions = random_play_pairs(env, args.idm_episodes, idm_frames(args.steps, p.k), p.k)
     finally:
         env.close()
-    parts = [frame_pairs(ep.frames[None], np.asarray(ep.actions)[None]) for ep in eps if len(ep.actions)]
-    judge = train_idm(np.concatenate([q[0] for q in parts]), np.concatenate([q[1] for q in parts]),
-                      int(env.action_space.n), IDMConfig(steps=args.idm_steps))
+    judge = train_idm(pairs, actions, int(env.action_space.n), IDMConfig(steps=args.idm_steps))
     ae = load_export(args.checkpoint)[0]["autoencoder"]
     whole = np.stack([ep.frames[:p.context + p.real.shape[1]] for ep in p.episodes])
     with torch.no_grad():

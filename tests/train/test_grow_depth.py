@@ -1,6 +1,5 @@
 """scripts/grow_depth.py (worldsim.train.warm_start.stacked / grow_depth): a trained DiT made deeper near its function."""
 
-import copy
 import subprocess
 import sys
 from pathlib import Path

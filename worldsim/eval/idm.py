@@ -91,6 +91,19 @@ def pairs_from_store(store, episodes: list[int] | None = None) -> tuple[np.ndarr
     return np.concatenate(pairs), np.concatenate(labels) - int(space.start)
 
 
+def random_play_pairs(env, episodes: int, frames: int, hold: int) -> tuple[np.ndarray, np.ndarray]:
+    """Frame pairs and actions of `episodes` random-policy episodes of the real `env` (seeds 0, 1, ...), `frames`
+    frames each, every action held `hold` frames: the judge's training data in `worldsim eval`. Episodes that end
+    early still give their pairs."""
+    from worldsim.agents import make_policy
+    from worldsim.eval.episodes import roll_real
+
+    rolled = [roll_real(env, make_policy("random", env.action_space, 1, seed=s), frames, seed=s, hold=hold)
+              for s in range(episodes)]
+    parts = [frame_pairs(ep.frames[None], np.asarray(ep.actions)[None]) for ep in rolled if len(ep.actions)]
+    return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+
+
 def train_idm(pairs: np.ndarray, labels: np.ndarray, n_actions: int, cfg: IDMConfig | None = None) -> InverseDynamics:
     """Fit an `InverseDynamics` model to frame pairs (E, 2, H, W, 3) and labels in [0, n_actions)."""
     cfg = cfg or IDMConfig()

@@ -142,9 +142,14 @@ REAL_TIME_WORLDS = ("minetest",)  # worlds whose replays differ (the game runs i
 VISIBLE_ACTIONS = {"crafter": (1, 2, 3, 4)}  # actions that change the frame in nearly every state: Crafter's moves
 
 
+def idm_frames(steps: int, k: int) -> int:
+    """Frames of each random-play episode the judge trains on, for a comparison of `steps` latent steps of k frames."""
+    return max(steps, 16) * k
+
+
 def _idm(cfg: EvalConfig, paired: dict[str, Paired], size: int, bar) -> dict[str, Any]:
     """Train the IDM on real episodes; its accuracy on real and simulated frames of the comparison."""
-    from worldsim.eval.idm import IDMConfig, frame_pairs, idm_accuracy, pairs_from_store, train_idm
+    from worldsim.eval.idm import IDMConfig, frame_pairs, idm_accuracy, pairs_from_store, random_play_pairs, train_idm
 
     first = next(iter(paired.values()))
     space = None
@@ -158,8 +163,6 @@ def _idm(cfg: EvalConfig, paired: dict[str, Paired], size: int, bar) -> dict[str
             x, y = pairs_from_store(store)
     else:  # fresh random-policy episodes of the real world; ones that end early still give pairs
         from worldsim import envs
-        from worldsim.agents import make_policy
-        from worldsim.eval.episodes import roll_real
 
         env = envs.make_real_env(cfg.world, size=size)
         space = env.action_space
@@ -167,12 +170,9 @@ def _idm(cfg: EvalConfig, paired: dict[str, Paired], size: int, bar) -> dict[str
             env.close()
             return {"skipped": f"the inverse-dynamics model needs a Discrete action space, {cfg.world} has {space}"}
         try:
-            episodes = [roll_real(env, make_policy("random", space, 1, seed=s), max(cfg.steps, 16) * first.k,
-                                  seed=s, hold=first.k) for s in range(cfg.idm_episodes)]
+            x, y = random_play_pairs(env, cfg.idm_episodes, idm_frames(cfg.steps, first.k), first.k)
         finally:
             env.close()
-        parts = [frame_pairs(ep.frames[None], np.asarray(ep.actions)[None]) for ep in episodes if len(ep.actions)]
-        x, y = np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
     model = train_idm(x, y, int(space.n), IDMConfig(steps=cfg.idm_train_steps))
     out: dict[str, Any] = {"train_pairs": int(len(x)), "chance": 1.0 / int(space.n), "schemes": {}}
     for scheme, p in paired.items():

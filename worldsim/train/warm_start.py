@@ -19,7 +19,6 @@ import os
 from pathlib import Path
 from typing import Any
 
-import torch
 from torch import nn
 
 from worldsim.export import load_export, write_export_like
@@ -148,20 +147,18 @@ def stacked(dit: nn.Module, duplicate: list[int]) -> nn.Module:
     state = {n: w for n, w in dit.state_dict().items() if not n.startswith("blocks.")}
     out = 0
     for i, block in enumerate(dit.blocks):
+        part = block.state_dict()
+        if i in duplicate:
+            for key in ("adaLN_modulation.1.weight", "adaLN_modulation.1.bias"):
+                w = part[key].clone()  # rows: shift, scale, gate of attention; shift, scale, gate of the MLP
+                d = w.shape[0] // 6
+                w[2 * d:3 * d] *= 0.5
+                w[5 * d:] *= 0.5
+                part[key] = w
         for _ in range(2 if i in duplicate else 1):
-            part = dict(block.state_dict())
-            if i in duplicate:
-                last = "adaLN_modulation.1"
-                for key in ("weight", "bias"):
-                    w = part[f"{last}.{key}"].clone()  # rows: shift, scale, gate of attention; shift, scale, gate of MLP
-                    d = w.shape[0] // 6
-                    for g in (2, 5):
-                        w[g * d:(g + 1) * d] *= 0.5
-                    part[f"{last}.{key}"] = w
             state.update({f"blocks.{out}.{n}": w for n, w in part.items()})
             out += 1
-    with torch.no_grad():
-        new.load_state_dict(state)
+    new.load_state_dict(state)
     return new
 
 
