@@ -9,6 +9,7 @@ from worldsim.diffusion.objective import (
     add_noise,
     change_weights,
     diffusion_loss,
+    pixel_weights,
     predict_noise,
     predict_x0,
     sample_noise_levels,
@@ -334,3 +335,34 @@ def test_motion_border_fits_the_kernel_on_the_interior_only():
         diffusion_loss(model, x0, actions, None, None, gen, ObjectiveConfig(motion_weight=1.0, motion_border=4))
     with pytest.raises(ValueError, match="motion_border must be >= 0"):
         ObjectiveConfig(motion_border=-1)
+
+
+def test_agent_weighting_makes_an_error_on_the_agent_cost_more():
+    x0 = torch.randn(1, 2, 2, 4, 4, generator=torch.Generator().manual_seed(0))
+    config = ObjectiveConfig(context_prob=0.0, action_dropout=0.0, agent_weight=9.0, agent_box=[1, 3, 2, 4])
+    assert config.agent_box == (1, 3, 2, 4)  # a list from the command line becomes the tuple
+    w = pixel_weights(x0, config)
+    assert w.shape == (1, 1, 1, 4, 4) and w[0, 0, 0, 1, 2] == 10.0 and w[0, 0, 0, 2, 3] == 10.0
+    assert w[0, 0, 0, 0, 2] == 1.0 and w[0, 0, 0, 1, 1] == 1.0 and w.sum() == 16 + 4 * 9
+    assert pixel_weights(x0, ObjectiveConfig()) is None
+    plain = ObjectiveConfig(context_prob=0.0, action_dropout=0.0)
+
+    def wrong_at(row, col):  # exact except at one latent pixel of every frame
+        def model(x, t, *args, **kwargs):
+            alpha, sigma = (s[:, :, None, None, None] for s in schedule(t))
+            pred = v_target(x0, (x - alpha * x0) / sigma, t).clone()
+            pred[:, :, :, row, col] += 1.0
+            return type("Out", (), {"prediction": pred})()
+        return model
+
+    def loss(model, cfg):
+        return float(diffusion_loss(model, x0, None, None, None, torch.Generator().manual_seed(9), cfg)[0])
+
+    assert loss(wrong_at(1, 2), plain) == pytest.approx(loss(wrong_at(3, 0), plain))
+    assert loss(wrong_at(1, 2), config) == pytest.approx(10 * loss(wrong_at(3, 0), config))
+    with pytest.raises(ValueError, match="outside the 4 x 4 latents"):
+        loss(wrong_at(0, 0), ObjectiveConfig(agent_weight=1.0, agent_box=(0, 5, 0, 1)))
+    for bad in ({"agent_weight": -1.0}, {"agent_weight": 1.0}, {"agent_weight": 1.0, "agent_box": (2, 1, 0, 1)},
+                {"agent_box": (0, 1, 2)}):
+        with pytest.raises(ValueError, match="agent_weight"):
+            ObjectiveConfig(**bad)

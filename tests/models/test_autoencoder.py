@@ -284,6 +284,10 @@ def test_streaming_decode_equals_one_pass_and_states_stack(preset: str, k: int) 
             assert out.shape[1] == 2 * k
             parts.append(out)
         torch.testing.assert_close(torch.cat(parts, dim=1), whole, rtol=0, atol=atol)
+        # time-doubling upsamplers took the folded road after the first chunk (`Upsample._folded`)
+        from worldsim.models.causal_conv import Upsample
+        doubling = [m for m in model.modules() if isinstance(m, Upsample) and m.time]
+        assert len(doubling) == {1: 0, 2: 1, 4: 2}[k] and all(m._fold is not None for m in doubling)
         # One video's state, split off and stacked again, decodes the next latent as in the batch.
         nxt = torch.randn(2, 1, model.cfg.latent_channels, 4, 4)
         batched, _ = model.decode_stream(nxt, state)

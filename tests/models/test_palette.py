@@ -9,7 +9,7 @@ import torch
 from worldsim.frames import frames_to_float
 from worldsim.models.ae_presets import autoencoder_config
 from worldsim.models.autoencoder import VideoAutoencoder, autoencoder_loss
-from worldsim.models.palette import find_palette, palette_targets, palette_tensor
+from worldsim.models.palette import PaletteHead, find_palette, palette_targets, palette_tensor
 from worldsim.train.latent_cache import autoencoder_key
 
 PALETTE = ((24, 24, 32), (230, 25, 25), (25, 200, 25), (245, 245, 245))
@@ -59,6 +59,31 @@ def test_head_starts_as_the_rgb_decoder_snapped_and_keeps_the_latent_key() -> No
     # the warm-started logits rank colours by nearness to the plain decoder's RGB output
     assert torch.equal(logits.argmax(dim=1), palette_targets(rgb, PALETTE))
     assert x.shape == rgb.transpose(1, 2).shape and x.abs().max() <= 1.0 + 1e-6
+
+
+def test_head_at_patch_resolution_equals_the_per_pixel_nearness_and_softmax() -> None:
+    """The head works in the decoder's patched layout; its logits and colours are the per-pixel formula's."""
+    torch.manual_seed(0)
+    head = PaletteHead(PALETTE, feature_channels=5, patch=2)
+    torch.nn.init.normal_(head.correction.weight)
+    torch.nn.init.normal_(head.correction.bias)
+    with torch.no_grad():
+        head.log_sharpness.fill_(1.3)
+    rgb = torch.randn(2, 3 * 4, 3, 4, 5, requires_grad=True)  # (B, 3 p p, T, h, w), channels (c p1 p2)
+    features = torch.randn(2, 5, 3, 4, 5)
+    colour, logits = head(rgb, features, logits=True)
+    # the reference, at full resolution: -s |x - c|^2 + |x|^2 (the same for every colour) + the correction
+    full = head.unfold(rgb)  # (B, 3, T, 8, 10)
+    c = palette_tensor(PALETTE)
+    corr = head.unfold(torch.nn.functional.conv3d(features, head.correction.weight, head.correction.bias))
+    ref = torch.exp(torch.tensor(1.3)) * (2 * torch.einsum("bcthw,kc->bkthw", full, c)
+                                      - c.pow(2).sum(-1)[None, :, None, None, None]) + corr
+    assert logits.shape == (2, len(PALETTE), 3, 8, 10) and colour.shape == (2, 3, 3, 8, 10)
+    assert torch.allclose(logits, ref, atol=1e-4)
+    assert torch.allclose(colour, torch.einsum("bkthw,kc->bcthw", ref.softmax(dim=1), c), atol=1e-5)
+    assert head(rgb, features)[1] is None  # no logits unless asked
+    colour.sum().backward()  # it trains: gradients reach the decoder's output and the head's parameters
+    assert rgb.grad.abs().sum() > 0 and head.log_sharpness.grad is not None and head.correction.weight.grad.abs().sum() > 0
 
 
 def test_palette_loss_trains_the_head_towards_the_true_colours() -> None:

@@ -84,6 +84,11 @@ class ObjectiveConfig:
     # channels, clipped to 1), so what moves or changes (a sprite turning, an object entering) is not drowned by the
     # still background; each frame's total weight stays the same
     change_weight: float = 0.0
+    # > 0: the latent pixels inside `agent_box` weigh 1 + agent_weight (on top of change_weight's). Worlds whose view
+    # follows the agent draw it at one place (Crafter at 72 x 72: latent rows 6-7, columns 8-9), and how it turns is
+    # the plainest sign of a move: a few latent pixels of the frame's hundreds, drowned by the terrain otherwise
+    agent_weight: float = 0.0
+    agent_box: tuple[int, int, int, int] = (0, 0, 0, 0)  # top, bottom, left, right in latent pixels (bottom, right excluded)
     # Probability that a sample cut by a context scheme sees, as its newest context frame, the model's own
     # one-step sample of that frame (from pure noise, given the frames before it) instead of the real one:
     # what a rollout feeds back, so the model learns to continue from its own errors (self-forcing against drift)
@@ -112,6 +117,13 @@ class ObjectiveConfig:
             raise ValueError(f"state_change_weight must be finite and >= 0, got {self.state_change_weight}")
         if not (math.isfinite(self.change_weight) and self.change_weight >= 0):
             raise ValueError(f"change_weight must be finite and >= 0, got {self.change_weight}")
+        self.agent_box = tuple(int(v) for v in self.agent_box)
+        top, bottom, left, right = self.agent_box if len(self.agent_box) == 4 else (-1, -1, -1, -1)
+        if top < 0 or not (math.isfinite(self.agent_weight) and self.agent_weight >= 0) \
+                or (self.agent_weight > 0 and not (top < bottom and left < right)):
+            raise ValueError(f"agent_weight must be finite and >= 0, and agent_box (top, bottom, left, right) a box of "
+                             f"latent pixels, non-empty when agent_weight > 0; got {self.agent_weight}, "
+                             f"{list(self.agent_box)}")
 
 
 def schedule(t: Tensor) -> tuple[Tensor, Tensor]:
@@ -232,8 +244,8 @@ def diffusion_loss(
     else:
         out = model(add_noise(x0, noise, t), t, actions, action_mask, frame_index)
     err = (out.prediction.float() - v_target(x0, noise, t).float()).pow(2)  # (B, T, C, h, w)
-    if config.change_weight > 0 and frames > 1:
-        pixel = change_weights(x0, config.change_weight)  # (B, T, 1, h, w)
+    pixel = pixel_weights(x0, config)
+    if pixel is not None:
         per_frame = (err * pixel).mean(dim=(2, 3, 4)) / pixel.mean(dim=(2, 3, 4))
     else:
         per_frame = err.mean(dim=(2, 3, 4))  # (B, T)
@@ -287,6 +299,21 @@ def _bce(logit: Tensor, target: Tensor, where: Tensor) -> Tensor:
     """Mean binary cross-entropy of logit against target (B, T) over `where`; a zero that keeps the graph if empty."""
     logit = logit.float()
     return F.binary_cross_entropy_with_logits(logit[where], target[where].float()) if where.any() else logit.sum() * 0
+
+
+def pixel_weights(x0: Tensor, config: ObjectiveConfig) -> Tensor | None:
+    """(B or 1, T, 1, h, w) weights of the latent pixels in the diffusion error (`change_weight`, `agent_weight`), or
+    None when every pixel weighs the same."""
+    pixel = change_weights(x0, config.change_weight) if config.change_weight > 0 and x0.shape[1] > 1 else None
+    if config.agent_weight > 0:
+        top, bottom, left, right = config.agent_box
+        h, w = x0.shape[-2:]
+        if bottom > h or right > w:
+            raise ValueError(f"objective.agent_box {list(config.agent_box)} lies outside the {h} x {w} latents")
+        agent = torch.ones(1, 1, 1, h, w, device=x0.device)
+        agent[..., top:bottom, left:right] += config.agent_weight
+        pixel = agent if pixel is None else pixel * agent
+    return pixel
 
 
 def change_weights(x0: Tensor, strength: float) -> Tensor:

@@ -182,11 +182,12 @@ class Decoder(nn.Module):
         for block in (*self.mid, *self.up, *self.refine):
             h = h if isinstance(block, nn.Identity) else block(h, stream)
         features = F.silu(self.norm_out(h))
-        x = rearrange(self.conv_out(features, stream), "b (c p1 p2) t h w -> b c t (h p1) (w p2)",
-                      p1=self.patch, p2=self.patch)
+        x = self.conv_out(features, stream)  # (B, C * p * p, T, h, w)
         pixel_logits = None
-        if self.palette is not None:
-            x, pixel_logits = self.palette(x, features)
+        if self.palette is not None:  # picks colours at patch resolution, unfolds only its result
+            x, pixel_logits = self.palette(x, features, logits)
+        else:
+            x = rearrange(x, "b (c p1 p2) t h w -> b c t (h p1) (w p2)", p1=self.patch, p2=self.patch)
         return (x, pixel_logits) if logits else x
 
 

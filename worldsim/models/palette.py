@@ -32,7 +32,13 @@ def palette_tensor(palette: tuple[tuple[int, int, int], ...]) -> torch.Tensor:
 
 
 class PaletteHead(nn.Module):
-    """Decoder RGB ``(B, 3, T, H, W)`` and last features ``(B, C, T, H/p, W/p)`` -> palette logits and expected colour."""
+    """The decoder's last convolution's output and features, at patch resolution -> expected colour and palette logits.
+
+    Both inputs stay in the patched layout ``(B, X * p * p, T, H/p, W/p)``, channels ``(x p1 p2)`` as the decoder's
+    ``conv_out`` emits them: the nearness to each colour and the correction are ONE 1x1x1 convolution there, the
+    softmax runs over the colours of each sub-pixel, and only the 3-channel result (and the logits, when asked) is
+    unfolded to full resolution. The same logits as computing at full resolution, 3 times faster on a CPU.
+    """
 
     def __init__(self, palette: tuple[tuple[int, int, int], ...], feature_channels: int, patch: int,
                  sharpness: float = 4.0):
@@ -44,20 +50,40 @@ class PaletteHead(nn.Module):
         nn.init.zeros_(self.correction.weight)
         nn.init.zeros_(self.correction.bias)
 
-    def logits(self, rgb: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
-        """(B, K, T, H, W) logits: nearness of the RGB output to each colour plus the learned correction."""
-        c = self.colours.to(rgb.dtype)  # (K, 3)
-        # -|x - c|^2 = 2 x.c - |c|^2 - |x|^2; the last term is the same for every colour, so it drops out.
-        # A 1x1x1 convolution computes it channels-first (3x faster on a CPU than an einsum's permutes).
-        near = F.conv3d(rgb, (2.0 * c)[:, :, None, None, None], -c.pow(2).sum(-1))
-        corr = rearrange(self.correction(features), "b (k p1 p2) t h w -> b k t (h p1) (w p2)", p1=self.patch, p2=self.patch)
-        return self.log_sharpness.exp() * near + corr
+    def unfold(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, X * p * p, T, h, w) in ``(x p1 p2)`` order -> (B, X, T, h * p, w * p)."""
+        return rearrange(x, "b (c p1 p2) t h w -> b c t (h p1) (w p2)", p1=self.patch, p2=self.patch)
 
-    def forward(self, rgb: torch.Tensor, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Returns (expected colour (B, 3, T, H, W), logits (B, K, T, H, W))."""
-        logits = self.logits(rgb, features)
-        colours = self.colours.to(rgb.dtype).t().contiguous()[:, :, None, None, None]  # (3, K, 1, 1, 1)
-        return F.conv3d(logits.softmax(dim=1), colours), logits
+    def patched_logits(self, rgb: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
+        """(B, K * p * p, T, h, w) logits in ``(k p1 p2)`` order: sharpness * (2 rgb.c - |c|^2) + correction.
+
+        -|x - c|^2 = 2 x.c - |c|^2 - |x|^2, and the last term is the same for every colour, so it drops out: the
+        nearness is linear in the RGB output and joins the correction in one product (block-diagonal over the
+        p * p sub-pixels). A batched matrix product, not a 1x1x1 convolution: 7 times faster on a CPU.
+        """
+        c = self.colours.to(rgb.dtype)  # (K, 3)
+        subpixels = self.patch**2
+        eye = torch.eye(subpixels, dtype=rgb.dtype, device=rgb.device)
+        near = torch.einsum("kc,qr->kqcr", 2.0 * c, eye).reshape(len(c) * subpixels, 3 * subpixels)  # (k q) x (c r)
+        scale = self.log_sharpness.exp().to(rgb.dtype)
+        weight = torch.cat([scale * near, self.correction.weight.flatten(1).to(rgb.dtype)], dim=1)
+        bias = self.correction.bias.to(rgb.dtype) - scale * c.pow(2).sum(-1).repeat_interleave(subpixels)
+        b, _, t, h, w = rgb.shape
+        inputs = torch.cat([rgb, features.to(rgb.dtype)], dim=1).view(b, weight.shape[1], t * h * w)
+        return torch.baddbmm(bias[None, :, None], weight.expand(b, -1, -1), inputs).view(b, -1, t, h, w)
+
+    def forward(self, rgb: torch.Tensor, features: torch.Tensor,
+                logits: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Returns (expected colour (B, 3, T, H, W), logits (B, K, T, H, W) or None without `logits`)."""
+        b, _, t, h, w = rgb.shape
+        patched = self.patched_logits(rgb, features)  # (B, K p p, T, h, w)
+        k, subpixels = len(self.colours), self.patch**2
+        probs = patched.view(b, k, subpixels, t, h, w).softmax(dim=1).view(b, k * subpixels, t * h * w)
+        c = self.colours.to(probs.dtype)
+        eye = torch.eye(subpixels, dtype=c.dtype, device=c.device)
+        expect = torch.einsum("kc,qr->cqkr", c, eye).reshape(3 * subpixels, k * subpixels)  # (c q) x (k r)
+        colour = torch.matmul(expect, probs).view(b, 3 * subpixels, t, h, w)
+        return self.unfold(colour), (self.unfold(patched) if logits else None)
 
 
 def palette_targets(frames: torch.Tensor, palette: tuple[tuple[int, int, int], ...]) -> torch.Tensor:
