@@ -18,11 +18,12 @@
 # previous-frame pathway and trains with uniform noise levels and a cosine learning rate (NAME-dit2, on the
 # fine-tuned decoder). CONTINUE=1 starts phase 2 from the committed exports in worldsim/pretrained/ (how a
 # later session on a fresh machine continues); the model card says where each phase started. The committed
-# Probes-v0 is phase 4's (a palette decoder, which the phase-2 decoder stage cannot load): continue it with
-# its own stages, not with CONTINUE=1. PROBES_PHASE4_FROM=DIR runs phase 4 alone from a phase-3 export DIR
+# Probes-v0 is phase 7's (a palette decoder since phase 3, which the phase-2 decoder stage cannot load): continue it
+# with its own stages, not with CONTINUE=1. PROBES_PHASE4_FROM=DIR runs phase 4 alone from a phase-3 export DIR
 # (the shipped phase 4 started from the committed phase-3 export); PROBES_PHASE5_FROM=DIR phase 5 alone from a
 # phase-4 export (the shipped phase 5 started from the committed phase-4 export); PROBES_PHASE6_FROM=DIR phase 6
-# alone from a phase-5 export (the shipped phase 6 started from the committed phase-5 export); CRAFTER_PHASE4_FROM=DIR
+# alone from a phase-5 export (the shipped phase 6 started from the committed phase-5 export); PROBES_PHASE7_FROM=DIR
+# phase 7 alone from a phase-6 export (the shipped phase 7: the committed phase-6 export); CRAFTER_PHASE4_FROM=DIR
 # Crafter's phase 4 alone from a phase-3 export (the shipped one started from the committed phase-3 export);
 # CRAFTER_PHASE5_FROM=DIR Crafter's phase 5 alone from a phase-4 export (the shipped one: the committed phase-4 export).
 #
@@ -292,6 +293,20 @@ phase6_probes() {
     "${DIT[@]}" "${comp[@]}"
 }
 
+# Phase 7 (probe world only, session 19): the window-33 decoder trained 5,000 steps more, as phase 4 trained it but
+# from lr 3e-4 (encoder frozen: the latents, and so the DiT, stay); scripts/swap_decoder.py puts it under phase 6's
+# DiT. Held-out 33-frame windows 35.43 -> 36.06 dB at 3,250 steps, 36.22 at 5,000 (72 CPU-min). START is phase 6's export (the committed
+# worldsim/pretrained/probes when continuing: PROBES_PHASE7_FROM=DIR).
+phase7_probes() {
+  local start=$1 store=$WORK/probes.zarr
+  stage probes train-vae "$WORK/probes-vae7" "${PROBES_VAE7_STEPS:-5000}" $WS train-vae data="$store" \
+    init_from="$start" "${VAE[@]}" window=33 batch_size=4 optim.lr=3e-4 optim.warmup_steps=50 validation.windows=16 \
+    optim.schedule=cosine +model_overrides.palette=auto freeze_encoder=true progress=false checkpoint_every=250 \
+    keep_checkpoints=1 video_every=0
+  [ -f "$WORK/probes-phase7/export/config.json" ] || \
+    $PY scripts/swap_decoder.py "$start" "$WORK/probes-vae7/export" "$WORK/probes-phase7/export"
+}
+
 evaluate() {  # evaluate NAME WORLD [SAMPLING_STEPS]: worldsim eval on the shipped export, the card, plots and a strip
   local name=$1 world=$2 steps=${SAMPLING_STEPS:-${3:-4}}
   rm -rf "$WORK/$name-eval" "$WORK/$name-rollout"
@@ -342,7 +357,10 @@ for name in "${@:-crafter probes}"; do
       probes)
         store=$WORK/probes.zarr
         [ -d "$store" ] || timed probes collect $WS collect env=probe episodes=400 seed=1000 out="$store" progress=false
-        if [ -n "${PROBES_PHASE6_FROM:-}" ]; then  # phase 6 alone, from a phase-5 export (how the shipped one was made)
+        if [ -n "${PROBES_PHASE7_FROM:-}" ]; then  # phase 7 alone, from a phase-6 export (how the shipped one was made)
+          phase7_probes "$PROBES_PHASE7_FROM"
+          ship probes "$WORK/probes-phase7/export"
+        elif [ -n "${PROBES_PHASE6_FROM:-}" ]; then  # phase 6 alone, from a phase-5 export
           phase6_probes "$PROBES_PHASE6_FROM"
           ship probes "$WORK/probes-dit7/export"
         elif [ -n "${PROBES_PHASE5_FROM:-}" ]; then  # phase 5 alone, from a phase-4 export (how the shipped one was made)
