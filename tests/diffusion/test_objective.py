@@ -366,3 +366,27 @@ def test_agent_weighting_makes_an_error_on_the_agent_cost_more():
                 {"agent_box": (0, 1, 2)}):
         with pytest.raises(ValueError, match="agent_weight"):
             ObjectiveConfig(**bad)
+
+
+def test_object_weighting_makes_an_error_on_an_object_cost_more():
+    # a plain latent frame (the background) with one latent pixel far from it (a ball)
+    x0 = torch.zeros(1, 1, 2, 4, 4)
+    x0[0, 0, :, 2, 1] = 3.0
+    config = ObjectiveConfig(context_prob=0.0, action_dropout=0.0, object_weight=4.0)
+    w = pixel_weights(x0, config)
+    assert w[0, 0, 0, 2, 1] == 5.0 and w[0, 0, 0, 0, 0] == 1.0  # distance clipped to 1: weight 1 + 4
+
+    def wrong_at(row, col):
+        def model(x, t, *args, **kwargs):
+            alpha, sigma = (s[:, :, None, None, None] for s in schedule(t))
+            pred = v_target(x0, (x - alpha * x0) / sigma, t).clone()
+            pred[:, :, :, row, col] += 1.0
+            return type("Out", (), {"prediction": pred})()
+        return model
+
+    def loss(model, cfg):
+        return float(diffusion_loss(model, x0, None, None, None, torch.Generator().manual_seed(9), cfg)[0])
+
+    assert loss(wrong_at(2, 1), config) == pytest.approx(5 * loss(wrong_at(0, 3), config))
+    with pytest.raises(ValueError, match="object_weight"):
+        ObjectiveConfig(object_weight=float("nan"))

@@ -87,6 +87,10 @@ class ObjectiveConfig:
     # > 0: the latent pixels inside `agent_box` weigh 1 + agent_weight (on top of change_weight's). Worlds whose view
     # follows the agent draw it at one place (Crafter at 72 x 72: latent rows 6-7, columns 8-9), and how it turns is
     # the plainest sign of a move: a few latent pixels of the frame's hundreds, drowned by the terrain otherwise
+    # > 0: latent pixels away from their frame's median latent (the background: the probe world's floor, Crafter's
+    # grass) weigh 1 + object_weight * min(mean over channels |x0 - median|, 1), as the autoencoder's object_weight
+    # does with pixels: a fading ball costs more than its share of the frame
+    object_weight: float = 0.0
     agent_weight: float = 0.0
     agent_box: tuple[int, int, int, int] = (0, 0, 0, 0)  # top, bottom, left, right in latent pixels (bottom, right excluded)
     # Probability that a sample cut by a context scheme sees, as its newest context frame, the model's own
@@ -115,8 +119,9 @@ class ObjectiveConfig:
             raise ValueError(f"own_context_frames must be >= 1, got {self.own_context_frames}")
         if not (math.isfinite(self.state_change_weight) and self.state_change_weight >= 0):
             raise ValueError(f"state_change_weight must be finite and >= 0, got {self.state_change_weight}")
-        if not (math.isfinite(self.change_weight) and self.change_weight >= 0):
-            raise ValueError(f"change_weight must be finite and >= 0, got {self.change_weight}")
+        for name in ("change_weight", "object_weight"):
+            if not (math.isfinite(getattr(self, name)) and getattr(self, name) >= 0):
+                raise ValueError(f"{name} must be finite and >= 0, got {getattr(self, name)}")
         self.agent_box = tuple(int(v) for v in self.agent_box)
         top, bottom, left, right = self.agent_box if len(self.agent_box) == 4 else (-1, -1, -1, -1)
         if top < 0 or not (math.isfinite(self.agent_weight) and self.agent_weight >= 0) \
@@ -302,9 +307,13 @@ def _bce(logit: Tensor, target: Tensor, where: Tensor) -> Tensor:
 
 
 def pixel_weights(x0: Tensor, config: ObjectiveConfig) -> Tensor | None:
-    """(B or 1, T, 1, h, w) weights of the latent pixels in the diffusion error (`change_weight`, `agent_weight`), or
-    None when every pixel weighs the same."""
+    """(B or 1, T, 1, h, w) weights of the latent pixels in the diffusion error (`change_weight`, `object_weight`,
+    `agent_weight`, multiplied), or None when every pixel weighs the same."""
     pixel = change_weights(x0, config.change_weight) if config.change_weight > 0 and x0.shape[1] > 1 else None
+    if config.object_weight > 0:
+        median = x0.float().flatten(-2).median(dim=-1).values[..., None, None]  # (B, T, C, 1, 1)
+        far = 1.0 + config.object_weight * (x0.float() - median).abs().mean(dim=2, keepdim=True).clamp(max=1.0)
+        pixel = far if pixel is None else pixel * far
     if config.agent_weight > 0:
         top, bottom, left, right = config.agent_box
         h, w = x0.shape[-2:]
