@@ -121,6 +121,21 @@ def test_context_frames_carry_no_diffusion_loss():
     torch.testing.assert_close(a, b)
 
 
+def _exact_but(x0, row, col, frame=slice(None)):
+    """A model whose v-prediction is exact (the true v, recovered from x_t) except +1 at latent pixel (row, col) of
+    `frame` (every frame by default)."""
+    def model(x, t, *args, **kwargs):
+        alpha, sigma = (s[:, :, None, None, None] for s in schedule(t))
+        pred = v_target(x0, (x - alpha * x0) / sigma, t).clone()
+        pred[:, frame, :, row, col] += 1.0
+        return type("Out", (), {"prediction": pred})()
+    return model
+
+
+def _loss(model, x0, cfg):
+    return float(diffusion_loss(model, x0, None, None, None, torch.Generator().manual_seed(9), cfg)[0])
+
+
 def test_change_weighting_makes_an_error_where_the_frame_changed_cost_more():
     # two frames; the second differs from the first only in the top-left latent pixel
     x0 = torch.zeros(1, 2, 2, 4, 4)
@@ -131,16 +146,11 @@ def test_change_weighting_makes_an_error_where_the_frame_changed_cost_more():
     config = ObjectiveConfig(context_prob=0.0, action_dropout=0.0, change_weight=4.0)
     plain = ObjectiveConfig(context_prob=0.0, action_dropout=0.0)
 
-    def wrong_at(row, col):  # a model that is exact except at one latent pixel of the second frame
-        def model(x, t, *args, **kwargs):
-            alpha, sigma = (s[:, :, None, None, None] for s in schedule(t))
-            pred = v_target(x0, (x - alpha * x0) / sigma, t).clone()  # the true v, recovered from x_t
-            pred[:, 1, :, row, col] += 1.0
-            return type("Out", (), {"prediction": pred})()
-        return model
+    def wrong_at(row, col):  # exact except at one latent pixel of the second frame
+        return _exact_but(x0, row, col, frame=1)
 
     def loss(model, cfg):
-        return float(diffusion_loss(model, x0, None, None, None, torch.Generator().manual_seed(9), cfg)[0])
+        return _loss(model, x0, cfg)
 
     # the same error costs the same without weighting, and more where the frame changed with it
     assert loss(wrong_at(0, 0), plain) == pytest.approx(loss(wrong_at(3, 3), plain))
@@ -348,15 +358,10 @@ def test_agent_weighting_makes_an_error_on_the_agent_cost_more():
     plain = ObjectiveConfig(context_prob=0.0, action_dropout=0.0)
 
     def wrong_at(row, col):  # exact except at one latent pixel of every frame
-        def model(x, t, *args, **kwargs):
-            alpha, sigma = (s[:, :, None, None, None] for s in schedule(t))
-            pred = v_target(x0, (x - alpha * x0) / sigma, t).clone()
-            pred[:, :, :, row, col] += 1.0
-            return type("Out", (), {"prediction": pred})()
-        return model
+        return _exact_but(x0, row, col)
 
     def loss(model, cfg):
-        return float(diffusion_loss(model, x0, None, None, None, torch.Generator().manual_seed(9), cfg)[0])
+        return _loss(model, x0, cfg)
 
     assert loss(wrong_at(1, 2), plain) == pytest.approx(loss(wrong_at(3, 0), plain))
     assert loss(wrong_at(1, 2), config) == pytest.approx(10 * loss(wrong_at(3, 0), config))
@@ -376,16 +381,11 @@ def test_object_weighting_makes_an_error_on_an_object_cost_more():
     w = pixel_weights(x0, config)
     assert w[0, 0, 0, 2, 1] == 5.0 and w[0, 0, 0, 0, 0] == 1.0  # distance clipped to 1: weight 1 + 4
 
-    def wrong_at(row, col):
-        def model(x, t, *args, **kwargs):
-            alpha, sigma = (s[:, :, None, None, None] for s in schedule(t))
-            pred = v_target(x0, (x - alpha * x0) / sigma, t).clone()
-            pred[:, :, :, row, col] += 1.0
-            return type("Out", (), {"prediction": pred})()
-        return model
+    def wrong_at(row, col):  # exact except at one latent pixel of every frame
+        return _exact_but(x0, row, col)
 
     def loss(model, cfg):
-        return float(diffusion_loss(model, x0, None, None, None, torch.Generator().manual_seed(9), cfg)[0])
+        return _loss(model, x0, cfg)
 
     assert loss(wrong_at(2, 1), config) == pytest.approx(5 * loss(wrong_at(0, 3), config))
     with pytest.raises(ValueError, match="object_weight"):
