@@ -18,7 +18,10 @@ Reward is always 0 and episodes never terminate; they are truncated after
 ``max_episode_steps`` steps. ``reset(seed=s)`` draws the scenario seed from the env's seeded
 generator, so the same ``s`` gives the same episode and ``reset()`` continues a deterministic
 sequence; ``reset(options={"family": "permanence", "scenario_seed": 7})`` asks for one scenario
-exactly (either key may be left out).
+exactly (either key may be left out). ``family`` may also be a list of families: each reset without
+a family option draws one of them uniformly from the same generator (repeat a name to weigh it
+more), so one store can hold several families, e.g. ``env.kwargs.family=[random,random,permanence,
+fall_bounce,collision,push]`` for `worldsim collect`.
 
 ``info["state"]`` (every reset and step) holds the ground truth with fixed shapes, padded to
 ``MAX_BALLS`` balls and ``MAX_OCCLUDERS`` occluders; `ProbeWorldEnv.state_spec` lists them:
@@ -63,19 +66,23 @@ class ProbeWorldEnv(LastFrameRender, gym.Env):
     def __init__(
         self,
         size: int | tuple[int, int] = 64,
-        family: str = "random",
+        family: str | list[str] | tuple[str, ...] = "random",
         max_episode_steps: int = 64,
         render_mode: str | None = None,
         physics: PhysicsConfig | None = None,
     ):
-        if family not in FAMILIES:
-            raise ValueError(f"unknown probe family {family!r}; known families: {', '.join(FAMILIES)}")
+        families = [family] if isinstance(family, str) else [str(f) for f in family]
+        if not families:
+            raise ValueError(f"family must name at least one probe family; known families: {', '.join(FAMILIES)}")
+        for f in families:
+            if f not in FAMILIES:
+                raise ValueError(f"unknown probe family {f!r}; known families: {', '.join(FAMILIES)}")
         if max_episode_steps < 1:
             raise ValueError(f"max_episode_steps must be >= 1, got {max_episode_steps}")
         if render_mode not in (None, "rgb_array"):
             raise ValueError(f"render_mode must be None or 'rgb_array', got {render_mode!r}")
         self.physics = physics or PhysicsConfig()
-        self.family = family
+        self.family = family if isinstance(family, str) else tuple(families)
         self.max_episode_steps = int(max_episode_steps)
         self.render_mode = render_mode
         self.metadata = {**self.metadata, "render_fps": round(1.0 / self.physics.dt)}
@@ -114,6 +121,8 @@ class ProbeWorldEnv(LastFrameRender, gym.Env):
         if unknown:
             raise ValueError(f"unknown reset options {sorted(unknown)}; expected 'family' and/or 'scenario_seed'")
         family = options.get("family", self.family)
+        if not isinstance(family, str):  # a list of families: one drawn per reset
+            family = family[int(self.np_random.integers(len(family)))]
         # Always draw, so the generator advances the same way whether or not a seed is given.
         drawn = int(self.np_random.integers(0, 2**31 - 1))
         scenario_seed = int(options.get("scenario_seed", drawn))

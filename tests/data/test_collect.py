@@ -64,6 +64,23 @@ def test_async_vector_env_matches_sync(tmp_path):
         np.testing.assert_array_equal(es["action"], ea["action"])
 
 
+def test_a_probe_store_of_several_families(tmp_path):
+    """env.kwargs.family as a list: one store holds several probe families, and appending needs the same list."""
+    out = tmp_path / "mix.zarr"
+    collect(_cfg(out, "episodes=12", "env.kwargs.family=[random,permanence,fall_bounce]"))
+    store = EpisodeStore.open(out)
+    assert store.attrs["env_kwargs"]["family"] == ["random", "permanence", "fall_bounce"]
+    starts = np.concatenate([[0], store.episode_ends[:-1]])
+    occluders = store.read("state/occluder_present", 0, store.num_frames)[starts].sum(axis=1)
+    balls = store.read("state/present", 0, store.num_frames)[starts].sum(axis=1)
+    store.close()
+    assert len(set(zip(occluders.tolist(), balls.tolist()))) > 2  # not one family's layout twelve times
+    with pytest.raises(StoreError, match="env.kwargs.family"):
+        collect(_cfg(out, "episodes=1"))
+    collect(_cfg(out, "episodes=2", "env.kwargs.family=[random,permanence,fall_bounce]"))
+    assert EpisodeStore.open(out).num_episodes == 14
+
+
 def test_crafter_collection_through_the_command(tmp_path, capsys):
     out = tmp_path / "crafter.zarr"
     assert main(["collect", f"out={out}", "episodes=2", "env.max_episode_steps=20", "progress=false"]) == 0

@@ -71,6 +71,27 @@ def test_options_pick_an_exact_scenario():
         ProbeWorldEnv(family="gravity")
 
 
+def test_a_list_of_families_draws_one_per_reset_deterministically():
+    mixed = ["random", "permanence", "permanence", "fall_bounce"]
+    a, b = ProbeWorldEnv(family=mixed), ProbeWorldEnv(family=tuple(mixed))
+    seen = [a.reset(seed=s)[1]["family"] for s in range(60)]
+    assert seen == [b.reset(seed=s)[1]["family"] for s in range(60)]
+    counts = {f: seen.count(f) for f in set(seen)}
+    assert set(counts) == {"random", "permanence", "fall_bounce"}  # each drawn, nothing else
+    assert counts["permanence"] > max(counts["random"], counts["fall_bounce"])  # repeated names weigh more
+    # the drawn family's scenario is the one asked for by name with the same scenario seed
+    obs, info = a.reset(seed=3)
+    exact, _ = ProbeWorldEnv().reset(options={"family": info["family"], "scenario_seed": info["scenario_seed"]})
+    np.testing.assert_array_equal(obs, exact)
+    assert a.reset(seed=3, options={"family": "push"})[1]["family"] == "push"  # an option still decides
+    # one family named alone draws as before (the same scenario seeds as the default env)
+    assert ProbeWorldEnv(family=["random"]).reset(seed=5)[1]["scenario_seed"] == ProbeWorldEnv().reset(seed=5)[1]["scenario_seed"]
+    with pytest.raises(ValueError, match="known families"):
+        ProbeWorldEnv(family=["random", "gravity"])
+    with pytest.raises(ValueError, match="at least one"):
+        ProbeWorldEnv(family=[])
+
+
 @pytest.mark.parametrize("size", [(48, 80), 32, (96, 40)])
 def test_other_sizes(size):
     env = ProbeWorldEnv(size=size)
