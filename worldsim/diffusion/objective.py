@@ -84,13 +84,13 @@ class ObjectiveConfig:
     # channels, clipped to 1), so what moves or changes (a sprite turning, an object entering) is not drowned by the
     # still background; each frame's total weight stays the same
     change_weight: float = 0.0
-    # > 0: the latent pixels inside `agent_box` weigh 1 + agent_weight (on top of change_weight's). Worlds whose view
-    # follows the agent draw it at one place (Crafter at 72 x 72: latent rows 6-7, columns 8-9), and how it turns is
-    # the plainest sign of a move: a few latent pixels of the frame's hundreds, drowned by the terrain otherwise
     # > 0: latent pixels away from their frame's median latent (the background: the probe world's floor, Crafter's
     # grass) weigh 1 + object_weight * min(mean over channels |x0 - median|, 1), as the autoencoder's object_weight
     # does with pixels: a fading ball costs more than its share of the frame
     object_weight: float = 0.0
+    # > 0: the latent pixels inside `agent_box` weigh 1 + agent_weight (on top of change_weight's). Worlds whose view
+    # follows the agent draw it at one place (Crafter at 72 x 72: latent rows 6-7, columns 8-9), and how it turns is
+    # the plainest sign of a move: a few latent pixels of the frame's hundreds, drowned by the terrain otherwise
     agent_weight: float = 0.0
     agent_box: tuple[int, int, int, int] = (0, 0, 0, 0)  # top, bottom, left, right in latent pixels (bottom, right excluded)
     # Probability that a sample cut by a context scheme sees, as its newest context frame, the model's own
