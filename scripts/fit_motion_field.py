@@ -1,6 +1,6 @@
 """Fit a DiT's motion field alone on a store's cached latents (worldsim.train.motion_field).
 
-    python scripts/fit_motion_field.py DIT_EXPORT STORE OUT [--width 32] [--radius 4] [--steps 1500] [--prior [--heads 2]] [--schedule cosine] [--json F]
+    python scripts/fit_motion_field.py DIT_EXPORT STORE OUT [--width 32] [--radius 4] [--steps 1500] [--prior [--heads 2] [--frames 8]] [--schedule cosine] [--json F]
 """
 
 import argparse
@@ -29,6 +29,8 @@ def main() -> None:
                         help="fit over rollouts of this many steps, the module's own guesses fed back")
     parser.add_argument("--heads", type=int, default=1,
                         help="a prior's heads: > 1 makes a committed prior (several guesses, one chosen)")
+    parser.add_argument("--frames", type=int, default=2,
+                        help="frames a prior reads before each one (> 2: older ones too, DiTConfig.prior_frames)")
     parser.add_argument("--change-weight", type=float, default=0.0,
                         help="weigh latent pixels that change by up to 1 + this in the training error")
     parser.add_argument("--schedule", choices=("constant", "cosine"), default="constant",
@@ -43,7 +45,7 @@ def main() -> None:
                                   args.lr, args.batch, kind="prior" if args.prior else "field",
                                   unroll=args.unroll, schedule=args.schedule,
                                   eval_every=args.eval_every, heads=args.heads,
-                                  change_weight=args.change_weight)
+                                  change_weight=args.change_weight, frames=args.frames)
     except (ValueError, OSError, ExportError) as e:
         sys.exit(f"fit_motion_field: {e}")
     if args.json:

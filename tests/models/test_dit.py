@@ -5,6 +5,7 @@ import torch
 from gymnasium import spaces
 
 from worldsim.models.dit import DiT, DiTConfig, DiTOutput
+from worldsim.models.kv_cache import frames_before
 from worldsim.models.presets import PRESETS, build_dit, dit_config, parameter_count, preset_table
 from worldsim.spaces import space_to_json
 
@@ -168,8 +169,8 @@ def test_earlier_frame_pathway_starts_as_a_no_op_and_reads_the_two_newest_cached
     order = torch.tensor([2, 0, 1])
     shuffled = dataclasses.replace(cache, latents=cache.latents[:, order], noise_level=cache.noise_level[:, order],
                                    frame_index=cache.frame_index[:, order])
-    assert torch.equal(two._earlier(after["x"], after["noise_level"], shuffled)[0],
-                       two._earlier(after["x"], after["noise_level"], cache)[0])
+    assert torch.equal(frames_before(after["x"], after["noise_level"], shuffled, 1)[0],
+                       frames_before(after["x"], after["noise_level"], cache, 1)[0])
     with pytest.raises(ValueError, match="previous_frames must be 1 or 2"):
         DiTConfig(latent_channels=C, previous_frame=False, previous_frames=2)
 
@@ -542,6 +543,35 @@ def test_conv_prior_starts_as_a_no_op_and_fits_the_next_frame():
     assert model.prior.out.weight.grad.abs().sum() > 0
     with pytest.raises(ValueError, match="conv_prior"):
         DiTConfig(latent_channels=C, previous_frame=True, conv_prior=8)
+
+
+def test_prior_with_more_frames_starts_as_before_and_reads_exactly_its_frames():
+    """`prior_frames` F > 2: a two-frame prior given more frames guesses as before (only `prior.older` is new, zero),
+    reads the F newest frames before each one, from the sequence or the cache alike (by time index), and its clean
+    guess (`prior_next`) equals the one it makes on the same frames as context."""
+    four = _warm_started(_model(previous_frame="prior"), "prior.older", prior_frames=4, previous_frames=2,
+                         previous_frame=True, conv_prior=8)
+    with torch.no_grad():
+        four.prior.older.weight.normal_(std=0.2)
+        four.prior.out.weight.normal_(std=0.2)
+    inputs = _inputs(t=7)
+    x, clean_level = inputs["x"], torch.zeros(2, 7)
+    with torch.no_grad():
+        whole = four(**{**inputs, "noise_level": clean_level}, clean=x)
+        torch.testing.assert_close(whole.prior_next, whole.prior_guess)
+        cache = four.build_cache(**{**_frames(inputs, slice(0, 6)), "noise_level": clean_level[:, :6]})
+        last = {**_frames(inputs, slice(6, 7)), "noise_level": clean_level[:, 6:]}
+        cached = four(**last, cache=cache).prior_guess
+        torch.testing.assert_close(cached, whole.prior_guess[:, 6:], atol=1e-5, rtol=1e-5)
+        for frame, read in ((1, False), (2, True), (3, True), (5, True)):  # frame 6 reads 5, 4, 3 and 2
+            latents = cache.latents.clone()
+            latents[:, frame] += 1.0
+            moved = four(**last, cache=dataclasses.replace(cache, latents=latents)).prior_guess
+            assert (not torch.allclose(moved, cached)) == read, frame
+    with pytest.raises(ValueError, match="prior_frames"):
+        DiTConfig(latent_channels=C, previous_frame=True, previous_frames=2, prior_frames=4)
+    with pytest.raises(ValueError, match="reads 4 frames"):
+        four.prior(x[:, :1], x[:, :1], None)
 
 
 def test_prior_composite_blends_the_conv_priors_guess_and_a_given_guess_is_reused():

@@ -105,3 +105,27 @@ def test_latent_windows_line_up_with_rows_actions_and_episodes(tmp_path):
     assert not data[0]["action_mask"][0].any()  # an episode's first frame: no action led to it
     with pytest.raises(ValueError, match="no window"):
         LatentWindowDataset(cache, store, frames=20)
+
+
+def test_windows_where_a_state_rises_from_zero_are_listed_again(tmp_path):
+    """reappear/repeat: a window in which the recorded state goes from <= 0 to > 0 between two of its latent frames
+    (each read at the latent frame's last row) is listed `repeat` times; every other window once. Checked against
+    the rows themselves: the square's column leaving the left wall (0 -> > 0) is the rise here."""
+    store = make_store(tmp_path / "s.zarr", episodes=12, steps=24, state=True)
+    cache = build_cache(store, _autoencoder(), progress=False)
+    plain = LatentWindowDataset(cache, store, frames=3)
+    tripled = LatentWindowDataset(cache, store, frames=3, reappear="square_x", repeat=3)
+    s = EpisodeStore.open(store, "r")
+    xs = s.read("state/square_x", 0, s.num_frames)[:, 0]
+    expected = []
+    for i in range(len(plain)):
+        first, _ = plain.rows(i)
+        last = xs[first:first + 5:2]  # rows ending the window's 3 latent frames
+        expected.append(bool(((last[:-1] <= 0) & (last[1:] > 0)).any()))
+    assert 0 < sum(expected) < len(plain)  # the store has both kinds
+    assert tripled.reappear_windows == sum(expected) and len(tripled) == len(plain) + 2 * sum(expected)
+    listed = np.bincount(tripled.starts, minlength=int(plain.starts.max()) + 1)[plain.starts]
+    np.testing.assert_array_equal(listed, np.where(expected, 3, 1))
+    assert LatentWindowDataset(cache, store, frames=3, reappear="square_x").reappear_windows == 0  # repeat 1: as is
+    with pytest.raises(ValueError, match="reappear_state='nope'"):
+        LatentWindowDataset(cache, store, frames=3, reappear="nope", repeat=2)

@@ -145,3 +145,25 @@ def test_a_committed_prior_fitted_on_cached_latents(prior_and_store, tmp_path):
                           (["--heads", "2", "--unroll", "2", "--steps", "1"], "heads=2")):
         run = fit(tmp_path / "h", tmp_path / "x", *args)
         assert run.returncode != 0 and message in run.stderr and run.stderr.count("\n") == 1, run.stderr[-2000:]
+
+
+def test_a_prior_fitted_with_more_frames(prior_and_store, tmp_path):
+    """--frames 4 upgrades a two-frame prior (the older frames' input starts at zero, so it guesses as before), fits
+    it, and records the frames in the export, which a DiT then serves; fewer frames than it reads are refused."""
+    base, store = prior_and_store
+    run = _fit_script(base, store, tmp_path / "f4", "--frames", "4", "--steps", "20", "--eval-every", "20",
+                      "--lr", "3e-3", "--json", str(tmp_path / "f4.json"))
+    assert run.returncode == 0, run.stderr[-2000:]
+    curve = json.loads((tmp_path / "f4.json").read_text())["curve"]
+    assert curve[-1]["held_out_prior_mse"] < curve[0]["held_out_prior_mse"]
+    models, meta = load_export(tmp_path / "f4")
+    assert models["dit"].config.prior_frames == 4 and meta["conv_prior_fit"]["frames"] == 4
+    assert models["dit"].prior.older.weight.abs().sum() > 0  # the older frames' input was fitted
+    # upgraded, before fitting, it guesses as the two-frame prior whatever the older frames hold
+    one = load_export(base)[0]["dit"].eval()
+    fresh = field_dit(one, 8, 0, "prior", frames=4).eval()
+    previous, earlier, older = torch.randn(1, 1, 4, 4, 4), torch.randn(1, 1, 4, 4, 4), torch.randn(1, 1, 2, 4, 4, 4)
+    with torch.no_grad():
+        torch.testing.assert_close(fresh.prior(previous, earlier, None, older), one.prior(previous, earlier, None))
+    run = _fit_script(tmp_path / "f4", store, tmp_path / "back", "--steps", "1")
+    assert run.returncode != 0 and "drop trained weights" in run.stderr and run.stderr.count("\n") == 1, run.stderr

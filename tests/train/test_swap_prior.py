@@ -9,7 +9,7 @@ import torch
 from safetensors.torch import load_file
 
 from worldsim.export import load_export, write_export_like
-from worldsim.train.warm_start import swap_prior
+from worldsim.train.warm_start import swap_prior, with_config
 
 from tiny_world_model import make_export
 
@@ -50,3 +50,19 @@ def test_a_donor_of_another_width_latents_or_without_a_prior_is_refused(tmp_path
                          cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert run.returncode != 0 and "has no DiT with a conv prior" in run.stderr
     assert not any((tmp_path / n).exists() for n in "abc")
+
+
+def test_a_prior_reading_more_frames_makes_the_dit_read_them(tmp_path):
+    """A donor prior of prior_frames=4 under a two-frame DiT: the DiT reads 4 frames and carries the donor's older
+    frames' input; the other way round (it would drop that input) is refused."""
+    base = make_export(tmp_path / "dit", dit_overrides=PRIOR)
+    models, meta = load_export(base)
+    four = with_config(models["dit"], prior_frames=4)[0]
+    with torch.no_grad():
+        four.prior.older.weight.normal_()
+    donor = write_export_like(tmp_path / "donor", models["autoencoder"], four, meta)
+    swap_prior(base, donor, tmp_path / "out")
+    out = load_export(tmp_path / "out")[0]["dit"]
+    assert out.config.prior_frames == 4 and torch.equal(out.prior.older.weight, four.prior.older.weight)
+    with pytest.raises(ValueError, match="drop or reshape"):
+        swap_prior(donor, base, tmp_path / "back")

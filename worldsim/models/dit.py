@@ -44,7 +44,7 @@ from torch import Tensor, nn
 from worldsim.models.actions import ActionEncoder
 from worldsim.models.attention import FrameCausalAttention, frame_causal_mask
 from worldsim.models.embeddings import NoiseLevelEmbedder, PatchEmbed, patch_positions, unpatchify
-from worldsim.models.kv_cache import KVCache
+from worldsim.models.kv_cache import KVCache, frames_before, previous_frames
 from worldsim.models.motion import ConvPrior, MotionField, MotionKernel, composite_v
 from worldsim.models.rotary import Rotary3D, axis_dims
 from worldsim.spaces import space_from_json
@@ -97,6 +97,9 @@ class DiTConfig:
     # is objective.prior_weight. prior_heads > 1: it makes that many guesses and commits to one (ConvPrior's heads)
     conv_prior: int = 0
     prior_heads: int = 1
+    # F > 2 (with conv_prior): the prior also reads the F - 2 frames before those two (from the sequence and the
+    # cache's newest latents; zeros where there are none), so it can carry what went out of sight a few frames ago
+    prior_frames: int = 2
     # True (with conv_prior): that guess composited into the prediction as motion_composite does the moved frame
     prior_composite: bool = False
 
@@ -129,6 +132,8 @@ class DiTConfig:
                 or self.prior_heads < 1 or (self.prior_heads > 1 and not self.conv_prior):
             raise ValueError(f"conv_prior must be a multiple of 8 (0: none) and needs previous_frames=2, prior_heads "
                              f">= 1 (> 1 needs conv_prior), got {self.conv_prior}, {self.prior_heads}")
+        if self.prior_frames < 2 or (self.prior_frames > 2 and not self.conv_prior):
+            raise ValueError(f"prior_frames must be >= 2 (> 2 needs conv_prior > 0), got {self.prior_frames}")
         if self.motion_radius and not (self.previous_frame and self.action_space is not None):
             raise ValueError("motion_radius > 0 moves the previous frame by the action: it needs previous_frame=True "
                              "and an action space")
@@ -228,7 +233,8 @@ class DiT(nn.Module):
                                    c.motion_gate) if c.motion_radius else None
         self.field = MotionField(c.dim, c.latent_channels, c.motion_field_radius, c.motion_field) if c.motion_field else None
         self.field_embed = PatchEmbed(c.latent_channels, c.patch_size, c.dim) if c.motion_field else None
-        self.prior = ConvPrior(c.dim, c.latent_channels, c.conv_prior, c.prior_heads) if c.conv_prior else None
+        self.prior = ConvPrior(c.dim, c.latent_channels, c.conv_prior, c.prior_heads, c.prior_frames) \
+            if c.conv_prior else None
         self.prior_embed = PatchEmbed(c.latent_channels, c.patch_size, c.dim) if c.conv_prior else None
         self.action_space = None if c.action_space is None else space_from_json(c.action_space)
         self.action_encoder = None if self.action_space is None else ActionEncoder(self.action_space, c.dim, c.action_substeps)
@@ -317,7 +323,7 @@ class DiT(nn.Module):
             self._action_embedding(actions, action_mask, batch, frames)  # (B, T, D)
         moved = guess = None
         if self.previous_embed is not None:
-            previous, previous_level = self._previous(x, noise_level, cache)
+            previous, previous_level = previous_frames(x, noise_level, cache)
             unmoved = previous
             if self.motion is not None:  # the previous frame moved as this frame's actions say
                 previous = moved = self.motion(previous, action_embedding)
@@ -328,13 +334,15 @@ class DiT(nn.Module):
             tokens = tokens + self.previous_embed(previous.to(x.dtype))
             cond = cond + self.previous_noise_embed(previous_level)
         if self.earlier_embed is not None:
-            earlier, earlier_level = self._earlier(x, noise_level, cache)
+            history, history_level = frames_before(x, noise_level, cache, self.config.prior_frames - 1)
+            earlier, earlier_level, older = history[:, :, 0], history_level[:, :, 0], history[:, :, 1:]
+            older = older if older.shape[2] else None
             tokens = tokens + self.earlier_embed(earlier.to(x.dtype))
             cond = cond + self.earlier_noise_embed(earlier_level)
         if self.field is not None:  # each thing moved as its own last displacement says
             tokens = tokens + self.field_embed(self.field(unmoved, earlier, action_embedding).to(x.dtype))
         if self.prior is not None:  # the conv net's guess of this frame
-            guess = self.prior(unmoved, earlier, action_embedding) if prior_guess is None else prior_guess
+            guess = self.prior(unmoved, earlier, action_embedding, older) if prior_guess is None else prior_guess
             tokens = tokens + self.prior_embed(guess.to(x.dtype))
         if action_embedding is not None:
             cond = cond + action_embedding
@@ -371,13 +379,15 @@ class DiT(nn.Module):
         if self.motion is not None and clean is not None:
             out.motion, out.motion_gate_logit = moved_clean, gate_clean
         if clean is not None and (self.field is not None or self.prior is not None):
-            zeros = torch.zeros_like(clean[:, :1])
-            before = torch.cat([zeros, clean[:, :-1]], 1)
-            before2 = torch.cat([zeros, zeros, clean[:, :-2]], 1)[:, :frames]
+            # clean frames 1, 2, ... before each frame (zeros before the sequence)
+            shifted = [torch.cat([torch.zeros_like(clean[:, :d]), clean], 1)[:, :frames]
+                       for d in range(1, self.config.prior_frames + 1)]
+            before, before2 = shifted[0], shifted[1]
             if self.field is not None:
                 out.field_motion = self.field(before, before2, action_embedding)
             if self.prior is not None:
-                out.prior_next = self.prior(before, before2, action_embedding)
+                clean_older = torch.stack(shifted[2:], 2) if len(shifted) > 2 else None
+                out.prior_next = self.prior(before, before2, action_embedding, clean_older)
         if self.reward_head is not None:
             out.reward = self.reward_head(tokens)
         if self.termination_head is not None:
@@ -407,48 +417,6 @@ class DiT(nn.Module):
         Arguments as in `forward`; context frames are usually clean (noise_level 0).
         """
         return self(x, noise_level, actions, action_mask, frame_index, cache=cache, return_cache=True).cache
-
-    def _previous(self, x: Tensor, noise_level: Tensor, cache: KVCache | None) -> tuple[Tensor, Tensor]:
-        """Each frame's previous frame in the sequence and its noise level: (B, T, C, h, w), (B, T)."""
-        if cache is not None and cache.num_frames:
-            if cache.latents is None:
-                raise ValueError("this DiT reads each frame's previous latent (previous_frame=True), but the cache "
-                                 "holds no latents: build it with DiT.build_cache or pass latents= to KVCache")
-            if cache.newest is None:
-                first, first_level = cache.latents[:, -1:], cache.noise_level[:, -1:]
-            else:  # slot layout: the newest frame's slot
-                rows = torch.arange(x.shape[0], device=x.device)
-                first, first_level = cache.latents[rows, cache.newest][:, None], cache.noise_level[rows, cache.newest][:, None]
-            first, first_level = first.to(x.dtype), first_level.to(noise_level.dtype)
-        else:  # nothing before the first frame: zeros, marked as pure noise
-            first = torch.zeros_like(x[:, :1])
-            first_level = torch.ones_like(noise_level[:, :1])
-        return torch.cat([first, x[:, :-1]], dim=1), torch.cat([first_level, noise_level[:, :-1]], dim=1)
-
-    def _earlier(self, x: Tensor, noise_level: Tensor, cache: KVCache | None) -> tuple[Tensor, Tensor]:
-        """Each frame's frame two before it in the sequence and its noise level: (B, T, C, h, w), (B, T).
-
-        Before the sequence they come from the cache's two newest real frames (by time index, in any
-        layout); where there are fewer, zeros at noise level 1.
-        """
-        batch = x.shape[0]
-        past = torch.zeros_like(x[:, :1]).expand(-1, 2, -1, -1, -1).clone()  # (B, 2, C, h, w): oldest first
-        past_level = torch.ones_like(noise_level[:, :1]).expand(-1, 2).clone()
-        if cache is not None and cache.num_frames:
-            if cache.latents is None:
-                raise ValueError("this DiT reads earlier latents (previous_frames=2), but the cache holds no latents: "
-                                 "build it with DiT.build_cache or pass latents= to KVCache")
-            time = cache.frame_index.masked_fill(~cache.valid_mask(), -1)  # (B, F); padding and free slots last
-            n = min(2, cache.num_frames)
-            newest = time.topk(n, dim=1).indices.flip(1)  # (B, n) oldest first
-            rows = torch.arange(batch, device=x.device)[:, None]
-            real = time.gather(1, newest) >= 0  # (B, n)
-            got = cache.latents[rows, newest].to(x.dtype)  # (B, n, C, h, w)
-            got_level = cache.noise_level[rows, newest].to(noise_level.dtype)
-            past[:, 2 - n:] = torch.where(real[:, :, None, None, None], got, past[:, 2 - n:])
-            past_level[:, 2 - n:] = torch.where(real, got_level, past_level[:, 2 - n:])
-        frames = x.shape[1]
-        return torch.cat([past, x], dim=1)[:, :frames], torch.cat([past_level, noise_level], dim=1)[:, :frames]
 
     def _action_embedding(self, actions: Tensor | None, mask: Tensor | None, batch: int, frames: int) -> Tensor:
         if actions is None:

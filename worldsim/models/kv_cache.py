@@ -251,3 +251,54 @@ def batch_item(cache: KVCache, j: int) -> KVCache:
         noise_level=None if cache.noise_level is None else cache.noise_level[j:j + 1],
         valid=None if cache.valid is None else cache.valid[j:j + 1],
     )
+
+
+# The latent frames a DiT reads beside each frame of a sequence (its previous-frame pathways and conv prior): from
+# the sequence itself, and before it from the cache's newest frames.
+
+def previous_frames(x: Tensor, noise_level: Tensor, cache: KVCache | None) -> tuple[Tensor, Tensor]:
+    """Each frame's previous frame in the sequence and its noise level: (B, T, C, h, w), (B, T)."""
+    if cache is not None and cache.num_frames:
+        if cache.latents is None:
+            raise ValueError("this DiT reads each frame's previous latent (previous_frame=True), but the cache "
+                             "holds no latents: build it with DiT.build_cache or pass latents= to KVCache")
+        if cache.newest is None:
+            first, first_level = cache.latents[:, -1:], cache.noise_level[:, -1:]
+        else:  # slot layout: the newest frame's slot
+            rows = torch.arange(x.shape[0], device=x.device)
+            first, first_level = cache.latents[rows, cache.newest][:, None], cache.noise_level[rows, cache.newest][:, None]
+        first, first_level = first.to(x.dtype), first_level.to(noise_level.dtype)
+    else:  # nothing before the first frame: zeros, marked as pure noise
+        first = torch.zeros_like(x[:, :1])
+        first_level = torch.ones_like(noise_level[:, :1])
+    return torch.cat([first, x[:, :-1]], dim=1), torch.cat([first_level, noise_level[:, :-1]], dim=1)
+
+
+
+def frames_before(x: Tensor, noise_level: Tensor, cache: KVCache | None, count: int) -> tuple[Tensor, Tensor]:
+    """The `count` frames before each frame's previous one in the sequence, newest first (2, 3, ... frames
+    before it), and their noise levels: (B, T, count, C, h, w), (B, T, count).
+
+    Before the sequence they come from the cache's newest real frames (by time index, in any
+    layout); where there are fewer, zeros at noise level 1.
+    """
+    batch, span = x.shape[0], count + 1  # frames needed before the sequence
+    past = torch.zeros_like(x[:, :1]).expand(-1, span, -1, -1, -1).clone()  # (B, span, C, h, w): oldest first
+    past_level = torch.ones_like(noise_level[:, :1]).expand(-1, span).clone()
+    if cache is not None and cache.num_frames:
+        if cache.latents is None:
+            raise ValueError("this DiT reads earlier latents (previous_frames=2), but the cache holds no latents: "
+                             "build it with DiT.build_cache or pass latents= to KVCache")
+        time = cache.frame_index.masked_fill(~cache.valid_mask(), -1)  # (B, F); padding and free slots last
+        n = min(span, cache.num_frames)
+        newest = time.topk(n, dim=1).indices.flip(1)  # (B, n) oldest first
+        rows = torch.arange(batch, device=x.device)[:, None]
+        real = time.gather(1, newest) >= 0  # (B, n)
+        got = cache.latents[rows, newest].to(x.dtype)  # (B, n, C, h, w)
+        got_level = cache.noise_level[rows, newest].to(noise_level.dtype)
+        past[:, span - n:] = torch.where(real[:, :, None, None, None], got, past[:, span - n:])
+        past_level[:, span - n:] = torch.where(real, got_level, past_level[:, span - n:])
+    frames, seq, levels = x.shape[1], torch.cat([past, x], dim=1), torch.cat([past_level, noise_level], dim=1)
+    backs = range(2, count + 2)  # frame t is seq[span + t]; d before it is seq[span + t - d]
+    return (torch.stack([seq[:, span - d:span - d + frames] for d in backs], 2),
+            torch.stack([levels[:, span - d:span - d + frames] for d in backs], 2))

@@ -184,13 +184,20 @@ class ConvPrior(nn.Module):
     show, so that where the next frame is one of a few outcomes (a move that succeeds or is blocked) the guess
     commits to one instead of averaging them. Fitted winner-takes-all (`committed_loss`, in
     `worldsim.train.motion_field`); the guess is the chosen head's. Added to a one-head prior it guesses as before.
+
+    `frames` F > 2 (`DiTConfig.prior_frames`): it also reads the F - 2 frames before those two (`older`, newest
+    first), through a convolution of their own that starts at zero (so a prior given more frames guesses as
+    before): a ball that went behind an occluder a few frames ago is still in them.
     """
 
-    def __init__(self, dim: int, channels: int, width: int, heads: int = 1) -> None:
+    def __init__(self, dim: int, channels: int, width: int, heads: int = 1, frames: int = 2) -> None:
         super().__init__()
-        self.heads = heads
+        self.heads, self.frames = heads, frames
         self.action = nn.Linear(dim, width)
         self.inp = nn.Conv2d(2 * channels + width, width, 3, padding=1)
+        self.older = nn.Conv2d((frames - 2) * channels, width, 3, padding=1, bias=False) if frames > 2 else None
+        if self.older is not None:
+            nn.init.zeros_(self.older.weight)
         self.blocks = nn.Sequential(*(PriorBlock(width, d) for d in PRIOR_DILATIONS))
         self.out = nn.Conv2d(width, channels, 3, padding=1)
         # heads > 1: more guesses (each starts as copying) and a choice among them (starts choosing the first)
@@ -201,32 +208,41 @@ class ConvPrior(nn.Module):
                 nn.init.zeros_(conv.weight)
                 nn.init.zeros_(conv.bias)
 
-    def hypotheses(self, previous: Tensor, earlier: Tensor, cond: Tensor | None) -> tuple[Tensor, Tensor | None]:
-        """Every head's guess (B, T, K, C, h, w) and the choice's logits (B, T, K) (None with one head)."""
+    def hypotheses(self, previous: Tensor, earlier: Tensor, cond: Tensor | None,
+                   older: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
+        """Every head's guess (B, T, K, C, h, w) and the choice's logits (B, T, K) (None with one head); `older`
+        (B, T, F - 2, C, h, w) newest first, for a prior of F > 2 frames."""
         b, t, c, h, w = previous.shape
+        if (older is None) != (self.older is None) or (older is not None and older.shape[2] != self.frames - 2):
+            raise ValueError(f"this conv prior reads {self.frames} frames: older must hold the {self.frames - 2} "
+                             f"before the earlier one, got {None if older is None else tuple(older.shape)}")
         # channels-last convolutions: the same values, the prior 20% faster on a CPU in bf16 (no layout reorders)
         inputs = frames_and_action(previous, earlier, cond, self.action).contiguous(memory_format=torch.channels_last)
-        features = torch.nn.functional.silu(self.blocks(self.inp(inputs)))
+        x = self.inp(inputs)
+        if older is not None:
+            x = x + self.older(older.float().reshape(b * t, -1, h, w).contiguous(memory_format=torch.channels_last))
+        features = torch.nn.functional.silu(self.blocks(x))
         residual = self.out(features) if self.alt is None else torch.cat([self.out(features), self.alt(features)], 1)
         residual = residual.contiguous()
         guesses = previous.float()[:, :, None] + residual.float().view(b, t, self.heads, c, h, w)
         logits = None if self.choose is None else self.choose(features).float().mean(dim=(2, 3)).view(b, t, self.heads)
         return guesses, logits
 
-    def forward(self, previous: Tensor, earlier: Tensor, cond: Tensor | None) -> Tensor:
-        guesses, logits = self.hypotheses(previous, earlier, cond)
+    def forward(self, previous: Tensor, earlier: Tensor, cond: Tensor | None, older: Tensor | None = None) -> Tensor:
+        guesses, logits = self.hypotheses(previous, earlier, cond, older)
         if logits is None:
             return guesses[:, :, 0].to(previous.dtype)
         pick = logits.argmax(dim=-1)[:, :, None, None, None, None].expand(-1, -1, 1, *guesses.shape[3:])
         return guesses.gather(2, pick)[:, :, 0].to(previous.dtype)
 
     def committed_loss(self, previous: Tensor, earlier: Tensor, cond: Tensor | None, target: Tensor,
-                       spread: float = 0.05, choice_weight: float = 0.05) -> tuple[Tensor, dict[str, Tensor]]:
+                       spread: float = 0.05, choice_weight: float = 0.05,
+                       older: Tensor | None = None) -> tuple[Tensor, dict[str, Tensor]]:
         """Winner-takes-all fit of the heads to `target` (B, T, C, h, w): the closest head's squared error, `spread`
         times every head's (so none is left behind), and the choice's cross-entropy against the closest head.
         Returns the loss and {"chosen", "oracle", "first"}: the mean squared error of the chosen head and of the
         closest, and how often the choice falls on the first head."""
-        guesses, logits = self.hypotheses(previous, earlier, cond)
+        guesses, logits = self.hypotheses(previous, earlier, cond, older)
         err = (guesses - target.float()[:, :, None]).pow(2).mean(dim=(3, 4, 5))  # (B, T, K)
         best = err.argmin(dim=-1)
         oracle = err.gather(-1, best[..., None]).mean()

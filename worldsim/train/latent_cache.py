@@ -216,21 +216,29 @@ class LatentWindowDataset(torch.utils.data.Dataset):
     latent frame's, NaN at an episode's first latent frame. `episodes` restricts windows to those episodes
     (held-out episodes are left out of training this way). The per-row arrays are small and read
     once; an item is then two slices, so no DataLoader workers are needed.
+
+    `reappear` (a store state key, e.g. the probe world's per-ball ``visible``) with `repeat` R > 1: every window
+    in which some slot of that state rises from <= 0 to > 0 between two of its latent frames (read at each latent
+    frame's last row: something hidden comes back into view) is listed R times (`reappear_windows` counts them),
+    so a sampler over the dataset draws it R times as often.
     """
 
     def __init__(self, cache: LatentCache, store_path: str | os.PathLike, frames: int,
-                 episodes: list[int] | None = None, state_change: str | None = None) -> None:
+                 episodes: list[int] | None = None, state_change: str | None = None,
+                 reappear: str | None = None, repeat: int = 1) -> None:
         self.cache, self.frames, self.k = cache, int(frames), cache.k
         store = EpisodeStore.open(store_path, "r")
         try:
-            if state_change and state_change not in store.layout.state_spec:
-                raise ValueError(f"objective.state_change_key={state_change!r}: {store_path} records no such state "
-                                 f"(its states: {', '.join(store.layout.state_spec) or 'none'})")
+            for option, key in (("objective.state_change_key", state_change), ("reappear_state", reappear)):
+                if key and key not in store.layout.state_spec:
+                    raise ValueError(f"{option}={key!r}: {store_path} records no such state "
+                                     f"(its states: {', '.join(store.layout.state_spec) or 'none'})")
             rows = store.read_rows(["action", "has_action", "reward", "terminated"], 0, store.num_frames)
             states = store.read(f"state/{state_change}", 0, store.num_frames) if state_change else None
+            shown = store.read(f"state/{reappear}", 0, store.num_frames) if reappear and repeat > 1 else None
         finally:
             store.close()
-        acts, masks, rewards, terms, changes = [], [], [], [], []
+        acts, masks, rewards, terms, changes, rises = [], [], [], [], [], []
         begins = np.concatenate([[0], cache.episode_ends[:-1]]).astype(np.int64)
         for e in range(cache.episodes):
             length = int(cache.episode_ends[e] - begins[e])
@@ -247,6 +255,10 @@ class LatentWindowDataset(torch.utils.data.Dataset):
                 last = last.reshape(len(last), -1)
                 moved = (last[1:] != last[:-1]).any(axis=1).astype(np.float32)
                 changes.append(torch.from_numpy(np.concatenate([[np.nan], moved]).astype(np.float32)))
+            if shown is not None:  # latent frame i: a slot hidden at frame i - 1's last row shows at frame i's
+                last = shown[r0:r1:self.k]
+                last = last.reshape(len(last), -1)
+                rises.append(np.concatenate([[False], ((last[:-1] <= 0) & (last[1:] > 0)).any(axis=1)]))
         self.action = torch.cat(acts)  # (N', k, D)
         self.action_mask = torch.cat(masks)  # (N', k)
         self.reward = torch.cat(rewards)  # (N',)
@@ -257,6 +269,12 @@ class LatentWindowDataset(torch.utils.data.Dataset):
         self.starts = np.concatenate(starts).astype(np.int64) if starts else np.zeros(0, np.int64)
         if len(self.starts) == 0:
             raise ValueError(f"no window of {self.frames} latent frames fits in the chosen episodes of {store_path}")
+        self.reappear_windows = 0
+        if shown is not None:  # a window [s, s + frames) holds a rise at one of its frames after the first
+            count = np.concatenate([[0], np.cumsum(np.concatenate(rises))])
+            hit = self.starts[count[self.starts + self.frames] - count[self.starts + 1] > 0]
+            self.reappear_windows = len(hit)
+            self.starts = np.concatenate([self.starts] + [hit] * (repeat - 1))
         self._begins = begins
 
     def __len__(self) -> int:

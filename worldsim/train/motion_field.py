@@ -35,25 +35,27 @@ from worldsim.train.validation import holdout_episodes
 from worldsim.train.warm_start import with_config
 
 
-def field_dit(dit: DiT, width: int, radius: int, kind: str = "field", heads: int = 1) -> DiT:
+def field_dit(dit: DiT, width: int, radius: int, kind: str = "field", heads: int = 1, frames: int = 2) -> DiT:
     """`dit` itself if it has the module (`kind` "field": a motion field; "prior": a conv prior), else a copy with
     a fresh one (every other weight unchanged). Both read the frame before the previous one too: a DiT fed only the
     previous frame gains that pathway (zero at first, so it predicts as before). A prior of fewer than `heads`
-    heads gains the others (each starting as copying, the choice starting on its first head: it guesses as before)."""
+    heads gains the others (each starting as copying, the choice starting on its first head: it guesses as before);
+    one reading fewer than `frames` frames gains the older ones' input (zero at first: it guesses as before)."""
     if getattr(dit, kind) is not None:
-        if kind != "prior" or heads == dit.config.prior_heads:
+        if kind != "prior" or (heads, frames) == (dit.config.prior_heads, dit.config.prior_frames):
             return dit
-        if heads < dit.config.prior_heads:
-            raise ValueError(f"the DiT's conv prior has {dit.config.prior_heads} heads; fitting it with {heads} would "
-                             "drop trained ones")
-        new, added = with_config(dit, prior_heads=heads)
+        if heads < dit.config.prior_heads or frames < dit.config.prior_frames:
+            raise ValueError(f"the DiT's conv prior has {dit.config.prior_heads} heads and reads "
+                             f"{dit.config.prior_frames} frames; fitting it with {heads} and {frames} would drop "
+                             "trained weights")
+        new, added = with_config(dit, prior_heads=heads, prior_frames=frames)
         assert all(name.startswith("prior.") for name in added), added
         return new
     if not dit.config.previous_frame:
         raise ValueError(f"a {'motion field' if kind == 'field' else 'conv prior'} reads the two frames before each "
                          "one: the DiT needs the previous-frame pathway (previous_frame=True)")
     change = {"motion_field": width, "motion_field_radius": radius} if kind == "field" \
-        else {"conv_prior": width, "prior_heads": heads}
+        else {"conv_prior": width, "prior_heads": heads, "prior_frames": frames}
     new, added = with_config(dit, previous_frames=2, **change)
     assert all(name.startswith((kind, "earlier_")) for name in added), added
     return new
@@ -63,7 +65,7 @@ def fit_motion_field(dit_export: str | os.PathLike, store: str | os.PathLike, ou
                      width: int = 32, radius: int = 4, steps: int = 1500, lr: float = 3e-3, batch: int = 128,
                      eval_every: int = 250, seed: int = 0, log=print, kind: str = "field",
                      unroll: int = 1, schedule: str = "constant", heads: int = 1,
-                     change_weight: float = 0.0) -> dict[str, Any]:
+                     change_weight: float = 0.0, frames: int = 2) -> dict[str, Any]:
     """Fit the motion field of `dit_export`'s DiT on `store`'s cached latents; write the export to `out`; return
     the curve: held-out mean squared error of the moved previous latent against the next one, beside copying the
     previous latent (what the DiT's copy pathway starts from).
@@ -83,7 +85,12 @@ def fit_motion_field(dit_export: str | os.PathLike, store: str | os.PathLike, ou
 
     `change_weight` W > 0: the training error weighs each latent pixel 1 + W min(|next - previous| averaged over
     channels, 1) (`objective.change_weights`), so a moving object counts for more than its share of pixels and
-    fading it costs more; the held-out errors stay unweighted."""
+    fading it costs more; the held-out errors stay unweighted.
+
+    `frames` F > 2 (kind "prior"): the prior reads the F frames before each one (`DiTConfig.prior_frames`), and a
+    prior reading fewer gains the others' input. Windows then hold F + unroll latent frames; half of each batch
+    keeps only its m newest frames before the first guess (m drawn from 2..F, zeros before them), as a rollout's
+    first steps and a DiT's training windows see them. The held-out errors use every frame."""
     models, meta = load_export(dit_export)
     if "dit" not in models:
         raise ValueError(f"{dit_export} is an {meta['kind']} export; fitting a motion field needs a DiT export")
@@ -95,7 +102,10 @@ def fit_motion_field(dit_export: str | os.PathLike, store: str | os.PathLike, ou
     if heads < 1 or (heads > 1 and (kind != "prior" or unroll > 1)):
         raise ValueError(f"heads={heads}: more than one head is for a prior (--prior) fitted one step at a time "
                          f"(unroll 1), got kind {kind!r}, unroll {unroll}")
-    dit = field_dit(models["dit"], width, radius, kind, heads).requires_grad_(False)
+    if frames < 2 or (frames > 2 and kind != "prior"):
+        raise ValueError(f"frames={frames}: a prior (--prior) reads 2 frames or more, a motion field 2")
+    dit = field_dit(models["dit"], width, radius, kind, heads, frames).requires_grad_(False)
+    frames = dit.config.prior_frames if kind == "prior" else 2  # a prior that reads more keeps reading them
     module = getattr(dit, kind)
     cache = open_cache(store, autoencoder)
     if cache is None:
@@ -106,7 +116,7 @@ def fit_motion_field(dit_export: str | os.PathLike, store: str | os.PathLike, ou
         raise ValueError(f"unroll must be >= 1, got {unroll}")
     if schedule not in ("constant", "cosine"):
         raise ValueError(f"schedule must be 'constant' or 'cosine', got {schedule!r}")
-    splits = {name: LatentWindowDataset(cache, store, frames=2 + unroll, episodes=eps)
+    splits = {name: LatentWindowDataset(cache, store, frames=frames + unroll, episodes=eps)
               for name, eps in (("train", [e for e in range(cache.episodes) if e not in set(held)]), ("held", held))}
     latents = torch.from_numpy(np.asarray(cache.latents[:], np.float32))
     fitted = list(module.parameters())
@@ -115,30 +125,46 @@ def fit_motion_field(dit_export: str | os.PathLike, store: str | os.PathLike, ou
     opt = torch.optim.AdamW(fitted, lr=lr)
     generator = torch.Generator().manual_seed(seed)
 
+    def history(first: torch.Tensor, train: bool) -> list[torch.Tensor]:
+        """The `frames` latents (B, 1, C, h, w) before each window's first guess, newest first; in training, half
+        the windows keep only their m newest (m from 2..frames), zeros before them."""
+        past = [latents[first + frames - 1 - d][:, None] for d in range(frames)]
+        if train and frames > 2:
+            kept = torch.randint(2, frames + 1, (len(first),), generator=generator)
+            kept[: len(first) // 2] = frames
+            past = [p * (kept > d).float()[:, None, None, None, None] for d, p in enumerate(past)]
+        return past
+
+    def guess(past: list[torch.Tensor], cond: torch.Tensor) -> torch.Tensor:
+        older = torch.stack(past[2:], 2) if len(past) > 2 and kind == "prior" else None
+        return module(past[0], past[1], cond) if older is None else module(past[0], past[1], cond, older)
+
     def errors(data: LatentWindowDataset, ix: torch.Tensor, steps: int = 1,
-               weight: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
+               weight: float = 0.0, train: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
         """(moved - next)^2 over a `steps`-step rollout and (previous - next)^2 at its first step, each averaged over
         the windows `ix`."""
         first = torch.from_numpy(data.starts[ix.numpy()])
-        earlier, previous = latents[first][:, None], latents[first + 1][:, None]
-        copy, error = (previous[:, 0] - latents[first + 2]).pow(2).mean(), 0.0
-        for j in range(2, 2 + steps):
+        past = history(first, train)
+        copy, error = (latents[first + frames - 1] - latents[first + frames]).pow(2).mean(), 0.0
+        for j in range(frames, frames + steps):
             cond = dit.action_encoder(data.action[first + j][:, None], data.action_mask[first + j][:, None])
-            moved = module(previous, earlier, cond)
+            moved = guess(past, cond)
             err = (moved[:, 0] - latents[first + j]).pow(2)  # (B, C, h, w)
             if weight > 0:  # latent pixels that truly change weigh more
                 w = change_weights(torch.stack([latents[first + j - 1], latents[first + j]], 1), weight)[:, 1]
                 err = err * w / w.mean()
             error = error + err.mean() / steps
-            earlier, previous = previous, moved
+            past = [moved] + past[:-1]
         return error, copy
 
-    def committed(data: LatentWindowDataset, ix: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def committed(data: LatentWindowDataset, ix: torch.Tensor,
+                  train: bool = False) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """A committed prior's winner-takes-all loss on the windows `ix`, and its parts."""
         first = torch.from_numpy(data.starts[ix.numpy()])
-        cond = dit.action_encoder(data.action[first + 2][:, None], data.action_mask[first + 2][:, None])
-        previous, earlier = latents[first + 1][:, None], latents[first][:, None]
-        return module.committed_loss(previous, earlier, cond, latents[first + 2][:, None])
+        cond = dit.action_encoder(data.action[first + frames][:, None], data.action_mask[first + frames][:, None])
+        past = history(first, train)
+        older = torch.stack(past[2:], 2) if frames > 2 else None
+        return module.committed_loss(past[0], past[1], cond, latents[first + frames][:, None], older=older)
 
     held_ix = torch.linspace(0, len(splits["held"].starts) - 1, min(2048, len(splits["held"].starts))).long()
     cpu0, curve, trained = time.process_time(), [], []
@@ -147,6 +173,7 @@ def fit_motion_field(dit_export: str | os.PathLike, store: str | os.PathLike, ou
     before = last_fit.get("steps", 0) + last_fit.get("steps_before", 0) if last_fit.get("out") == str(out) else 0
     fit = {"from": str(dit_export), "out": str(out), "store": str(store), "width": width, "radius": radius,
            "steps": steps, "steps_before": before, "lr": lr, "schedule": schedule, "batch": batch, "unroll": unroll,
+           **({"frames": frames} if frames > 2 else {}),
            **({"heads": heads} if heads > 1 else {}), **({"change_weight": change_weight} if change_weight else {}),
            "held_out_episodes": held, "curve": curve}
 
@@ -180,7 +207,8 @@ def fit_motion_field(dit_export: str | os.PathLike, store: str | os.PathLike, ou
             for group in opt.param_groups:
                 group["lr"] = lr * 0.5 * (1 + math.cos(math.pi * (step - 1) / steps))
         ix = torch.randint(0, n, (batch,), generator=generator)
-        loss = committed(splits["train"], ix)[0] if heads > 1 else errors(splits["train"], ix, unroll, change_weight)[0]
+        loss = committed(splits["train"], ix, True)[0] if heads > 1 \
+            else errors(splits["train"], ix, unroll, change_weight, True)[0]
         opt.zero_grad()
         loss.backward()
         opt.step()

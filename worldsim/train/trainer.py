@@ -197,8 +197,13 @@ class Trainer:
         if self.rank != 0:
             cache = open_cache(cfg.data, ae, self.ae_key)
         self.latent_cache = cache
-        return LatentWindowDataset(cache, cfg.data, num_latent_frames(cfg.window, self.task.k), episodes,
-                                   state_change=cfg.objective.state_change_key or None)
+        data = LatentWindowDataset(cache, cfg.data, num_latent_frames(cfg.window, self.task.k), episodes,
+                                   state_change=cfg.objective.state_change_key or None,
+                                   reappear=cfg.reappear_state or None, repeat=cfg.reappear_repeat)
+        if cfg.reappear_state and cfg.reappear_repeat > 1:
+            self._print(f"{data.reappear_windows} windows show a {cfg.reappear_state} rise: drawn "
+                        f"{cfg.reappear_repeat} times as often ({len(data)} windows listed)")
+        return data
 
     def _make_validator(self):
         """Held-out metrics (rank 0), or None when validation is off or no episode is held out."""

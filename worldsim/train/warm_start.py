@@ -112,7 +112,8 @@ def swap_prior(dit_export: str | os.PathLike, prior_export: str | os.PathLike, o
     own: a prior refitted alone (`scripts/fit_motion_field.py --prior`) put under a DiT trained meanwhile.
 
     Both must be DiTs with a conv prior of the same width and heads over the same latents (same autoencoder encoder and
-    latent statistics) and the same action space; ValueError otherwise. The new config.json adds `prior_from`."""
+    latent statistics) and the same action space; ValueError otherwise. A prior that reads more frames
+    (`prior_frames`) than the DiT's makes the DiT read them too. The new config.json adds `prior_from`."""
     models, meta = load_export(dit_export)
     donor, donor_meta = load_export(prior_export)
     for path, loaded in ((dit_export, models), (prior_export, donor)):
@@ -126,6 +127,8 @@ def swap_prior(dit_export: str | os.PathLike, prior_export: str | os.PathLike, o
     if autoencoder_key(donor["autoencoder"]) != autoencoder_key(models["autoencoder"]) \
             or dit.config.action_space != other.config.action_space:
         raise ValueError(f"{prior_export} was fitted on other latents or actions than {dit_export}")
+    if other.config.prior_frames != dit.config.prior_frames:
+        dit = with_config(dit, prior_frames=other.config.prior_frames)[0]  # refused if it would drop trained weights
     state = dit.state_dict()
     state.update({n: w for n, w in other.state_dict().items() if n.startswith("prior.")})
     dit.load_state_dict(state)
