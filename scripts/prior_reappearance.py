@@ -93,7 +93,8 @@ def main() -> None:
         past = [latents[target - d][:, None] for d in range(1, frames + 1)]
         if kept is not None:
             past = [p * (kept > d).float()[:, None, None, None, None] for d, p in enumerate(past)]
-        cond = dit.action_encoder(data["train"].action[target][:, None], data["train"].action_mask[target][:, None])
+        actions = data["train"]  # its per-frame actions cover every episode of the store, held-out ones too
+        cond = dit.action_encoder(actions.action[target][:, None], actions.action_mask[target][:, None])
         older = torch.stack(past[2:], 2) if frames > 2 else None
         return prior(past[0], past[1], cond, older)[:, 0]
 

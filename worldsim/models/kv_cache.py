@@ -274,7 +274,6 @@ def previous_frames(x: Tensor, noise_level: Tensor, cache: KVCache | None) -> tu
     return torch.cat([first, x[:, :-1]], dim=1), torch.cat([first_level, noise_level[:, :-1]], dim=1)
 
 
-
 def frames_before(x: Tensor, noise_level: Tensor, cache: KVCache | None, count: int) -> tuple[Tensor, Tensor]:
     """The `count` frames before each frame's previous one in the sequence, newest first (2, 3, ... frames
     before it), and their noise levels: (B, T, count, C, h, w), (B, T, count).
