@@ -149,7 +149,8 @@ def test_a_committed_prior_fitted_on_cached_latents(prior_and_store, tmp_path):
 
 def test_a_prior_fitted_with_more_frames(prior_and_store, tmp_path):
     """--frames 4 upgrades a two-frame prior (the older frames' input starts at zero, so it guesses as before), fits
-    it, and records the frames in the export, which a DiT then serves; fewer frames than it reads are refused."""
+    it and records the frames in the export (tests/models/test_dit.py checks a DiT reading them from its cache);
+    continuing it with fewer frames than it reads is refused."""
     base, store = prior_and_store
     run = _fit_script(base, store, tmp_path / "f4", "--frames", "4", "--steps", "20", "--eval-every", "20",
                       "--lr", "3e-3", "--json", str(tmp_path / "f4.json"))
