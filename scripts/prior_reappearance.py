@@ -27,7 +27,7 @@ from worldsim.envs.probe.physics import BOX
 from worldsim.envs.probe.render import world_to_pixel
 from worldsim.export import ExportError, load_export, write_export_like
 from worldsim.train.latent_cache import LatentWindowDataset, open_cache
-from worldsim.train.motion_field import field_dit
+from worldsim.train.motion_field import field_dit, truncated_history
 from worldsim.train.validation import holdout_episodes
 
 
@@ -89,10 +89,10 @@ def main() -> None:
     print(f"{len(events)} held-out reappearances, {len(train_events)} training frames with one", flush=True)
     gen = torch.Generator().manual_seed(0)
 
-    def guess(target: torch.Tensor, kept: torch.Tensor | None = None) -> torch.Tensor:
+    def guess(target: torch.Tensor, train: bool = False) -> torch.Tensor:
         past = [latents[target - d][:, None] for d in range(1, frames + 1)]
-        if kept is not None:
-            past = [p * (kept > d).float()[:, None, None, None, None] for d, p in enumerate(past)]
+        if train:
+            past = truncated_history(past, gen)
         actions = data["train"]  # its per-frame actions cover every episode of the store, held-out ones too
         cond = dit.action_encoder(actions.action[target][:, None], actions.action_mask[target][:, None])
         older = torch.stack(past[2:], 2) if frames > 2 else None
@@ -129,9 +129,7 @@ def main() -> None:
         m = int(args.events * args.batch)
         if m:
             target[-m:] = torch.from_numpy(train_events[torch.randint(0, len(train_events), (m,), generator=gen).numpy()])
-        kept = torch.randint(2, frames + 1, (args.batch,), generator=gen)
-        kept[: args.batch // 2] = frames
-        loss = (guess(target, kept) - latents[target]).pow(2).mean()
+        loss = (guess(target, train=True) - latents[target]).pow(2).mean()
         opt.zero_grad()
         loss.backward()
         opt.step()

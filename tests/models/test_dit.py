@@ -5,7 +5,7 @@ import torch
 from gymnasium import spaces
 
 from worldsim.models.dit import DiT, DiTConfig, DiTOutput
-from worldsim.models.kv_cache import frames_before
+from worldsim.models.kv_cache import earlier_latents
 from worldsim.models.presets import PRESETS, build_dit, dit_config, parameter_count, preset_table
 from worldsim.spaces import space_to_json
 
@@ -169,8 +169,8 @@ def test_earlier_frame_pathway_starts_as_a_no_op_and_reads_the_two_newest_cached
     order = torch.tensor([2, 0, 1])
     shuffled = dataclasses.replace(cache, latents=cache.latents[:, order], noise_level=cache.noise_level[:, order],
                                    frame_index=cache.frame_index[:, order])
-    assert torch.equal(frames_before(after["x"], after["noise_level"], shuffled, 1)[0],
-                       frames_before(after["x"], after["noise_level"], cache, 1)[0])
+    assert torch.equal(earlier_latents(after["x"], after["noise_level"], shuffled, 1)[0],
+                       earlier_latents(after["x"], after["noise_level"], cache, 1)[0])
     with pytest.raises(ValueError, match="previous_frames must be 1 or 2"):
         DiTConfig(latent_channels=C, previous_frame=False, previous_frames=2)
 

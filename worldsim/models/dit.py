@@ -44,7 +44,7 @@ from torch import Tensor, nn
 from worldsim.models.actions import ActionEncoder
 from worldsim.models.attention import FrameCausalAttention, frame_causal_mask
 from worldsim.models.embeddings import NoiseLevelEmbedder, PatchEmbed, patch_positions, unpatchify
-from worldsim.models.kv_cache import KVCache, frames_before, previous_frames
+from worldsim.models.kv_cache import KVCache, earlier_latents, previous_latents
 from worldsim.models.motion import ConvPrior, MotionField, MotionKernel, composite_v
 from worldsim.models.rotary import Rotary3D, axis_dims
 from worldsim.spaces import space_from_json
@@ -323,7 +323,7 @@ class DiT(nn.Module):
             self._action_embedding(actions, action_mask, batch, frames)  # (B, T, D)
         moved = guess = None
         if self.previous_embed is not None:
-            previous, previous_level = previous_frames(x, noise_level, cache)
+            previous, previous_level = previous_latents(x, noise_level, cache)
             unmoved = previous
             if self.motion is not None:  # the previous frame moved as this frame's actions say
                 previous = moved = self.motion(previous, action_embedding)
@@ -334,7 +334,7 @@ class DiT(nn.Module):
             tokens = tokens + self.previous_embed(previous.to(x.dtype))
             cond = cond + self.previous_noise_embed(previous_level)
         if self.earlier_embed is not None:
-            history, history_level = frames_before(x, noise_level, cache, self.config.prior_frames - 1)
+            history, history_level = earlier_latents(x, noise_level, cache, self.config.prior_frames - 1)
             earlier, earlier_level, older = history[:, :, 0], history_level[:, :, 0], history[:, :, 1:]
             older = older if older.shape[2] else None
             tokens = tokens + self.earlier_embed(earlier.to(x.dtype))

@@ -256,7 +256,7 @@ def batch_item(cache: KVCache, j: int) -> KVCache:
 # The latent frames a DiT reads beside each frame of a sequence (its previous-frame pathways and conv prior): from
 # the sequence itself, and before it from the cache's newest frames.
 
-def previous_frames(x: Tensor, noise_level: Tensor, cache: KVCache | None) -> tuple[Tensor, Tensor]:
+def previous_latents(x: Tensor, noise_level: Tensor, cache: KVCache | None) -> tuple[Tensor, Tensor]:
     """Each frame's previous frame in the sequence and its noise level: (B, T, C, h, w), (B, T)."""
     if cache is not None and cache.num_frames:
         if cache.latents is None:
@@ -274,7 +274,7 @@ def previous_frames(x: Tensor, noise_level: Tensor, cache: KVCache | None) -> tu
     return torch.cat([first, x[:, :-1]], dim=1), torch.cat([first_level, noise_level[:, :-1]], dim=1)
 
 
-def frames_before(x: Tensor, noise_level: Tensor, cache: KVCache | None, count: int) -> tuple[Tensor, Tensor]:
+def earlier_latents(x: Tensor, noise_level: Tensor, cache: KVCache | None, count: int) -> tuple[Tensor, Tensor]:
     """The `count` frames before each frame's previous one in the sequence, newest first (2, 3, ... frames
     before it), and their noise levels: (B, T, count, C, h, w), (B, T, count).
 

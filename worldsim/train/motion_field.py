@@ -61,6 +61,16 @@ def field_dit(dit: DiT, width: int, radius: int, kind: str = "field", heads: int
     return new
 
 
+def truncated_history(past: list[torch.Tensor], generator: torch.Generator) -> list[torch.Tensor]:
+    """`past` (latents (B, 1, C, h, w) before each window's guess, newest first) with half the windows keeping only
+    their m newest (m drawn from 2..len(past)), zeros before them: as a rollout's first steps and a DiT's training
+    windows show a prior reading more than two frames."""
+    frames, n = len(past), len(past[0])
+    kept = torch.randint(2, frames + 1, (n,), generator=generator)
+    kept[: n // 2] = frames
+    return [p * (kept > d).float()[:, None, None, None, None] for d, p in enumerate(past)]
+
+
 def fit_motion_field(dit_export: str | os.PathLike, store: str | os.PathLike, out: str | os.PathLike,
                      width: int = 32, radius: int = 4, steps: int = 1500, lr: float = 3e-3, batch: int = 128,
                      eval_every: int = 250, seed: int = 0, log=print, kind: str = "field",
@@ -129,11 +139,7 @@ def fit_motion_field(dit_export: str | os.PathLike, store: str | os.PathLike, ou
         """The `frames` latents (B, 1, C, h, w) before each window's first guess, newest first; in training, half
         the windows keep only their m newest (m from 2..frames), zeros before them."""
         past = [latents[first + frames - 1 - d][:, None] for d in range(frames)]
-        if train and frames > 2:
-            kept = torch.randint(2, frames + 1, (len(first),), generator=generator)
-            kept[: len(first) // 2] = frames
-            past = [p * (kept > d).float()[:, None, None, None, None] for d, p in enumerate(past)]
-        return past
+        return truncated_history(past, generator) if train and frames > 2 else past
 
     def guess(past: list[torch.Tensor], cond: torch.Tensor) -> torch.Tensor:
         older = torch.stack(past[2:], 2) if len(past) > 2 and kind == "prior" else None
