@@ -129,3 +129,26 @@ def test_windows_where_a_state_rises_from_zero_are_listed_again(tmp_path):
     assert LatentWindowDataset(cache, store, frames=3, reappear="square_x").reappear_windows == 0  # repeat 1: as is
     with pytest.raises(ValueError, match="reappear_state='nope'"):
         LatentWindowDataset(cache, store, frames=3, reappear="nope", repeat=2)
+
+
+@pytest.mark.parametrize("hidden", [1, 2])
+def test_whole_hidings_are_the_windows_that_also_show_what_went_in(tmp_path, hidden):
+    """hidden=m: only windows where the state is > 0 at some latent frame, then <= 0 for m or more frames, then > 0
+    again, checked frame by frame against the rows; a part of the windows with a rise, and only they listed again."""
+    store = make_store(tmp_path / "s.zarr", episodes=12, steps=24, state=True)
+    cache = build_cache(store, _autoencoder(), progress=False)
+    plain = LatentWindowDataset(cache, store, frames=5)
+    rises = LatentWindowDataset(cache, store, frames=5, reappear="square_x", repeat=2)
+    whole = LatentWindowDataset(cache, store, frames=5, reappear="square_x", repeat=2, hidden=hidden)
+    s = EpisodeStore.open(store, "r")
+    xs = s.read("state/square_x", 0, s.num_frames)[:, 0]
+    expected = []
+    for i in range(len(plain)):
+        first, _ = plain.rows(i)
+        shown = list(xs[first:first + 9:2] > 0)  # the window's 5 latent frames, each at its last row
+        expected.append(any(shown[t + 1] and not any(shown[t + 1 - hidden:t + 1]) and any(shown[:t + 1 - hidden])
+                            for t in range(hidden - 1, 4)))
+    assert 0 < sum(expected) < rises.reappear_windows  # fewer than the rises, but some
+    assert whole.reappear_windows == sum(expected) and len(whole) == len(plain) + sum(expected)
+    listed = np.bincount(whole.starts, minlength=int(plain.starts.max()) + 1)[plain.starts]
+    np.testing.assert_array_equal(listed, np.where(expected, 2, 1))

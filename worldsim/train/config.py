@@ -92,9 +92,12 @@ class TrainConfig:
     latent_cache: bool = True  # task=dit: encode the store once (kept in <store>/latents/<autoencoder hash>) instead of every step
     # task=dit (latent_cache): windows in which this recorded state rises from <= 0 to > 0 in some slot between two
     # latent frames (the probe world's per-ball `visible`: a hidden ball comes back into view) are drawn
-    # `reappear_repeat` times as often, so a rare event the model must learn weighs more (worldsim.train.latent_cache)
+    # `reappear_repeat` times as often, so a rare event the model must learn weighs more (worldsim.train.latent_cache);
+    # `reappear_hidden` m >= 1: only windows that also show it before it hid, then m or more latent frames hidden, then
+    # seen again (what went in, and for how long, is in the window)
     reappear_state: str | None = None
     reappear_repeat: int = 1
+    reappear_hidden: int = 0
     holdout_episodes: Any = None  # N episodes spread over the store never train, they validate; None: ~5% (>= 1 from 4 episodes); or a list of episode indices
     validation: ValidationConfig = field(default_factory=ValidationConfig)  # held-out metrics during training
     frame_skip: int = 1  # rows between consecutive frames of a window
@@ -140,9 +143,11 @@ class TrainConfig:
                              "(worldsim train-vae) and init_from=EXPORT")
         if self.task == "dit" and self.latent_cache and self.frame_skip != 1:
             raise ValueError(f"latent_cache=true encodes consecutive rows; frame_skip={self.frame_skip} needs latent_cache=false")
-        if self.reappear_repeat < 1 or (self.reappear_state and not (self.task == "dit" and self.latent_cache)):
-            raise ValueError(f"reappear_repeat must be >= 1 and reappear_state needs task=dit with latent_cache=true, "
-                             f"got {self.reappear_repeat}, {self.reappear_state!r} (task={self.task})")
+        if self.reappear_repeat < 1 or (self.reappear_state and not (self.task == "dit" and self.latent_cache)) \
+                or self.reappear_hidden < 0 or (self.reappear_hidden and not self.reappear_state):
+            raise ValueError(f"reappear_repeat must be >= 1, reappear_state needs task=dit with latent_cache=true and "
+                             f"reappear_hidden must be >= 0 (> 0 needs reappear_state), got {self.reappear_repeat}, "
+                             f"{self.reappear_state!r}, {self.reappear_hidden} (task={self.task})")
         if not 0.0 <= self.ema_decay < 1.0:
             raise ValueError(f"ema_decay must lie in [0, 1), got {self.ema_decay}")
 

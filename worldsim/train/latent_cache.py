@@ -205,6 +205,19 @@ def build_cache(store_path: str | os.PathLike, autoencoder: VideoAutoencoder, de
     return cache
 
 
+def reappearing(seen: np.ndarray, starts: np.ndarray, frames: int, hidden: int = 0) -> np.ndarray:
+    """Bool per window [s, s + frames) of `starts`: some slot of `seen` (N, S) bool goes from unseen to seen between
+    two of its frames; `hidden` m >= 1: after being seen and then unseen for m or more frames, all in the window."""
+    view = np.lib.stride_tricks.sliding_window_view(seen, frames, axis=0)[starts]  # (W, S, frames)
+    rise = ~view[..., :-1] & view[..., 1:]  # (W, S, frames - 1): unseen at t, seen at t + 1
+    if hidden:
+        run = np.zeros(view.shape[:2], dtype=np.int64)  # unseen frames in a row up to t
+        for t in range(frames - 1):
+            run = (run + 1) * ~view[..., t]
+            rise[..., t] &= (run >= hidden) & (run <= t)  # long enough, and seen before it (in the window)
+    return rise.any(axis=(1, 2))
+
+
 class LatentWindowDataset(torch.utils.data.Dataset):
     """Windows of `frames` consecutive cached latent frames inside one episode, with their conditioning.
 
@@ -220,12 +233,14 @@ class LatentWindowDataset(torch.utils.data.Dataset):
     `reappear` (a store state key, e.g. the probe world's per-ball ``visible``) with `repeat` R > 1: every window
     in which some slot of that state rises from <= 0 to > 0 between two of its latent frames (read at each latent
     frame's last row: something hidden comes back into view) is listed R times (`reappear_windows` counts them),
-    so a sampler over the dataset draws it R times as often.
+    so a sampler over the dataset draws it R times as often. `hidden` m >= 1: only windows that show the whole hiding,
+    the slot > 0 at some latent frame, then <= 0 for m or more frames, then > 0 again, so the window holds what went
+    in and for how long, not only that something comes out.
     """
 
     def __init__(self, cache: LatentCache, store_path: str | os.PathLike, frames: int,
                  episodes: list[int] | None = None, state_change: str | None = None,
-                 reappear: str | None = None, repeat: int = 1) -> None:
+                 reappear: str | None = None, repeat: int = 1, hidden: int = 0) -> None:
         self.cache, self.frames, self.k = cache, int(frames), cache.k
         store = EpisodeStore.open(store_path, "r")
         try:
@@ -238,7 +253,7 @@ class LatentWindowDataset(torch.utils.data.Dataset):
             shown = store.read(f"state/{reappear}", 0, store.num_frames) if reappear and repeat > 1 else None
         finally:
             store.close()
-        acts, masks, rewards, terms, changes, rises = [], [], [], [], [], []
+        acts, masks, rewards, terms, changes, seen = [], [], [], [], [], []
         begins = np.concatenate([[0], cache.episode_ends[:-1]]).astype(np.int64)
         for e in range(cache.episodes):
             length = int(cache.episode_ends[e] - begins[e])
@@ -255,10 +270,9 @@ class LatentWindowDataset(torch.utils.data.Dataset):
                 last = last.reshape(len(last), -1)
                 moved = (last[1:] != last[:-1]).any(axis=1).astype(np.float32)
                 changes.append(torch.from_numpy(np.concatenate([[np.nan], moved]).astype(np.float32)))
-            if shown is not None:  # latent frame i: a slot hidden at frame i - 1's last row shows at frame i's
+            if shown is not None:  # each slot shown at each latent frame's last row
                 last = shown[r0:r1:self.k]
-                last = last.reshape(len(last), -1)
-                rises.append(np.concatenate([[False], ((last[:-1] <= 0) & (last[1:] > 0)).any(axis=1)]))
+                seen.append(last.reshape(len(last), -1) > 0)
         self.action = torch.cat(acts)  # (N', k, D)
         self.action_mask = torch.cat(masks)  # (N', k)
         self.reward = torch.cat(rewards)  # (N',)
@@ -270,9 +284,8 @@ class LatentWindowDataset(torch.utils.data.Dataset):
         if len(self.starts) == 0:
             raise ValueError(f"no window of {self.frames} latent frames fits in the chosen episodes of {store_path}")
         self.reappear_windows = 0
-        if shown is not None:  # a window [s, s + frames) holds a rise at one of its frames after the first
-            count = np.concatenate([[0], np.cumsum(np.concatenate(rises))])
-            hit = self.starts[count[self.starts + self.frames] - count[self.starts + 1] > 0]
+        if shown is not None:
+            hit = self.starts[reappearing(np.concatenate(seen), self.starts, self.frames, hidden)]
             self.reappear_windows = len(hit)
             self.starts = np.concatenate([self.starts] + [hit] * (repeat - 1))
         self._begins = begins

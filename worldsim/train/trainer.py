@@ -199,9 +199,11 @@ class Trainer:
         self.latent_cache = cache
         data = LatentWindowDataset(cache, cfg.data, num_latent_frames(cfg.window, self.task.k), episodes,
                                    state_change=cfg.objective.state_change_key or None,
-                                   reappear=cfg.reappear_state or None, repeat=cfg.reappear_repeat)
+                                   reappear=cfg.reappear_state or None, repeat=cfg.reappear_repeat,
+                                   hidden=cfg.reappear_hidden)
         if cfg.reappear_state and cfg.reappear_repeat > 1:
-            self._print(f"{data.reappear_windows} windows show a {cfg.reappear_state} rise: drawn "
+            what = f"a whole hiding (seen, {cfg.reappear_hidden}+ hidden, seen)" if cfg.reappear_hidden else "a rise"
+            self._print(f"{data.reappear_windows} windows show {what} of {cfg.reappear_state}: drawn "
                         f"{cfg.reappear_repeat} times as often ({len(data)} windows listed)")
         return data
 
