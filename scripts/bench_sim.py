@@ -80,12 +80,13 @@ def real_world_fps(name: str, size: int, steps: int = 400) -> float:
 
 
 class Split:
-    """Wall time spent inside the simulator's DiT calls and decoder calls."""
+    """Wall time spent inside the simulator's DiT calls, decoder calls and re-encoding (`reencode`)."""
 
     def __init__(self, sim: Simulator) -> None:
-        self.dit = self.decoder = 0.0
+        self.dit = self.decoder = self.encoder = 0.0
         sim._dit = self._timed(sim._dit, "dit")
         sim._decode_fn = self._timed(sim._decode_fn, "decoder")
+        sim._reencoded = self._timed(sim._reencoded, "encoder")
 
     def _timed(self, fn, name: str):
         @functools.wraps(fn)
@@ -98,7 +99,7 @@ class Split:
         return wrapper
 
     def reset(self) -> None:
-        self.dit = self.decoder = 0.0
+        self.dit = self.decoder = self.encoder = 0.0
 
 
 def context_frames(name: str, size: int, n: int = 5) -> np.ndarray:
@@ -131,9 +132,10 @@ def measure(sim: Simulator, context: np.ndarray, batch: int, steps: int) -> dict
     for _ in range(steps):
         sim.step(tracks, actions, gens)
     total = (time.perf_counter() - start) / steps
-    dit, decoder = split.dit / steps, split.decoder / steps
+    dit, decoder, encoder = split.dit / steps, split.decoder / steps, split.encoder / steps
     return {"batch": batch, "ms_per_step": 1000 * total, "frames_per_s": batch * sim.k / total,
-            "dit_ms": 1000 * dit, "decoder_ms": 1000 * decoder, "other_ms": 1000 * (total - dit - decoder),
+            "dit_ms": 1000 * dit, "decoder_ms": 1000 * decoder, "encoder_ms": 1000 * encoder,
+            "other_ms": 1000 * (total - dit - decoder - encoder),
             "step_gflop": flops / 1e9, "dit_gflop": None if dit_flops is None else dit_flops / 1e9,
             "dit_gflop_per_s": None if not dit_flops or dit == 0 else dit_flops / dit / 1e9}
 
@@ -186,6 +188,7 @@ def main() -> int:
     ap.add_argument("--repeats", type=int, default=3, help="repeats of each horizon measurement (for the spread)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--compile", action="store_true", help="also measure sim.compile=true (minutes of compilation first)")
+    ap.add_argument("--reencode", action="store_true", help="also measure reencode=true (generated frames re-encoded as context)")
     ap.add_argument("--out", default="bench_results/bench_sim.json")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -206,14 +209,16 @@ def main() -> int:
         context = context_frames(world_of(name), size)
         print(f"\n{name}: real world {results['real'][name]:.0f} frames/s")
         print(f"{'dtype':>8s} {'budget':>6s} {'steps':>5s} {'batch':>5s} {'frames/s':>9s} {'x real':>7s} {'ms/step':>8s} {'DiT ms':>7s} "
-              f"{'dec ms':>7s} {'other':>7s} {'DiT GFLOP/s':>11s} {'/ peak':>6s}")
-        settings = [(d, c, b) for d in args.dtypes for c in ([False, True] if args.compile else [False]) for b in args.budgets]
-        for dtype, compiled, budget in settings:
+              f"{'dec ms':>7s} {'enc ms':>7s} {'other':>7s} {'DiT GFLOP/s':>11s} {'/ peak':>6s}")
+        settings = [(d, c, b, r) for d in args.dtypes for c in ([False, True] if args.compile else [False])
+                    for b in args.budgets for r in ([False, True] if args.reencode else [False])]
+        for dtype, compiled, budget, reencode in settings:
             for sampling in args.sampling_steps:
                 sim = Simulator(model_folder(name), SimConfig(sampling_steps=sampling, dtype=dtype, compile=compiled,
-                                                                 context_budget=budget))
+                                                                 context_budget=budget, reencode=reencode))
                 for batch in args.batches:
-                    row = {"model": name, "dtype": dtype + ("+compile" if compiled else ""), "context_budget": sim.scheme.budget,
+                    row = {"model": name, "dtype": dtype + ("+compile" if compiled else "") + ("+reencode" if reencode else ""),
+                           "context_budget": sim.scheme.budget, "reencode": reencode,
                            "sampling_steps": sampling, **measure(sim, context, batch, args.steps)}
                     row["x_real"] = row["frames_per_s"] / results["real"][name]
                     peak = peaks.get(dtype if dtype != "auto" else ("bfloat16" if sim.autocast else "float32"), peaks["float32"])
@@ -221,7 +226,7 @@ def main() -> int:
                     results["sim"].append(row)
                     gf = row["dit_gflop_per_s"] or float("nan")
                     print(f"{row['dtype']:>8s} {sim.scheme.budget:6d} {sampling:5d} {batch:5d} {row['frames_per_s']:9.1f} {row['x_real']:7.3f} "
-                          f"{row['ms_per_step']:8.1f} {row['dit_ms']:7.1f} {row['decoder_ms']:7.1f} {row['other_ms']:7.1f} "
+                          f"{row['ms_per_step']:8.1f} {row['dit_ms']:7.1f} {row['decoder_ms']:7.1f} {row['encoder_ms']:7.1f} {row['other_ms']:7.1f} "
                           f"{gf:11.1f} {row['dit_peak_fraction'] or float('nan'):6.2f}")
         base = {"sampling_steps": max(args.sampling_steps), "context_frames": 4}
         rows = horizon_times(name, context, args.horizons, args.repeats, max(2, args.steps // 2), base)

@@ -1,4 +1,4 @@
-"""Record simulator defaults chosen by evaluation in an export: python scripts/set_serving.py EXPORT context_budget=4.
+"""Record simulator defaults chosen by evaluation in an export: python scripts/set_serving.py EXPORT context_budget=4 reencode=true.
 
 `context_budget=none` removes the entry (the simulator then attends to the context the model trained on).
 See `worldsim.export.set_serving`.
@@ -21,9 +21,10 @@ def main() -> None:
         if not sep:
             sys.exit(f"set_serving: {item!r} is not KEY=VALUE")
         try:
-            values[key] = None if raw.lower() == "none" else int(raw)
-        except ValueError:
-            sys.exit(f"set_serving: {key} must be an integer or none, got {raw!r}")
+            bools = {"true": True, "false": False}
+            values[key] = None if raw.lower() == "none" else bools[raw.lower()] if key == "reencode" else int(raw)
+        except (KeyError, ValueError):
+            sys.exit(f"set_serving: {key} must be {'true, false' if key == 'reencode' else 'an integer'} or none, got {raw!r}")
     try:
         print(set_serving(args.export, **values))
     except (ValueError, ExportError, OSError) as e:

@@ -360,6 +360,8 @@ for name in "${@:-crafter probes}"; do
         if [ -n "${PROBES_PHASE7_FROM:-}" ]; then  # phase 7 alone, from a phase-6 export (how the shipped one was made)
           phase7_probes "$PROBES_PHASE7_FROM"
           ship probes "$WORK/probes-phase7/export"
+          # served with its generated frames re-encoded as context (session 22: README, simulator section)
+          $PY scripts/set_serving.py worldsim/pretrained/probes reencode=true
         elif [ -n "${PROBES_PHASE6_FROM:-}" ]; then  # phase 6 alone, from a phase-5 export
           phase6_probes "$PROBES_PHASE6_FROM"
           ship probes "$WORK/probes-dit7/export"

@@ -118,20 +118,23 @@ def _write_config(folder: Path, config: dict[str, Any]) -> None:
     os.replace(tmp, folder / "config.json")
 
 
-SERVING = {"context_budget"}  # simulator defaults an export may carry (`set_serving`)
+SERVING = {"context_budget", "reencode"}  # simulator defaults an export may carry (`set_serving`)
 
 
-def set_serving(folder: str | os.PathLike, **values: int | None) -> dict[str, Any]:
+def set_serving(folder: str | os.PathLike, **values: int | bool | None) -> dict[str, Any]:
     """Record simulator defaults chosen by evaluating this export in its config.json (`serving`), returned.
 
     `context_budget`: latent frames attended to per step when `SimConfig.context_budget` is None (instead of
-    the training window's context); a value None removes the entry. The weights and their hashes are untouched.
+    the training window's context); `reencode` (true / false): generated frames enter the context re-encoded
+    when `SimConfig.reencode` is None. A value None removes the entry. The weights and their hashes are untouched.
     """
     unknown = sorted(set(values) - SERVING)
     if unknown:
         raise ValueError(f"unknown serving default(s) {', '.join(unknown)}; known: {', '.join(sorted(SERVING))}")
     for key, value in values.items():
-        if value is not None and not _positive_int(value):
+        if key == "reencode" and value is not None and not isinstance(value, bool):
+            raise ValueError(f"serving reencode must be true or false, got {value!r}")
+        if key == "context_budget" and value is not None and not _positive_int(value):
             raise ValueError(f"serving {key} must be an integer >= 1, got {value!r}")
     folder = Path(folder)
     config = read_export_config(folder)
@@ -149,6 +152,14 @@ def served_context_budget(meta: dict[str, Any], where: str | os.PathLike) -> int
     if budget is not None and not _positive_int(budget):
         raise ExportError(f"{where}: config.json's serving.context_budget is {budget!r}; expected an integer >= 1")
     return budget
+
+
+def served_reencode(meta: dict[str, Any], where: str | os.PathLike) -> bool:
+    """Whether `meta` (an export's config) is served with its generated frames re-encoded; ExportError if bad."""
+    value = (meta.get("serving") or {}).get("reencode", False)
+    if not isinstance(value, bool):
+        raise ExportError(f"{where}: config.json's serving.reencode is {value!r}; expected true or false")
+    return value
 
 
 def _positive_int(value: Any) -> bool:

@@ -296,6 +296,36 @@ def test_streaming_decode_equals_one_pass_and_states_stack(preset: str, k: int) 
         torch.testing.assert_close(model.decode_stream(nxt, stack_states(split_state(state, 2)))[0], batched)
 
 
+@pytest.mark.parametrize("preset,k", [("tiny", 1), ("tiny", 2), ("tiny", 4), ("cpu", 2)])
+def test_streaming_encode_equals_one_pass_and_states_stack(preset: str, k: int) -> None:
+    """`encode_stream`: a start of 1 + k frames, then k frames at a time, gives the latents of one pass over the whole
+    video (the time-halving convolutions keep the frame their next output reads first); states split and stack."""
+    from worldsim.models.autoencoder import split_state, stack_states
+
+    torch.manual_seed(0)
+    model = VideoAutoencoder(autoencoder_config(preset, **({"temporal_factor": k} if preset == "tiny" else {}))).eval()
+    for p in model.parameters():  # nonzero residual branches: every layer's past matters
+        p.data.add_(0.05 * torch.randn_like(p))
+    frames = torch.rand(2, 1 + 6 * k, 3, 16, 16) * 2 - 1
+    with torch.no_grad():
+        whole = model.encode(frames)
+        head, state = model.encode_stream(frames[:, :1 + k])
+        parts = [head.mean]
+        for j in range(1 + k, 1 + 6 * k, k):
+            out, state = model.encode_stream(frames[:, j:j + k], state)
+            assert out.mean.shape[1] == 1
+            parts.append(out.mean)
+        torch.testing.assert_close(torch.cat(parts, dim=1), whole.mean, rtol=0, atol=1e-5)
+        nxt = torch.rand(2, k, 3, 16, 16) * 2 - 1
+        batched = model.encode_stream(nxt, state)[0].mean
+        alone = [model.encode_stream(nxt[b:b + 1], s)[0].mean for b, s in enumerate(split_state(state, 2))]
+        torch.testing.assert_close(torch.cat(alone), batched, rtol=0, atol=1e-5)
+        torch.testing.assert_close(model.encode_stream(nxt, stack_states(split_state(state, 2)))[0].mean, batched)
+        if k > 1:
+            with pytest.raises(ValueError, match=f"m \\* {k}"):
+                model.encode_stream(nxt[:, :1], state)
+
+
 def test_decoder_refine_blocks_start_as_the_identity_and_leave_the_latent_key() -> None:
     """`decoder_refine_blocks`: a decoder deepened by warm start decodes exactly as before, and the latents (so the
     cache and every DiT trained on them) keep their key."""

@@ -98,6 +98,35 @@ def test_context_noise_changes_only_later_steps_and_is_seeded(export_dir):
         WorldModelEnv(export_dir, context_noise=1.0, **FAST)
 
 
+def test_reencoded_context_is_the_encoding_of_the_frames_shown(export_dir):
+    """reencode: every context latent is the encoder's reading of the frames the episode showed, context and
+    generated alike (one pass over the whole video gives the same); the first generated frames are as without it."""
+    import torch
+
+    from worldsim.frames import frames_to_float
+
+    start = {"frames": np.random.default_rng(2).integers(0, 256, (5, FRAME, FRAME, 3), dtype=np.uint8)}
+    shown, obs = {}, {}
+    for reencode in (False, True):
+        env = WorldModelEnv(export_dir, reencode=reencode, dtype="float32", context_budget=12, **FAST)
+        first, _ = env.reset(seed=4, options=start)
+        video, obs[reencode] = [start["frames"]], [first]
+        for a in [1, 2, 3, 4, 0]:
+            o, *_, info = env.step(a)
+            video.append(info["frames"])
+            obs[reencode].append(o)
+        shown[reencode] = np.concatenate(video)
+        track, sim = env._track, env.sim
+        env.close()
+    np.testing.assert_array_equal(obs[False][:2], obs[True][:2])  # no generated frame in the context yet
+    assert not np.array_equal(obs[False][2:], obs[True][2:])
+    with torch.no_grad():
+        z = sim.autoencoder.normalize(sim.autoencoder.encode(frames_to_float(torch.from_numpy(shown[True]))[None]).mode())
+    context = torch.stack([track.latents[i] for i in sorted(track.latents)])
+    assert context.shape[0] == z.shape[1] == 8
+    torch.testing.assert_close(context, z[0], rtol=0, atol=1e-4)
+
+
 def test_memory_stays_within_the_budget(export_dir):
     env = WorldModelEnv(export_dir, context="long-range", context_budget=4, **FAST)
     env.reset(seed=0, options={"frames": np.zeros((FRAME, FRAME, 3), np.uint8)})  # a single image
@@ -310,6 +339,24 @@ def test_serving_context_budget_of_the_export_is_the_default(tmp_path):
     (trained / "config.json").write_text(json.dumps(edited))
     with pytest.raises(ExportError, match="serving.context_budget is 'four'"):
         WorldModelEnv(trained, **FAST)
+
+
+def test_serving_reencode_of_the_export_is_the_default(tmp_path):
+    """`reencode` served by the export (`set_serving`) is the default; an explicit value beats it; a bad one is
+    refused before anything is written; None removes it."""
+    from worldsim.export import set_serving
+
+    folder = make_export(tmp_path / "e")
+    assert WorldModelEnv(folder, **FAST).sim.reencode is False
+    assert set_serving(folder, reencode=True) == {"reencode": True}
+    assert WorldModelEnv(folder, **FAST).sim.reencode is True
+    assert WorldModelEnv(folder, reencode=False, **FAST).sim.reencode is False
+    before = (folder / "config.json").read_text()
+    with pytest.raises(ValueError, match="reencode must be true or false"):
+        set_serving(folder, reencode=1)
+    assert (folder / "config.json").read_text() == before
+    assert set_serving(folder, reencode=None) == {}
+    assert WorldModelEnv(folder, **FAST).sim.reencode is False
 
 
 def test_bf16_simulator_uses_the_exact_gelu_and_float32_keeps_the_trained_one(export_dir):

@@ -27,6 +27,7 @@ class EvalConfig:
     sampler: str = "euler"  # euler | heun (SimConfig.sampler)
     shift: float = 1.0  # timestep shift of the sampler's grid (SimConfig.shift; > 1: more steps at high noise)
     context_noise: float = 0.0  # noise level of generated frames as context (SimConfig.context_noise)
+    reencode: bool | None = None  # generated frames re-encoded as context (SimConfig.reencode; None: as the export is served)
     device: str = "cpu"
     num_envs: int = 8  # simulated episodes per batch
     probes: bool = True  # probe-world probes (only when world=probe)

@@ -42,7 +42,7 @@ def _runners(cfg: EvalConfig) -> dict[str, Any]:
     return {s: SimRunner(cfg.checkpoint, SimConfig(context=s, context_frames=cfg.context_frames, context_budget=cfg.context_budget,
                                                    sampling_steps=cfg.sampling_steps, guidance_scale=cfg.guidance_scale,
                                                    sampler=cfg.sampler, shift=cfg.shift, context_noise=cfg.context_noise,
-                                                   device=cfg.device),
+                                                   reencode=cfg.reencode, device=cfg.device),
                          num_envs=cfg.num_envs) for s in cfg.schemes}
 
 

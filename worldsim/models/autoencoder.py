@@ -139,10 +139,14 @@ class Encoder(nn.Module):
         self.norm_out = FrameGroupNorm(cfg.groups(ch), ch, eps=1e-6)
         self.conv_out = CausalConv3d(ch, 2 * cfg.latent_channels, 3)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, stream: dict | None = None) -> torch.Tensor:
+        """With `stream` (see `worldsim.models.causal_conv`), x is the next chunk of a video being encoded: after
+        its first chunk of 1 + n k frames, chunks of whole groups of k frames."""
         x = rearrange(x, "b c t (h p1) (w p2) -> b (c p1 p2) t h w", p1=self.patch, p2=self.patch)
-        h = self.mid(self.down(self.conv_in(x)))
-        return self.conv_out(F.silu(self.norm_out(h)))
+        h = self.conv_in(x, stream)
+        for block in (*self.down, *self.mid):
+            h = h if isinstance(block, nn.Identity) else block(h, stream)
+        return self.conv_out(F.silu(self.norm_out(h)), stream)
 
 
 class Decoder(nn.Module):
@@ -247,6 +251,23 @@ class VideoAutoencoder(nn.Module):
         moments = rearrange(self.encoder(x), "b c t h w -> b t c h w")  # (B, T', 2*C_lat, h, w)
         mean, logvar = moments.chunk(2, dim=2)
         return DiagonalGaussian(mean, logvar)
+
+    def encode_stream(self, frames: torch.Tensor, state: dict | None = None) -> tuple[DiagonalGaussian, dict]:
+        """Encode the next frames of videos whose earlier frames were encoded into `state`.
+
+        frames: (B, T, C, H, W) in [-1, 1], 1 + m k of them for a start (state None), then m k: the latents a
+        full encode of each whole video would give for them, m (or 1 + m for a start), at a cost that does not
+        grow with the video. States stack along the batch as the decoder's (`stack_states`, `split_state`).
+        """
+        if state is None:
+            self._check_frames(frames)
+        elif frames.ndim != 5 or frames.shape[1] % self.cfg.temporal_factor or frames.shape[2] != self.cfg.in_channels:
+            raise ValueError(f"a continued encode takes (B, m * {self.cfg.temporal_factor}, {self.cfg.in_channels}, H, W) "
+                             f"frames, got shape {tuple(frames.shape)}")
+        state = {} if state is None else dict(state)
+        moments = rearrange(self.encoder(rearrange(frames, "b t c h w -> b c t h w"), state), "b c t h w -> b t c h w")
+        mean, logvar = moments.chunk(2, dim=2)
+        return DiagonalGaussian(mean, logvar), state
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """Raw (not normalised) latents ``(B, T', C_lat, h, w)`` -> frames ``(B, 1 + (T'-1)*k, C, h*s, w*s)`` in about [-1, 1]."""

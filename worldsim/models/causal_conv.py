@@ -11,10 +11,11 @@ Layout inside the autoencoder is ``(B, C, T, H, W)``. Causality rules shared by 
   ``(1, 2), (3, 4), ...`` in pairs. Upsampling is the mirror: ``1 + n -> 1 + 2n``.
 * Space is zero-padded symmetrically, frame by frame (nothing in space is causal).
 
-Streaming. A stride-1 `CausalConv3d` (and the time-doubling `Upsample`) can run one chunk of
-frames at a time with the same outputs as one pass over the whole video: given a `stream` dict it
-takes its past inputs from there (the first chunk is padded by replicating its first frame, as in
-one pass) and leaves its last ``kernel - 1`` inputs for the next chunk. The dict maps each layer to
+Streaming. A `CausalConv3d` (and the time-doubling `Upsample`) can run one chunk of frames at a
+time with the same outputs as one pass over the whole video: given a `stream` dict it takes its
+past inputs from there (the first chunk is padded by replicating its first frame, as in one pass)
+and leaves its last ``kernel - stride`` inputs for the next chunk (a time-halving conv's later
+chunks come in whole pairs of frames, so the encoder streams too). The dict maps each layer to
 a tensor whose first dimension is the batch, so the states of several videos stack along it.
 """
 
@@ -69,12 +70,18 @@ class CausalConv3d(nn.Module):
     def forward(self, x: torch.Tensor, stream: dict | None = None) -> torch.Tensor:
         if stream is None:
             return self.conv(pad_past(x, self.time_pad))  # (B, C_out, T', H', W')
-        if self.conv.stride[0] != 1:
-            raise ValueError("only stride-1 causal convolutions stream (the decoder's); encode in one pass")
+        # Streaming keeps the inputs the next chunk's first output reads before it: kernel - stride of them
+        # (a time-halving conv of kernel 3: the last frame, as its next output reads frames 2j - 2, 2j - 1, 2j).
+        # A stride-2 conv's chunks after the first come in whole pairs of frames.
+        stride = self.conv.stride[0]
         past = stream.get(self)
+        if past is not None and x.shape[2] % stride:
+            raise ValueError(f"a time-stride-{stride} causal conv streams chunks of a multiple of {stride} frames, "
+                             f"got {x.shape[2]}")
         full = pad_past(x, self.time_pad) if past is None else torch.cat([past, x], dim=2)
-        if self.time_pad:
-            stream[self] = full[:, :, full.shape[2] - self.time_pad:]
+        keep = self.time_pad + 1 - stride
+        if keep > 0:
+            stream[self] = full[:, :, full.shape[2] - keep:]
         return self.conv(full)
 
 
@@ -86,8 +93,8 @@ class Downsample(nn.Module):
         self.time = time
         self.conv = CausalConv3d(channels, channels, 3, time_stride=2 if time else 1, space_stride=2)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.conv(x)  # (B, C, T, H, W) -> (B, C, 1 + (T-1)/2 or T, H/2, W/2)
+    def forward(self, x: torch.Tensor, stream: dict | None = None) -> torch.Tensor:
+        return self.conv(x, stream)  # (B, C, T, H, W) -> (B, C, 1 + (T-1)/2 or T, H/2, W/2); a later chunk: T/2 or T
 
 
 class Upsample(nn.Module):

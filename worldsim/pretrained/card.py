@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from worldsim.eval.report import consistency_table, idm_table
-from worldsim.export import served_context_budget
+from worldsim.export import served_context_budget, served_reencode
 from worldsim.pretrained import PRETRAINED, pretrained_path
 
 HARDWARE = "a 2-core CPU shared with other jobs (no GPU was available to this training), one thread per process"
@@ -363,8 +363,11 @@ if __name__ == "__main__":
 def _serving(meta: dict) -> list[str]:
     """The card's line on the simulator defaults the export carries (`worldsim.export.set_serving`), if any."""
     budget = served_context_budget(meta, "the card's export")
-    if budget is None:
-        return []
-    return [f"- served with a context budget of {budget} latent frames (`serving` in config.json, chosen by evaluation: "
-            "the README's simulator section); `context_budget=N` overrides it"]
+    lines = [] if budget is None else [
+        f"- served with a context budget of {budget} latent frames (`serving` in config.json, chosen by evaluation: "
+        "the README's simulator section); `context_budget=N` overrides it"]
+    if served_reencode(meta, "the card's export"):
+        lines.append("- served with its generated frames re-encoded as context (`serving` in config.json, chosen by "
+                     "evaluation: the README's simulator section); `reencode=false` turns it off")
+    return lines
 

@@ -39,6 +39,11 @@ class SimConfig:
     # context (`objective.context_noise_max`) can be told its own frames are that noisy (diffusion forcing's
     # stabilisation, Oasis's dynamic noising); the real context frames of a reset stay clean.
     context_noise: float = 0.0
+    # Generated frames enter the context as the encoder sees them drawn: each step's new frames, decoded, are
+    # encoded again (streaming, one encoder pass over k frames) and that latent is what later steps attend to,
+    # not the sampled one. The context stays on the latents the DiT trained on: a half-faded ball comes back as
+    # the encoder reads its pixels. None: as the export is served (`serving` in its config.json; Probes-v0: true), else false.
+    reencode: bool | None = None
     cache: str = "incremental"  # incremental: keys/values computed once per frame | recompute: re-encode the selected context every step (exact, slower)
     max_episode_steps: int | None = None  # truncation, in env steps (latent frames); None: the imitated world's limit
     frameskip: int = 1  # env steps per step() with the action repeated (as ALE's frameskip): rewards add up

@@ -46,7 +46,7 @@ from worldsim.models.kv_cache import KVCache, batch_item, cat_batch
 from worldsim.spaces import packed_dim, space_from_json
 from worldsim.sim.batch_cache import BatchCache
 from worldsim.sim.config import DEFAULT_BUDGET, SimConfig
-from worldsim.export import ExportError, load_export, served_context_budget
+from worldsim.export import ExportError, load_export, served_context_budget, served_reencode
 from worldsim.models.latents import group_rows, num_latent_frames
 
 DEFAULT_EPISODE_STEPS = 1000  # when the export does not say which world it imitates
@@ -64,6 +64,7 @@ class Track:
     kv: dict[int, dict] = field(default_factory=dict)  # position -> the frame's cache entry (KVCache.frame_entries)
     levels: dict[int, float] = field(default_factory=dict)  # position -> noise level it is seen at as context (absent: 0)
     decoder_state: dict = field(default_factory=dict)  # the streaming decoder's past inputs (batch 1 tensors)
+    encoder_state: dict = field(default_factory=dict)  # reencode: the streaming encoder's past inputs (batch 1 tensors)
     last_frame: np.ndarray | None = None  # uint8 (H, W, 3): the newest real or generated frame (a frame reward model reads it)
 
 
@@ -176,6 +177,7 @@ class Simulator:
         window = meta.get("window")
         trained = max(1, num_latent_frames(int(window), self.k) - 1) if window else DEFAULT_BUDGET
         self.scheme = config.scheme(served_context_budget(meta, checkpoint) or trained)
+        self.reencode = served_reencode(meta, checkpoint) if config.reencode is None else config.reencode
         _, _, h, w = self.autoencoder.latent_shape(1, *self.frame_size)
         self.latent_hw = (h, w)
         world = meta.get("world") or {}  # the real world it imitates (exports from before it was recorded: none)
@@ -268,7 +270,8 @@ class Simulator:
         actions, has_action = np.asarray(actions)[-used:], np.asarray(has_action, dtype=bool)[-used:]
         video = frames_to_float(torch.from_numpy(np.ascontiguousarray(frames))).to(self.device)[None]  # (1, T, 3, H, W)
         with torch.no_grad():
-            raw = self.autoencoder.encode(video).mode()  # (1, n, C, h, w)
+            posterior, encoder_state = self.autoencoder.encode_stream(video)  # as `encode`, and the encoder's past
+        raw = posterior.mode()  # (1, n, C, h, w)
         z = self.autoencoder.normalize(raw)
         act, mask = group_rows(torch.from_numpy(actions.astype(np.float32))[None], k, 0), \
             group_rows(torch.from_numpy(has_action)[None], k, False)  # (1, n, k, D), (1, n, k)
@@ -276,7 +279,8 @@ class Simulator:
         with torch.no_grad():
             with self._autocast():
                 _, state = self.autoencoder.decode_stream(raw)  # the context decoded once: the decoder's past
-        track = Track(length=n, decoder_state=state, last_frame=frames[-1])
+        track = Track(length=n, decoder_state=state, last_frame=frames[-1],
+                      encoder_state=encoder_state if self.reencode else {})
         for i in range(n):
             track.latents[i], track.actions[i], track.masks[i] = z[0, i], act[0, i], mask[0, i]
         if self.config.cache == "incremental":
@@ -356,16 +360,19 @@ class Simulator:
         noise = torch.cat([torch.randn(shape, generator=g, device=g.device) for g in generators]).to(self.device)
         new = self.sampler(denoiser, noise.shape, noise=noise, actions=act, action_mask=mask,
                            frame_index=index).float()  # (B, 1, C, h, w)
+        video = None
+        if self.reencode:  # the new frames enter the context as the encoder sees them drawn
+            video = self._decode_new(tracks, new)
+            shown = self._reencoded(tracks, video)
 
         # The new frames as later steps will see them: reward, termination and their keys/values. With
         # `context_noise` c > 0 a generated frame enters the context lightly noised, at level c, as
         # context frames were in training (`objective.context_noise_max`): its own errors count for less.
         c = self.config.context_noise
+        seen = shown if self.reencode else new
         if c > 0:
             eps = torch.cat([torch.randn(shape, generator=g, device=g.device) for g in generators]).to(self.device)
-            seen = add_noise(new, eps, torch.full((batch, 1), c, device=self.device))
-        else:
-            seen = new
+            seen = add_noise(seen, eps, torch.full((batch, 1), c, device=self.device))
         out = self._dit(seen, torch.full((batch, 1), c, device=self.device), act, mask, index, cache=cache,
                         return_cache=True, prior_guess=guess)
         reward = torch.zeros(batch) if out.reward is None else out.reward[:, 0].float().cpu()
@@ -374,7 +381,6 @@ class Simulator:
         if self.config.cache == "incremental":
             self._batch_cache.commit(tracks, seen[:, 0], c)
 
-        raw_new = self.autoencoder.denormalize(new[:, 0])  # (B, C, h, w) for the decoder
         for b, t in enumerate(tracks):
             i = t.length
             t.latents[i], t.actions[i], t.masks[i] = seen[b, 0], act[b, 0], mask[b, 0]
@@ -385,15 +391,9 @@ class Simulator:
             t.length += 1
             self._prune(t)
 
-        # One batched streaming decode: exactly the new latent of every track.
-        with torch.no_grad():
-            with self._autocast():  # the decoder too: inference only (the bf16 conv backward issue is training's)
-                video, state = self._decode_fn(raw_new[:, None], self._decoder_states(tracks))
-            video = video.float()
-        self._decoded = (split_state(state, batch), state)
-        for t, one in zip(tracks, self._decoded[0]):
-            t.decoder_state = one
-        frames = frames_to_uint8(video).cpu().numpy()  # (B, k, H, W, 3)
+        if video is None:
+            video = self._decode_new(tracks, new)
+        frames = video.cpu().numpy()  # (B, k, H, W, 3)
         terminated = (torch.sigmoid(logit) > 0.5).numpy()
         if self.reward_model is not None:
             reward, terminated = self._frame_rewards(tracks, frames)
@@ -401,6 +401,27 @@ class Simulator:
             t.last_frame = f[-1]
         reward = reward.numpy().astype(np.float32) if self.rewarded else np.zeros(batch, dtype=np.float32)
         return StepOutput(frames, reward, terminated)
+
+    def _decode_new(self, tracks: Sequence[Track], new: Tensor) -> Tensor:
+        """One batched streaming decode of exactly the new latent (B, 1, C, h, w) of every track: uint8 (B, k, H, W, 3)."""
+        batch = len(tracks)
+        with torch.no_grad():
+            with self._autocast():  # the decoder too: inference only (the bf16 conv backward issue is training's)
+                video, state = self._decode_fn(self.autoencoder.denormalize(new), self._decoder_states(tracks))
+        self._decoded = (split_state(state, batch), state)
+        for t, one in zip(tracks, self._decoded[0]):
+            t.decoder_state = one
+        return frames_to_uint8(video.float())
+
+    def _reencoded(self, tracks: Sequence[Track], video: Tensor) -> Tensor:
+        """The new frames uint8 (B, k, H, W, 3) encoded as the continuation of each track's video (streaming, exact):
+        normalised latents (B, 1, C, h, w)."""
+        with torch.no_grad(), self._autocast():
+            posterior, state = self.autoencoder.encode_stream(frames_to_float(video).to(self.device),
+                                                              stack_states([t.encoder_state for t in tracks]))
+        for t, one in zip(tracks, split_state(state, len(tracks))):
+            t.encoder_state = one
+        return self.autoencoder.normalize(posterior.mode().float())
 
     def _decoder_states(self, tracks: Sequence[Track]) -> dict:
         """The batch's streaming-decoder state: the last step's batched one when the same tracks step again with
