@@ -188,7 +188,8 @@ def main() -> int:
     ap.add_argument("--repeats", type=int, default=3, help="repeats of each horizon measurement (for the spread)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--compile", action="store_true", help="also measure sim.compile=true (minutes of compilation first)")
-    ap.add_argument("--reencode", action="store_true", help="also measure reencode=true (generated frames re-encoded as context)")
+    ap.add_argument("--reencode", action="store_true",
+                    help="measure reencode=false and true (generated frames re-encoded as context); default: as each export is served")
     ap.add_argument("--out", default="bench_results/bench_sim.json")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -211,14 +212,14 @@ def main() -> int:
         print(f"{'dtype':>8s} {'budget':>6s} {'steps':>5s} {'batch':>5s} {'frames/s':>9s} {'x real':>7s} {'ms/step':>8s} {'DiT ms':>7s} "
               f"{'dec ms':>7s} {'enc ms':>7s} {'other':>7s} {'DiT GFLOP/s':>11s} {'/ peak':>6s}")
         settings = [(d, c, b, r) for d in args.dtypes for c in ([False, True] if args.compile else [False])
-                    for b in args.budgets for r in ([False, True] if args.reencode else [False])]
+                    for b in args.budgets for r in ([False, True] if args.reencode else [None])]
         for dtype, compiled, budget, reencode in settings:
             for sampling in args.sampling_steps:
                 sim = Simulator(model_folder(name), SimConfig(sampling_steps=sampling, dtype=dtype, compile=compiled,
                                                                  context_budget=budget, reencode=reencode))
                 for batch in args.batches:
-                    row = {"model": name, "dtype": dtype + ("+compile" if compiled else "") + ("+reencode" if reencode else ""),
-                           "context_budget": sim.scheme.budget, "reencode": reencode,
+                    row = {"model": name, "dtype": dtype + ("+compile" if compiled else "") + ("+reencode" if sim.reencode else ""),
+                           "context_budget": sim.scheme.budget, "reencode": sim.reencode,
                            "sampling_steps": sampling, **measure(sim, context, batch, args.steps)}
                     row["x_real"] = row["frames_per_s"] / results["real"][name]
                     peak = peaks.get(dtype if dtype != "auto" else ("bfloat16" if sim.autocast else "float32"), peaks["float32"])

@@ -84,24 +84,27 @@ def test_a_sub_batch_and_a_new_track_reuse_the_rows(export_dir):
     assert sim._batch_cache.reloads == 3 + 1  # the first step, then the new track only
 
 
-def test_the_batched_decoder_state_is_kept_while_the_same_tracks_step(export_dir, monkeypatch):
-    """The streaming decoder's state of the batch is reused, not re-stacked, when the same tracks step again; any
-    other batch (another order, a sub-batch) stacks its tracks' own states. Frames as when stacked every step."""
+@pytest.mark.parametrize("reencode", [False, True])
+def test_the_batched_decoder_state_is_kept_while_the_same_tracks_step(export_dir, monkeypatch, reencode):
+    """The streaming decoder's state of the batch (and the encoder's, re-encoding) is reused, not re-stacked, when
+    the same tracks step again; any other batch (another order, a sub-batch) stacks its tracks' own states. Frames
+    as when stacked every step."""
     import worldsim.sim.simulator as simulator
 
     stacked = []
     monkeypatch.setattr(simulator, "stack_states", lambda states: stacked.append(len(states)) or stack_states(states))
-    config = SimConfig(context_budget=3, context_frames=2, dtype="float32")
+    config = SimConfig(context_budget=3, context_frames=2, dtype="float32", reencode=reencode)
     kept, fresh = Simulator(export_dir, config), Simulator(export_dir, config)
     (a, ga), (b, gb) = _start(kept, 3), _start(fresh, 3)
     for i, actions in enumerate(_actions(kept, 6, 3)):
         members = [2, 0] if i == 3 else [0, 1, 2]
-        fresh._decoded = None  # stacked from the tracks every step
+        fresh._streamed = {}  # stacked from the tracks every step
         out_a = kept.step([a[j] for j in members], actions[members], [ga[j] for j in members])
         out_b = fresh.step([b[j] for j in members], actions[members], [gb[j] for j in members])
         np.testing.assert_array_equal(out_a.frames, out_b.frames)
     # fresh stacks at every step (5 full batches, 1 sub-batch); kept at the first step, the sub-batch and the step after
-    assert stacked.count(3) == 5 + 2 and stacked.count(2) == 1 + 1
+    states = 2 if reencode else 1  # streaming states a step stacks: the decoder's, and the encoder's
+    assert stacked.count(3) == (5 + 2) * states and stacked.count(2) == (1 + 1) * states
 
 
 def test_selection_larger_than_the_slots_is_refused():

@@ -15,12 +15,13 @@ FAST = {"sampling_steps": 1, "context_frames": 3}
 EXACT = {**FAST, "dtype": "float32"}  # batching is exact in float32; bf16 (auto on AMX CPUs) agrees only to ~50 dB
 
 
-@pytest.mark.parametrize("sampler", ["euler", "heun"])
-def test_vector_env_equals_sub_envs_one_by_one(export_dir, store_path, sampler):
-    # Dataset episodes of 13, 10 and 4 rows give contexts of different lengths: one forward, shorter ones padded and masked.
+@pytest.mark.parametrize("sampler,reencode", [("euler", False), ("heun", False), ("euler", True)])
+def test_vector_env_equals_sub_envs_one_by_one(export_dir, store_path, sampler, reencode):
+    # Dataset episodes of 13, 10 and 4 rows give contexts of different lengths: one forward, shorter ones padded and
+    # masked; re-encoding, one batched streaming encode of every sub-env's new frames.
     n, steps = 3, 4
     actions = np.random.default_rng(0).integers(0, 5, (steps, n))
-    venv = WorldModelVectorEnv(n, export_dir, dataset=store_path, sampler=sampler, **EXACT)
+    venv = WorldModelVectorEnv(n, export_dir, dataset=store_path, sampler=sampler, reencode=reencode, **EXACT)
     obs, _ = venv.reset(seed=10)
     vec_obs, vec_rewards = [obs], []
     for a in actions:
@@ -30,7 +31,7 @@ def test_vector_env_equals_sub_envs_one_by_one(export_dir, store_path, sampler):
         vec_rewards.append(r)
     venv.close()
     for i in range(n):
-        env = WorldModelEnv(export_dir, dataset=store_path, sampler=sampler, **EXACT)
+        env = WorldModelEnv(export_dir, dataset=store_path, sampler=sampler, reencode=reencode, **EXACT)
         obs, _ = env.reset(seed=10 + i)
         assert np.array_equal(obs, vec_obs[0][i])
         for t, a in enumerate(actions):

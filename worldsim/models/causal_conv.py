@@ -78,7 +78,7 @@ class CausalConv3d(nn.Module):
         if past is not None and x.shape[2] % stride:
             raise ValueError(f"a time-stride-{stride} causal conv streams chunks of a multiple of {stride} frames, "
                              f"got {x.shape[2]}")
-        full = pad_past(x, self.time_pad) if past is None else torch.cat([past, x], dim=2)
+        full = pad_past(x, self.time_pad) if past is None else torch.cat([past.to(x.dtype), x], dim=2)
         keep = self.time_pad + 1 - stride
         if keep > 0:
             stream[self] = full[:, :, full.shape[2] - keep:]

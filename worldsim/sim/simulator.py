@@ -200,7 +200,8 @@ class Simulator:
             bf16_parameters(self.dit)
             bf16_parameters(self.autoencoder.decoder)  # the encoder, run once a reset, keeps float32
         self._batch_cache = BatchCache(self.scheme.budget)  # incremental: the batch's keys/values kept across steps
-        self._decoded: tuple[list[dict], dict] | None = None  # the last step's decoder states: per track, and batched
+        # the last step's streaming states, per track and batched: {"decoder_state" / "encoder_state": (list, dict)}
+        self._streamed: dict[str, tuple[list[dict], dict]] = {}
         self._dit_fn = compiled(self.dit, "the DiT") if config.compile else self.dit
         self._decode_fn = compiled(self.autoencoder.decode_stream, "the decoder") if config.compile \
             else self.autoencoder.decode_stream
@@ -407,10 +408,8 @@ class Simulator:
         batch = len(tracks)
         with torch.no_grad():
             with self._autocast():  # the decoder too: inference only (the bf16 conv backward issue is training's)
-                video, state = self._decode_fn(self.autoencoder.denormalize(new), self._decoder_states(tracks))
-        self._decoded = (split_state(state, batch), state)
-        for t, one in zip(tracks, self._decoded[0]):
-            t.decoder_state = one
+                video, state = self._decode_fn(self.autoencoder.denormalize(new), self._batched_state(tracks, "decoder_state"))
+        self._keep_state(tracks, "decoder_state", state)
         return frames_to_uint8(video.float())
 
     def _reencoded(self, tracks: Sequence[Track], video: Tensor) -> Tensor:
@@ -418,18 +417,23 @@ class Simulator:
         normalised latents (B, 1, C, h, w)."""
         with torch.no_grad(), self._autocast():
             posterior, state = self.autoencoder.encode_stream(frames_to_float(video).to(self.device),
-                                                              stack_states([t.encoder_state for t in tracks]))
-        for t, one in zip(tracks, split_state(state, len(tracks))):
-            t.encoder_state = one
+                                                              self._batched_state(tracks, "encoder_state"))
+        self._keep_state(tracks, "encoder_state", state)
         return self.autoencoder.normalize(posterior.mode().float())
 
-    def _decoder_states(self, tracks: Sequence[Track]) -> dict:
-        """The batch's streaming-decoder state: the last step's batched one when the same tracks step again with
-        the states it left them (the usual case: nothing copied), else their states stacked."""
-        if self._decoded is not None and len(self._decoded[0]) == len(tracks) \
-                and all(t.decoder_state is s for t, s in zip(tracks, self._decoded[0])):
-            return self._decoded[1]
-        return stack_states([t.decoder_state for t in tracks])
+    def _batched_state(self, tracks: Sequence[Track], name: str) -> dict:
+        """The batch's streaming state `name` (decoder_state or encoder_state): the last step's batched one when the
+        same tracks step again with the states it left them (the usual case: nothing copied), else theirs stacked."""
+        last = self._streamed.get(name)
+        if last is not None and len(last[0]) == len(tracks) and all(getattr(t, name) is s for t, s in zip(tracks, last[0])):
+            return last[1]
+        return stack_states([getattr(t, name) for t in tracks])
+
+    def _keep_state(self, tracks: Sequence[Track], name: str, state: dict) -> None:
+        """Each track's share of the batch's new streaming state `name` (views), the batched one kept for next step."""
+        self._streamed[name] = (split_state(state, len(tracks)), state)
+        for t, one in zip(tracks, self._streamed[name][0]):
+            setattr(t, name, one)
 
     def _frame_rewards(self, tracks: Sequence[Track], frames: np.ndarray) -> tuple[Tensor, np.ndarray]:
         """Reward (B,) and termination (B,) of each track's k new real frames from the frame model: rewards of
