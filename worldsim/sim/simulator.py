@@ -14,6 +14,8 @@ one; `Simulator.step` advances a list of tracks by one latent frame each, batche
 5. the causal decoder turns the new latents into k frames each, streaming: every track keeps its
    causal convolutions' past inputs (`VideoAutoencoder.decode_stream`), so one batched decode of
    exactly one latent per track gives the frames a full decode of the track would, at constant cost.
+   With `reencode` this comes before step 4: the frames are encoded again, streaming as well
+   (`VideoAutoencoder.encode_stream`), and that latent is the one step 4 and later steps see.
 
 The incremental cache is an approximation once frames drop out of the context: a frame's
 keys/values were computed when it was generated, attending to the context selected THEN, not to
@@ -64,7 +66,7 @@ class Track:
     kv: dict[int, dict] = field(default_factory=dict)  # position -> the frame's cache entry (KVCache.frame_entries)
     levels: dict[int, float] = field(default_factory=dict)  # position -> noise level it is seen at as context (absent: 0)
     decoder_state: dict = field(default_factory=dict)  # the streaming decoder's past inputs (batch 1 tensors)
-    encoder_state: dict = field(default_factory=dict)  # reencode: the streaming encoder's past inputs (batch 1 tensors)
+    encoder_state: dict = field(default_factory=dict)  # reencode: the streaming encoder's past inputs (batch 1)
     last_frame: np.ndarray | None = None  # uint8 (H, W, 3): the newest real or generated frame (a frame reward model reads it)
 
 
@@ -198,7 +200,7 @@ class Simulator:
         if self.autocast and self.device.type == "cpu":
             exact_gelu(self.dit)
             bf16_parameters(self.dit)
-            bf16_parameters(self.autoencoder.decoder)  # the encoder, run once a reset, keeps float32
+            bf16_parameters(self.autoencoder.decoder)  # the encoder keeps float32 (re-encoding autocasts)
         self._batch_cache = BatchCache(self.scheme.budget)  # incremental: the batch's keys/values kept across steps
         # the last step's streaming states, per track and batched: {"decoder_state" / "encoder_state": (list, dict)}
         self._streamed: dict[str, tuple[list[dict], dict]] = {}
@@ -361,10 +363,10 @@ class Simulator:
         noise = torch.cat([torch.randn(shape, generator=g, device=g.device) for g in generators]).to(self.device)
         new = self.sampler(denoiser, noise.shape, noise=noise, actions=act, action_mask=mask,
                            frame_index=index).float()  # (B, 1, C, h, w)
-        video = None
+        drawn = None
         if self.reencode:  # the new frames enter the context as the encoder sees them drawn
-            video = self._decode_new(tracks, new)
-            shown = self._reencoded(tracks, video)
+            drawn = self._decode_new(tracks, new)
+            shown = self._reencoded(tracks, drawn)
 
         # The new frames as later steps will see them: reward, termination and their keys/values. With
         # `context_noise` c > 0 a generated frame enters the context lightly noised, at level c, as
@@ -392,9 +394,9 @@ class Simulator:
             t.length += 1
             self._prune(t)
 
-        if video is None:
-            video = self._decode_new(tracks, new)
-        frames = video.cpu().numpy()  # (B, k, H, W, 3)
+        if drawn is None:
+            drawn = self._decode_new(tracks, new)
+        frames = drawn.cpu().numpy()  # (B, k, H, W, 3)
         terminated = (torch.sigmoid(logit) > 0.5).numpy()
         if self.reward_model is not None:
             reward, terminated = self._frame_rewards(tracks, frames)
@@ -405,18 +407,18 @@ class Simulator:
 
     def _decode_new(self, tracks: Sequence[Track], new: Tensor) -> Tensor:
         """One batched streaming decode of exactly the new latent (B, 1, C, h, w) of every track: uint8 (B, k, H, W, 3)."""
-        batch = len(tracks)
         with torch.no_grad():
             with self._autocast():  # the decoder too: inference only (the bf16 conv backward issue is training's)
-                video, state = self._decode_fn(self.autoencoder.denormalize(new), self._batched_state(tracks, "decoder_state"))
+                video, state = self._decode_fn(self.autoencoder.denormalize(new),
+                                               self._batched_state(tracks, "decoder_state"))
         self._keep_state(tracks, "decoder_state", state)
         return frames_to_uint8(video.float())
 
-    def _reencoded(self, tracks: Sequence[Track], video: Tensor) -> Tensor:
+    def _reencoded(self, tracks: Sequence[Track], drawn: Tensor) -> Tensor:
         """The new frames uint8 (B, k, H, W, 3) encoded as the continuation of each track's video (streaming, exact):
         normalised latents (B, 1, C, h, w)."""
         with torch.no_grad(), self._autocast():
-            posterior, state = self.autoencoder.encode_stream(frames_to_float(video).to(self.device),
+            posterior, state = self.autoencoder.encode_stream(frames_to_float(drawn).to(self.device),
                                                               self._batched_state(tracks, "encoder_state"))
         self._keep_state(tracks, "encoder_state", state)
         return self.autoencoder.normalize(posterior.mode().float())
@@ -425,7 +427,8 @@ class Simulator:
         """The batch's streaming state `name` (decoder_state or encoder_state): the last step's batched one when the
         same tracks step again with the states it left them (the usual case: nothing copied), else theirs stacked."""
         last = self._streamed.get(name)
-        if last is not None and len(last[0]) == len(tracks) and all(getattr(t, name) is s for t, s in zip(tracks, last[0])):
+        if last is not None and len(last[0]) == len(tracks) \
+                and all(getattr(t, name) is s for t, s in zip(tracks, last[0])):
             return last[1]
         return stack_states([getattr(t, name) for t in tracks])
 
