@@ -42,6 +42,7 @@ def test_report_from_a_tiny_simulator_export(tiny_export, tmp_path):
     res = r.results
     assert res["schemes"] == ["autoregressive", "long-range", "hierarchical"] and res["frame_size"] == 16
     assert res["context_budget_used"] == 16  # the tiny export records no training window and no serving budget
+    assert res["reencode_used"] is False  # nor a serving reencode
     rvs = res["real_vs_sim"]["autoregressive"]
     assert rvs["horizons"] == [1, 4] and rvs["psnr"][0]["mean"] < 40  # random weights: far from real
     assert set(res["probes"]) == {REAL, "autoregressive", "long-range", "hierarchical"}

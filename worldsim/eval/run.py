@@ -79,7 +79,8 @@ def run_eval(cfg: EvalConfig) -> EvalResult:
         seeds = list(range(cfg.first_seed, cfg.first_seed + cfg.seeds))
         results: dict[str, Any] = {"config": asdict(cfg), "frame_size": size, "schemes": list(runners), "skipped": {}}
         if cfg.checkpoint is not None:  # what the simulator used where the config left it (the export's or trained)
-            results["context_budget_used"] = next(iter(runners.values())).sim.scheme.budget
+            sim = next(iter(runners.values())).sim
+            results["context_budget_used"], results["reencode_used"] = sim.scheme.budget, sim.reencode
         if any(r is not None and r.action_space is None for r in runners.values()):
             results = _footage_only(cfg, runners, results)
             results["seconds"] = time.perf_counter() - start
