@@ -247,8 +247,12 @@ class VideoAutoencoder(nn.Module):
     def encode(self, frames: torch.Tensor) -> DiagonalGaussian:
         """Frames ``(B, T, C, H, W)`` in [-1, 1] -> posterior over latents ``(B, T', C_lat, H/s, W/s)``."""
         self._check_frames(frames)
-        x = rearrange(frames, "b t c h w -> b c t h w")
-        moments = rearrange(self.encoder(x), "b c t h w -> b t c h w")  # (B, T', 2*C_lat, h, w)
+        return self._posterior(frames)
+
+    def _posterior(self, frames: torch.Tensor, stream: dict | None = None) -> DiagonalGaussian:
+        """The encoder's posterior of frames (B, T, C, H, W); `stream` as in `Encoder.forward`."""
+        moments = rearrange(self.encoder(rearrange(frames, "b t c h w -> b c t h w"), stream),
+                            "b c t h w -> b t c h w")  # (B, T', 2*C_lat, h, w)
         mean, logvar = moments.chunk(2, dim=2)
         return DiagonalGaussian(mean, logvar)
 
@@ -265,9 +269,7 @@ class VideoAutoencoder(nn.Module):
             raise ValueError(f"a continued encode takes (B, m * {self.cfg.temporal_factor}, {self.cfg.in_channels}, H, W) "
                              f"frames, got shape {tuple(frames.shape)}")
         state = {} if state is None else dict(state)
-        moments = rearrange(self.encoder(rearrange(frames, "b t c h w -> b c t h w"), state), "b c t h w -> b t c h w")
-        mean, logvar = moments.chunk(2, dim=2)
-        return DiagonalGaussian(mean, logvar), state
+        return self._posterior(frames, state), state
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """Raw (not normalised) latents ``(B, T', C_lat, h, w)`` -> frames ``(B, 1 + (T'-1)*k, C, h*s, w*s)`` in about [-1, 1]."""
