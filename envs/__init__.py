@@ -11,6 +11,8 @@ strings and each world's module (and optional dependency) is imported only when 
 
 from __future__ import annotations
 
+import dataclasses
+
 import gymnasium as gym
 
 REAL_ENVS: dict[str, str] = {
@@ -42,8 +44,13 @@ def make_real_env(name: str, **kwargs) -> gym.Env:
     """
     if name not in REAL_ENVS:
         raise ValueError(f"unknown real env {name!r}; known: {', '.join(REAL_ENVS)}")
+    spec = gym.spec(REAL_ENVS[name])
+    if "max_episode_steps" in kwargs:
+        # gym.make keeps this name for a TimeLimit wrapper, which cannot lengthen the world's own limit (a probe
+        # episode asked for 70 steps ended at its default 64): each world truncates itself, so it goes to the world
+        spec = dataclasses.replace(spec, kwargs={**spec.kwargs, "max_episode_steps": kwargs.pop("max_episode_steps")})
     try:
-        return gym.make(REAL_ENVS[name], **kwargs)
+        return gym.make(spec, **kwargs)
     except TypeError as e:
         if "unexpected keyword argument" not in str(e):
             raise

@@ -50,6 +50,17 @@ def test_make_real_env_probe_passes_kwargs():
     assert truncated == [False, False, True]
 
 
+def test_make_real_env_max_episode_steps_lengthens_the_worlds_own_limit():
+    """max_episode_steps reaches the world: past the probe world's default 64 steps too (gym.make's TimeLimit alone
+    cut such an episode at 64, and `worldsim eval`'s probe suite then ran out of real actions)."""
+    env = make_real_env("probe", max_episode_steps=70)
+    env.reset(seed=0)
+    steps = 0
+    while not any(env.step(0)[2:4]):
+        steps += 1
+    assert steps + 1 == 70 and env.unwrapped.max_episode_steps == 70
+
+
 def test_make_real_env_crafter():
     pytest.importorskip("crafter")
     env = make_real_env("crafter", size=32)
