@@ -75,3 +75,64 @@ def test_own_context_over_several_frames_is_the_models_rollout_and_keeps_the_fir
         assert "own_context_frames" in str(e)
     else:
         raise AssertionError("own_context_frames=0 accepted")
+
+
+def test_reencoded_own_context_is_the_drawn_frame_encoded_again_as_a_served_simulator_sees_it():
+    """`objective.own_context_reencode`: the chosen samples' own frame enters the context decoded after the window's
+    frames before it, drawn as uint8 and encoded again (what `reencode` serving holds); the others stay real."""
+    from gymnasium import spaces
+
+    from worldsim.diffusion.objective import ObjectiveConfig
+    from worldsim.frames import frames_to_float, frames_to_uint8
+    from worldsim.models.ae_presets import autoencoder_config
+    from worldsim.models.autoencoder import VideoAutoencoder
+    from worldsim.spaces import space_to_json
+    from worldsim.train.config import TrainConfig
+    from worldsim.train.tasks import DiTTask, own_newest_context
+
+    torch.manual_seed(0)
+    ae = VideoAutoencoder(autoencoder_config("tiny")).eval()
+    cfg = TrainConfig(task="dit", data="unused", vae="unused", model="tiny", window=9,
+                      objective=ObjectiveConfig(own_context_prob=0.5, own_context_reencode=3))
+    task = DiTTask(cfg, (16, 16), space_to_json(spaces.Discrete(3)), ae, {})
+    window = torch.randn(4, 5, ae.cfg.latent_channels, 4, 4)
+    pick = torch.tensor([0, 2, 3, 4])  # a cut with a gap: frame 2 of the cut is window frame 3
+    use = torch.tensor([True, False, True, True])
+    sampled = torch.randn(3, 1, ae.cfg.latent_channels, 4, 4)
+
+    def drawn_again(latents):
+        frames = frames_to_uint8(ae.decode(ae.denormalize(latents)))
+        return ae.normalize(ae.encode(frames_to_float(frames)).mode())[:, -1:]
+
+    with torch.no_grad():
+        expected = drawn_again(torch.cat([window[use, 1:3], sampled], dim=1))  # the 3 latent frames that end at it
+        assert not torch.allclose(expected, drawn_again(torch.cat([window[use, :3], sampled], dim=1)), atol=1e-4)
+    torch.testing.assert_close(task.reencoded(window, pick, sampled, use, 2), expected)
+    assert not torch.allclose(expected, sampled, atol=0.1)  # a real change, not the sample passed through
+
+    # in self-forcing: the rows not drawn keep their real frames, the drawn ones hold what reencode gives
+    model = task.model.eval()
+    x0 = window[:, pick]
+    actions = torch.randint(0, 3, (4, 4, 2, 1))
+    mask = torch.ones(4, 4, 2, dtype=torch.bool)
+    frame_index = pick.repeat(4, 1)
+    calls = []
+
+    def reencode(s, u, j):
+        calls.append((s.shape[0], u.clone(), j))
+        return torch.full_like(s, 7.0)
+
+    out = own_newest_context(model, x0, actions, mask, frame_index, 3, torch.Generator().manual_seed(5), 0.5,
+                             reencode=reencode)
+    (n, chosen, j), = calls
+    assert j == 2 and n == int(chosen.sum()) and 0 < n < 4
+    assert torch.equal(out[chosen, 2], torch.full_like(out[chosen, 2], 7.0))
+    assert torch.equal(out[~chosen], x0[~chosen]) and torch.equal(out[:, [0, 1, 3]], x0[:, [0, 1, 3]])
+    plain = own_newest_context(model, x0, actions, mask, frame_index, 3, torch.Generator().manual_seed(5), 0.5)
+    assert torch.equal(plain[~chosen], x0[~chosen]) and not torch.equal(plain[chosen, 2], out[chosen, 2])
+    try:
+        ObjectiveConfig(own_context_reencode=-1)
+    except ValueError as e:
+        assert "own_context_reencode" in str(e)
+    else:
+        raise AssertionError("own_context_reencode=-1 accepted")

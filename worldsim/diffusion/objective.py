@@ -98,6 +98,10 @@ class ObjectiveConfig:
     # what a rollout feeds back, so the model learns to continue from its own errors (self-forcing against drift)
     own_context_prob: float = 0.0
     own_context_frames: int = 1  # how many of the newest context frames that rollout replaces (the oldest stays real)
+    # With own_context_prob: that own sample enters the context as a simulator served with `reencode` sees it:
+    # decoded (after the latent frames before it in the window, at most own_context_reencode of them in all),
+    # drawn as uint8 frames and encoded again. 0: the sampled latent as it is
+    own_context_reencode: int = 0
     # Store state key (e.g. player_pos) whose change over each latent frame a DiT head predicts (BCE on the frames
     # being denoised; `DiTConfig.state_change_head`, set by the trainer): whether a move succeeded, read from context.
     # A DiT with a motion gate (`DiTConfig.motion_gate`) also fits its gate to it, on every frame after a real one
@@ -117,6 +121,8 @@ class ObjectiveConfig:
             raise ValueError(f"motion_border must be >= 0, got {self.motion_border}")
         if self.own_context_frames < 1:
             raise ValueError(f"own_context_frames must be >= 1, got {self.own_context_frames}")
+        if self.own_context_reencode < 0:
+            raise ValueError(f"own_context_reencode must be >= 0 (latent frames decoded), got {self.own_context_reencode}")
         if not (math.isfinite(self.state_change_weight) and self.state_change_weight >= 0):
             raise ValueError(f"state_change_weight must be finite and >= 0, got {self.state_change_weight}")
         for name in ("change_weight", "object_weight"):

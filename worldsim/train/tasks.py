@@ -64,21 +64,35 @@ def store_palette(store_path: str, blocks: int = 32, rows: int = 64) -> tuple[tu
 
 @torch.no_grad()
 def own_newest_context(module: Callable, x0: Tensor, actions: Tensor | None, mask: Tensor | None, frame_index: Tensor,
-                       context_frames: int, generator: torch.Generator, prob: float, frames: int = 1) -> Tensor:
+                       context_frames: int, generator: torch.Generator, prob: float, frames: int = 1,
+                       reencode: Callable[[Tensor, Tensor, int], Tensor] | None = None) -> Tensor:
     """x0 (B, T, C, h, w) with, in a `prob` share of the samples, the newest `frames` context frames replaced by the
     model's own 1-step rollout of them (each from pure noise given the frames before it, its own earlier ones
-    included), as a rollout feeds back (self-forcing). At least the first context frame stays real."""
+    included), as a rollout feeds back (self-forcing). At least the first context frame stays real.
+
+    `reencode(sampled (n, 1, C, h, w), use (B,) bool, j)`, where given: what the context holds instead of the
+    sampled frame j of the n samples chosen by `use` (as a simulator served with `reencode` sees it)."""
     frames = min(frames, context_frames - 1)
-    b = x0.shape[0]
-    own = x0.clone()
-    for j in range(context_frames - frames, context_frames):
-        noise = torch.randn(x0[:, j:j + 1].shape, generator=generator, device=generator.device, dtype=x0.dtype).to(x0.device)
-        own[:, j:j + 1] = sample_euler(module, tuple(noise.shape), steps=1, noise=noise, context=own[:, :j],
-                                       actions=None if actions is None else actions[:, :j + 1],
-                                       action_mask=None if mask is None else mask[:, :j + 1],
-                                       frame_index=frame_index[:, :j + 1]).to(x0.dtype)  # what a 1-step rollout makes
-    use = (torch.rand(b, generator=generator, device=generator.device) < prob).to(x0.device)
-    return torch.where(use[:, None, None, None, None], own, x0)
+    rows = range(context_frames - frames, context_frames)
+    noises = [torch.randn(x0[:, j:j + 1].shape, generator=generator, device=generator.device, dtype=x0.dtype)
+              for j in rows]  # drawn for every sample, then the choice: the generator's order of earlier versions
+    use = (torch.rand(x0.shape[0], generator=generator, device=generator.device) < prob).to(x0.device)
+    own = x0[use].clone()
+    if not len(own):
+        return x0
+    actions = None if actions is None else actions[use]
+    mask = None if mask is None else mask[use]
+    frame_index = frame_index[use]
+    for j, noise in zip(rows, noises):
+        noise = noise.to(x0.device)[use]
+        sampled = sample_euler(module, tuple(noise.shape), steps=1, noise=noise, context=own[:, :j],
+                               actions=None if actions is None else actions[:, :j + 1],
+                               action_mask=None if mask is None else mask[:, :j + 1],
+                               frame_index=frame_index[:, :j + 1]).to(x0.dtype)  # what a 1-step rollout makes
+        own[:, j:j + 1] = sampled if reencode is None else reencode(sampled, use, j).to(x0.dtype)
+    out = x0.clone()
+    out[use] = own
+    return out
 
 
 def _model_dtype(model: nn.Module) -> torch.dtype:
@@ -262,6 +276,7 @@ class DiTTask:
         keep = select_frames(self.cfg.context, x0.shape[1], generator)  # (n,) latent frame positions or None
         if keep is not None:
             pick = keep.to(self.device)
+            window = x0
             x0 = x0[:, pick]  # (B, n, C, h, w)
             actions, mask = (None, None) if actions is None else (actions[:, pick], mask[:, pick])
             reward = None if reward is None else reward[:, pick]
@@ -270,10 +285,26 @@ class DiTTask:
             context_frames = len(pick) - self.cfg.context.targets  # exactly the rollout's split
             change = None if change is None else change[:, pick]
             if self.cfg.objective.own_context_prob > 0 and context_frames >= 2:
+                reencode = (functools.partial(self.reencoded, window, pick) if self.cfg.objective.own_context_reencode
+                            else None)
                 x0 = own_newest_context(module, x0, actions, mask, frame_index, context_frames, generator,
-                                        self.cfg.objective.own_context_prob, self.cfg.objective.own_context_frames)
+                                        self.cfg.objective.own_context_prob, self.cfg.objective.own_context_frames,
+                                        reencode)
         return diffusion_loss(module, x0, actions, mask, frame_index, generator, self.cfg.objective, reward, term,
                               context_frames=context_frames, state_change=change)
+
+    @torch.no_grad()
+    def reencoded(self, window: Tensor, pick: Tensor, sampled: Tensor, use: Tensor, j: int) -> Tensor:
+        """The sampled latent (n, 1, C, h, w) of picked frame j, for the windows (B, T', C, h, w) chosen by `use`, as
+        a simulator served with `reencode` holds it: decoded after the real latent frames before it in the window
+        (`objective.own_context_reencode` latent frames decoded in all), drawn as uint8 frames, encoded again."""
+        ae = self.autoencoder
+        end = int(pick[j]) + 1
+        video = window[use, max(0, end - self.cfg.objective.own_context_reencode):end].clone()
+        video[:, -1:] = sampled
+        with torch.autocast(self.device.type, enabled=False):  # the frozen autoencoder stays fp32
+            drawn = frames_to_uint8(ae.decode(ae.denormalize(video.float())))
+            return ae.normalize(ae.encode(frames_to_float(drawn)).mode())[:, -1:]
 
     def tokens(self, batch: Batch) -> int:
         if "latents" in batch:
