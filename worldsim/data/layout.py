@@ -23,12 +23,15 @@ import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 from gymnasium import spaces
 
-from worldsim.spaces import ActionError, check_packed, pack_action, packed_dim, packed_dtype
+from worldsim.spaces import ActionError, check_packed, pack_action, packed_dim, packed_dtype, space_from_json
+
+FORMAT_VERSION = 1  # the store format this code writes and reads (newer stores are refused)
 
 STATE_KEY = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
 
@@ -219,3 +222,29 @@ def _state_rows(layout: StoreLayout, state: Mapping[str, np.ndarray] | None, row
 def row_nbytes(shape: tuple[int, ...], dtype: np.dtype) -> int:
     """Uncompressed bytes of one row of an array."""
     return int(math.prod(shape)) * np.dtype(dtype).itemsize
+
+
+def check_format(attrs: dict[str, Any], path: Path) -> None:
+    """Raise StoreError unless `attrs` are a worldsim store's that this code can read."""
+    version = attrs.get("worldsim_format")
+    if version is None:
+        raise StoreError(f"{path} is a Zarr group but not a worldsim episode store (no worldsim_format attribute)")
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise StoreError(
+            f"{path} has worldsim_format {version!r}, newer than this code's {FORMAT_VERSION}; "
+            "upgrade worldsim to read it"
+        )
+    missing = {"env_id", "action_space", "frame_size", "fps", "committed_episodes"} - set(attrs)
+    if missing:
+        raise StoreError(f"{path}: store attributes lack {sorted(missing)}; the store is corrupt")
+
+
+def layout_from_attrs(attrs: dict[str, Any], path: Path) -> StoreLayout:
+    """The store's `StoreLayout`, read from its group attributes (StoreError where they are unreadable)."""
+    try:
+        space = None if attrs["action_space"] is None else space_from_json(attrs["action_space"])
+        states = check_state_spec({k: (v["shape"], v["dtype"]) for k, v in attrs.get("state_spec", {}).items()})
+        h, w = attrs["frame_size"]
+    except (KeyError, TypeError, ValueError) as e:
+        raise StoreError(f"{path}: unreadable store attributes ({e}); the store is corrupt") from None
+    return StoreLayout((int(h), int(w)), space, states)

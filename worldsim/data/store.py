@@ -52,14 +52,15 @@ import zarr
 import zarr.codecs
 from gymnasium import spaces
 
-from worldsim.data.layout import StoreError, StoreLayout, check_state_spec, episode_rows, row_nbytes
+from worldsim.data.files import lock_writer, probe_writable
+from worldsim.data.layout import (FORMAT_VERSION, StoreError, StoreLayout, check_format, check_state_spec, episode_rows,
+                                  layout_from_attrs, row_nbytes)
 from worldsim.data.zarr_arrays import (blosc, concurrent_rows, dimension_names, ensure_rows, open_array,
                                        require_atomic_zarr, zarr_internals_missing)
-from worldsim.spaces import space_from_json, space_to_json
+from worldsim.spaces import space_to_json
 
 __all__ = ["FORMAT_VERSION", "EpisodeStore", "StoreError", "concurrent_rows", "zarr_internals_missing"]
 
-FORMAT_VERSION = 1
 SMALL_CHUNK_ROWS = 4096  # rows per chunk of the small per-step arrays (action, reward, flags, state)
 SMALL_CHUNK_BYTES = 1 << 20  # but no more than 1 MiB per chunk for wide state arrays
 EPISODE_ENDS_CHUNK = 4096
@@ -79,7 +80,7 @@ class EpisodeStore:
         self.mode = mode
         self._group = group
         self._attrs: dict[str, Any] = dict(group.attrs)
-        self.layout = _layout_from_attrs(self._attrs, path)
+        self.layout = layout_from_attrs(self._attrs, path)
         self._arrays = {key: open_array(group, f"data/{key}", path, check_index) for key in self.layout.row_specs()}
         self._ends_array = open_array(group, "meta/episode_ends", path, check_index)
         self._every_chunk = bool(self._attrs.get("every_chunk_written"))  # stores from before: zero chunks were skipped
@@ -230,14 +231,14 @@ class EpisodeStore:
         lock_fd = None
         if mode == "a":
             require_atomic_zarr()
-            _probe_writable(path)  # a read-only file system fails here, before anything is collected
-            lock_fd = _lock_writer(path)
+            probe_writable(path)  # a read-only file system fails here, before anything is collected
+            lock_fd = lock_writer(path)
         try:
             try:
                 group = zarr.open_group(path, mode="r+" if mode == "a" else "r", zarr_format=3)
             except Exception as e:  # zarr raises several types for unreadable metadata
                 raise StoreError(f"{path} is not a readable Zarr v3 group: {e}") from None
-            _check_format(dict(group.attrs), path)
+            check_format(dict(group.attrs), path)
             try:
                 store = cls(path, group, mode, check_index)
             except KeyError as e:
@@ -506,56 +507,3 @@ class EpisodeStore:
             f"EpisodeStore({str(self.path)!r}, mode={self.mode!r}, env_id={self.env_id!r}, "
             f"episodes={self.num_episodes}, frames={self.num_frames})"
         )
-
-
-def _check_format(attrs: dict[str, Any], path: Path) -> None:
-    version = attrs.get("worldsim_format")
-    if version is None:
-        raise StoreError(f"{path} is a Zarr group but not a worldsim episode store (no worldsim_format attribute)")
-    if not isinstance(version, int) or version > FORMAT_VERSION:
-        raise StoreError(
-            f"{path} has worldsim_format {version!r}, newer than this code's {FORMAT_VERSION}; "
-            "upgrade worldsim to read it"
-        )
-    missing = {"env_id", "action_space", "frame_size", "fps", "committed_episodes"} - set(attrs)
-    if missing:
-        raise StoreError(f"{path}: store attributes lack {sorted(missing)}; the store is corrupt")
-
-
-def _layout_from_attrs(attrs: dict[str, Any], path: Path) -> StoreLayout:
-    try:
-        space = None if attrs["action_space"] is None else space_from_json(attrs["action_space"])
-        states = check_state_spec({k: (v["shape"], v["dtype"]) for k, v in attrs.get("state_spec", {}).items()})
-        h, w = attrs["frame_size"]
-    except (KeyError, TypeError, ValueError) as e:
-        raise StoreError(f"{path}: unreadable store attributes ({e}); the store is corrupt") from None
-    return StoreLayout((int(h), int(w)), space, states)
-
-
-def _probe_writable(path: Path) -> None:
-    """Raise the OSError (read-only file system, no permission) that a write into the store's data would meet."""
-    probe = path / "data" / f".write-probe-{uuid.uuid4().hex}"
-    try:
-        probe.write_bytes(b"")
-    except FileNotFoundError:
-        return  # no data folder: the open below names the damage
-    probe.unlink()
-
-
-def _lock_writer(path: Path) -> int | None:
-    """Hold an exclusive lock on the store's directory so two writers never append to one store.
-
-    The lock goes with the process (a killed writer releases it); locking the directory itself
-    leaves no extra file for zarr to trip over.
-    """
-    try:
-        import fcntl
-    except ImportError:  # no advisory locks on this platform: one writer is the user's promise
-        return None
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        os.close(fd)
-        raise StoreError(f"{path} is already open for appending by another process") from None
-    return fd
