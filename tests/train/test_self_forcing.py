@@ -131,8 +131,14 @@ def test_reencoded_own_context_is_the_drawn_frame_encoded_again_as_a_served_simu
     plain = own_newest_context(model, x0, actions, mask, frame_index, 3, torch.Generator().manual_seed(5), 0.5)
     assert torch.equal(plain[~chosen], x0[~chosen]) and not torch.equal(plain[chosen, 2], out[chosen, 2])
     try:
-        ObjectiveConfig(own_context_reencode=-1)
+        ObjectiveConfig(own_context_prob=0.5, own_context_reencode=-1)
     except ValueError as e:
         assert "own_context_reencode" in str(e)
     else:
         raise AssertionError("own_context_reencode=-1 accepted")
+    try:
+        ObjectiveConfig(own_context_reencode=4)  # without self-forcing it would do nothing
+    except ValueError as e:
+        assert "own_context_prob" in str(e)
+    else:
+        raise AssertionError("own_context_reencode without own_context_prob accepted")

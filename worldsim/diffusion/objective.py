@@ -123,6 +123,8 @@ class ObjectiveConfig:
             raise ValueError(f"own_context_frames must be >= 1, got {self.own_context_frames}")
         if self.own_context_reencode < 0:
             raise ValueError(f"own_context_reencode must be >= 0 (latent frames decoded), got {self.own_context_reencode}")
+        if self.own_context_reencode and not self.own_context_prob:
+            raise ValueError("own_context_reencode re-encodes self-forcing's own frames: set objective.own_context_prob > 0")
         if not (math.isfinite(self.state_change_weight) and self.state_change_weight >= 0):
             raise ValueError(f"state_change_weight must be finite and >= 0, got {self.state_change_weight}")
         for name in ("change_weight", "object_weight"):
