@@ -53,6 +53,21 @@ def test_report_from_a_tiny_simulator_export(tiny_export, tmp_path):
     assert len(frames) == 3 + 4 * 2  # context 1 + (2 - 1) k frames, then 4 steps of k = 2
 
 
+def test_eval_runs_the_simulator_in_the_dtype_asked_for(tiny_export, tmp_path, capsys):
+    # the same seeds in float32 and in bf16 (whatever the CPU: `auto` picks by hardware), recorded in the results
+    small = dict(SMALL, schemes=["autoregressive"], probes=False, idm=False, consistency=False, videos=False)
+    used = {}
+    for dtype in ("float32", "bfloat16"):
+        res = run_eval(EvalConfig(checkpoint=str(tiny_export), out=str(tmp_path / dtype), context_frames=2,
+                                  sampling_steps=1, dtype=dtype, **small)).results
+        used[dtype] = (res["dtype_used"], res["real_vs_sim"]["autoregressive"]["psnr"][0]["mean"])
+    assert used["float32"][0] == "float32" and used["bfloat16"][0] == "bfloat16"
+    assert used["float32"][1] == pytest.approx(used["bfloat16"][1], abs=1.0)  # same frames, to bf16's rounding
+    assert main(["eval", "dtype=fp16", f"out={tmp_path / 'bad'}"]) == 2
+    assert "dtype must be one of auto, float32, bfloat16, got 'fp16'" in capsys.readouterr().err
+    assert not (tmp_path / "bad").exists()  # refused before anything is written
+
+
 def test_cli_eval_and_bad_keys(tmp_path, capsys):
     assert main(["eval", "seeds=1", f"out={tmp_path}"]) == 2
     assert "seeds must be >= 2" in capsys.readouterr().err

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from worldsim.config import check_seed
+from worldsim.sim.config import DTYPES
 
 
 @dataclass
@@ -28,6 +29,7 @@ class EvalConfig:
     shift: float = 1.0  # timestep shift of the sampler's grid (SimConfig.shift; > 1: more steps at high noise)
     context_noise: float = 0.0  # noise level of generated frames as context (SimConfig.context_noise)
     reencode: bool | None = None  # generated frames re-encoded as context (SimConfig.reencode; None: as the export is served)
+    dtype: str = "auto"  # simulator arithmetic (SimConfig.dtype): auto (bf16 where the CPU multiplies it natively) | float32 | bfloat16
     device: str = "cpu"
     num_envs: int = 8  # simulated episodes per batch
     probes: bool = True  # probe-world probes (only when world=probe)
@@ -46,6 +48,8 @@ class EvalConfig:
 
     def __post_init__(self) -> None:
         check_seed(self.first_seed, "first_seed")
+        if self.dtype not in DTYPES:
+            raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
         if not self.horizons or any(not isinstance(h, int) or h < 1 for h in self.horizons):
             raise ValueError(f"horizons must be a non-empty list of latent steps >= 1, got {list(self.horizons)}")
         if any(not isinstance(n, int) or n < 1 for n in self.loop_lengths):

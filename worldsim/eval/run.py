@@ -42,7 +42,7 @@ def _runners(cfg: EvalConfig) -> dict[str, Any]:
     return {s: SimRunner(cfg.checkpoint, SimConfig(context=s, context_frames=cfg.context_frames, context_budget=cfg.context_budget,
                                                    sampling_steps=cfg.sampling_steps, guidance_scale=cfg.guidance_scale,
                                                    sampler=cfg.sampler, shift=cfg.shift, context_noise=cfg.context_noise,
-                                                   reencode=cfg.reencode, device=cfg.device),
+                                                   reencode=cfg.reencode, dtype=cfg.dtype, device=cfg.device),
                          num_envs=cfg.num_envs) for s in cfg.schemes}
 
 
@@ -81,6 +81,7 @@ def run_eval(cfg: EvalConfig) -> EvalResult:
         if cfg.checkpoint is not None:  # what the simulator used where the config left it (the export's or trained)
             sim = next(iter(runners.values())).sim
             results["context_budget_used"], results["reencode_used"] = sim.scheme.budget, sim.reencode
+            results["dtype_used"] = "bfloat16" if sim.autocast else "float32"
         if any(r is not None and r.action_space is None for r in runners.values()):
             results = _footage_only(cfg, runners, results)
             results["seconds"] = time.perf_counter() - start
