@@ -68,6 +68,16 @@ def test_eval_runs_the_simulator_in_the_dtype_asked_for(tiny_export, tmp_path, c
     assert not (tmp_path / "bad").exists()  # refused before anything is written
 
 
+def test_eval_samples_as_the_simulator_serves_by_default():
+    from worldsim.sim.config import SimConfig
+
+    # what `worldsim eval checkpoint=...` scores is what an env built from the export steps like
+    cfg = EvalConfig()
+    assert (cfg.sampling_steps, cfg.guidance_scale, cfg.context_budget, cfg.reencode, cfg.dtype) == \
+        (SimConfig().sampling_steps, SimConfig().guidance_scale, SimConfig().context_budget, SimConfig().reencode,
+         SimConfig().dtype)
+
+
 def test_cli_eval_and_bad_keys(tmp_path, capsys):
     assert main(["eval", "seeds=1", f"out={tmp_path}"]) == 2
     assert "seeds must be >= 2" in capsys.readouterr().err

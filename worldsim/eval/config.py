@@ -23,7 +23,7 @@ class EvalConfig:
     schemes: list[str] = field(default_factory=lambda: ["autoregressive", "long-range", "hierarchical"])
     context_frames: int = 4  # latent frames of context (1 + (n - 1) k real frames)
     context_budget: int | None = None  # latent frames the simulator attends to per step (SimConfig.context_budget; None: as trained)
-    sampling_steps: int = 4  # denoising steps per latent frame
+    sampling_steps: int = 1  # denoising steps per latent frame; 1: the simulator's default, what the shipped models serve
     guidance_scale: float = 1.0  # classifier-free guidance on actions (> 1 follows actions harder, two DiT passes per step)
     sampler: str = "euler"  # euler | heun (SimConfig.sampler)
     shift: float = 1.0  # timestep shift of the sampler's grid (SimConfig.shift; > 1: more steps at high noise)
