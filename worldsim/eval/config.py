@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from worldsim.config import check_seed
-from worldsim.sim.config import DTYPES
+from worldsim.sim.config import check_dtype
 
 
 @dataclass
@@ -48,8 +48,7 @@ class EvalConfig:
 
     def __post_init__(self) -> None:
         check_seed(self.first_seed, "first_seed")
-        if self.dtype not in DTYPES:
-            raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
+        check_dtype(self.dtype)
         if not self.horizons or any(not isinstance(h, int) or h < 1 for h in self.horizons):
             raise ValueError(f"horizons must be a non-empty list of latent steps >= 1, got {list(self.horizons)}")
         if any(not isinstance(n, int) or n < 1 for n in self.loop_lengths):

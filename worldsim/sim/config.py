@@ -59,8 +59,7 @@ class SimConfig:
             raise ValueError(f"unknown sampler {self.sampler!r}; known: {', '.join(SAMPLERS)}")
         if self.cache not in CACHE_MODES:
             raise ValueError(f"cache must be one of {', '.join(CACHE_MODES)}, got {self.cache!r}")
-        if self.dtype not in DTYPES:
-            raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
+        check_dtype(self.dtype)
         if self.sampling_steps < 1 or self.context_frames < 1 or self.frameskip < 1 or (
                 self.max_episode_steps is not None and self.max_episode_steps < 1):
             raise ValueError("sampling_steps, context_frames, frameskip and max_episode_steps must be >= 1")
@@ -74,3 +73,9 @@ class SimConfig:
         """The context scheme; `trained_budget` (the model's trained context) stands in for context_budget None."""
         budget = trained_budget if self.context_budget is None else self.context_budget
         return ContextScheme(self.context, budget, self.recent, self.level_size)
+
+
+def check_dtype(dtype: str) -> None:
+    """Refuse a simulator dtype outside DTYPES, in one line (SimConfig, and `worldsim eval`, which passes it on)."""
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
