@@ -49,23 +49,16 @@ from typing import Any
 
 import numpy as np
 import zarr
-import zarr.codecs
 from gymnasium import spaces
 
 from worldsim.data.files import lock_writer, probe_writable
 from worldsim.data.layout import (FORMAT_VERSION, StoreError, StoreLayout, check_format, check_state_spec, episode_rows,
                                   layout_from_attrs, row_nbytes)
-from worldsim.data.zarr_arrays import (blosc, concurrent_rows, dimension_names, ensure_rows, open_array,
-                                       require_atomic_zarr, zarr_internals_missing)
+from worldsim.data.zarr_arrays import (concurrent_rows, create_arrays, ensure_rows, open_array, require_atomic_zarr,
+                                       zarr_internals_missing)
 from worldsim.spaces import space_to_json
 
 __all__ = ["FORMAT_VERSION", "EpisodeStore", "StoreError", "concurrent_rows", "zarr_internals_missing"]
-
-SMALL_CHUNK_ROWS = 4096  # rows per chunk of the small per-step arrays (action, reward, flags, state)
-SMALL_CHUNK_BYTES = 1 << 20  # but no more than 1 MiB per chunk for wide state arrays
-EPISODE_ENDS_CHUNK = 4096
-# Chunk files named c.<i>.0.0.0 in one folder: "/" would add a folder per chunk and per dimension.
-CHUNK_KEYS = {"name": "default", "separator": "."}
 
 
 class EpisodeStore:
@@ -174,32 +167,7 @@ class EpisodeStore:
         tmp = path.parent / f".{path.name}.creating-{uuid.uuid4().hex}"
         try:
             group = zarr.open_group(tmp, mode="w-", zarr_format=3, attributes=attrs)
-            data = group.create_group("data")
-            for key, (shape, dtype) in layout.row_specs().items():
-                if key == "obs":
-                    rows, codec = int(chunk_frames), blosc("bitshuffle")
-                else:
-                    budget = SMALL_CHUNK_BYTES // max(1, row_nbytes(shape, dtype))
-                    rows, codec = max(1, min(SMALL_CHUNK_ROWS, budget)), blosc("shuffle")
-                data.create_array(
-                    key, shape=(0, *shape),
-                    chunks=(rows, *shape),
-                    dtype=dtype,
-                    compressors=[codec, zarr.codecs.Crc32cCodec()],  # a garbled chunk fails its checksum, not silently
-                    fill_value=0,
-                    chunk_key_encoding=CHUNK_KEYS,
-                    dimension_names=dimension_names(key, len(shape)),  # xarray.open_zarr needs them
-                )
-            meta = group.create_group("meta")
-            meta.create_array(
-                "episode_ends",
-                shape=(0,),
-                chunks=(EPISODE_ENDS_CHUNK,),
-                dtype="int64",
-                compressors=[blosc("shuffle"), zarr.codecs.Crc32cCodec()],
-                chunk_key_encoding=CHUNK_KEYS,
-                dimension_names=("episode",),
-            )
+            create_arrays(group, layout, int(chunk_frames))
             os.rename(tmp, path)
         except BaseException as e:
             shutil.rmtree(tmp, ignore_errors=True)

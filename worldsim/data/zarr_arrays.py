@@ -1,6 +1,6 @@
 """Array-level zarr helpers of the episode store (`worldsim.data.store`): opening an array with errors that
-name the store, creating codecs, growing arrays, and reading or writing rows of several arrays at once.
-With the store, the only module that imports zarr."""
+name the store, creating codecs and a new store's arrays, growing arrays, and reading or writing rows of
+several arrays at once. With the store, the only module that imports zarr."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from typing import Any
 import zarr
 import zarr.codecs
 
-from worldsim.data.layout import StoreError
+from worldsim.data.layout import StoreError, StoreLayout, row_nbytes
 
 try:  # a zarr internal, used only by `concurrent_rows`'s fast path
     from zarr.core.sync import sync as _zarr_sync
@@ -112,3 +112,41 @@ def require_atomic_zarr() -> None:
             f"writing episode stores needs zarr >= {'.'.join(map(str, _ATOMIC_ZARR))} (atomic file writes); "
             f"zarr {zarr.__version__} is installed"
         )
+
+
+SMALL_CHUNK_ROWS = 4096  # rows per chunk of the small per-step arrays (action, reward, flags, state)
+SMALL_CHUNK_BYTES = 1 << 20  # but no more than 1 MiB per chunk for wide state arrays
+EPISODE_ENDS_CHUNK = 4096
+# Chunk files named c.<i>.0.0.0 in one folder: "/" would add a folder per chunk and per dimension.
+CHUNK_KEYS = {"name": "default", "separator": "."}
+
+
+def create_arrays(group: Any, layout: StoreLayout, chunk_frames: int) -> None:
+    """The empty arrays of a new store in `group`: `data/<key>` for every row array of `layout` (obs in chunks
+    of `chunk_frames` frames, the small per-step arrays in chunks of up to 4096 rows and 1 MiB) and
+    `meta/episode_ends`, each chunk checksummed."""
+    data = group.create_group("data")
+    for key, (shape, dtype) in layout.row_specs().items():
+        if key == "obs":
+            rows, codec = chunk_frames, blosc("bitshuffle")
+        else:
+            budget = SMALL_CHUNK_BYTES // max(1, row_nbytes(shape, dtype))
+            rows, codec = max(1, min(SMALL_CHUNK_ROWS, budget)), blosc("shuffle")
+        data.create_array(
+            key, shape=(0, *shape),
+            chunks=(rows, *shape),
+            dtype=dtype,
+            compressors=[codec, zarr.codecs.Crc32cCodec()],  # a garbled chunk fails its checksum, not silently
+            fill_value=0,
+            chunk_key_encoding=CHUNK_KEYS,
+            dimension_names=dimension_names(key, len(shape)),  # xarray.open_zarr needs them
+        )
+    group.create_group("meta").create_array(
+        "episode_ends",
+        shape=(0,),
+        chunks=(EPISODE_ENDS_CHUNK,),
+        dtype="int64",
+        compressors=[blosc("shuffle"), zarr.codecs.Crc32cCodec()],
+        chunk_key_encoding=CHUNK_KEYS,
+        dimension_names=("episode",),
+    )
