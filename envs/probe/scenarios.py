@@ -28,6 +28,9 @@ from worldsim.envs.probe.render import PALETTE
 
 MAX_BALLS = 6  # the state arrays are padded to this many balls (= len(PALETTE))
 MAX_OCCLUDERS = 2  # and to this many occluders
+# fall_bounce's restitution is drawn from this range. Frames before the first floor hit cannot show it, so the
+# probe scores a simulator against the trajectories of every value in it (`worldsim.eval.probe_suite`).
+FALL_BOUNCE_RESTITUTION = (0.6, 0.9)
 FAMILIES = ("permanence", "fall_bounce", "collision", "push", "random")
 PUSHER_PARK = (0.35, 3.65)  # top-left corner, out of the way in the non-push families
 
@@ -116,7 +119,7 @@ def _fall_bounce(rng: np.random.Generator, cfg: PhysicsConfig) -> dict:
     vel = np.stack([rng.uniform(-0.2, 0.2, size=k), rng.uniform(-0.5, 0.5, size=k)], axis=1)
     return {
         "pos": np.stack([x, y], axis=1), "vel": vel, "radius": radius,
-        "restitution": rng.uniform(0.6, 0.9),
+        "restitution": rng.uniform(*FALL_BOUNCE_RESTITUTION),
     }
 
 

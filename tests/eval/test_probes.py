@@ -7,7 +7,7 @@ from worldsim import envs
 from worldsim.agents import make_policy
 from worldsim.envs.probe.render import BACKGROUND, OCCLUDER, PALETTE, world_to_pixel
 from worldsim.eval.episodes import roll_real
-from worldsim.eval.probe_suite import ProbeSuiteConfig, real_probe_episodes, score_suite
+from worldsim.eval.probe_suite import ProbeEpisode, ProbeSuiteConfig, admissible_states, real_probe_episodes, score_suite
 from worldsim.eval.probes import detect_balls, score_episode, wilson_interval
 
 
@@ -55,6 +55,41 @@ def test_shifted_frames_give_the_shift_as_trajectory_error():
     assert np.median(errs) == pytest.approx(3.0, abs=0.5)
     exact = _check(score_episode(ep.frames, ep.state, "fall_bounce"), "fall_bounce")
     assert exact.details["max_error_px"] < 0.6  # centroid of a rasterised disc vs its true centre
+
+
+def _fall_with_restitution(seed, start, e, steps=40):
+    """Real fall_bounce frames of `seed` with the restitution set to `e` from frame `start` on: perfect physics
+    that does not know the scenario's restitution."""
+    env = envs.make_real_env("probe", size=64, max_episode_steps=steps)
+    frames = [env.reset(options={"family": "fall_bounce", "scenario_seed": seed})[0]]
+    for t in range(steps):
+        if t == start - 1:
+            env.unwrapped.world.restitution = e
+        frames.append(env.step(0)[0])
+    return np.stack(frames)
+
+
+def test_fall_bounce_passes_physics_under_any_restitution_of_the_range_and_nothing_else():
+    start = 7  # the probe world model's context: frames 0-6 real
+    ep = _episode("fall_bounce", 3)
+    pe = ProbeEpisode("fall_bounce", 3, ep)
+    admissible = admissible_states(pe, start, 64)
+    assert [e for e, _ in admissible][::20] == [0.6, 0.7, 0.8, 0.9]
+    for e, strict in ((0.6, False), (0.9, False)):  # the range's ends, far from this episode's own
+        frames = _fall_with_restitution(3, start, e)
+        r = _check(score_episode(frames, ep.state, "fall_bounce", start=start, admissible=admissible), "fall_bounce")
+        assert r.passed is True and r.details["passed_strict"] is strict, (e, r.details["max_error_px"])
+        assert r.details["max_error_px"] > 2.0 and r.details["restitution_followed"] == pytest.approx(e)
+        alone = _check(score_episode(frames, ep.state, "fall_bounce", start=start), "fall_bounce")
+        assert alone.passed is False  # without the admissible trajectories: the strict check
+    for e in (0.3, 1.0):  # outside the scenario's range: not this world's physics
+        frames = _fall_with_restitution(3, start, e)
+        r = _check(score_episode(frames, ep.state, "fall_bounce", start=start, admissible=admissible), "fall_bounce")
+        assert r.passed is False, (e, r.details["max_error_px_admissible"])
+    shifted = np.full_like(ep.frames, BACKGROUND)
+    shifted[:, :, 3:] = ep.frames[:, :, :-3]
+    r = _check(score_episode(shifted, ep.state, "fall_bounce", start=start, admissible=admissible), "fall_bounce")
+    assert r.passed is False
 
 
 def test_a_ball_that_vanishes_behind_the_occluder_fails_permanence():

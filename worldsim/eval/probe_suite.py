@@ -64,6 +64,31 @@ def real_probe_episodes(cfg: ProbeSuiteConfig) -> list[ProbeEpisode]:
     return out
 
 
+def admissible_states(pe: ProbeEpisode, start: int, size: int, step: float = 0.005) -> list[tuple[float, dict]]:
+    """(restitution, ground truth) of a fall_bounce episode's scenario and actions with its restitution set to
+    each value of `FALL_BOUNCE_RESTITUTION` (every `step`) from frame `start` on (the first generated frame):
+    the trajectories a simulator that sees only the frames before could rightly draw (`score_fall_bounce`)."""
+    from worldsim import envs
+    from worldsim.envs.probe.scenarios import FALL_BOUNCE_RESTITUTION
+
+    low, high = FALL_BOUNCE_RESTITUTION
+    values = np.round(np.arange(low, high + step / 2, step), 6)
+    env = envs.make_real_env("probe", size=size, max_episode_steps=len(pe.episode.actions))
+    out = []
+    try:
+        for e in values:
+            _, info = env.reset(options={"family": pe.family, "scenario_seed": pe.seed})
+            states = [info["state"]]
+            for t, action in enumerate(pe.episode.actions):
+                if t == start - 1:  # frame `start` is the first drawn under restitution e
+                    env.unwrapped.world.restitution = float(e)
+                states.append(env.step(action)[4]["state"])
+            out.append((float(e), {k: np.stack([s[k] for s in states]) for k in states[0]}))
+    finally:
+        env.close()
+    return out
+
+
 def score_suite(episodes: list[ProbeEpisode], cfg: ProbeSuiteConfig,
                 frames: list[np.ndarray] | None = None) -> dict[str, Any]:
     """Score every episode on its real frames (`frames` None) or on given (simulated) ones.
@@ -74,7 +99,8 @@ def score_suite(episodes: list[ProbeEpisode], cfg: ProbeSuiteConfig,
     Returns:
         {"summary": {check: {accuracy, ci95, passed, scored, no_event}},
          "episodes": [{family, seed, checks: {check: {passed, details}}}],
-         "fall_bounce_error_px": mean trajectory error per horizon over fall_bounce episodes}
+         "fall_bounce_error_px": mean trajectory error per horizon over fall_bounce episodes,
+         "fall_bounce_strict": {passed, scored}: fall_bounce episodes that followed the true restitution}
     """
     results: list[ProbeResult] = []
     rows, curves = [], []
@@ -85,7 +111,8 @@ def score_suite(episodes: list[ProbeEpisode], cfg: ProbeSuiteConfig,
         seen = pe.episode.frames if frames is None else frames[i]
         if seen.shape != pe.episode.frames.shape:
             raise ValueError(f"generated frames have shape {seen.shape}, the real episode {pe.episode.frames.shape}")
-        rs = score_episode(seen, pe.episode.state, pe.family, start=start, cfg=cfg.score)
+        admissible = admissible_states(pe, start, cfg.size) if pe.family == "fall_bounce" else None
+        rs = score_episode(seen, pe.episode.state, pe.family, start=start, cfg=cfg.score, admissible=admissible)
         results += rs
         rows.append({"family": pe.family, "seed": pe.seed,
                      "checks": {r.check: {"passed": r.passed, "details": r.details} for r in rs}})
@@ -98,4 +125,6 @@ def score_suite(episodes: list[ProbeEpisode], cfg: ProbeSuiteConfig,
         arr = np.array([c[:n] for c in curves], np.float64)  # (E, n); inf where a ball was lost
         with np.errstate(invalid="ignore"):
             curve = [None if not np.isfinite(v) else float(v) for v in np.nanmedian(arr, axis=0)]
-    return {"summary": summarise(results), "episodes": rows, "fall_bounce_error_px": curve}
+    strict = [r.details["passed_strict"] for r in results if r.check == "fall_bounce" and r.passed is not None]
+    return {"summary": summarise(results), "episodes": rows, "fall_bounce_error_px": curve,
+            "fall_bounce_strict": {"passed": int(sum(strict)), "scored": len(strict)}}

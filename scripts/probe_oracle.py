@@ -1,0 +1,84 @@
+"""What a perfect simulator scores on the probe suite when it does not know one hidden number.
+
+    .venv/bin/python scripts/probe_oracle.py --first-seeds 100000 200000 --out docs/bench/probe_oracle.json
+
+The "simulator" here is the real probe world itself: from the first generated frame of an evaluation
+(`--context` real frames before it, as `worldsim eval` gives Probes-v0) it steps the same scenario
+with the same actions, exactly, except that the walls' and floor's restitution is set to one constant
+(`--restitution`) instead of the episode's own, which fall_bounce draws from
+`FALL_BOUNCE_RESTITUTION` and frames before the first floor hit cannot show. Its frames are scored as
+a simulator's are (`worldsim.eval.probe_suite.score_suite`): fall_bounce both strictly (against the
+true trajectory only) and as the suite scores it now (against the trajectories of every restitution
+of the range). Prints a table and writes JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import numpy as np  # noqa: E402
+
+from worldsim import envs  # noqa: E402
+from worldsim.eval.probe_suite import ProbeSuiteConfig, real_probe_episodes, score_suite  # noqa: E402
+
+
+def oracle_frames(episode, context: int, restitution: float, size: int) -> np.ndarray:
+    """The episode's scenario and actions stepped exactly, with `restitution` from frame `context` on."""
+    env = envs.make_real_env("probe", size=size, max_episode_steps=len(episode.episode.actions))
+    try:
+        frames = [env.reset(options={"family": episode.family, "scenario_seed": episode.seed})[0]]
+        for t, action in enumerate(episode.episode.actions):
+            if t == context - 1:
+                env.unwrapped.world.restitution = restitution
+            frames.append(env.step(action)[0])
+    finally:
+        env.close()
+    return np.stack(frames)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--first-seeds", type=int, nargs="+", default=[100_000, 200_000])
+    ap.add_argument("--seeds", type=int, default=10, help="scenario seeds per family")
+    ap.add_argument("--restitution", type=float, nargs="+", default=[0.7, 0.75, 0.8])
+    ap.add_argument("--context", type=int, default=7, help="real frames before the first generated one")
+    ap.add_argument("--latent-steps", type=int, default=16, help="generated latent steps (probe_steps)")
+    ap.add_argument("--k", type=int, default=2, help="frames per latent step")
+    ap.add_argument("--out", type=Path, default=Path("runs/probe_oracle.json"))
+    args = ap.parse_args()
+    start = time.perf_counter()
+    rows = []
+    print(f"{'seeds':>8s} {'restitution':>11s} {'identity':>9s} {'permanence':>10s} {'fall (strict)':>13s} "
+          f"{'fall (range)':>12s} {'collision':>9s} {'push':>5s}")
+    for first in args.first_seeds:
+        cfg = ProbeSuiteConfig(seeds=args.seeds, steps=args.context - 1 + args.latent_steps * args.k, size=64,
+                               context=args.context, hold=args.k, first_seed=first)
+        episodes = real_probe_episodes(cfg)
+        for e in args.restitution:
+            scored = score_suite(episodes, cfg, [oracle_frames(pe, args.context, e, cfg.size) for pe in episodes])
+            summary = {c: f"{s['passed']}/{s['scored']}" for c, s in scored["summary"].items()}
+            strict = scored["fall_bounce_strict"]
+            row = {"first_seed": first, "restitution": e, "summary": summary,
+                   "fall_bounce_strict": f"{strict['passed']}/{strict['scored']}",
+                   "fall_bounce_error_px": scored["fall_bounce_error_px"]}
+            rows.append(row)
+            print(f"{first:8d} {e:11.2f} {summary['identity']:>9s} {summary['permanence']:>10s} "
+                  f"{row['fall_bounce_strict']:>13s} {summary['fall_bounce']:>12s} {summary['collision']:>9s} "
+                  f"{summary['push']:>5s}")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps({"what": __doc__.strip().splitlines()[0], "args": {k: str(v) if isinstance(v, Path)
+                                    else v for k, v in vars(args).items()},
+                                    "seconds": time.perf_counter() - start, "rows": rows}, indent=1))
+    print(f"wrote {args.out} ({time.perf_counter() - start:.0f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
