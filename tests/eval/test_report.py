@@ -30,6 +30,8 @@ def test_real_vs_real_report_has_the_ceilings(tmp_path):
     assert "skipped" in res["minecraft"]["minedojo"] and "MineDojo" in res["minecraft"]["minedojo"]["skipped"]
     md = r.markdown_path.read_text()
     assert "## Probes" in md and "## Look away and back" in md and "**copy (the baseline)**" in md and "| real (ceiling) | push | 1.00 |" in md
+    assert res["probes"][REAL]["fall_bounce_strict"] == {"passed": 1, "scored": 1}  # the truth follows itself
+    assert "against the true restitution only: real (ceiling) 1/1." in md
     for plot in res["plots"]:
         assert Image.open(tmp_path / "real" / plot).size == (640, 400)
     with av.open(str(tmp_path / "real" / res["videos"][0])) as c:

@@ -189,7 +189,10 @@ def markdown(results: dict[str, Any]) -> str:
             for check, s in suite["summary"].items():
                 lines.append(f"| {name} | {check} | {_fmt(s['accuracy'])} | [{s['ci95'][0]:.2f}, {s['ci95'][1]:.2f}] | "
                              f"{s['scored']} | {s['no_event']} |")
-        lines.append("")
+        lines += ["", "fall_bounce passes frames that follow the physics under any restitution of the scenario's "
+                  "range (frames before the first floor hit cannot show it); against the true restitution only: "
+                  + ", ".join(f"{name} {suite['fall_bounce_strict']['passed']}/{suite['fall_bounce_strict']['scored']}"
+                              for name, suite in probes.items() if "fall_bounce_strict" in suite) + ".", ""]
     cons = results.get("consistency")
     if cons:
         lines += ["## Look away and back", ""]
