@@ -116,6 +116,8 @@ def test_out_of_range_values_are_one_line(command, override, words, tmp_path, ca
     ("train-vae", ["data=x", "reappear_state=visible", "reappear_repeat=4"], "reappear_state needs task=dit"),
     ("train", ["data=x", "vae=y", "reappear_repeat=0"], "reappear_repeat must be >= 1"),
     ("train", ["data=x", "vae=y", "reappear_hidden=2"], "reappear_hidden must be >= 0 (> 0 needs reappear_state"),
+    ("train", ["data=x", "vae=y", "objective.ball_weight=2", "latent_cache=false"], "objective.ball_weight reads the balls"),
+    ("train", ["data=x", "vae=y", "objective.ball_weight=-1"], "ball_weight must be finite and >= 0"),
 ])
 def test_values_out_of_range_are_refused_at_start(command, overrides, words, tmp_path, capsys):
     """Refused while the config is composed: nothing is read, collected or written."""

@@ -390,3 +390,22 @@ def test_object_weighting_makes_an_error_on_an_object_cost_more():
     assert loss(wrong_at(2, 1), config) == pytest.approx(5 * loss(wrong_at(0, 3), config))
     with pytest.raises(ValueError, match="object_weight"):
         ObjectiveConfig(object_weight=float("nan"))
+
+
+def test_ball_weighting_makes_an_error_on_a_ball_cost_what_its_weight_says():
+    x0 = torch.zeros(1, 1, 2, 4, 4)
+    balls = torch.ones(1, 1, 1, 4, 4)
+    balls[0, 0, 0, 2, 1] = 7.0  # a small ball's latent pixel (weights come from the data: LatentWindowDataset)
+    config = ObjectiveConfig(context_prob=0.0, action_dropout=0.0, ball_weight=2.0)
+
+    def loss(row, col, cfg=config, weights=balls):
+        return float(diffusion_loss(_exact_but(x0, row, col), x0, None, None, None, torch.Generator().manual_seed(9),
+                                    cfg, ball_pixels=weights)[0])
+
+    assert loss(2, 1) == pytest.approx(7 * loss(0, 3))
+    plain = ObjectiveConfig(context_prob=0.0, action_dropout=0.0)
+    assert loss(2, 1, plain) == pytest.approx(loss(0, 3, plain))  # ball_weight 0: the weights are not read
+    with pytest.raises(ValueError, match="ball_weight > 0 needs"):
+        loss(2, 1, config, None)
+    with pytest.raises(ValueError, match="ball_weight"):
+        ObjectiveConfig(ball_weight=-1.0)

@@ -152,3 +152,43 @@ def test_whole_hidings_are_the_windows_that_also_show_what_went_in(tmp_path, hid
     assert whole.reappear_windows == sum(expected) and len(whole) == len(plain) + sum(expected)
     listed = np.bincount(whole.starts, minlength=int(plain.starts.max()) + 1)[plain.starts]
     np.testing.assert_array_equal(listed, np.where(expected, 2, 1))
+
+
+def test_ball_pixels_weigh_each_visible_ball_by_its_size(tmp_path):
+    """ball_weight: 1 off the balls; inside a visible ball's disc 1 + w (median radius / radius)^2, so a small ball
+    weighs more per pixel than a big one; hidden balls weigh nothing extra. Checked against the store's own rows."""
+    from worldsim.cli import compose
+    from worldsim.data.collect import collect
+    from worldsim.envs.probe.physics import BOX
+    from worldsim.envs.probe.render import world_to_pixel
+
+    out = tmp_path / "probe.zarr"
+    collect(compose("collect", [f"out={out}", "env=probe", "env.size=16", "env.max_episode_steps=12", "episodes=6",
+                                "progress=false", "vector=sync", "env.kwargs.family=[random,permanence]"]))
+    cache = build_cache(out, _autoencoder(), progress=False)
+    data = LatentWindowDataset(cache, out, frames=3, ball_weight=2.0)
+    assert "ball_pixels" not in LatentWindowDataset(cache, out, frames=3)[0]
+    store = EpisodeStore.open(out, "r")
+    rows = {k: store.read(f"state/{k}", 0, store.num_frames) for k in ("position", "radius", "present", "visible")}
+    reference = float(np.median(rows["radius"][rows["present"]]))
+    seen_small = seen_big = False
+    for i in range(0, len(data), 3):
+        weight = data[i]["ball_pixels"].numpy()  # (3, 1, 4, 4)
+        first, _ = data.rows(i)
+        assert weight.shape == (3, 1, 4, 4) and weight.min() >= 1.0
+        for t in range(3):
+            row = first + 2 * t  # the latent frame's last row
+            on = rows["present"][row] & (rows["visible"][row] > 0)
+            if not on.any():
+                assert (weight[t] == 1.0).all()
+                continue
+            for b in np.flatnonzero(on):
+                r, c = (world_to_pixel(rows["position"][row, b], (16, 16), *BOX) / 4).astype(int).clip(0, 3)
+                extra = 2.0 * (reference / rows["radius"][row, b]) ** 2
+                assert weight[t, 0, r, c] >= 1.0 + extra - 1e-4  # its centre's latent pixel counts it
+                seen_small |= rows["radius"][row, b] < reference
+                seen_big |= rows["radius"][row, b] > reference
+    assert seen_small and seen_big
+    with pytest.raises(ValueError, match="ball_weight.*records no position"):
+        LatentWindowDataset(build_cache(make_store(tmp_path / "s.zarr", episodes=2, steps=12), _autoencoder(),
+                                        progress=False), tmp_path / "s.zarr", frames=3, ball_weight=1.0)

@@ -92,7 +92,11 @@ class ObjectiveConfig:
     # follows the agent draw it at one place (Crafter at 72 x 72: latent rows 6-7, columns 8-9), and how it turns is
     # the plainest sign of a move: a few latent pixels of the frame's hundreds, drowned by the terrain otherwise
     agent_weight: float = 0.0
-    agent_box: tuple[int, int, int, int] = (0, 0, 0, 0)  # top, bottom, left, right in latent pixels (bottom, right excluded)
+    agent_box: tuple[int, int, int, int] = (0, 0, 0, 0)
+    # > 0 (the probe world's stores: they record each ball's position, radius and visibility): the latent pixels a
+    # visible ball covers weigh 1 + ball_weight * (median radius / its radius)^2, so that every ball costs about the
+    # same whatever its size (the DiT loses the small ones first; scripts/probe_ball_size.py). Also in the prior's error
+    ball_weight: float = 0.0  # top, bottom, left, right in latent pixels (bottom, right excluded)
     # Probability that a sample cut by a context scheme sees, as its newest context frame, the model's own
     # one-step sample of that frame (from pure noise, given the frames before it) instead of the real one:
     # what a rollout feeds back, so the model learns to continue from its own errors (self-forcing against drift)
@@ -127,7 +131,7 @@ class ObjectiveConfig:
             raise ValueError("own_context_reencode re-encodes self-forcing's own frames: set objective.own_context_prob > 0")
         if not (math.isfinite(self.state_change_weight) and self.state_change_weight >= 0):
             raise ValueError(f"state_change_weight must be finite and >= 0, got {self.state_change_weight}")
-        for name in ("change_weight", "object_weight"):
+        for name in ("change_weight", "object_weight", "ball_weight"):
             if not (math.isfinite(getattr(self, name)) and getattr(self, name) >= 0):
                 raise ValueError(f"{name} must be finite and >= 0, got {getattr(self, name)}")
         self.agent_box = tuple(int(v) for v in self.agent_box)
@@ -205,16 +209,21 @@ def sample_noise_levels(
     return torch.where(is_context, context_t, t), is_context
 
 
-def _moved_error(moved: Tensor, x0: Tensor, first: int, border: int) -> Tensor:
+def _moved_error(moved: Tensor, x0: Tensor, first: int, border: int, pixel: Tensor | None = None) -> Tensor:
     """Mean squared error of moved (B, T, C, h, w) against x0 over frames `first`..., without `border` latent pixels
-    on each side (zero, keeping the graph, when the window has no such frame)."""
+    on each side (zero, keeping the graph, when the window has no such frame); `pixel` (B, T, 1, h, w) weighs the
+    latent pixels (a weighted mean)."""
     size = min(x0.shape[-2:])
     if 2 * border >= size:
         raise ValueError(f"objective.motion_border={border} leaves nothing of a {size}-pixel latent to fit")
     if x0.shape[1] <= first:
         return moved.sum() * 0
     inner = (..., slice(border, x0.shape[-2] - border), slice(border, x0.shape[-1] - border))
-    return (moved[:, first:].float() - x0[:, first:].float())[inner].pow(2).mean()
+    err = (moved[:, first:].float() - x0[:, first:].float())[inner].pow(2)
+    if pixel is None:
+        return err.mean()
+    w = pixel[:, first:].float()[inner].expand_as(err)
+    return (err * w).sum() / w.sum()
 
 
 def diffusion_loss(
@@ -229,6 +238,7 @@ def diffusion_loss(
     termination: Tensor | None = None,
     context_frames: int | None = None,
     state_change: Tensor | None = None,
+    ball_pixels: Tensor | None = None,
 ) -> tuple[Tensor, dict[str, float]]:
     """v-prediction loss with per-frame noise levels, plus reward/termination terms.
 
@@ -237,7 +247,8 @@ def diffusion_loss(
     x0: (B, T, C, h, w) clean normalised latents. actions (B, T, k, D) / action_mask (B, T, k)
         bool, or None. frame_index (B, T) long or None.
     reward: (B, T) float targets, NaN where a frame has none. termination: (B, T) in {0, 1}, NaN
-        where none. state_change: (B, T) in {0, 1}, NaN where none (`state_change_key`).
+        where none. state_change: (B, T) in {0, 1}, NaN where none (`state_change_key`). ball_pixels:
+        (B, T, 1, h, w) latent pixel weights of the balls (`ball_weight`; `LatentWindowDataset`).
         context_frames: exactly this many leading frames are clean context in every sample (see
         `sample_noise_levels`). All randomness comes from `generator`.
     Returns (scalar loss, logs of detached 0-d tensors: reading one is a device sync, so the trainer
@@ -258,6 +269,11 @@ def diffusion_loss(
         out = model(add_noise(x0, noise, t), t, actions, action_mask, frame_index)
     err = (out.prediction.float() - v_target(x0, noise, t).float()).pow(2)  # (B, T, C, h, w)
     pixel = pixel_weights(x0, config)
+    if config.ball_weight > 0:  # (B, T, 1, h, w) from the data: 1 off the balls
+        if ball_pixels is None:
+            raise ValueError("objective.ball_weight > 0 needs the balls' latent weights (a store with ball state, "
+                             "read through the latent cache)")
+        pixel = ball_pixels.float() if pixel is None else pixel * ball_pixels.float()
     if pixel is not None:
         per_frame = (err * pixel).mean(dim=(2, 3, 4)) / pixel.mean(dim=(2, 3, 4))
     else:
@@ -274,7 +290,8 @@ def diffusion_loss(
         if weight > 0:
             if getattr(out, moved, None) is None:
                 raise ValueError(f"objective.{name}_weight > 0 needs a DiT with {needs}")
-            term = _moved_error(getattr(out, moved), x0, first, config.motion_border)
+            term = _moved_error(getattr(out, moved), x0, first, config.motion_border,
+                                ball_pixels if config.ball_weight > 0 else None)
             loss, logs[name] = loss + weight * term, term.detach()
     seen = t <= config.heads_max_noise  # (B, T): frames the heads learn from
     if reward is not None:

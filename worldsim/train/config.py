@@ -148,6 +148,9 @@ class TrainConfig:
             raise ValueError(f"reappear_repeat must be >= 1, reappear_state needs task=dit with latent_cache=true and "
                              f"reappear_hidden must be >= 0 (> 0 needs reappear_state), got {self.reappear_repeat}, "
                              f"{self.reappear_state!r}, {self.reappear_hidden} (task={self.task})")
+        if self.objective.ball_weight > 0 and not (self.task == "dit" and self.latent_cache):
+            raise ValueError("objective.ball_weight reads the balls beside the cached latents: it needs task=dit with "
+                             f"latent_cache=true (task={self.task}, latent_cache={self.latent_cache})")
         if not 0.0 <= self.ema_decay < 1.0:
             raise ValueError(f"ema_decay must lie in [0, 1), got {self.ema_decay}")
 

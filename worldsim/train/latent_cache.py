@@ -205,6 +205,18 @@ def build_cache(store_path: str | os.PathLike, autoencoder: VideoAutoencoder, de
     return cache
 
 
+BALL_STATE = ("position", "radius", "present", "visible")  # the probe world's per-ball state (`ball_weight`)
+
+
+def read_balls(store: EpisodeStore) -> dict[str, np.ndarray]:
+    """The per-ball ground truth `ball_weight` reads, every row; ValueError naming the store if it has none."""
+    missing = [key for key in BALL_STATE if key not in store.layout.state_spec]
+    if missing:
+        raise ValueError(f"objective.ball_weight > 0 reads each ball's {', '.join(BALL_STATE)} from the store's state, "
+                         f"and {store.path} records no {', '.join(missing)} (a probe-world store does)")
+    return {key: store.read(f"state/{key}", 0, store.num_frames) for key in BALL_STATE}
+
+
 def reappearing(seen: np.ndarray, starts: np.ndarray, frames: int, hidden: int = 0) -> np.ndarray:
     """Bool per window [s, s + frames) of `starts`: some slot of `seen` (N, S) bool goes from unseen to seen between
     two of its frames; `hidden` m >= 1: after being seen and then unseen for m or more frames, all in the window."""
@@ -230,6 +242,9 @@ class LatentWindowDataset(torch.utils.data.Dataset):
     (held-out episodes are left out of training this way). The per-row arrays are small and read
     once; an item is then two slices, so no DataLoader workers are needed.
 
+    `ball_weight` > 0 (a probe-world store: `read_balls`): also "ball_pixels" float32 (T', 1, h, w), the latent
+    pixel weights of `objective.ball_weight` (`ball_pixels`).
+
     `reappear` (a store state key, e.g. the probe world's per-ball ``visible``) with `repeat` R > 1: every window
     in which some slot of that state rises from <= 0 to > 0 between two of its latent frames (read at each latent
     frame's last row: something hidden comes back into view) is listed R times (`reappear_windows` counts them),
@@ -240,7 +255,7 @@ class LatentWindowDataset(torch.utils.data.Dataset):
 
     def __init__(self, cache: LatentCache, store_path: str | os.PathLike, frames: int,
                  episodes: list[int] | None = None, state_change: str | None = None,
-                 reappear: str | None = None, repeat: int = 1, hidden: int = 0) -> None:
+                 reappear: str | None = None, repeat: int = 1, hidden: int = 0, ball_weight: float = 0.0) -> None:
         self.cache, self.frames, self.k = cache, int(frames), cache.k
         store = EpisodeStore.open(store_path, "r")
         try:
@@ -248,12 +263,14 @@ class LatentWindowDataset(torch.utils.data.Dataset):
                 if key and key not in store.layout.state_spec:
                     raise ValueError(f"{option}={key!r}: {store_path} records no such state "
                                      f"(its states: {', '.join(store.layout.state_spec) or 'none'})")
+            balls = read_balls(store) if ball_weight > 0 else None
+            store_frame = store.frame_size
             rows = store.read_rows(["action", "has_action", "reward", "terminated"], 0, store.num_frames)
             states = store.read(f"state/{state_change}", 0, store.num_frames) if state_change else None
             shown = store.read(f"state/{reappear}", 0, store.num_frames) if reappear and repeat > 1 else None
         finally:
             store.close()
-        acts, masks, rewards, terms, changes, seen = [], [], [], [], [], []
+        acts, masks, rewards, terms, changes, seen, ball_rows = [], [], [], [], [], [], []
         begins = np.concatenate([[0], cache.episode_ends[:-1]]).astype(np.int64)
         for e in range(cache.episodes):
             length = int(cache.episode_ends[e] - begins[e])
@@ -273,11 +290,18 @@ class LatentWindowDataset(torch.utils.data.Dataset):
             if shown is not None:  # each slot shown at each latent frame's last row
                 last = shown[r0:r1:self.k]
                 seen.append(last.reshape(len(last), -1) > 0)
+            if balls is not None:
+                ball_rows.append({key: v[r0:r1:self.k] for key, v in balls.items()})
         self.action = torch.cat(acts)  # (N', k, D)
         self.action_mask = torch.cat(masks)  # (N', k)
         self.reward = torch.cat(rewards)  # (N',)
         self.terminated = torch.cat(terms)  # (N',)
         self.state_change = torch.cat(changes) if states is not None else None  # (N',)
+        self.ball_weight, self.balls = float(ball_weight), None
+        if balls is not None:  # each ball at each latent frame's last row; the median radius over the store's balls
+            self.balls = {key: np.concatenate([r[key] for r in ball_rows]) for key in balls}
+            self.balls["reference"] = float(np.median(self.balls["radius"][self.balls["present"]]))
+            self.balls["frame_size"], self.balls["latent_hw"] = store_frame, tuple(cache.latents.shape[-2:])
         chosen = range(cache.episodes) if episodes is None else episodes
         starts = [np.arange(begins[e], cache.episode_ends[e] - self.frames + 1) for e in chosen]
         self.starts = np.concatenate(starts).astype(np.int64) if starts else np.zeros(0, np.int64)
@@ -299,7 +323,26 @@ class LatentWindowDataset(torch.utils.data.Dataset):
         return {"latents": torch.from_numpy(self.cache.latents[s:e].astype(np.float32)),
                 "action": self.action[s:e], "action_mask": self.action_mask[s:e], "reward": self.reward[s:e],
                 "terminated": self.terminated[s:e], "start": s,
-                **({} if self.state_change is None else {"state_change": self.state_change[s:e]})}
+                **({} if self.state_change is None else {"state_change": self.state_change[s:e]}),
+                **({} if self.balls is None else {"ball_pixels": self.ball_pixels(s, e)})}
+
+    def ball_pixels(self, s: int, e: int) -> torch.Tensor:
+        """(e - s, 1, h, w) latent pixel weights of latent frames s..e-1: 1, plus `ball_weight` x (median radius /
+        radius)^2 inside each visible ball's disc (widened by half a latent pixel)."""
+        from worldsim.envs.probe.physics import BOX
+        from worldsim.envs.probe.render import world_to_pixel
+
+        b = self.balls
+        (height, width), (h, w) = b["frame_size"], b["latent_hw"]
+        centre = world_to_pixel(b["position"][s:e], (height, width), *BOX) * np.array([h / height, w / width])  # (T, N, 2)
+        radius = b["radius"][s:e] * np.array(h / BOX[1])  # (T, N) latent pixels
+        on = b["present"][s:e] & (b["visible"][s:e] > 0)  # (T, N)
+        rows, cols = np.mgrid[:h, :w] + 0.5
+        d2 = (rows[None, None] - centre[..., 0, None, None]) ** 2 + (cols[None, None] - centre[..., 1, None, None]) ** 2
+        inside = on[..., None, None] & (d2 <= (radius[..., None, None] + 0.5) ** 2)  # (T, N, h, w)
+        extra = self.ball_weight * (b["reference"] / np.maximum(b["radius"][s:e], 1e-6)) ** 2  # (T, N)
+        weight = 1.0 + (inside * extra[..., None, None]).sum(axis=1)  # (T, h, w)
+        return torch.from_numpy(weight[:, None].astype(np.float32))
 
     def rows(self, i: int) -> tuple[int, int]:
         """Store rows [first, stop) of the real frames that decoding window i yields (1 + (T'-1)k rows)."""

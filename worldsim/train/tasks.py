@@ -272,6 +272,7 @@ class DiTTask:
         x0, actions, mask, reward, term = self.inputs(batch)
         x0 = x0.to(_model_dtype(self.model))  # (B, T', C, h, w)
         change = batch["state_change"].to(self.device) if "state_change" in batch else None
+        balls = batch["ball_pixels"].to(self.device) if "ball_pixels" in batch else None
         frame_index, context_frames = None, None
         keep = select_frames(self.cfg.context, x0.shape[1], generator)  # (n,) latent frame positions or None
         if keep is not None:
@@ -284,6 +285,7 @@ class DiTTask:
             frame_index = repeat(pick, "t -> b t", b=x0.shape[0])  # true positions: rotary sees the gaps
             context_frames = len(pick) - self.cfg.context.targets  # exactly the rollout's split
             change = None if change is None else change[:, pick]
+            balls = None if balls is None else balls[:, pick]
             if self.cfg.objective.own_context_prob > 0 and context_frames >= 2:
                 reencode = (functools.partial(self.reencoded, window, pick) if self.cfg.objective.own_context_reencode
                             else None)
@@ -291,7 +293,7 @@ class DiTTask:
                                         self.cfg.objective.own_context_prob, self.cfg.objective.own_context_frames,
                                         reencode)
         return diffusion_loss(module, x0, actions, mask, frame_index, generator, self.cfg.objective, reward, term,
-                              context_frames=context_frames, state_change=change)
+                              context_frames=context_frames, state_change=change, ball_pixels=balls)
 
     @torch.no_grad()
     def reencoded(self, window: Tensor, pick: Tensor, sampled: Tensor, use: Tensor, j: int) -> Tensor:
