@@ -34,7 +34,8 @@ import numpy as np  # noqa: E402
 from worldsim import envs  # noqa: E402
 from worldsim.eval.compare import per_horizon  # noqa: E402
 from worldsim.eval.paired import paired_rollouts  # noqa: E402
-from worldsim.eval.probe_suite import ProbeSuiteConfig, real_probe_episodes, score_suite  # noqa: E402
+from worldsim.eval.probe_suite import (ProbeSuiteConfig, real_probe_episodes, replay_with_restitution,  # noqa: E402
+                                      score_suite)
 
 
 def oracle_frames(episode, context: int, restitution: float, size: int) -> np.ndarray:
@@ -48,14 +49,9 @@ def replay(reset: dict, actions: list, context: int, restitution: float, size: i
     `restitution` from frame `context` on."""
     env = envs.make_real_env("probe", size=size, max_episode_steps=len(actions))
     try:
-        frames = [env.reset(**reset)[0]]
-        for t, action in enumerate(actions):
-            if t == context - 1:
-                env.unwrapped.world.restitution = restitution
-            frames.append(env.step(action)[0])
+        return replay_with_restitution(env, reset, actions, context, restitution)[0]
     finally:
         env.close()
-    return np.stack(frames)
 
 
 def main() -> int:

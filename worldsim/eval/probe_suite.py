@@ -12,6 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+import gymnasium
+
 import numpy as np
 
 from worldsim.eval.episodes import RealEpisode, roll_real  # noqa: F401  (RealEpisode: see ProbeEpisode)
@@ -39,6 +41,7 @@ class ProbeEpisode:
     family: str
     seed: int
     episode: RealEpisode
+    admissible: dict = field(default_factory=dict, repr=False, compare=False)  # admissible_states, per (start, size)
 
 
 def probe_policy(family: str) -> str:
@@ -64,29 +67,41 @@ def real_probe_episodes(cfg: ProbeSuiteConfig) -> list[ProbeEpisode]:
     return out
 
 
+def replay_with_restitution(env: gymnasium.Env, reset: dict[str, Any], actions: list[Any], start: int,
+                            restitution: float) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Frames (T + 1, H, W, 3) and ground truth of the probe world `env` reset with `reset` (`env.reset`'s keywords)
+    and stepped with `actions`, exactly, except that its walls' and floor's restitution is `restitution` from frame
+    `start` on (the first frame a simulator given `start` real frames draws)."""
+    obs, info = env.reset(**reset)
+    frames, states = [obs], [info["state"]]
+    for t, action in enumerate(actions):
+        if t == start - 1:
+            env.unwrapped.world.restitution = float(restitution)
+        obs, _, _, _, info = env.step(action)
+        frames.append(obs)
+        states.append(info["state"])
+    return np.stack(frames), {k: np.stack([s[k] for s in states]) for k in states[0]}
+
+
 def admissible_states(pe: ProbeEpisode, start: int, size: int, step: float = 0.005) -> list[tuple[float, dict]]:
     """(restitution, ground truth) of a fall_bounce episode's scenario and actions with its restitution set to
     each value of `FALL_BOUNCE_RESTITUTION` (every `step`) from frame `start` on (the first generated frame):
-    the trajectories a simulator that sees only the frames before could rightly draw (`score_fall_bounce`)."""
+    the trajectories a simulator that sees only the frames before could rightly draw (`score_fall_bounce`).
+    Kept on the episode: every scheme of an evaluation scores against the same ones."""
     from worldsim import envs
     from worldsim.envs.probe.scenarios import FALL_BOUNCE_RESTITUTION
 
-    low, high = FALL_BOUNCE_RESTITUTION
-    values = np.round(np.arange(low, high + step / 2, step), 6)
-    env = envs.make_real_env("probe", size=size, max_episode_steps=len(pe.episode.actions))
-    out = []
-    try:
-        for e in values:
-            _, info = env.reset(options={"family": pe.family, "scenario_seed": pe.seed})
-            states = [info["state"]]
-            for t, action in enumerate(pe.episode.actions):
-                if t == start - 1:  # frame `start` is the first drawn under restitution e
-                    env.unwrapped.world.restitution = float(e)
-                states.append(env.step(action)[4]["state"])
-            out.append((float(e), {k: np.stack([s[k] for s in states]) for k in states[0]}))
-    finally:
-        env.close()
-    return out
+    key = (start, size, step)
+    if key not in pe.admissible:
+        low, high = FALL_BOUNCE_RESTITUTION
+        env = envs.make_real_env("probe", size=size, max_episode_steps=len(pe.episode.actions))
+        reset = {"options": {"family": pe.family, "scenario_seed": pe.seed}}
+        try:
+            pe.admissible[key] = [(float(e), replay_with_restitution(env, reset, pe.episode.actions, start, e)[1])
+                                  for e in np.round(np.arange(low, high + step / 2, step), 6)]
+        finally:
+            env.close()
+    return pe.admissible[key]
 
 
 def score_suite(episodes: list[ProbeEpisode], cfg: ProbeSuiteConfig,

@@ -33,6 +33,8 @@ import numpy as np
 import torch
 
 from worldsim.data.store import EpisodeStore
+from worldsim.envs.probe.physics import BOX
+from worldsim.envs.probe.render import world_to_pixel
 from worldsim.frames import frames_to_float
 from worldsim.models.autoencoder import VideoAutoencoder
 from worldsim.models.latents import latent_actions, latent_rewards, latent_terminated, num_real_frames
@@ -329,9 +331,6 @@ class LatentWindowDataset(torch.utils.data.Dataset):
     def ball_pixels(self, s: int, e: int) -> torch.Tensor:
         """(e - s, 1, h, w) latent pixel weights of latent frames s..e-1: 1, plus `ball_weight` x (median radius /
         radius)^2 inside each visible ball's disc (widened by half a latent pixel)."""
-        from worldsim.envs.probe.physics import BOX
-        from worldsim.envs.probe.render import world_to_pixel
-
         b = self.balls
         (height, width), (h, w) = b["frame_size"], b["latent_hw"]
         centre = world_to_pixel(b["position"][s:e], (height, width), *BOX) * np.array([h / height, w / width])  # (T, N, 2)
