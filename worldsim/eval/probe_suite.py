@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import gymnasium
-
 import numpy as np
 
 from worldsim.eval.episodes import RealEpisode, roll_real  # noqa: F401  (RealEpisode: see ProbeEpisode)
