@@ -5,7 +5,7 @@
 
 For each shipped model (`worldsim/pretrained/<name>`), sampling-step count, dtype and batch size:
 frames/s (k real frames per latent step) with every context full (the steady state of a long
-episode), ms per step, and the step's split into DiT forwards,
+episode), ms per step, and the step's split into DiT forwards (the conv prior's share of them apart),
 decoder and the rest (context gathering, cache bookkeeping, noise); the DiT's achieved GFLOP/s
 (FLOPs counted by `torch.utils.flop_counter` on one step) against the matmul peak measured in the
 same run (a 1024x1024 fp32 matmul, and bf16 where the CPU multiplies it natively); the ratio to
@@ -80,13 +80,16 @@ def real_world_fps(name: str, size: int, steps: int = 400) -> float:
 
 
 class Split:
-    """Wall time spent inside the simulator's DiT calls, decoder calls and re-encoding (`reencode`)."""
+    """Wall time spent inside the simulator's DiT calls (and, within them, its conv prior), decoder calls and
+    re-encoding (`reencode`)."""
 
     def __init__(self, sim: Simulator) -> None:
-        self.dit = self.decoder = self.encoder = 0.0
+        self.dit = self.prior = self.decoder = self.encoder = 0.0
         sim._dit = self._timed(sim._dit, "dit")
         sim._decode_fn = self._timed(sim._decode_fn, "decoder")
         sim._reencoded = self._timed(sim._reencoded, "encoder")
+        if sim.dit.prior is not None:
+            sim.dit.prior.forward = self._timed(sim.dit.prior.forward, "prior")
 
     def _timed(self, fn, name: str):
         @functools.wraps(fn)
@@ -99,7 +102,7 @@ class Split:
         return wrapper
 
     def reset(self) -> None:
-        self.dit = self.decoder = self.encoder = 0.0
+        self.dit = self.prior = self.decoder = self.encoder = 0.0
 
 
 def context_frames(name: str, size: int, n: int = 5) -> np.ndarray:
@@ -134,7 +137,7 @@ def measure(sim: Simulator, context: np.ndarray, batch: int, steps: int) -> dict
     total = (time.perf_counter() - start) / steps
     dit, decoder, encoder = split.dit / steps, split.decoder / steps, split.encoder / steps
     return {"batch": batch, "ms_per_step": 1000 * total, "frames_per_s": batch * sim.k / total,
-            "dit_ms": 1000 * dit, "decoder_ms": 1000 * decoder, "encoder_ms": 1000 * encoder,
+            "dit_ms": 1000 * dit, "prior_ms": 1000 * split.prior / steps, "decoder_ms": 1000 * decoder, "encoder_ms": 1000 * encoder,
             "other_ms": 1000 * (total - dit - decoder - encoder),
             "step_gflop": flops / 1e9, "dit_gflop": None if dit_flops is None else dit_flops / 1e9,
             "dit_gflop_per_s": None if not dit_flops or dit == 0 else dit_flops / dit / 1e9}
@@ -209,7 +212,7 @@ def main() -> int:
         results["real"][name] = real_world_fps(world_of(name), size)
         context = context_frames(world_of(name), size)
         print(f"\n{name}: real world {results['real'][name]:.0f} frames/s")
-        print(f"{'dtype':>8s} {'budget':>6s} {'steps':>5s} {'batch':>5s} {'frames/s':>9s} {'x real':>7s} {'ms/step':>8s} {'DiT ms':>7s} "
+        print(f"{'dtype':>8s} {'budget':>6s} {'steps':>5s} {'batch':>5s} {'frames/s':>9s} {'x real':>7s} {'ms/step':>8s} {'DiT ms':>7s} {'prior':>6s} "
               f"{'dec ms':>7s} {'enc ms':>7s} {'other':>7s} {'DiT GFLOP/s':>11s} {'/ peak':>6s}")
         settings = [(d, c, b, r) for d in args.dtypes for c in ([False, True] if args.compile else [False])
                     for b in args.budgets for r in ([False, True] if args.reencode else [None])]
@@ -227,7 +230,7 @@ def main() -> int:
                     results["sim"].append(row)
                     gf = row["dit_gflop_per_s"] or float("nan")
                     print(f"{row['dtype']:>8s} {sim.scheme.budget:6d} {sampling:5d} {batch:5d} {row['frames_per_s']:9.1f} {row['x_real']:7.3f} "
-                          f"{row['ms_per_step']:8.1f} {row['dit_ms']:7.1f} {row['decoder_ms']:7.1f} {row['encoder_ms']:7.1f} {row['other_ms']:7.1f} "
+                          f"{row['ms_per_step']:8.1f} {row['dit_ms']:7.1f} {row['prior_ms']:6.1f} {row['decoder_ms']:7.1f} {row['encoder_ms']:7.1f} {row['other_ms']:7.1f} "
                           f"{gf:11.1f} {row['dit_peak_fraction'] or float('nan'):6.2f}")
         base = {"sampling_steps": max(args.sampling_steps), "context_frames": 4}
         rows = horizon_times(name, context, args.horizons, args.repeats, max(2, args.steps // 2), base)

@@ -1,6 +1,6 @@
 """Fit a DiT's motion field alone on a store's cached latents (worldsim.train.motion_field).
 
-    python scripts/fit_motion_field.py DIT_EXPORT STORE OUT [--width 32] [--radius 4] [--steps 1500] [--prior [--heads 2] [--frames 8]] [--schedule cosine] [--json F]
+    python scripts/fit_motion_field.py DIT_EXPORT STORE OUT [--width 32] [--radius 4] [--steps 1500] [--prior [--heads 2] [--frames 8] [--distill]] [--schedule cosine] [--json F]
 """
 
 import argparse
@@ -18,7 +18,9 @@ def main() -> None:
     parser.add_argument("dit_export")
     parser.add_argument("store")
     parser.add_argument("out")
-    parser.add_argument("--width", type=int, default=32, help="channels of a new field (a DiT without one)")
+    parser.add_argument("--width", type=int, default=None,
+                        help="channels of a new field or prior (default 32); for a DiT whose prior has another width, "
+                             "a fresh prior of this width replaces it")
     parser.add_argument("--radius", type=int, default=4, help="latent pixels a new field's kernels reach each way")
     parser.add_argument("--steps", type=int, default=1500)
     parser.add_argument("--lr", type=float, default=3e-3)
@@ -31,6 +33,8 @@ def main() -> None:
                         help="a prior's heads: > 1 makes a committed prior (several guesses, one chosen)")
     parser.add_argument("--frames", type=int, default=2,
                         help="frames a prior reads before each one (> 2: older ones too, DiTConfig.prior_frames)")
+    parser.add_argument("--distill", action="store_true",
+                        help="fit the fresh prior of --width to the replaced prior's guesses (a cheaper drop-in)")
     parser.add_argument("--change-weight", type=float, default=0.0,
                         help="weigh latent pixels that change by up to 1 + this in the training error")
     parser.add_argument("--schedule", choices=("constant", "cosine"), default="constant",
@@ -45,7 +49,7 @@ def main() -> None:
                                   args.lr, args.batch, kind="prior" if args.prior else "field",
                                   unroll=args.unroll, schedule=args.schedule,
                                   eval_every=args.eval_every, heads=args.heads,
-                                  change_weight=args.change_weight, frames=args.frames)
+                                  change_weight=args.change_weight, frames=args.frames, distill=args.distill)
     except (ValueError, OSError, ExportError) as e:
         sys.exit(f"fit_motion_field: {e}")
     if args.json:

@@ -168,3 +168,30 @@ def test_a_prior_fitted_with_more_frames(prior_and_store, tmp_path):
         torch.testing.assert_close(fresh.prior(previous, earlier, None, older), one.prior(previous, earlier, None))
     run = _fit_script(tmp_path / "f4", store, tmp_path / "back", "--steps", "1")
     assert run.returncode != 0 and "drop trained weights" in run.stderr and run.stderr.count("\n") == 1, run.stderr
+
+
+def test_a_narrower_prior_distilled_from_the_dits_own(prior_and_store, tmp_path):
+    """--width other than the prior's, with --distill: a fresh prior of that width replaces it (every other weight
+    kept) and is fitted to the replaced prior's guesses, which it comes closer to as it trains; the curve records
+    the replaced prior's own error beside. --distill without another width is refused in one line."""
+    base, store = prior_and_store
+    fitted = tmp_path / "teacher"  # a teacher that guesses something other than copying
+    run = _fit_script(base, store, fitted, "--steps", "30", "--eval-every", "30", "--lr", "3e-3")
+    assert run.returncode == 0, run.stderr[-2000:]
+    run = subprocess.run([sys.executable, "scripts/fit_motion_field.py", str(fitted), str(store), str(tmp_path / "s"),
+                          "--prior", "--width", "16", "--distill", "--batch", "16", "--steps", "40", "--eval-every", "20",
+                          "--lr", "3e-3", "--json", str(tmp_path / "s.json")],
+                         cwd=ROOT, capture_output=True, text=True, timeout=240)
+    assert run.returncode == 0, run.stderr[-2000:]
+    curve = json.loads((tmp_path / "s.json").read_text())["curve"]
+    assert curve[-1]["held_out_teacher_mse"] < 0.5 * curve[0]["held_out_teacher_mse"], curve
+    assert curve[0]["held_out_teacher_mse"] > 1e-5  # the student starts as copying, the teacher does not copy
+    assert len({row["held_out_teacher_prior_mse"] for row in curve}) == 1  # the replaced prior's own error, fixed
+    (teacher, _), (student, meta) = load_export(fitted), load_export(tmp_path / "s")
+    assert student["dit"].config.conv_prior == 16 and meta["conv_prior_fit"]["distilled_from_width"] == 8
+    own = teacher["dit"].state_dict()
+    for name, weight in student["dit"].state_dict().items():
+        if not name.startswith("prior."):
+            torch.testing.assert_close(weight, own[name])
+    run = _fit_script(fitted, store, tmp_path / "x", "--steps", "1", "--distill")  # --width 8: the prior's own
+    assert run.returncode != 0 and "distill" in run.stderr and run.stderr.count("\n") == 1, run.stderr

@@ -26,13 +26,14 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 
 from worldsim.diffusion.objective import change_weights
 from worldsim.export import load_export, write_export_like
 from worldsim.models.dit import DiT
 from worldsim.train.latent_cache import LatentWindowDataset, open_cache
 from worldsim.train.validation import holdout_episodes
-from worldsim.train.warm_start import with_config
+from worldsim.train.warm_start import with_config, with_prior_width
 
 
 def field_dit(dit: DiT, width: int, radius: int, kind: str = "field", heads: int = 1, frames: int = 2) -> DiT:
@@ -72,10 +73,10 @@ def truncated_history(past: list[torch.Tensor], generator: torch.Generator) -> l
 
 
 def fit_motion_field(dit_export: str | os.PathLike, store: str | os.PathLike, out: str | os.PathLike,
-                     width: int = 32, radius: int = 4, steps: int = 1500, lr: float = 3e-3, batch: int = 128,
+                     width: int | None = None, radius: int = 4, steps: int = 1500, lr: float = 3e-3, batch: int = 128,
                      eval_every: int = 250, seed: int = 0, log=print, kind: str = "field",
                      unroll: int = 1, schedule: str = "constant", heads: int = 1,
-                     change_weight: float = 0.0, frames: int = 2) -> dict[str, Any]:
+                     change_weight: float = 0.0, frames: int = 2, distill: bool = False) -> dict[str, Any]:
     """Fit the motion field of `dit_export`'s DiT on `store`'s cached latents; write the export to `out`; return
     the curve: held-out mean squared error of the moved previous latent against the next one, beside copying the
     previous latent (what the DiT's copy pathway starts from).
@@ -100,7 +101,14 @@ def fit_motion_field(dit_export: str | os.PathLike, store: str | os.PathLike, ou
     `frames` F > 2 (kind "prior"): the prior reads the F frames before each one (`DiTConfig.prior_frames`), and a
     prior reading fewer gains the others' input. Windows then hold F + unroll latent frames; half of each batch
     keeps only its m newest frames before the first guess (m drawn from 2..F, zeros before them), as a rollout's
-    first steps and a DiT's training windows see them. The held-out errors use every frame."""
+    first steps and a DiT's training windows see them. The held-out errors use every frame.
+
+    `width` (kind "prior"): the channels of a new prior (default 32); given for a DiT whose prior has another width,
+    that prior is replaced by a fresh one of `width` channels (`warm_start.with_prior_width`: a narrower prior makes
+    a cheaper simulator step). `distill`: the new prior is fitted to the replaced one's guesses instead of the next
+    latents (a drop-in for the prior the DiT learnt to read); the curve then adds its held-out distance to them
+    (`held_out_teacher_mse`) and the replaced prior's own error (`held_out_teacher_prior_mse`). OUT holds only the
+    new prior, so a stopped distillation is run again from DIT_EXPORT, not continued."""
     models, meta = load_export(dit_export)
     if "dit" not in models:
         raise ValueError(f"{dit_export} is an {meta['kind']} export; fitting a motion field needs a DiT export")
@@ -114,7 +122,19 @@ def fit_motion_field(dit_export: str | os.PathLike, store: str | os.PathLike, ou
                          f"(unroll 1), got kind {kind!r}, unroll {unroll}")
     if frames < 2 or (frames > 2 and kind != "prior"):
         raise ValueError(f"frames={frames}: a prior (--prior) reads 2 frames or more, a motion field 2")
-    dit = field_dit(models["dit"], width, radius, kind, heads, frames).requires_grad_(False)
+    source, teacher = models["dit"], None
+    own = source.config.conv_prior if kind == "prior" else source.config.motion_field
+    if kind == "prior" and own and width is not None and width != own:
+        source, teacher = with_prior_width(source, width)
+        teacher.requires_grad_(False)
+    one_step = unroll == 1 and heads == 1 and not change_weight and frames == source.config.prior_frames
+    if distill and (teacher is None or not one_step):
+        raise ValueError(f"distill fits a fresh prior of another width to the DiT's own prior, one step at a time: it "
+                         f"needs --prior and a --width other than the prior's ({own or 'none'}), unroll 1, one head, "
+                         f"no change weight and the prior's frames; got width {width}, unroll {unroll}, heads {heads}, "
+                         f"change_weight {change_weight}, frames {frames}")
+    dit = field_dit(source, width or 32, radius, kind, heads, frames).requires_grad_(False)
+    width = dit.config.conv_prior if kind == "prior" else dit.config.motion_field  # what is fitted, for the record
     frames = dit.config.prior_frames if kind == "prior" else 2  # a prior that reads more keeps reading them
     module = getattr(dit, kind)
     cache = open_cache(store, autoencoder)
@@ -141,21 +161,28 @@ def fit_motion_field(dit_export: str | os.PathLike, store: str | os.PathLike, ou
         past = [latents[first + frames - 1 - d][:, None] for d in range(frames)]
         return truncated_history(past, generator) if train and frames > 2 else past
 
-    def guess(past: list[torch.Tensor], cond: torch.Tensor) -> torch.Tensor:
+    def guess(past: list[torch.Tensor], cond: torch.Tensor, by: nn.Module | None = None) -> torch.Tensor:
+        by = module if by is None else by
         older = torch.stack(past[2:], 2) if len(past) > 2 and kind == "prior" else None
-        return module(past[0], past[1], cond) if older is None else module(past[0], past[1], cond, older)
+        return by(past[0], past[1], cond) if older is None else by(past[0], past[1], cond, older)
 
-    def errors(data: LatentWindowDataset, ix: torch.Tensor, steps: int = 1,
-               weight: float = 0.0, train: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    def errors(data: LatentWindowDataset, ix: torch.Tensor, steps: int = 1, weight: float = 0.0, train: bool = False,
+               to: nn.Module | None = None, by: nn.Module | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """(moved - next)^2 over a `steps`-step rollout and (previous - next)^2 at its first step, each averaged over
-        the windows `ix`."""
+        the windows `ix`; with `to` (a prior), its guess stands for the next latent; with `by`, it moves instead of
+        the fitted module."""
         first = torch.from_numpy(data.starts[ix.numpy()])
         past = history(first, train)
         copy, error = (latents[first + frames - 1] - latents[first + frames]).pow(2).mean(), 0.0
         for j in range(frames, frames + steps):
             cond = dit.action_encoder(data.action[first + j][:, None], data.action_mask[first + j][:, None])
-            moved = guess(past, cond)
-            err = (moved[:, 0] - latents[first + j]).pow(2)  # (B, C, h, w)
+            moved = guess(past, cond, by)
+            if to is None:
+                target = latents[first + j]
+            else:
+                with torch.no_grad():
+                    target = to(past[0], past[1], cond)[:, 0].float()
+            err = (moved[:, 0] - target).pow(2)  # (B, C, h, w)
             if weight > 0:  # latent pixels that truly change weigh more
                 w = change_weights(torch.stack([latents[first + j - 1], latents[first + j]], 1), weight)[:, 1]
                 err = err * w / w.mean()
@@ -173,12 +200,13 @@ def fit_motion_field(dit_export: str | os.PathLike, store: str | os.PathLike, ou
         return module.committed_loss(past[0], past[1], cond, latents[first + frames][:, None], older=older)
 
     held_ix = torch.linspace(0, len(splits["held"].starts) - 1, min(2048, len(splits["held"].starts))).long()
-    cpu0, curve, trained = time.process_time(), [], []
+    cpu0, curve, trained, teacher_error = time.process_time(), [], [], {}
     key = "motion_field_fit" if kind == "field" else "conv_prior_fit"
     last_fit = meta.get(key) or {}  # a stopped fit continued from its own export counts the steps it had done
     before = last_fit.get("steps", 0) + last_fit.get("steps_before", 0) if last_fit.get("out") == str(out) else 0
     fit = {"from": str(dit_export), "out": str(out), "store": str(store), "width": width, "radius": radius,
            "steps": steps, "steps_before": before, "lr": lr, "schedule": schedule, "batch": batch, "unroll": unroll,
+           **({"distilled_from_width": own} if distill else {}),
            **({"frames": frames} if frames > 2 else {}),
            **({"heads": heads} if heads > 1 else {}), **({"change_weight": change_weight} if change_weight else {}),
            "held_out_episodes": held, "curve": curve}
@@ -188,17 +216,26 @@ def fit_motion_field(dit_export: str | os.PathLike, store: str | os.PathLike, ou
             moved, copy = errors(splits["held"], held_ix)
             rollout = errors(splits["held"], held_ix, unroll)[0] if unroll > 1 else None
             parts = committed(splits["held"], held_ix)[1] if heads > 1 else {}
+            if teacher is not None:  # how close to the prior it replaces, and that prior's own error
+                if not teacher_error:
+                    teacher_error["mse"] = errors(splits["held"], held_ix, by=teacher)[0]
+                parts = {"teacher": errors(splits["held"], held_ix, to=teacher)[0], "teacher_prior": teacher_error["mse"]}
         curve.append({"step": step, "cpu_s": round(time.process_time() - cpu0, 1),
                       f"held_out_{kind}_mse": round(float(moved), 5), "held_out_copy_mse": round(float(copy), 5),
                       **({f"held_out_{kind}_rollout_mse": round(float(rollout), 5)} if unroll > 1 else {}),
                       **({"held_out_prior_oracle_mse": round(float(parts["oracle"]), 5),
-                          "choice_first": round(float(parts["first"]), 3)} if parts else {}),
+                          "choice_first": round(float(parts["first"]), 3)} if heads > 1 else {}),
+                      **({"held_out_teacher_mse": round(float(parts["teacher"]), 5),
+                          "held_out_teacher_prior_mse": round(float(parts["teacher_prior"]), 5)}
+                         if teacher is not None else {}),
                       **({f"train_{kind}_mse": round(float(np.mean(trained)), 5)} if trained else {})})
         log(f"[fit_motion_field] step {step}: held-out {kind} guess of the next latent: mse {float(moved):.4f} "
             f"(copying the previous one: {float(copy):.4f})"
             + (f"; over {unroll}-step rollouts {float(rollout):.4f}" if unroll > 1 else "")
             + (f"; closest head {float(parts['oracle']):.4f}, first head chosen {float(parts['first']):.0%}"
-               if parts else "")
+               if heads > 1 else "")
+            + (f"; from the replaced prior's guess {float(parts['teacher']):.4f} (its own mse "
+               f"{float(parts['teacher_prior']):.4f})" if teacher is not None else "")
             + (f"; training windows {np.mean(trained):.4f}" if trained else ""))
         trained.clear()
         if step:
@@ -214,7 +251,7 @@ def fit_motion_field(dit_export: str | os.PathLike, store: str | os.PathLike, ou
                 group["lr"] = lr * 0.5 * (1 + math.cos(math.pi * (step - 1) / steps))
         ix = torch.randint(0, n, (batch,), generator=generator)
         loss = committed(splits["train"], ix, True)[0] if heads > 1 \
-            else errors(splits["train"], ix, unroll, change_weight, True)[0]
+            else errors(splits["train"], ix, unroll, change_weight, True, teacher if distill else None)[0]
         opt.zero_grad()
         loss.backward()
         opt.step()

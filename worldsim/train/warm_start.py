@@ -74,6 +74,21 @@ def with_config(dit: nn.Module, **changes: Any) -> tuple[nn.Module, list[str]]:
     return new, sorted(set(target) - set(source))
 
 
+def with_prior_width(dit: nn.Module, width: int) -> tuple[nn.Module, nn.Module]:
+    """A copy of `dit` whose conv prior has `width` channels, fresh (it starts as copying: its output convolution is
+    zero), every other weight kept; and `dit`'s own prior, to distil the new one from (`fit_motion_field`'s
+    `distill`). ValueError if `dit` has no conv prior."""
+    if not dit.config.conv_prior:
+        raise ValueError("the DiT has no conv prior to narrow or widen (conv_prior=0)")
+    from worldsim.models.dit import DiT
+
+    new = DiT(dataclasses.replace(dit.config, conv_prior=width))
+    kept = {n: w for n, w in dit.state_dict().items() if not n.startswith("prior.")}
+    missing, unexpected = new.load_state_dict(kept, strict=False)
+    assert not unexpected and all(n.startswith("prior.") for n in missing), (missing, unexpected)
+    return new, dit.prior
+
+
 def add_pathway(dit_export: str | os.PathLike, out: str | os.PathLike, **changes: Any) -> Path:
     """Write to `out` the DiT export `dit_export` with its DiT config changed by `changes` (a pathway added, such
     as `prior_composite=True`), untrained (`with_config`: the new weights keep their initialisation, which makes an
