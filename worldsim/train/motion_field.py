@@ -31,7 +31,7 @@ from torch import nn
 from worldsim.diffusion.objective import change_weights
 from worldsim.export import load_export, write_export_like
 from worldsim.models.dit import DiT
-from worldsim.train.latent_cache import LatentWindowDataset, open_cache
+from worldsim.train.latent_cache import LatentWindowDataset, autoencoder_key, open_cache
 from worldsim.train.validation import holdout_episodes
 from worldsim.train.warm_start import with_config, with_prior_width
 
@@ -62,6 +62,19 @@ def field_dit(dit: DiT, width: int, radius: int, kind: str = "field", heads: int
     return new
 
 
+def prior_of(export: str | os.PathLike, autoencoder: torch.nn.Module, dit: DiT, distill: bool) -> torch.nn.Module:
+    """The conv prior of the DiT export `export`, to distil `dit`'s from: ValueError unless `distill` is asked and it
+    guesses the same latents (same autoencoder encoder and statistics), actions and number of frames."""
+    models = load_export(export)[0]
+    other = models.get("dit")
+    if not distill or other is None or other.prior is None:
+        raise ValueError(f"a teacher ({export}) is a DiT export with a conv prior, for --distill")
+    if autoencoder_key(models["autoencoder"]) != autoencoder_key(autoencoder) \
+            or other.config.action_space != dit.config.action_space or other.config.prior_frames != dit.config.prior_frames:
+        raise ValueError(f"the teacher {export} guesses other latents, actions or frames than the DiT fitted")
+    return other.prior
+
+
 def truncated_history(past: list[torch.Tensor], generator: torch.Generator) -> list[torch.Tensor]:
     """`past` (latents (B, 1, C, h, w) before each window's guess, newest first) with half the windows keeping only
     their m newest (m drawn from 2..len(past)), zeros before them: as a rollout's first steps and a DiT's training
@@ -76,7 +89,8 @@ def fit_motion_field(dit_export: str | os.PathLike, store: str | os.PathLike, ou
                      width: int | None = None, radius: int = 4, steps: int = 1500, lr: float = 3e-3, batch: int = 128,
                      eval_every: int = 250, seed: int = 0, log=print, kind: str = "field",
                      unroll: int = 1, schedule: str = "constant", heads: int = 1,
-                     change_weight: float = 0.0, frames: int = 2, distill: bool = False) -> dict[str, Any]:
+                     change_weight: float = 0.0, frames: int = 2, distill: bool = False,
+                     teacher_export: str | os.PathLike | None = None) -> dict[str, Any]:
     """Fit the motion field of `dit_export`'s DiT on `store`'s cached latents; write the export to `out`; return
     the curve: held-out mean squared error of the moved previous latent against the next one, beside copying the
     previous latent (what the DiT's copy pathway starts from).
@@ -107,8 +121,9 @@ def fit_motion_field(dit_export: str | os.PathLike, store: str | os.PathLike, ou
     that prior is replaced by a fresh one of `width` channels (`warm_start.with_prior_width`: a narrower prior makes
     a cheaper simulator step). `distill`: the new prior is fitted to the replaced one's guesses instead of the next
     latents (a drop-in for the prior the DiT learnt to read); the curve then adds its held-out distance to them
-    (`held_out_teacher_mse`) and the replaced prior's own error (`held_out_teacher_prior_mse`). OUT holds only the
-    new prior, so a stopped distillation is run again from DIT_EXPORT, not continued."""
+    (`held_out_teacher_mse`) and the replaced prior's own error (`held_out_teacher_prior_mse`). `teacher_export`: the
+    prior is distilled from that export's conv prior instead (same latents and actions), whatever its own width:
+    how a distilled prior continues from OUT (which holds only the new prior)."""
     models, meta = load_export(dit_export)
     if "dit" not in models:
         raise ValueError(f"{dit_export} is an {meta['kind']} export; fitting a motion field needs a DiT export")
@@ -126,13 +141,16 @@ def fit_motion_field(dit_export: str | os.PathLike, store: str | os.PathLike, ou
     own = source.config.conv_prior if kind == "prior" else source.config.motion_field
     if kind == "prior" and own and width is not None and width != own:
         source, teacher = with_prior_width(source, width)
+    if teacher_export is not None:
+        teacher = prior_of(teacher_export, autoencoder, source, distill)
+    if teacher is not None:
         teacher.requires_grad_(False)
     one_step = unroll == 1 and heads == 1 and not change_weight and frames == source.config.prior_frames
     if distill and (teacher is None or not one_step):
-        raise ValueError(f"distill fits a fresh prior of another width to the DiT's own prior, one step at a time: it "
-                         f"needs --prior and a --width other than the prior's ({own or 'none'}), unroll 1, one head, "
-                         f"no change weight and the prior's frames; got width {width}, unroll {unroll}, heads {heads}, "
-                         f"change_weight {change_weight}, frames {frames}")
+        raise ValueError(f"distill fits a prior to another (the DiT's own, replaced, or --teacher's), one step at a "
+                         f"time: it needs --prior and a --width other than the prior's ({own or 'none'}) or a teacher, "
+                         f"unroll 1, one head, no change weight and the prior's frames; got width {width}, unroll "
+                         f"{unroll}, heads {heads}, change_weight {change_weight}, frames {frames}")
     dit = field_dit(source, width or 32, radius, kind, heads, frames).requires_grad_(False)
     width = dit.config.conv_prior if kind == "prior" else dit.config.motion_field  # what is fitted, for the record
     frames = dit.config.prior_frames if kind == "prior" else 2  # a prior that reads more keeps reading them
@@ -206,7 +224,8 @@ def fit_motion_field(dit_export: str | os.PathLike, store: str | os.PathLike, ou
     before = last_fit.get("steps", 0) + last_fit.get("steps_before", 0) if last_fit.get("out") == str(out) else 0
     fit = {"from": str(dit_export), "out": str(out), "store": str(store), "width": width, "radius": radius,
            "steps": steps, "steps_before": before, "lr": lr, "schedule": schedule, "batch": batch, "unroll": unroll,
-           **({"distilled_from_width": own} if distill else {}),
+           **({"distilled_from_width": teacher.inp.out_channels} if distill else {}),
+           **({"teacher": str(teacher_export)} if teacher_export is not None else {}),
            **({"frames": frames} if frames > 2 else {}),
            **({"heads": heads} if heads > 1 else {}), **({"change_weight": change_weight} if change_weight else {}),
            "held_out_episodes": held, "curve": curve}
