@@ -62,12 +62,12 @@ def field_dit(dit: DiT, width: int, radius: int, kind: str = "field", heads: int
     return new
 
 
-def prior_of(export: str | os.PathLike, autoencoder: torch.nn.Module, dit: DiT, distill: bool) -> torch.nn.Module:
-    """The conv prior of the DiT export `export`, to distil `dit`'s from: ValueError unless `distill` is asked and it
-    guesses the same latents (same autoencoder encoder and statistics), actions and number of frames."""
+def prior_of(export: str | os.PathLike, autoencoder: nn.Module, dit: DiT) -> nn.Module:
+    """The conv prior of the DiT export `export`, to distil `dit`'s from: ValueError unless it guesses the same
+    latents (same autoencoder encoder and statistics), actions and number of frames."""
     models = load_export(export)[0]
     other = models.get("dit")
-    if not distill or other is None or other.prior is None:
+    if other is None or other.prior is None:
         raise ValueError(f"a teacher ({export}) is a DiT export with a conv prior, for --distill")
     if autoencoder_key(models["autoencoder"]) != autoencoder_key(autoencoder) \
             or other.config.action_space != dit.config.action_space or other.config.prior_frames != dit.config.prior_frames:
@@ -142,7 +142,9 @@ def fit_motion_field(dit_export: str | os.PathLike, store: str | os.PathLike, ou
     if kind == "prior" and own and width is not None and width != own:
         source, teacher = with_prior_width(source, width)
     if teacher_export is not None:
-        teacher = prior_of(teacher_export, autoencoder, source, distill)
+        if not distill:
+            raise ValueError(f"a teacher ({teacher_export}) is for --distill")
+        teacher = prior_of(teacher_export, autoencoder, source)
     if teacher is not None:
         teacher.requires_grad_(False)
     one_step = unroll == 1 and heads == 1 and not change_weight and frames == source.config.prior_frames
@@ -199,7 +201,7 @@ def fit_motion_field(dit_export: str | os.PathLike, store: str | os.PathLike, ou
                 target = latents[first + j]
             else:
                 with torch.no_grad():
-                    target = to(past[0], past[1], cond)[:, 0].float()
+                    target = guess(past, cond, to)[:, 0].float()
             err = (moved[:, 0] - target).pow(2)  # (B, C, h, w)
             if weight > 0:  # latent pixels that truly change weigh more
                 w = change_weights(torch.stack([latents[first + j - 1], latents[first + j]], 1), weight)[:, 1]
@@ -218,7 +220,7 @@ def fit_motion_field(dit_export: str | os.PathLike, store: str | os.PathLike, ou
         return module.committed_loss(past[0], past[1], cond, latents[first + frames][:, None], older=older)
 
     held_ix = torch.linspace(0, len(splits["held"].starts) - 1, min(2048, len(splits["held"].starts))).long()
-    cpu0, curve, trained, teacher_error = time.process_time(), [], [], {}
+    cpu0, curve, trained = time.process_time(), [], []
     key = "motion_field_fit" if kind == "field" else "conv_prior_fit"
     last_fit = meta.get(key) or {}  # a stopped fit continued from its own export counts the steps it had done
     before = last_fit.get("steps", 0) + last_fit.get("steps_before", 0) if last_fit.get("out") == str(out) else 0
@@ -236,9 +238,7 @@ def fit_motion_field(dit_export: str | os.PathLike, store: str | os.PathLike, ou
             rollout = errors(splits["held"], held_ix, unroll)[0] if unroll > 1 else None
             parts = committed(splits["held"], held_ix)[1] if heads > 1 else {}
             if teacher is not None:  # how close to the prior it replaces, and that prior's own error
-                if not teacher_error:
-                    teacher_error["mse"] = errors(splits["held"], held_ix, by=teacher)[0]
-                parts = {"teacher": errors(splits["held"], held_ix, to=teacher)[0], "teacher_prior": teacher_error["mse"]}
+                parts = {"teacher": errors(splits["held"], held_ix, to=teacher)[0], "teacher_prior": teacher_mse}
         curve.append({"step": step, "cpu_s": round(time.process_time() - cpu0, 1),
                       f"held_out_{kind}_mse": round(float(moved), 5), "held_out_copy_mse": round(float(copy), 5),
                       **({f"held_out_{kind}_rollout_mse": round(float(rollout), 5)} if unroll > 1 else {}),
@@ -262,6 +262,8 @@ def fit_motion_field(dit_export: str | os.PathLike, store: str | os.PathLike, ou
             for p in fitted:
                 p.requires_grad_(True)
 
+    with torch.no_grad():  # the teacher does not change: its own held-out error once
+        teacher_mse = None if teacher is None else errors(splits["held"], held_ix, by=teacher)[0]
     evaluate(0)
     n = len(splits["train"].starts)
     for step in range(1, steps + 1):
