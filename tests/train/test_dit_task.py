@@ -110,3 +110,47 @@ def test_resume_keeps_the_holdout_and_refuses_a_changed_autoencoder(tmp_path):
     write_export(tmp_path / "vae", ae, None, (16, 16), None)
     with pytest.raises(CheckpointError, match="another autoencoder"):
         Trainer(compose("train", args + [f"resume={tmp_path / 'run'}", "steps=4"]))
+
+
+def test_world_heads_see_the_camera_summed_over_the_whole_window(tmp_path):
+    """A DiT with world heads (`worldsim.models.camera`) trained on context-scheme subsets: each picked frame's camera
+    is the sum of the moves of every frame before it in the window, the frames the scheme left out included."""
+    from worldsim.models.camera import camera_positions
+
+    store = make_store(tmp_path / "square.zarr", episodes=2, steps=24)
+    torch.manual_seed(0)
+    ae = VideoAutoencoder(autoencoder_config("tiny"))
+    ae.set_latent_stats(torch.zeros(4), torch.ones(4))
+    write_export(tmp_path / "vae", ae, None, (16, 16), None)
+    cfg = compose("train", [f"data={store}", f"vae={tmp_path / 'vae'}", f"run_dir={tmp_path / 'run'}", "model=tiny",
+                            "window=17", "batch_size=2", "steps=3", "checkpoint_every=3", "video_every=0",
+                            "progress=false", "optim.warmup_steps=1", f"dist.port={free_port()}",
+                            "context.schemes=[long-range]", "context.budget=3", "context.prob=1.0",
+                            "objective.own_context_prob=1.0", "objective.recall_weight=2.0", "+model_overrides.world_heads=1",
+                            "+model_overrides.camera_moves=[[0,0,-1],[2,0,1]]"])  # the square's left and right
+    trainer = Trainer(cfg)
+    checked = []
+    real = trainer.task.loss
+
+    def spy(module, batch, generator):
+        _, actions, mask, _, _ = trainer.task.inputs(batch)
+        window = camera_positions(actions, mask, trainer.engine.module.camera_table)  # (B, T, 2) over the window
+        original = trainer.engine.module.forward
+
+        def forward(x, noise_level, actions=None, action_mask=None, frame_index=None, camera=None, **kw):
+            picked = window[:, frame_index[0]][:, :camera.shape[1]]
+            checked.append((bool(torch.equal(camera, picked)), bool((frame_index[:, 1:] - frame_index[:, :-1] > 1).any())))
+            return original(x, noise_level, actions, action_mask, frame_index, camera=camera, **kw)
+
+        trainer.engine.module.forward = forward
+        try:
+            return real(module, batch, generator)
+        finally:
+            del trainer.engine.module.forward
+
+    trainer.task.loss = spy
+    assert trainer.fit().step == 3
+    assert len(checked) >= 4 and all(same for same, _ in checked), checked  # the loss and self-forcing samples alike
+    assert any(gap for _, gap in checked)  # ... including frames with left-out frames between them
+    models, meta = load_export(tmp_path / "run" / "export")
+    assert meta["dit_config"]["world_heads"] == 1 and models["dit"].camera_table[2].tolist() == [0.0, 1.0]

@@ -97,6 +97,10 @@ class ObjectiveConfig:
     # visible ball covers weigh 1 + ball_weight * (median radius / its radius)^2, so that every ball costs about the
     # same whatever its size (the DiT loses the small ones first; scripts/probe_ball_size.py). Also in the prior's error
     ball_weight: float = 0.0  # top, bottom, left, right in latent pixels (bottom, right excluded)
+    # > 0 (a DiT with world heads): the latent pixels whose place was on screen in an earlier frame of the sample but
+    # not in the frame just before (what only memory can draw: the way back of a walk; `worldsim.models.camera`)
+    # weigh 1 + recall_weight, so the few patches that ask for recall are not drowned by those the last frame shows
+    recall_weight: float = 0.0
     # Probability that a sample cut by a context scheme sees, as its newest context frame, the model's own
     # one-step sample of that frame (from pure noise, given the frames before it) instead of the real one:
     # what a rollout feeds back, so the model learns to continue from its own errors (self-forcing against drift)
@@ -131,7 +135,7 @@ class ObjectiveConfig:
             raise ValueError("own_context_reencode re-encodes self-forcing's own frames: set objective.own_context_prob > 0")
         if not (math.isfinite(self.state_change_weight) and self.state_change_weight >= 0):
             raise ValueError(f"state_change_weight must be finite and >= 0, got {self.state_change_weight}")
-        for name in ("change_weight", "object_weight", "ball_weight"):
+        for name in ("change_weight", "object_weight", "ball_weight", "recall_weight"):
             if not (math.isfinite(getattr(self, name)) and getattr(self, name) >= 0):
                 raise ValueError(f"{name} must be finite and >= 0, got {getattr(self, name)}")
         self.agent_box = tuple(int(v) for v in self.agent_box)
@@ -239,6 +243,8 @@ def diffusion_loss(
     context_frames: int | None = None,
     state_change: Tensor | None = None,
     ball_pixels: Tensor | None = None,
+    camera: Tensor | None = None,
+    recalled: Tensor | None = None,
 ) -> tuple[Tensor, dict[str, float]]:
     """v-prediction loss with per-frame noise levels, plus reward/termination terms.
 
@@ -250,7 +256,9 @@ def diffusion_loss(
         where none. state_change: (B, T) in {0, 1}, NaN where none (`state_change_key`). ball_pixels:
         (B, T, 1, h, w) latent pixel weights of the balls (`ball_weight`; `LatentWindowDataset`).
         context_frames: exactly this many leading frames are clean context in every sample (see
-        `sample_noise_levels`). All randomness comes from `generator`.
+        `sample_noise_levels`). camera: (B, T, 2) the frames' view origins for a DiT with world heads, or None;
+        recalled: (B, T, 1, h, w) bool, the latent pixels only memory can draw (`recall_weight`).
+        All randomness comes from `generator`.
     Returns (scalar loss, logs of detached 0-d tensors: reading one is a device sync, so the trainer
     reads them only at its logging interval).
     """
@@ -263,10 +271,10 @@ def diffusion_loss(
             action_mask = torch.ones(actions.shape[:3], dtype=torch.bool, device=actions.device)
         keep = torch.rand(batch, frames, generator=generator, device=generator.device) >= config.action_dropout
         action_mask = action_mask & keep.to(action_mask.device)[:, :, None]
+    extra = {} if camera is None else {"camera": camera}
     if config.motion_weight > 0 or config.field_weight > 0 or config.prior_weight > 0:  # it also sees the clean frames
-        out = model(add_noise(x0, noise, t), t, actions, action_mask, frame_index, clean=x0)
-    else:
-        out = model(add_noise(x0, noise, t), t, actions, action_mask, frame_index)
+        extra["clean"] = x0
+    out = model(add_noise(x0, noise, t), t, actions, action_mask, frame_index, **extra)
     err = (out.prediction.float() - v_target(x0, noise, t).float()).pow(2)  # (B, T, C, h, w)
     pixel = pixel_weights(x0, config)
     if config.ball_weight > 0:  # (B, T, 1, h, w) from the data: 1 off the balls
@@ -274,6 +282,12 @@ def diffusion_loss(
             raise ValueError("objective.ball_weight > 0 needs the balls' latent weights (a store with ball state, "
                              "read through the latent cache)")
         pixel = ball_pixels.float() if pixel is None else pixel * ball_pixels.float()
+    if config.recall_weight > 0:
+        if recalled is None:
+            raise ValueError("objective.recall_weight > 0 needs a DiT with world heads (model_overrides.world_heads), "
+                             "whose camera tells which places were seen before")
+        recall = 1.0 + config.recall_weight * recalled.float()
+        pixel = recall if pixel is None else pixel * recall
     if pixel is not None:
         per_frame = (err * pixel).mean(dim=(2, 3, 4)) / pixel.mean(dim=(2, 3, 4))
     else:

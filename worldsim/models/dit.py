@@ -43,6 +43,7 @@ from torch import Tensor, nn
 
 from worldsim.models.actions import ActionEncoder
 from worldsim.models.attention import FrameCausalAttention, frame_causal_mask
+from worldsim.models.camera import camera_positions, camera_table, world_rotary
 from worldsim.models.embeddings import NoiseLevelEmbedder, PatchEmbed, patch_positions, unpatchify
 from worldsim.models.kv_cache import KVCache, earlier_latents, previous_latents
 from worldsim.models.motion import ConvPrior, MotionField, MotionKernel, composite_v
@@ -100,6 +101,12 @@ class DiTConfig:
     # F > 2 (with conv_prior): the prior also reads the F - 2 frames before those two (from the sequence and the
     # cache's newest latents; zeros where there are none), so it can carry what went out of sight a few frames ago
     prior_frames: int = 2
+    # > 0: the last this many attention heads place each frame's patches where the camera put them (screen position
+    # plus the view's origin, summed over the moves so far; `worldsim.models.camera`), so a place left and seen
+    # again sits at the same position there. camera_moves: [action, d_row, d_col] of each action that scrolls the
+    # view (patches; Discrete actions only). No new weights: a warm start attends as before until the view moves
+    world_heads: int = 0
+    camera_moves: list[list[int]] | None = None
     # True (with conv_prior): that guess composited into the prediction as motion_composite does the moved frame
     prior_composite: bool = False
 
@@ -134,6 +141,10 @@ class DiTConfig:
                              f">= 1 (> 1 needs conv_prior), got {self.conv_prior}, {self.prior_heads}")
         if self.prior_frames < 2 or (self.prior_frames > 2 and not self.conv_prior):
             raise ValueError(f"prior_frames must be >= 2 (> 2 needs conv_prior > 0), got {self.prior_frames}")
+        if not 0 <= self.world_heads <= self.heads or (self.world_heads and not self.camera_moves) \
+                or (self.world_heads and (self.action_space or {}).get("type") != "Discrete"):
+            raise ValueError(f"world_heads must be in [0, heads={self.heads}] and needs camera_moves and a Discrete "
+                             f"action space, got {self.world_heads}, {self.camera_moves}, {self.action_space}")
         if self.motion_radius and not (self.previous_frame and self.action_space is not None):
             raise ValueError("motion_radius > 0 moves the previous frame by the action: it needs previous_frame=True "
                              "and an action space")
@@ -239,6 +250,8 @@ class DiT(nn.Module):
         self.action_space = None if c.action_space is None else space_from_json(c.action_space)
         self.action_encoder = None if self.action_space is None else ActionEncoder(self.action_space, c.dim, c.action_substeps)
         self.rotary = Rotary3D(c.dim // c.heads, c.rope_theta_time, c.rope_theta_space)
+        if c.world_heads:  # derived from the config: not in the state dict
+            self.register_buffer("camera_table", camera_table(c.camera_moves, self.action_space.n), persistent=False)
         self.blocks = nn.ModuleList(DiTBlock(c.dim, c.heads, c.mlp_ratio, c.qk_norm) for _ in range(c.depth))
         self.final = FinalLayer(c.dim, c.patch_size, c.latent_channels)
         self.composite = FinalLayer(c.dim, c.patch_size, 1) if c.motion_composite or c.prior_composite else None
@@ -292,6 +305,7 @@ class DiT(nn.Module):
         return_cache: bool = False,
         clean: Tensor | None = None,
         prior_guess: Tensor | None = None,
+        camera: Tensor | None = None,
     ) -> DiTOutput:
         """Predict for every frame of `x`, attending causally to `cache` (if any) and earlier frames of `x`.
 
@@ -310,6 +324,8 @@ class DiT(nn.Module):
             an objective can fit to the clean frame itself (CDNA's direct training of its transformations).
         prior_guess: the conv prior's guess of these frames from an earlier call on the same previous frames
             and actions (the output's `prior_guess`): a clean pass after denoising reuses it instead of rerunning it.
+        camera: (B, T, 2) the view's origin at each frame (`world_heads`; `worldsim.models.camera`), on the same
+            origin as the cache's frames. None: summed from these frames' actions from 0 (no cache allowed then).
         """
         batch, frames, _, height, width = self._check(x, noise_level, actions, action_mask, frame_index, cache)
         p = self.config.patch_size
@@ -348,10 +364,13 @@ class DiT(nn.Module):
             cond = cond + action_embedding
         cond = cond.to(tokens.dtype)
         rows, cols = patch_positions(grid_h, grid_w, x.device)
-        rope = self.rotary(
-            repeat(frame_index, "b t -> b (t n)", n=n), repeat(rows, "n -> b (t n)", b=batch, t=frames),
-            repeat(cols, "n -> b (t n)", b=batch, t=frames),
-        )  # cos, sin: (B, T * N, head_dim / 2)
+        if self.config.world_heads and camera is None:
+            if cache is not None:
+                raise ValueError("camera is required with a cache in a DiT with world_heads (the new frames' view "
+                                 "origins, continuing the cached ones)")
+            camera = camera_positions(actions, action_mask, self.camera_table) if actions is not None \
+                else x.new_zeros(batch, frames, 2, dtype=torch.float32)
+        rope = world_rotary(self.rotary, frame_index, rows, cols, camera, self.config.heads, self.config.world_heads)
         past_frames = 0 if cache is None else cache.num_frames
         # One new frame sees everything: no mask, so GPUs can use the flash kernel on the rollout path.
         mask = None if frames == 1 else frame_causal_mask(frames, n, past_frames, x.device)  # (T * N, (F + T) * N)

@@ -46,12 +46,14 @@ class Rotary3D(nn.Module):
 
 
 def apply_rotary(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
-    """Rotate consecutive pairs of `x` (B, heads, L, head_dim) by angles cos/sin (B, L, head_dim // 2).
+    """Rotate consecutive pairs of `x` (B, heads, L, head_dim) by angles cos/sin (B, L, head_dim // 2), shared by
+    the heads, or (B, heads, L, head_dim // 2), each head its own (`worldsim.models.camera.world_rotary`).
 
     Computed in float32 and returned in x's dtype, same shape.
     """
     # One complex product per pair, (x1 + i x2)(cos + i sin): the same arithmetic as four real products and a
     # stack, in one pass (a simulator step's 16 calls: 0.58 -> 0.14 ms each at batch 32, 2 threads)
     pairs = torch.view_as_complex(x.float().unflatten(-1, (-1, 2)))  # (B, heads, L, head_dim // 2)
-    rotation = torch.complex(cos.float(), sin.float())[:, None]  # broadcast over heads
+    rotation = torch.complex(cos.float(), sin.float())
+    rotation = rotation if rotation.ndim == 4 else rotation[:, None]  # shared: broadcast over heads
     return torch.view_as_real(pairs * rotation).flatten(-2).type_as(x)

@@ -44,6 +44,7 @@ from worldsim.frames import frames_to_float, frames_to_uint8
 from worldsim.hardware import cpu_has_native_bf16
 from worldsim.models.autoencoder import split_state, stack_states
 from worldsim.pretrained import resolve_checkpoint
+from worldsim.models.camera import camera_positions, camera_steps
 from worldsim.models.kv_cache import KVCache, batch_item, cat_batch
 from worldsim.spaces import packed_dim, space_from_json
 from worldsim.sim.batch_cache import BatchCache
@@ -68,6 +69,9 @@ class Track:
     decoder_state: dict = field(default_factory=dict)  # the streaming decoder's past inputs (batch 1 tensors)
     encoder_state: dict = field(default_factory=dict)  # reencode: the streaming encoder's past inputs (batch 1)
     last_frame: np.ndarray | None = None  # uint8 (H, W, 3): the newest real or generated frame (a frame reward model reads it)
+    # a DiT with world heads: the view's origin (2,) at each kept frame and at the newest one (`worldsim.models.camera`)
+    cameras: dict[int, Tensor] = field(default_factory=dict)
+    camera: Tensor | None = None
 
 
 @dataclass
@@ -205,6 +209,8 @@ class Simulator:
         # the last step's streaming states, per track and batched: {"decoder_state" / "encoder_state": (list, dict)}
         self._streamed: dict[str, tuple[list[dict], dict]] = {}
         self._dit_fn = compiled(self.dit, "the DiT") if config.compile else self.dit
+        # world heads: each frame's view origin, summed from the actions (`worldsim.models.camera`)
+        self._camera_table = self.dit.camera_table if dc.world_heads else None
         self._decode_fn = compiled(self.autoencoder.decode_stream, "the decoder") if config.compile \
             else self.autoencoder.decode_stream
 
@@ -286,9 +292,14 @@ class Simulator:
                       encoder_state=encoder_state if self.reencode else {})
         for i in range(n):
             track.latents[i], track.actions[i], track.masks[i] = z[0, i], act[0, i], mask[0, i]
+        camera = {}
+        if self._camera_table is not None:
+            cams = camera_positions(act, mask, self._camera_table)  # (1, n, 2)
+            track.cameras, track.camera, camera = dict(enumerate(cams[0])), cams[0, -1], {"camera": cams}
         if self.config.cache == "incremental":
             index = torch.arange(n, device=self.device)[None]
-            cache = self._dit(z, torch.zeros(1, n, device=self.device), act, mask, index, return_cache=True).cache
+            cache = self._dit(z, torch.zeros(1, n, device=self.device), act, mask, index, return_cache=True,
+                              **camera).cache
             track.kv = dict(enumerate(cache.frame_entries()))
         self._prune(track)
         return track
@@ -296,7 +307,7 @@ class Simulator:
     def _prune(self, track: Track) -> None:
         """Forget frames the scheme will never select again (the schemes are nested)."""
         keep = set(self.scheme.select(track.length))
-        for store in (track.latents, track.actions, track.masks, track.kv, track.levels):
+        for store in (track.latents, track.actions, track.masks, track.kv, track.levels, track.cameras):
             for i in [i for i in store if i not in keep]:
                 del store[i]
 
@@ -319,7 +330,9 @@ class Simulator:
             index = torch.tensor([selections[m] for m in members], dtype=torch.long, device=self.device)
             level = torch.tensor([[tracks[m].levels.get(i, 0.0) for i in selections[m]] for m in members],
                                  dtype=torch.float32, device=self.device)
-            cache = self._dit(z, level, act, mask, index, return_cache=True).cache
+            camera = {} if self._camera_table is None else \
+                {"camera": torch.stack([torch.stack([tracks[m].cameras[i] for i in selections[m]]) for m in members])}
+            cache = self._dit(z, level, act, mask, index, return_cache=True, **camera).cache
             for j, m in enumerate(members):
                 caches[m] = batch_item(cache, j)
         return cat_batch(caches)
@@ -345,6 +358,9 @@ class Simulator:
             mask = torch.ones(batch, 1, self.k, dtype=torch.bool, device=self.device)
         index = torch.tensor([[t.length] for t in tracks], dtype=torch.long, device=self.device)  # (B, 1)
         shape = (1, 1, self.dit.config.latent_channels, *self.latent_hw)
+        camera = {}  # world heads: the new frame's view origin, the newest one moved as the actions say
+        if self._camera_table is not None:
+            camera = {"camera": torch.stack([t.camera for t in tracks])[:, None] + camera_steps(act, mask, self._camera_table)}
 
         # A conv prior's guess reads only the context and the actions: computed once a step, not once a call
         # (guidance's unconditional calls, with other actions, compute their own).
@@ -352,9 +368,9 @@ class Simulator:
 
         def denoiser(x, level, a, m, fi) -> Tensor:  # one DiT forward per denoising step for the whole batch
             nonlocal guess
-            if m is not mask:  # guidance's unconditional call
-                return self._dit(x, level, a, m, fi, cache=cache).prediction
-            out = self._dit(x, level, a, m, fi, cache=cache, prior_guess=guess)
+            if m is not mask:  # guidance's unconditional call (the view moves as the actions say all the same)
+                return self._dit(x, level, a, m, fi, cache=cache, **camera).prediction
+            out = self._dit(x, level, a, m, fi, cache=cache, prior_guess=guess, **camera)
             guess = out.prior_guess
             return out.prediction
 
@@ -377,7 +393,7 @@ class Simulator:
             eps = torch.cat([torch.randn(shape, generator=g, device=g.device) for g in generators]).to(self.device)
             seen = add_noise(seen, eps, torch.full((batch, 1), c, device=self.device))
         out = self._dit(seen, torch.full((batch, 1), c, device=self.device), act, mask, index, cache=cache,
-                        return_cache=True, prior_guess=guess)
+                        return_cache=True, prior_guess=guess, **camera)
         reward = torch.zeros(batch) if out.reward is None else out.reward[:, 0].float().cpu()
         logit = torch.full((batch,), -1.0) if out.termination_logit is None else out.termination_logit[:, 0].float().cpu()
         new_entries = out.cache.newest_entries()
@@ -389,6 +405,8 @@ class Simulator:
             t.latents[i], t.actions[i], t.masks[i] = seen[b, 0], act[b, 0], mask[b, 0]
             if c > 0:
                 t.levels[i] = c
+            if camera:
+                t.cameras[i] = t.camera = camera["camera"][b, 0]
             if self.config.cache == "incremental":
                 t.kv[i] = new_entries[b]
             t.length += 1

@@ -24,6 +24,7 @@ from worldsim.diffusion.samplers import sample_euler
 from worldsim.frames import frames_to_float, frames_to_uint8
 from worldsim.models.ae_presets import autoencoder_config
 from worldsim.models.autoencoder import AutoencoderConfig, VideoAutoencoder, autoencoder_loss, fit_latent_stats_from_frames
+from worldsim.models.camera import camera_positions, camera_table, recalled_patches
 from worldsim.models.dit import DiT, DiTConfig
 from worldsim.models.palette import find_palette
 from worldsim.models.presets import dit_config
@@ -65,13 +66,15 @@ def store_palette(store_path: str, blocks: int = 32, rows: int = 64) -> tuple[tu
 @torch.no_grad()
 def own_newest_context(module: Callable, x0: Tensor, actions: Tensor | None, mask: Tensor | None, frame_index: Tensor,
                        context_frames: int, generator: torch.Generator, prob: float, frames: int = 1,
-                       reencode: Callable[[Tensor, Tensor, int], Tensor] | None = None) -> Tensor:
+                       reencode: Callable[[Tensor, Tensor, int], Tensor] | None = None,
+                       camera: Tensor | None = None) -> Tensor:
     """x0 (B, T, C, h, w) with, in a `prob` share of the samples, the newest `frames` context frames replaced by the
     model's own 1-step rollout of them (each from pure noise given the frames before it, its own earlier ones
     included), as a rollout feeds back (self-forcing). At least the first context frame stays real.
 
     `reencode(sampled (n, 1, C, h, w), use (B,) bool, j)`, where given: what the context holds instead of the
-    sampled frame j of the n samples chosen by `use` (as a simulator served with `reencode` sees it)."""
+    sampled frame j of the n samples chosen by `use` (as a simulator served with `reencode` sees it). `camera`
+    (B, T, 2): the frames' view origins for a DiT with world heads."""
     frames = min(frames, context_frames - 1)
     rows = range(context_frames - frames, context_frames)
     noises = [torch.randn(x0[:, j:j + 1].shape, generator=generator, device=generator.device, dtype=x0.dtype)
@@ -83,9 +86,11 @@ def own_newest_context(module: Callable, x0: Tensor, actions: Tensor | None, mas
     actions = None if actions is None else actions[use]
     mask = None if mask is None else mask[use]
     frame_index = frame_index[use]
+    camera = None if camera is None else camera[use]
     for j, noise in zip(rows, noises):
         noise = noise.to(x0.device)[use]
-        sampled = sample_euler(module, tuple(noise.shape), steps=1, noise=noise, context=own[:, :j],
+        denoiser = module if camera is None else functools.partial(module, camera=camera[:, :j + 1])
+        sampled = sample_euler(denoiser, tuple(noise.shape), steps=1, noise=noise, context=own[:, :j],
                                actions=None if actions is None else actions[:, :j + 1],
                                action_mask=None if mask is None else mask[:, :j + 1],
                                frame_index=frame_index[:, :j + 1]).to(x0.dtype)  # what a 1-step rollout makes
@@ -274,6 +279,10 @@ class DiTTask:
         change = batch["state_change"].to(self.device) if "state_change" in batch else None
         balls = batch["ball_pixels"].to(self.device) if "ball_pixels" in batch else None
         frame_index, context_frames = None, None
+        camera = None  # a DiT with world heads: the view's origin at each frame, summed over the whole window's moves
+        if self.model_config.world_heads and actions is not None:
+            camera = camera_positions(actions, mask, camera_table(self.model_config.camera_moves,
+                                                                  self.model_config.action_space["n"], self.device))
         keep = select_frames(self.cfg.context, x0.shape[1], generator)  # (n,) latent frame positions or None
         if keep is not None:
             pick = keep.to(self.device)
@@ -283,6 +292,7 @@ class DiTTask:
             reward = None if reward is None else reward[:, pick]
             term = None if term is None else term[:, pick]
             frame_index = repeat(pick, "t -> b t", b=x0.shape[0])  # true positions: rotary sees the gaps
+            camera = None if camera is None else camera[:, pick]
             context_frames = len(pick) - self.cfg.context.targets  # exactly the rollout's split
             change = None if change is None else change[:, pick]
             balls = None if balls is None else balls[:, pick]
@@ -291,9 +301,15 @@ class DiTTask:
                             else None)
                 x0 = own_newest_context(module, x0, actions, mask, frame_index, context_frames, generator,
                                         self.cfg.objective.own_context_prob, self.cfg.objective.own_context_frames,
-                                        reencode)
+                                        reencode, camera)
+        recalled = None  # objective.recall_weight: the latent pixels only memory of older frames can draw
+        if camera is not None and self.cfg.objective.recall_weight > 0:
+            p = self.model_config.patch_size
+            grid = recalled_patches(camera, x0.shape[-2] // p, x0.shape[-1] // p)  # (B, T, gh, gw)
+            recalled = grid.repeat_interleave(p, dim=2).repeat_interleave(p, dim=3)[:, :, None]
         return diffusion_loss(module, x0, actions, mask, frame_index, generator, self.cfg.objective, reward, term,
-                              context_frames=context_frames, state_change=change, ball_pixels=balls)
+                              context_frames=context_frames, state_change=change, ball_pixels=balls, camera=camera,
+                              recalled=recalled)
 
     @torch.no_grad()
     def reencoded(self, window: Tensor, pick: Tensor, sampled: Tensor, use: Tensor, j: int) -> Tensor:
