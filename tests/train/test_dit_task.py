@@ -13,6 +13,35 @@ from worldsim.export import load_export, write_export
 from worldsim.train.trainer import Trainer
 
 
+def tiny_vae(tmp_path):
+    """A freshly initialised tiny autoencoder exported to tmp_path / "vae" (identity latent statistics)."""
+    torch.manual_seed(0)
+    ae = VideoAutoencoder(autoencoder_config("tiny"))
+    ae.set_latent_stats(torch.zeros(4), torch.ones(4))
+    write_export(tmp_path / "vae", ae, None, (16, 16), None)
+    return ae
+
+
+def spy_on_forward(trainer, record):
+    """Make every DiT forward of the trainer's loss call record(batch, frame_index, keyword arguments) first."""
+    real = trainer.task.loss
+
+    def loss(module, batch, generator):
+        original = trainer.engine.module.forward
+
+        def forward(x, noise_level, actions=None, action_mask=None, frame_index=None, **kw):
+            record(batch, frame_index, kw)
+            return original(x, noise_level, actions, action_mask, frame_index, **kw)
+
+        trainer.engine.module.forward = forward
+        try:
+            return real(module, batch, generator)
+        finally:
+            del trainer.engine.module.forward
+
+    trainer.task.loss = loss
+
+
 def test_context_subsets_follow_the_schemes():
     cfg = ContextSamplingConfig(schemes=["long-range"], budget=3, targets=1, prob=1.0)
     g = torch.Generator().manual_seed(0)
@@ -28,32 +57,15 @@ def test_context_subsets_follow_the_schemes():
 
 def test_dit_trains_on_scheme_subsets_and_exports_with_its_autoencoder(tmp_path):
     store = make_store(tmp_path / "square.zarr", episodes=2, steps=16)
-    torch.manual_seed(0)
-    ae = VideoAutoencoder(autoencoder_config("tiny"))
-    ae.set_latent_stats(torch.zeros(4), torch.ones(4))
-    write_export(tmp_path / "vae", ae, None, (16, 16), None)
+    ae = tiny_vae(tmp_path)
     cfg = compose("train", [f"data={store}", f"vae={tmp_path / 'vae'}", f"run_dir={tmp_path / 'run'}", "model=tiny",
                             "window=9", "batch_size=2", "steps=3", "checkpoint_every=3", "video_every=3",
                             "log_every=1", "progress=false", "optim.warmup_steps=1", f"dist.port={free_port()}",
                             "context.schemes=[long-range,hierarchical]", "context.budget=2", "context.prob=1.0"])
     trainer = Trainer(cfg)
-    calls = []
-    real = trainer.task.loss
-
-    def spy(module, batch, generator):  # records the frame indices the model is trained on
-        original = trainer.engine.module.forward
-
-        def forward(x, noise_level, actions=None, action_mask=None, frame_index=None, **kw):
-            calls.append(None if frame_index is None else frame_index[0].tolist())
-            return original(x, noise_level, actions, action_mask, frame_index, **kw)
-
-        trainer.engine.module.forward = forward
-        try:
-            return real(module, batch, generator)
-        finally:
-            del trainer.engine.module.forward
-
-    trainer.task.loss = spy
+    calls = []  # the frame indices the model is trained on
+    spy_on_forward(trainer, lambda batch, frame_index, kw: calls.append(
+        None if frame_index is None else frame_index[0].tolist()))
     result = trainer.fit()
     assert result.step == 3 and len(calls) == 3
     assert all(c is not None and len(c) <= 3 and c == sorted(c) for c in calls), calls
@@ -73,10 +85,7 @@ def test_resume_keeps_the_holdout_and_refuses_a_changed_autoencoder(tmp_path):
     from worldsim.train.engine import CheckpointError
 
     store = make_store(tmp_path / "square.zarr", episodes=6, steps=16)
-    torch.manual_seed(0)
-    ae = VideoAutoencoder(autoencoder_config("tiny"))
-    ae.set_latent_stats(torch.zeros(4), torch.ones(4))
-    write_export(tmp_path / "vae", ae, None, (16, 16), None)
+    ae = tiny_vae(tmp_path)
     args = [f"data={store}", f"vae={tmp_path / 'vae'}", "model=tiny", "window=9", "batch_size=2", "checkpoint_every=2",
             "progress=false", "optim.warmup_steps=1", f"dist.port={free_port()}", "validation.every=2",
             "validation.windows=2", "tensorboard=false", "export=false"]
@@ -118,10 +127,7 @@ def test_world_heads_see_the_camera_summed_over_the_whole_window(tmp_path):
     from worldsim.models.camera import camera_positions
 
     store = make_store(tmp_path / "square.zarr", episodes=2, steps=24)
-    torch.manual_seed(0)
-    ae = VideoAutoencoder(autoencoder_config("tiny"))
-    ae.set_latent_stats(torch.zeros(4), torch.ones(4))
-    write_export(tmp_path / "vae", ae, None, (16, 16), None)
+    ae = tiny_vae(tmp_path)
     cfg = compose("train", [f"data={store}", f"vae={tmp_path / 'vae'}", f"run_dir={tmp_path / 'run'}", "model=tiny",
                             "window=17", "batch_size=2", "steps=3", "checkpoint_every=3", "video_every=0",
                             "progress=false", "optim.warmup_steps=1", f"dist.port={free_port()}",
@@ -130,25 +136,15 @@ def test_world_heads_see_the_camera_summed_over_the_whole_window(tmp_path):
                             "+model_overrides.camera_moves=[[0,0,-1],[2,0,1]]"])  # the square's left and right
     trainer = Trainer(cfg)
     checked = []
-    real = trainer.task.loss
 
-    def spy(module, batch, generator):
+    def record(batch, frame_index, kw):
         _, actions, mask, _, _ = trainer.task.inputs(batch)
         window = camera_positions(actions, mask, trainer.engine.module.camera_table)  # (B, T, 2) over the window
-        original = trainer.engine.module.forward
+        camera = kw["camera"]
+        picked = window[:, frame_index[0]][:, :camera.shape[1]]
+        checked.append((bool(torch.equal(camera, picked)), bool((frame_index[:, 1:] - frame_index[:, :-1] > 1).any())))
 
-        def forward(x, noise_level, actions=None, action_mask=None, frame_index=None, camera=None, **kw):
-            picked = window[:, frame_index[0]][:, :camera.shape[1]]
-            checked.append((bool(torch.equal(camera, picked)), bool((frame_index[:, 1:] - frame_index[:, :-1] > 1).any())))
-            return original(x, noise_level, actions, action_mask, frame_index, camera=camera, **kw)
-
-        trainer.engine.module.forward = forward
-        try:
-            return real(module, batch, generator)
-        finally:
-            del trainer.engine.module.forward
-
-    trainer.task.loss = spy
+    spy_on_forward(trainer, record)
     assert trainer.fit().step == 3
     assert len(checked) >= 4 and all(same for same, _ in checked), checked  # the loss and self-forcing samples alike
     assert any(gap for _, gap in checked)  # ... including frames with left-out frames between them
