@@ -126,7 +126,7 @@ def test_world_heads_see_the_camera_summed_over_the_whole_window(tmp_path):
     is the sum of the moves of every frame before it in the window, the frames the scheme left out included."""
     from worldsim.models.camera import camera_positions
 
-    store = make_store(tmp_path / "square.zarr", episodes=2, steps=24)
+    store = make_store(tmp_path / "square.zarr", episodes=4, steps=24)
     ae = tiny_vae(tmp_path)
     cfg = compose("train", [f"data={store}", f"vae={tmp_path / 'vae'}", f"run_dir={tmp_path / 'run'}", "model=tiny",
                             "window=17", "batch_size=2", "steps=3", "checkpoint_every=3", "video_every=0",
@@ -150,3 +150,18 @@ def test_world_heads_see_the_camera_summed_over_the_whole_window(tmp_path):
     assert any(gap for _, gap in checked)  # ... including frames with left-out frames between them
     models, meta = load_export(tmp_path / "run" / "export")
     assert meta["dit_config"]["world_heads"] == 1 and models["dit"].camera_table[2].tolist() == [0.0, 1.0]
+    # scripts/recall_error.py on its held-out episode: the error split by what only memory can draw
+    import json
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parents[2] / "scripts"))
+    import recall_error
+
+    out = tmp_path / "recall.json"
+    assert recall_error.main([f"world={tmp_path / 'run' / 'export'}", "--store", str(store), "--frames", "5",
+                              "--windows", "32", "--moves", "[[0, 0, -1], [2, 0, 1]]", "--threads", "1",
+                              "--out", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert result["windows"] > 0 and 0 < result["recalled_share"] < 1
+    assert all(v > 0 for m in ("world", "copy") for v in result["mse"][m].values())
