@@ -19,6 +19,7 @@ Prints a table and writes JSON. Only windows with recalled pixels in their last 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import time
 
@@ -47,12 +48,16 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--position", default=None, help="store state holding the view's (x, y) in patches (Crafter: player_pos)")
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--model-camera", action="store_true",
+                   help="with --position: give DiTs with world heads that camera too (as `camera_state` trained them)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--out", default=None, help="JSON file to write")
     args = p.parse_args(argv)
     for m in args.models:
         if "=" not in m:
             p.error(f"models are NAME=EXPORT, got {m!r}")
+    if args.model_camera and not args.position:
+        p.error("--model-camera needs --position")
     if args.frames < 3:
         p.error("--frames must be >= 3 (recall needs a frame before the previous one)")
     return args
@@ -120,7 +125,10 @@ def main(argv=None) -> int:
         noise = torch.randn(x0[:, -1:].shape, generator=torch.Generator().manual_seed(args.seed + b))
         guesses = {"copy": x0[:, -2]}
         for name, m in models.items():
-            guesses[name] = sample_euler(m["dit"], tuple(noise.shape), steps=1, noise=noise, context=x0[:, :-1],
+            dit = m["dit"]
+            if args.model_camera and dit.config.world_heads:
+                dit = functools.partial(dit, camera=camera - camera[:, :1])
+            guesses[name] = sample_euler(dit, tuple(noise.shape), steps=1, noise=noise, context=x0[:, :-1],
                                          actions=actions, action_mask=mask)[:, 0]
         for name, guess in guesses.items():
             err = (guess - x0[:, -1]).pow(2)  # (B, C, h, w)

@@ -165,3 +165,30 @@ def test_world_heads_see_the_camera_summed_over_the_whole_window(tmp_path):
     result = json.loads(out.read_text())
     assert result["windows"] > 0 and 0 < result["recalled_share"] < 1
     assert all(v > 0 for m in ("world", "copy") for v in result["mse"][m].values())
+
+
+def test_world_heads_can_see_where_the_view_went_from_a_store_state(tmp_path):
+    """`camera_state`: the world heads' camera is the recorded position (the square's column here, which a push into
+    a wall does not move), from 0 at each window's first latent frame, not the actions' sum."""
+    store = make_store(tmp_path / "square.zarr", episodes=4, steps=24, state=True)
+    tiny_vae(tmp_path)
+    cfg = compose("train", [f"data={store}", f"vae={tmp_path / 'vae'}", f"run_dir={tmp_path / 'run'}", "model=tiny",
+                            "window=17", "batch_size=2", "steps=2", "checkpoint_every=2", "video_every=0",
+                            "progress=false", "optim.warmup_steps=1", f"dist.port={free_port()}",
+                            "context.schemes=[long-range]", "context.budget=3", "context.prob=1.0",
+                            "camera_state=square_x", "+model_overrides.world_heads=1",
+                            "+model_overrides.camera_moves=[[0,0,-1],[2,0,1]]"])
+    trainer = Trainer(cfg)
+    seen = []
+
+    def record(batch, frame_index, kw):
+        where = batch["camera"]  # (B, T, 2): (0, column - the window's first column)
+        assert torch.equal(where[:, 0], torch.zeros_like(where[:, 0])) and torch.equal(where[..., 0], torch.zeros_like(where[..., 0]))
+        seen.append(torch.equal(kw["camera"], where[:, frame_index[0]].to(kw["camera"].dtype)))
+
+    spy_on_forward(trainer, record)
+    assert trainer.fit().step == 2 and seen and all(seen)
+    import pytest
+
+    with pytest.raises(ValueError, match="camera_state"):
+        compose("train", [f"data={store}", "task=vae", "camera_state=square_x"])

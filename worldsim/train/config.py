@@ -98,6 +98,10 @@ class TrainConfig:
     reappear_state: str | None = None
     reappear_repeat: int = 1
     reappear_hidden: int = 0
+    # task=dit, a DiT with world heads: the store state holding where the view is, (x, y) in patches (Crafter:
+    # player_pos), read at each latent frame's last real frame; the world heads then see where the view went, not where
+    # the actions asked it to go (a blocked move does not scroll). A simulator still sums the actions.
+    camera_state: str | None = None
     holdout_episodes: Any = None  # N episodes spread over the store never train, they validate; None: ~5% (>= 1 from 4 episodes); or a list of episode indices
     validation: ValidationConfig = field(default_factory=ValidationConfig)  # held-out metrics during training
     frame_skip: int = 1  # rows between consecutive frames of a window
@@ -143,6 +147,8 @@ class TrainConfig:
                              "(worldsim train-vae) and init_from=EXPORT")
         if self.task == "dit" and self.latent_cache and self.frame_skip != 1:
             raise ValueError(f"latent_cache=true encodes consecutive rows; frame_skip={self.frame_skip} needs latent_cache=false")
+        if self.camera_state and not (self.task == "dit" and self.latent_cache):
+            raise ValueError(f"camera_state={self.camera_state!r} needs task=dit with latent_cache=true")
         if self.reappear_repeat < 1 or (self.reappear_state and not (self.task == "dit" and self.latent_cache)) \
                 or self.reappear_hidden < 0 or (self.reappear_hidden and not self.reappear_state):
             raise ValueError(f"reappear_repeat must be >= 1, reappear_state needs task=dit with latent_cache=true and "

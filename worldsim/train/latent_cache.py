@@ -247,6 +247,9 @@ class LatentWindowDataset(torch.utils.data.Dataset):
     `ball_weight` > 0 (a probe-world store: `read_balls`): also "ball_pixels" float32 (T', 1, h, w), the latent
     pixel weights of `objective.ball_weight` (`ball_pixels`).
 
+    `camera` (a store state key holding where the view is, (x, y) or (x,) in patches, e.g. Crafter's player_pos): also
+    "camera" float32 (T', 2), the view's (row, column) at each latent frame's last row, from 0 at the window's first.
+
     `reappear` (a store state key, e.g. the probe world's per-ball ``visible``) with `repeat` R > 1: every window
     in which some slot of that state rises from <= 0 to > 0 between two of its latent frames (read at each latent
     frame's last row: something hidden comes back into view) is listed R times (`reappear_windows` counts them),
@@ -257,11 +260,13 @@ class LatentWindowDataset(torch.utils.data.Dataset):
 
     def __init__(self, cache: LatentCache, store_path: str | os.PathLike, frames: int,
                  episodes: list[int] | None = None, state_change: str | None = None,
-                 reappear: str | None = None, repeat: int = 1, hidden: int = 0, ball_weight: float = 0.0) -> None:
+                 reappear: str | None = None, repeat: int = 1, hidden: int = 0, ball_weight: float = 0.0,
+                 camera: str | None = None) -> None:
         self.cache, self.frames, self.k = cache, int(frames), cache.k
         store = EpisodeStore.open(store_path, "r")
         try:
-            for option, key in (("objective.state_change_key", state_change), ("reappear_state", reappear)):
+            for option, key in (("objective.state_change_key", state_change), ("reappear_state", reappear),
+                                ("camera_state", camera)):
                 if key and key not in store.layout.state_spec:
                     raise ValueError(f"{option}={key!r}: {store_path} records no such state "
                                      f"(its states: {', '.join(store.layout.state_spec) or 'none'})")
@@ -270,9 +275,10 @@ class LatentWindowDataset(torch.utils.data.Dataset):
             rows = store.read_rows(["action", "has_action", "reward", "terminated"], 0, store.num_frames)
             states = store.read(f"state/{state_change}", 0, store.num_frames) if state_change else None
             shown = store.read(f"state/{reappear}", 0, store.num_frames) if reappear and repeat > 1 else None
+            where = store.read(f"state/{camera}", 0, store.num_frames) if camera else None
         finally:
             store.close()
-        acts, masks, rewards, terms, changes, seen, ball_rows = [], [], [], [], [], [], []
+        acts, masks, rewards, terms, changes, seen, ball_rows, cameras = [], [], [], [], [], [], [], []
         begins = np.concatenate([[0], cache.episode_ends[:-1]]).astype(np.int64)
         for e in range(cache.episodes):
             length = int(cache.episode_ends[e] - begins[e])
@@ -292,6 +298,12 @@ class LatentWindowDataset(torch.utils.data.Dataset):
             if shown is not None:  # each slot shown at each latent frame's last row
                 last = shown[r0:r1:self.k]
                 seen.append(last.reshape(len(last), -1) > 0)
+            if where is not None:  # the view's (x, y) or (x,) at each latent frame's last row, as (row, column)
+                xy = where[r0:r1:self.k].reshape(-1, where[0].size).astype(np.float32)
+                if xy.shape[1] > 2:
+                    raise ValueError(f"camera_state={camera!r} holds {xy.shape[1]} values a row; the view's (x, y) or (x,)")
+                rc = np.stack([xy[:, 1] if xy.shape[1] == 2 else np.zeros(len(xy), np.float32), xy[:, 0]], axis=1)
+                cameras.append(torch.from_numpy(rc))
             if balls is not None:
                 ball_rows.append({key: v[r0:r1:self.k] for key, v in balls.items()})
         self.action = torch.cat(acts)  # (N', k, D)
@@ -299,6 +311,7 @@ class LatentWindowDataset(torch.utils.data.Dataset):
         self.reward = torch.cat(rewards)  # (N',)
         self.terminated = torch.cat(terms)  # (N',)
         self.state_change = torch.cat(changes) if states is not None else None  # (N',)
+        self.camera = torch.cat(cameras) if where is not None else None  # (N', 2)
         self.ball_weight, self.balls = float(ball_weight), None
         if balls is not None:  # each ball at each latent frame's last row; the median radius over the store's balls
             self.balls = {key: np.concatenate([r[key] for r in ball_rows]) for key in balls}
@@ -326,6 +339,7 @@ class LatentWindowDataset(torch.utils.data.Dataset):
                 "action": self.action[s:e], "action_mask": self.action_mask[s:e], "reward": self.reward[s:e],
                 "terminated": self.terminated[s:e], "start": s,
                 **({} if self.state_change is None else {"state_change": self.state_change[s:e]}),
+                **({} if self.camera is None else {"camera": self.camera[s:e] - self.camera[s]}),
                 **({} if self.balls is None else {"ball_pixels": self.ball_pixels(s, e)})}
 
     def ball_pixels(self, s: int, e: int) -> torch.Tensor:

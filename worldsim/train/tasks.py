@@ -280,7 +280,9 @@ class DiTTask:
         balls = batch["ball_pixels"].to(self.device) if "ball_pixels" in batch else None
         frame_index, context_frames = None, None
         camera = None  # a DiT with world heads: the view's origin at each frame, summed over the whole window's moves
-        if self.model_config.world_heads and actions is not None:
+        if self.model_config.world_heads and "camera" in batch:  # where the view went (`camera_state`)
+            camera = batch["camera"].to(self.device)
+        elif self.model_config.world_heads and actions is not None:
             camera = camera_positions(actions, mask, camera_table(self.model_config.camera_moves,
                                                                   self.model_config.action_space["n"], self.device))
         keep = select_frames(self.cfg.context, x0.shape[1], generator)  # (n,) latent frame positions or None

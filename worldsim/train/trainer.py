@@ -200,7 +200,7 @@ class Trainer:
         data = LatentWindowDataset(cache, cfg.data, num_latent_frames(cfg.window, self.task.k), episodes,
                                    state_change=cfg.objective.state_change_key or None,
                                    reappear=cfg.reappear_state or None, repeat=cfg.reappear_repeat,
-                                   hidden=cfg.reappear_hidden, ball_weight=cfg.objective.ball_weight)
+                                   hidden=cfg.reappear_hidden, ball_weight=cfg.objective.ball_weight, camera=cfg.camera_state)
         if cfg.reappear_state and cfg.reappear_repeat > 1:
             what = f"a whole hiding (seen, {cfg.reappear_hidden}+ hidden, seen)" if cfg.reappear_hidden else "a rise"
             self._print(f"{data.reappear_windows} windows show {what} of {cfg.reappear_state}: drawn "
