@@ -6,9 +6,12 @@ real frames before it (as a simulator at a budget that holds them), and the squa
 into the latent pixels whose place was on screen in an earlier frame of the window but not in the frame before
 (`worldsim.models.camera.recalled_patches`: the way back of a walk) and all the others. Copying the previous
 latent is scored beside them. (A patch-level memory baseline does not work here: a latent frame covers k = 2 real
-frames, so a move in its second one leaves a blend of both views, not a shifted copy.) The camera comes from the actions (`--moves`, Crafter's at 72x72 by default), so a blocked
-move counts as made, for every model alike; with `--position STATE` (Crafter: player_pos, the player's (x, y) in
-tiles) the camera is read from the store instead, so the split follows the moves that happened.
+frames, so a move in its second one leaves a blend of both views, not a shifted copy.)
+
+The camera comes from the actions (`--moves`, Crafter's at 72x72 by default), so a blocked move counts as made, for
+every model alike. With `--position STATE` (Crafter: player_pos, the player's (x, y) in tiles) it is read from the
+store instead, so the split follows the moves that happened; `--scroll-rows` leaves the rows that do not scroll
+(Crafter's inventory) out of it, and `--model-camera` gives DiTs with world heads that camera as well.
 
     python scripts/recall_error.py --store STORE shipped=worldsim/pretrained/crafter world=runs/w/export \
         --windows 256 --out recall.json
