@@ -152,16 +152,14 @@ def test_world_heads_see_the_camera_summed_over_the_whole_window(tmp_path):
     assert meta["dit_config"]["world_heads"] == 1 and models["dit"].camera_table[2].tolist() == [0.0, 1.0]
     # scripts/recall_error.py on its held-out episode: the error split by what only memory can draw
     import json
+    import subprocess
     import sys
-    from pathlib import Path
-
-    sys.path.insert(0, str(Path(__file__).parents[2] / "scripts"))
-    import recall_error
 
     out = tmp_path / "recall.json"
-    assert recall_error.main([f"world={tmp_path / 'run' / 'export'}", "--store", str(store), "--frames", "5",
-                              "--windows", "32", "--moves", "[[0, 0, -1], [2, 0, 1]]", "--threads", "1",
-                              "--out", str(out)]) == 0
+    run = subprocess.run([sys.executable, "scripts/recall_error.py", f"world={tmp_path / 'run' / 'export'}", "--store",
+                          str(store), "--frames", "5", "--windows", "32", "--moves", "[[0, 0, -1], [2, 0, 1]]",
+                          "--threads", "1", "--out", str(out)], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
     result = json.loads(out.read_text())
     assert result["windows"] > 0 and 0 < result["recalled_share"] < 1
     assert all(v > 0 for m in ("world", "copy") for v in result["mse"][m].values())

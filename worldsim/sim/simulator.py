@@ -292,14 +292,14 @@ class Simulator:
                       encoder_state=encoder_state if self.reencode else {})
         for i in range(n):
             track.latents[i], track.actions[i], track.masks[i] = z[0, i], act[0, i], mask[0, i]
-        camera = {}
+        camera = None
         if self._camera_table is not None:
-            cams = camera_positions(act, mask, self._camera_table)  # (1, n, 2)
-            track.cameras, track.camera, camera = dict(enumerate(cams[0])), cams[0, -1], {"camera": cams}
+            camera = camera_positions(act, mask, self._camera_table)  # (1, n, 2)
+            track.cameras, track.camera = dict(enumerate(camera[0])), camera[0, -1]
         if self.config.cache == "incremental":
             index = torch.arange(n, device=self.device)[None]
             cache = self._dit(z, torch.zeros(1, n, device=self.device), act, mask, index, return_cache=True,
-                              **camera).cache
+                              camera=camera).cache
             track.kv = dict(enumerate(cache.frame_entries()))
         self._prune(track)
         return track
@@ -330,9 +330,9 @@ class Simulator:
             index = torch.tensor([selections[m] for m in members], dtype=torch.long, device=self.device)
             level = torch.tensor([[tracks[m].levels.get(i, 0.0) for i in selections[m]] for m in members],
                                  dtype=torch.float32, device=self.device)
-            camera = {} if self._camera_table is None else \
-                {"camera": torch.stack([torch.stack([tracks[m].cameras[i] for i in selections[m]]) for m in members])}
-            cache = self._dit(z, level, act, mask, index, return_cache=True, **camera).cache
+            camera = None if self._camera_table is None else \
+                torch.stack([torch.stack([tracks[m].cameras[i] for i in selections[m]]) for m in members])
+            cache = self._dit(z, level, act, mask, index, return_cache=True, camera=camera).cache
             for j, m in enumerate(members):
                 caches[m] = batch_item(cache, j)
         return cat_batch(caches)
@@ -358,9 +358,9 @@ class Simulator:
             mask = torch.ones(batch, 1, self.k, dtype=torch.bool, device=self.device)
         index = torch.tensor([[t.length] for t in tracks], dtype=torch.long, device=self.device)  # (B, 1)
         shape = (1, 1, self.dit.config.latent_channels, *self.latent_hw)
-        camera = {}  # world heads: the new frame's view origin, the newest one moved as the actions say
+        camera = None  # world heads: the new frame's view origin (B, 1, 2), the newest one moved as the actions say
         if self._camera_table is not None:
-            camera = {"camera": torch.stack([t.camera for t in tracks])[:, None] + camera_steps(act, mask, self._camera_table)}
+            camera = torch.stack([t.camera for t in tracks])[:, None] + camera_steps(act, mask, self._camera_table)
 
         # A conv prior's guess reads only the context and the actions: computed once a step, not once a call
         # (guidance's unconditional calls, with other actions, compute their own).
@@ -369,8 +369,8 @@ class Simulator:
         def denoiser(x, level, a, m, fi) -> Tensor:  # one DiT forward per denoising step for the whole batch
             nonlocal guess
             if m is not mask:  # guidance's unconditional call (the view moves as the actions say all the same)
-                return self._dit(x, level, a, m, fi, cache=cache, **camera).prediction
-            out = self._dit(x, level, a, m, fi, cache=cache, prior_guess=guess, **camera)
+                return self._dit(x, level, a, m, fi, cache=cache, camera=camera).prediction
+            out = self._dit(x, level, a, m, fi, cache=cache, prior_guess=guess, camera=camera)
             guess = out.prior_guess
             return out.prediction
 
@@ -393,7 +393,7 @@ class Simulator:
             eps = torch.cat([torch.randn(shape, generator=g, device=g.device) for g in generators]).to(self.device)
             seen = add_noise(seen, eps, torch.full((batch, 1), c, device=self.device))
         out = self._dit(seen, torch.full((batch, 1), c, device=self.device), act, mask, index, cache=cache,
-                        return_cache=True, prior_guess=guess, **camera)
+                        return_cache=True, prior_guess=guess, camera=camera)
         reward = torch.zeros(batch) if out.reward is None else out.reward[:, 0].float().cpu()
         logit = torch.full((batch,), -1.0) if out.termination_logit is None else out.termination_logit[:, 0].float().cpu()
         new_entries = out.cache.newest_entries()
@@ -405,8 +405,8 @@ class Simulator:
             t.latents[i], t.actions[i], t.masks[i] = seen[b, 0], act[b, 0], mask[b, 0]
             if c > 0:
                 t.levels[i] = c
-            if camera:
-                t.cameras[i] = t.camera = camera["camera"][b, 0]
+            if camera is not None:
+                t.cameras[i] = t.camera = camera[b, 0]
             if self.config.cache == "incremental":
                 t.kv[i] = new_entries[b]
             t.length += 1

@@ -24,7 +24,7 @@ from worldsim.diffusion.samplers import sample_euler
 from worldsim.frames import frames_to_float, frames_to_uint8
 from worldsim.models.ae_presets import autoencoder_config
 from worldsim.models.autoencoder import AutoencoderConfig, VideoAutoencoder, autoencoder_loss, fit_latent_stats_from_frames
-from worldsim.models.camera import camera_positions, camera_table, recalled_patches
+from worldsim.models.camera import camera_positions, recalled_patches
 from worldsim.models.dit import DiT, DiTConfig
 from worldsim.models.palette import find_palette
 from worldsim.models.presets import dit_config
@@ -283,8 +283,7 @@ class DiTTask:
         if self.model_config.world_heads and "camera" in batch:  # where the view went (`camera_state`)
             camera = batch["camera"].to(self.device)
         elif self.model_config.world_heads and actions is not None:
-            camera = camera_positions(actions, mask, camera_table(self.model_config.camera_moves,
-                                                                  self.model_config.action_space["n"], self.device))
+            camera = camera_positions(actions, mask, self.model.camera_table)  # the DiT's table (a buffer)
         keep = select_frames(self.cfg.context, x0.shape[1], generator)  # (n,) latent frame positions or None
         if keep is not None:
             pick = keep.to(self.device)
