@@ -190,3 +190,39 @@ def test_world_heads_can_see_where_the_view_went_from_a_store_state(tmp_path):
 
     with pytest.raises(ValueError, match="camera_state"):
         compose("train", [f"data={store}", "task=vae", "camera_state=square_x"])
+
+
+def test_recall_weight_reads_the_recorded_camera_without_world_heads(tmp_path, monkeypatch):
+    """`objective.recall_weight` with `camera_state` and a plain DiT: the recalled pixels come from where the view went,
+    and the DiT itself gets no camera (it has no world heads to use one)."""
+    import pytest
+
+    import worldsim.train.tasks as tasks
+    from worldsim.models.camera import recalled_patches
+
+    store = make_store(tmp_path / "square.zarr", episodes=4, steps=24, state=True)
+    tiny_vae(tmp_path)
+    cfg = compose("train", [f"data={store}", f"vae={tmp_path / 'vae'}", f"run_dir={tmp_path / 'run'}", "model=tiny",
+                            "window=17", "batch_size=2", "steps=2", "checkpoint_every=2", "video_every=0",
+                            "progress=false", "optim.warmup_steps=1", f"dist.port={free_port()}",
+                            "camera_state=square_x", "objective.recall_weight=2.0"])
+    trainer = Trainer(cfg)
+    calls, real_loss = [], tasks.diffusion_loss
+
+    def diffusion_loss(module, x0, *args, camera=None, recalled=None, **kw):
+        calls.append((camera, recalled, x0.shape))
+        return real_loss(module, x0, *args, camera=camera, recalled=recalled, **kw)
+
+    monkeypatch.setattr(tasks, "diffusion_loss", diffusion_loss)
+    batches = []
+    real = trainer.task.loss
+    trainer.task.loss = lambda module, batch, generator: (batches.append(batch["camera"]), real(module, batch, generator))[1]
+    assert trainer.fit().step == 2 and len(calls) == len(batches) == 2
+    for (camera, recalled, shape), where in zip(calls, batches):
+        assert camera is None and recalled is not None and recalled.shape == (shape[0], shape[1], 1, *shape[-2:])
+        p = trainer.task.model_config.patch_size
+        expected = recalled_patches(where, shape[-2] // p, shape[-1] // p).repeat_interleave(p, 2).repeat_interleave(p, 3)
+        assert torch.equal(recalled[:, :, 0], expected)
+    assert any(bool(r.any()) for _, r, _ in calls)  # the square went back to a column it had left
+    with pytest.raises(ValueError, match="recall_weight needs a camera"):  # no camera at all: one clear line
+        compose("train", [f"data={store}", f"vae={tmp_path / 'vae'}", "model=tiny", "objective.recall_weight=2.0"])

@@ -97,9 +97,10 @@ class ObjectiveConfig:
     # visible ball covers weigh 1 + ball_weight * (median radius / its radius)^2, so that every ball costs about the
     # same whatever its size (the DiT loses the small ones first; scripts/probe_ball_size.py). Also in the prior's error
     ball_weight: float = 0.0  # top, bottom, left, right in latent pixels (bottom, right excluded)
-    # > 0 (a DiT with world heads): the latent pixels whose place was on screen in an earlier frame of the sample but
-    # not in the frame just before (what only memory can draw: the way back of a walk; `worldsim.models.camera`)
-    # weigh 1 + recall_weight, so the few patches that ask for recall are not drowned by those the last frame shows
+    # > 0 (with a camera: TrainConfig.camera_state, or a DiT's world heads): the latent pixels whose place was on
+    # screen in an earlier frame of the sample but not in the frame just before (what only memory can draw: the way
+    # back of a walk; `worldsim.models.camera`) weigh 1 + recall_weight, so the few patches that ask for recall are
+    # not drowned by those the last frame shows
     recall_weight: float = 0.0
     # Probability that a sample cut by a context scheme sees, as its newest context frame, the model's own
     # one-step sample of that frame (from pure noise, given the frames before it) instead of the real one:
@@ -284,8 +285,8 @@ def diffusion_loss(
         pixel = ball_pixels.float() if pixel is None else pixel * ball_pixels.float()
     if config.recall_weight > 0:
         if recalled is None:
-            raise ValueError("objective.recall_weight > 0 needs a DiT with world heads (model_overrides.world_heads), "
-                             "whose camera tells which places were seen before")
+            raise ValueError("objective.recall_weight > 0 needs a camera that tells which places were seen before: "
+                             "camera_state (a store state) or a DiT with world heads (model_overrides.world_heads)")
         recall = 1.0 + config.recall_weight * recalled.float()
         pixel = recall if pixel is None else pixel * recall
     if pixel is not None:

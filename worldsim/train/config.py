@@ -98,9 +98,10 @@ class TrainConfig:
     reappear_state: str | None = None
     reappear_repeat: int = 1
     reappear_hidden: int = 0
-    # task=dit, a DiT with world heads: the store state holding where the view is, (x, y) in patches (Crafter:
-    # player_pos), read at each latent frame's last real frame; the world heads then see where the view went, not where
-    # the actions asked it to go (a blocked move does not scroll). A simulator still sums the actions.
+    # task=dit: the store state holding where the view is, (x, y) in patches (Crafter: player_pos), read at each latent
+    # frame's last real frame; world heads then see where the view went, not where the actions asked it to go (a
+    # blocked move does not scroll; a simulator still sums the actions), and objective.recall_weight which places
+    # were seen before (any DiT)
     camera_state: str | None = None
     holdout_episodes: Any = None  # N episodes spread over the store never train, they validate; None: ~5% (>= 1 from 4 episodes); or a list of episode indices
     validation: ValidationConfig = field(default_factory=ValidationConfig)  # held-out metrics during training
@@ -149,6 +150,9 @@ class TrainConfig:
             raise ValueError(f"latent_cache=true encodes consecutive rows; frame_skip={self.frame_skip} needs latent_cache=false")
         if self.camera_state and not (self.task == "dit" and self.latent_cache):
             raise ValueError(f"camera_state={self.camera_state!r} needs task=dit with latent_cache=true")
+        if self.objective.recall_weight > 0 and not (self.camera_state or self.model_overrides.get("world_heads")):
+            raise ValueError("objective.recall_weight needs a camera that tells which places were seen before: "
+                             "camera_state=KEY (a store state) or model_overrides.world_heads")
         if self.reappear_repeat < 1 or (self.reappear_state and not (self.task == "dit" and self.latent_cache)) \
                 or self.reappear_hidden < 0 or (self.reappear_hidden and not self.reappear_state):
             raise ValueError(f"reappear_repeat must be >= 1, reappear_state needs task=dit with latent_cache=true and "

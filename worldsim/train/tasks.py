@@ -279,8 +279,10 @@ class DiTTask:
         change = batch["state_change"].to(self.device) if "state_change" in batch else None
         balls = batch["ball_pixels"].to(self.device) if "ball_pixels" in batch else None
         frame_index, context_frames = None, None
-        camera = None  # a DiT with world heads: the view's origin at each frame, summed over the whole window's moves
-        if self.model_config.world_heads and "camera" in batch:  # where the view went (`camera_state`)
+        # the view's origin at each frame (world heads, objective.recall_weight): where it went (`camera_state`), else
+        # summed over the whole window's moves (a DiT with world heads)
+        camera = None
+        if (self.model_config.world_heads or self.cfg.objective.recall_weight > 0) and "camera" in batch:
             camera = batch["camera"].to(self.device)
         elif self.model_config.world_heads and actions is not None:
             camera = camera_positions(actions, mask, self.model.camera_table)  # the DiT's table (a buffer)
@@ -302,15 +304,15 @@ class DiTTask:
                             else None)
                 x0 = own_newest_context(module, x0, actions, mask, frame_index, context_frames, generator,
                                         self.cfg.objective.own_context_prob, self.cfg.objective.own_context_frames,
-                                        reencode, camera)
+                                        reencode, camera if self.model_config.world_heads else None)
         recalled = None  # objective.recall_weight: the latent pixels only memory of older frames can draw
         if camera is not None and self.cfg.objective.recall_weight > 0:
             p = self.model_config.patch_size
             grid = recalled_patches(camera, x0.shape[-2] // p, x0.shape[-1] // p)  # (B, T, gh, gw)
             recalled = grid.repeat_interleave(p, dim=2).repeat_interleave(p, dim=3)[:, :, None]
         return diffusion_loss(module, x0, actions, mask, frame_index, generator, self.cfg.objective, reward, term,
-                              context_frames=context_frames, state_change=change, ball_pixels=balls, camera=camera,
-                              recalled=recalled)
+                              context_frames=context_frames, state_change=change, ball_pixels=balls,
+                              camera=camera if self.model_config.world_heads else None, recalled=recalled)
 
     @torch.no_grad()
     def reencoded(self, window: Tensor, pick: Tensor, sampled: Tensor, use: Tensor, j: int) -> Tensor:
