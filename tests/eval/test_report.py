@@ -27,6 +27,8 @@ def test_real_vs_real_report_has_the_ceilings(tmp_path):
         assert s["accuracy"] in (1.0, None), check
     cons = res["consistency"]["schemes"][REAL][0]
     assert cons["real_return_vs_before"]["ssim"] == 1.0
+    per_seed = cons["psnr_per_seed"]["real_return_vs_before"]  # one per seed, their mean is the mean
+    assert len(per_seed) == 2 and abs(sum(per_seed) / 2 - cons["real_return_vs_before"]["psnr"]) < 1e-2
     assert "skipped" in res["minecraft"]["minedojo"] and "MineDojo" in res["minecraft"]["minedojo"]["skipped"]
     md = r.markdown_path.read_text()
     assert "## Probes" in md and "## Look away and back" in md and "**copy (the baseline)**" in md and "| real (ceiling) | push | 1.00 |" in md

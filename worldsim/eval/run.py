@@ -233,10 +233,13 @@ def _consistency(cfg: EvalConfig, runners: dict[str, Any], size: int, seeds: lis
                                 reset_options=loop_def["options"], replace_short=True)
             before = np.stack([ep.frames[p.context - 1] for ep in p.episodes])
             real_back, sim_back = p.real[:, -1], _sim_or_real(p)[:, -1]
+            scores = {"real_return_vs_before": return_scores(before, real_back),
+                      "sim_return_vs_before": return_scores(before, sim_back),
+                      "sim_return_vs_real_return": return_scores(real_back, sim_back)}
             rows.append({"n": n, **({"seeds": p.seeds} if p.seeds != seeds else {}),
-                         "real_return_vs_before": _mean(return_scores(before, real_back)),
-                         "sim_return_vs_before": _mean(return_scores(before, sim_back)),
-                         "sim_return_vs_real_return": _mean(return_scores(real_back, sim_back))})
+                         **{name: _mean(s) for name, s in scores.items()},
+                         # per seed, to tell a simulator that forgot from a real walk that was blocked
+                         "psnr_per_seed": {name: [round(v, 3) for v in s["psnr"]] for name, s in scores.items()}})
         out["schemes"][scheme] = rows
         bar.update(1)
     return out
