@@ -24,9 +24,10 @@ import json
 
 import numpy as np
 
-from worldsim.eval.consistency import LOOPS, Loop, return_scores
+from worldsim.eval.consistency import LOOPS, Loop, loop_scores
 from worldsim.eval.paired import paired_rollouts
 from worldsim.eval.simulated import SimRunner
+from worldsim.models.latents import num_real_frames
 from worldsim.sim.config import SimConfig
 
 
@@ -70,7 +71,7 @@ def main(argv=None) -> int:
     runner = SimRunner(args.checkpoint, config, num_envs=args.num_envs)
     try:
         k, size = runner.k, args.size or runner.frame_size[0]
-        context = 1 + (args.context_frames - 1) * k  # real frames before the walk; the last is the frame left
+        context = num_real_frames(args.context_frames, k)  # real frames before the walk; the last is the frame left
         real = paired_rollouts(args.world, seeds, 2 * args.n, k=k, context=context, size=size, actions=loop.actions(),
                                reset_options=loop_def["options"], replace_short=True)
         episodes = real.episodes
@@ -81,9 +82,7 @@ def main(argv=None) -> int:
         runner.close()
     before = np.stack([ep.frames[context - 1] for ep in episodes])
     back = np.stack([ep.frames[-1] for ep in episodes])
-    scores = {"real_return_vs_before": return_scores(before, back)["psnr"],
-              "sim_return_vs_before": return_scores(before, sim[:, -1])["psnr"],
-              "sim_return_vs_real_return": return_scores(back, sim[:, -1])["psnr"]}
+    scores = {name: s["psnr"] for name, s in loop_scores(before, back, sim[:, -1]).items()}
     turn, end = context - 1 + args.n * k, context - 1 + 2 * args.n * k
     rows = []
     print(f"{'seed':>7} | {'away':>8} | {'end':>8} | {'real vs before':>14} | {'sim vs before':>13} | {'sim vs real':>11}")

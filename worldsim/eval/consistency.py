@@ -44,3 +44,11 @@ def return_scores(before: np.ndarray, returned: np.ndarray) -> dict[str, list[fl
     """
     p, s = frame_scores(before[:, None], returned[:, None])
     return {"psnr": p[:, 0].tolist(), "ssim": s[:, 0].tolist()}
+
+
+def loop_scores(before: np.ndarray, real_back: np.ndarray, sim_back: np.ndarray) -> dict[str, dict[str, list[float]]]:
+    """The three comparisons of a loop, per episode: the real return and the simulated one against the frame before
+    leaving, and the simulated return against the real one (what the evaluation scores). uint8 (N, H, W, 3) each."""
+    return {"real_return_vs_before": return_scores(before, real_back),
+            "sim_return_vs_before": return_scores(before, sim_back),
+            "sim_return_vs_real_return": return_scores(real_back, sim_back)}

@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 
 from worldsim.eval.compare import per_horizon
 from worldsim.eval.config import EvalConfig
-from worldsim.eval.consistency import LOOPS, Loop, return_scores
+from worldsim.eval.consistency import LOOPS, Loop, loop_scores
 from worldsim.eval.paired import Paired, paired_rollouts, replay_paired
 
 REAL = "real (ceiling)"  # the "scheme" name of real-vs-real rows
@@ -233,9 +233,7 @@ def _consistency(cfg: EvalConfig, runners: dict[str, Any], size: int, seeds: lis
                                 reset_options=loop_def["options"], replace_short=True)
             before = np.stack([ep.frames[p.context - 1] for ep in p.episodes])
             real_back, sim_back = p.real[:, -1], _sim_or_real(p)[:, -1]
-            scores = {"real_return_vs_before": return_scores(before, real_back),
-                      "sim_return_vs_before": return_scores(before, sim_back),
-                      "sim_return_vs_real_return": return_scores(real_back, sim_back)}
+            scores = loop_scores(before, real_back, sim_back)
             rows.append({"n": n, **({"seeds": p.seeds} if p.seeds != seeds else {}),
                          **{name: _mean(s) for name, s in scores.items()},
                          # per seed, to tell a simulator that forgot from a real walk that was blocked
