@@ -5,7 +5,8 @@
 start scores low however well it remembers) and a simulator that forgot. For each seed this prints the real player's
 displacement after the walk away and after the walk back (Crafter's `player_pos`, in tiles, where the world records
 it), and the PSNR of the real return against the frame before leaving, of the simulated return against that frame,
-and of the simulated return against the real one (what the evaluation scores).
+and of the simulated return against the real one (what the evaluation scores), beside the memoryless reference (the
+mean of the other seeds' real returns: what a simulator that forgot everything and drew the typical view scores).
 
 With `--walk-given` the simulator does not draw the walk away: its context is the real frames up to the turn (the
 evaluation's context and then the n latent steps away), and it draws only the n steps back. Against the full loop
@@ -85,17 +86,19 @@ def main(argv=None) -> int:
     scores = {name: s["psnr"] for name, s in loop_scores(before, back, sim[:, -1]).items()}
     turn, end = context - 1 + args.n * k, context - 1 + 2 * args.n * k
     rows = []
-    print(f"{'seed':>7} | {'away':>8} | {'end':>8} | {'real vs before':>14} | {'sim vs before':>13} | {'sim vs real':>11}")
+    print(f"{'seed':>7} | {'away':>8} | {'end':>8} | {'real vs before':>14} | {'sim vs before':>13} | {'sim vs real':>11} | "
+          f"{'memoryless':>10}")
     for i, ep in enumerate(episodes):
         moved = displacement(ep.state, [context - 1, turn, end])
         row = {"seed": real.seeds[i], "away": None if moved is None else moved[0], "end": None if moved is None else moved[1],
                **{name: round(float(v[i]), 3) for name, v in scores.items()}}
         rows.append(row)
         print(f"{row['seed']:>7} | {str(row['away']):>8} | {str(row['end']):>8} | {row['real_return_vs_before']:14.2f} | "
-              f"{row['sim_return_vs_before']:13.2f} | {row['sim_return_vs_real_return']:11.2f}")
+              f"{row['sim_return_vs_before']:13.2f} | {row['sim_return_vs_real_return']:11.2f} | "
+              f"{row.get('memoryless_vs_real_return', float('nan')):10.2f}")
     means = {name: float(np.mean(v)) for name, v in scores.items()}
     print(f"{'mean':>7} | {'':>8} | {'':>8} | {means['real_return_vs_before']:14.2f} | {means['sim_return_vs_before']:13.2f} | "
-          f"{means['sim_return_vs_real_return']:11.2f}")
+          f"{means['sim_return_vs_real_return']:11.2f} | {means.get('memoryless_vs_real_return', float('nan')):10.2f}")
     if args.out:
         with open(args.out, "w") as f:
             json.dump({"checkpoint": args.checkpoint, "world": args.world, "n": args.n, "walk_given": args.walk_given,

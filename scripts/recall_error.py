@@ -11,7 +11,9 @@ frames, so a move in its second one leaves a blend of both views, not a shifted 
 The camera comes from the actions (`--moves`, Crafter's at 72x72 by default), so a blocked move counts as made, for
 every model alike. With `--position STATE` (Crafter: player_pos, the player's (x, y) in tiles) it is read from the
 store instead, so the split follows the moves that happened; `--scroll-rows` leaves the rows that do not scroll
-(Crafter's inventory) out of it, and `--model-camera` gives DiTs with world heads that camera as well.
+(Crafter's inventory) out of it, and `--model-camera` gives DiTs with world heads that camera as well. `--memoryless`
+scores each DiT a second time given only the frame before: the error of a model that cannot recall, against which
+the full-context error shows how much it does.
 
     python scripts/recall_error.py --store STORE shipped=worldsim/pretrained/crafter world=runs/w/export \
         --windows 256 --out recall.json
@@ -53,6 +55,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--model-camera", action="store_true",
                    help="with --position: give DiTs with world heads that camera too (as `camera_state` trained them)")
+    p.add_argument("--memoryless", action="store_true",
+                   help="also score each DiT given only the frame before (NAME/last): what it draws with nothing to recall")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--out", default=None, help="JSON file to write")
     args = p.parse_args(argv)
@@ -100,7 +104,8 @@ def main(argv=None) -> int:
             store.close()
     table = camera_table(args.moves, int(dit0.action_space.n))
     p = dit0.config.patch_size
-    sums = {name: {"recalled": 0.0, "other": 0.0} for name in [*models, "copy"]}
+    names = [*models, *([f"{name}/last" for name in models] if args.memoryless else []), "copy"]
+    sums = {name: {"recalled": 0.0, "other": 0.0} for name in names}
     counts = {"recalled": 0.0, "other": 0.0, "windows": 0}
     start = time.time()
     for b in range(0, len(picks), args.batch):
@@ -133,6 +138,9 @@ def main(argv=None) -> int:
                 dit = functools.partial(dit, camera=camera - camera[:, :1])
             guesses[name] = sample_euler(dit, tuple(noise.shape), steps=1, noise=noise, context=x0[:, :-1],
                                          actions=actions, action_mask=mask)[:, 0]
+            if args.memoryless:  # the same DiT with only the frame before: it cannot recall, so this is its prior
+                guesses[f"{name}/last"] = sample_euler(m["dit"], tuple(noise.shape), steps=1, noise=noise, context=x0[:, -2:-1],
+                                                       actions=actions[:, -2:], action_mask=mask[:, -2:])[:, 0]
         for name, guess in guesses.items():
             err = (guess - x0[:, -1]).pow(2)  # (B, C, h, w)
             sums[name]["recalled"] += float((err * recalled).sum())

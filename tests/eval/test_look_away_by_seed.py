@@ -20,7 +20,7 @@ def test_each_seed_is_scored_with_the_real_walk_and_with_the_walk_given(tmp_path
                    "--out", str(out), *(["--walk-given"] if mode == "given" else []))
         assert done.returncode == 0, done.stderr
         results[mode] = json.loads(out.read_text())
-        assert "mean" in done.stdout and "sim vs real" in done.stdout
+        assert "mean" in done.stdout and "sim vs real" in done.stdout and "memoryless" in done.stdout
     full, given = results["full"], results["given"]
     assert [r["seed"] for r in full["seeds"]] == [r["seed"] for r in given["seeds"]] == [100_000, 100_001]
     assert given["walk_given"] and not full["walk_given"]
@@ -29,6 +29,7 @@ def test_each_seed_is_scored_with_the_real_walk_and_with_the_walk_given(tmp_path
         assert len(a["away"]) == 2 and a["away"] == b["away"] and a["end"] == b["end"]  # player_pos read: (x, y) tiles
         assert abs(a["away"][0]) <= 2  # n = 1 latent step of k = 2 moves left
         assert 0 < a["sim_return_vs_real_return"] <= 100
+        assert a["memoryless_vs_real_return"] == b["memoryless_vs_real_return"] < 100  # the same real loops: the same reference
     # The frames differ: the walk away was drawn in one run and real in the other.
     assert any(a["sim_return_vs_before"] != b["sim_return_vs_before"] for a, b in zip(full["seeds"], given["seeds"]))
 

@@ -29,8 +29,10 @@ def test_real_vs_real_report_has_the_ceilings(tmp_path):
     assert cons["real_return_vs_before"]["ssim"] == 1.0
     per_seed = cons["psnr_per_seed"]["real_return_vs_before"]  # one per seed, their mean is the mean
     assert len(per_seed) == 2 and abs(sum(per_seed) / 2 - cons["real_return_vs_before"]["psnr"]) < 1e-2
+    assert cons["memoryless_vs_real_return"]["psnr"] < 100  # two different seeds: the other one is no memory of this one
     assert "skipped" in res["minecraft"]["minedojo"] and "MineDojo" in res["minecraft"]["minedojo"]["skipped"]
     md = r.markdown_path.read_text()
+    assert "memoryless vs real return" in md
     assert "## Probes" in md and "## Look away and back" in md and "**copy (the baseline)**" in md and "| real (ceiling) | push | 1.00 |" in md
     assert res["probes"][REAL]["fall_bounce_strict"] == {"passed": 1, "scored": 1}  # the truth follows itself
     assert "against the true restitution only: real (ceiling) 1/1." in md

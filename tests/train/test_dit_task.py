@@ -158,11 +158,12 @@ def test_world_heads_see_the_camera_summed_over_the_whole_window(tmp_path):
     out = tmp_path / "recall.json"
     run = subprocess.run([sys.executable, "scripts/recall_error.py", f"world={tmp_path / 'run' / 'export'}", "--store",
                           str(store), "--frames", "5", "--windows", "32", "--moves", "[[0, 0, -1], [2, 0, 1]]",
-                          "--threads", "1", "--out", str(out)], capture_output=True, text=True)
+                          "--threads", "1", "--memoryless", "--out", str(out)], capture_output=True, text=True)
     assert run.returncode == 0, run.stderr
     result = json.loads(out.read_text())
     assert result["windows"] > 0 and 0 < result["recalled_share"] < 1
-    assert all(v > 0 for m in ("world", "copy") for v in result["mse"][m].values())
+    assert all(v > 0 for m in ("world", "world/last", "copy") for v in result["mse"][m].values())
+    assert result["mse"]["world/last"] != result["mse"]["world"]  # given only the frame before, it draws otherwise
 
 
 def test_world_heads_can_see_where_the_view_went_from_a_store_state(tmp_path):
