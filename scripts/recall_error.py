@@ -13,7 +13,8 @@ every model alike. With `--position STATE` (Crafter: player_pos, the player's (x
 store instead, so the split follows the moves that happened; `--scroll-rows` leaves the rows that do not scroll
 (Crafter's inventory) out of it, and `--model-camera` gives DiTs with world heads that camera as well. `--memoryless`
 scores each DiT a second time given only the frame before: the error of a model that cannot recall, against which
-the full-context error shows how much it does.
+the full-context error shows how much it does. `--split` takes a composited estimate apart: the DiT's own estimate,
+the conv prior's guess (which reads only the two frames before, so cannot recall) and the mask between them.
 
     python scripts/recall_error.py --store STORE shipped=worldsim/pretrained/crafter world=runs/w/export \
         --windows 256 --out recall.json
@@ -57,6 +58,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="with --position: give DiTs with world heads that camera too (as `camera_state` trained them)")
     p.add_argument("--memoryless", action="store_true",
                    help="also score each DiT given only the frame before (NAME/last): what it draws with nothing to recall")
+    p.add_argument("--split", action="store_true",
+                   help="for DiTs that composite a conv prior's guess: also score the DiT's own estimate (NAME:dit) and "
+                        "the guess (NAME:prior) apart, and report the mean mask toward the guess")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--out", default=None, help="JSON file to write")
     args = p.parse_args(argv)
@@ -104,7 +108,10 @@ def main(argv=None) -> int:
             store.close()
     table = camera_table(args.moves, int(dit0.action_space.n))
     p = dit0.config.patch_size
-    names = [*models, *([f"{name}/last" for name in models] if args.memoryless else []), "copy"]
+    composited = [name for name, m in models.items() if args.split and m["dit"].config.prior_composite]
+    names = [*models, *([f"{name}/last" for name in models] if args.memoryless else []),
+             *[f"{name}:{part}" for name in composited for part in ("dit", "prior")], "copy"]
+    masks = {name: {"recalled": 0.0, "other": 0.0} for name in composited}
     sums = {name: {"recalled": 0.0, "other": 0.0} for name in names}
     counts = {"recalled": 0.0, "other": 0.0, "windows": 0}
     start = time.time()
@@ -138,6 +145,15 @@ def main(argv=None) -> int:
                 dit = functools.partial(dit, camera=camera - camera[:, :1])
             guesses[name] = sample_euler(dit, tuple(noise.shape), steps=1, noise=noise, context=x0[:, :-1],
                                          actions=actions, action_mask=mask)[:, 0]
+            if name in composited:  # one step from pure noise: the sample is (1 - m) x0_dit + m guess
+                out = dit(torch.cat([x0[:, :-1], noise], 1), torch.cat([torch.zeros(x0.shape[:2])[:, :-1],
+                          torch.ones(x0.shape[0], 1)], 1), actions, mask, None)
+                m_ = out.composite_mask[:, -1].float()  # (B, 1, h, w)
+                guess = out.prior_guess[:, -1].float()
+                guesses[f"{name}:prior"] = guess
+                guesses[f"{name}:dit"] = (-out.prediction[:, -1].float() - m_ * guess) / (1 - m_).clamp_min(1e-3)
+                masks[name]["recalled"] += float((m_ * recalled).sum())
+                masks[name]["other"] += float((m_ * (1 - recalled)).sum())
             if args.memoryless:  # the same DiT with only the frame before: it cannot recall, so this is its prior
                 guesses[f"{name}/last"] = sample_euler(m["dit"], tuple(noise.shape), steps=1, noise=noise, context=x0[:, -2:-1],
                                                        actions=actions[:, -2:], action_mask=mask[:, -2:])[:, 0]
@@ -154,11 +170,16 @@ def main(argv=None) -> int:
     print(f"{'model':>12} | {'recalled MSE':>12} | {'other MSE':>10}")
     for name, r in rows.items():
         print(f"{name:>12} | {r['recalled']:12.4f} | {r['other']:10.4f}")
+    pixels = {part: counts[part] / dit0.config.latent_channels for part in ("recalled", "other")}  # counts are per channel
+    mask_means = {name: {part: v[part] / pixels[part] for part in v} for name, v in masks.items()}
+    for name, v in mask_means.items():
+        print(f"{name}: mean mask toward the prior's guess {v['recalled']:.3f} on recalled pixels, {v['other']:.3f} on the others")
     if args.out:
         with open(args.out, "w") as f:
             json.dump({"store": args.store, "frames": args.frames, "windows_tried": len(picks), "windows": counts["windows"],
                        "recalled_share": counts["recalled"] / (counts["recalled"] + counts["other"]),
-                       "models": dict(named), "mse": rows}, f, indent=1)
+                       "models": dict(named), "mse": rows, **({"mask_toward_prior": mask_means} if mask_means else {})},
+                      f, indent=1)
     return 0
 
 

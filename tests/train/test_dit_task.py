@@ -155,14 +155,21 @@ def test_world_heads_see_the_camera_summed_over_the_whole_window(tmp_path):
     import subprocess
     import sys
 
+    from worldsim.train.warm_start import add_pathway
+
     out = tmp_path / "recall.json"
-    run = subprocess.run([sys.executable, "scripts/recall_error.py", f"world={tmp_path / 'run' / 'export'}", "--store",
-                          str(store), "--frames", "5", "--windows", "32", "--moves", "[[0, 0, -1], [2, 0, 1]]",
-                          "--threads", "1", "--memoryless", "--out", str(out)], capture_output=True, text=True)
+    composited = add_pathway(tmp_path / "run" / "export", tmp_path / "composited", previous_frames=2, conv_prior=8,
+                             prior_composite=True)  # a conv prior's guess composited in, its mask at 0.5 untrained
+    run = subprocess.run([sys.executable, "scripts/recall_error.py", f"world={tmp_path / 'run' / 'export'}",
+                          f"comp={composited}", "--store", str(store), "--frames", "5", "--windows", "32", "--moves",
+                          "[[0, 0, -1], [2, 0, 1]]", "--threads", "1", "--memoryless", "--split", "--out", str(out)],
+                         capture_output=True, text=True)
     assert run.returncode == 0, run.stderr
     result = json.loads(out.read_text())
     assert result["windows"] > 0 and 0 < result["recalled_share"] < 1
-    assert all(v > 0 for m in ("world", "world/last", "copy") for v in result["mse"][m].values())
+    assert all(v > 0 for m in ("world", "world/last", "copy", "comp:dit", "comp:prior") for v in result["mse"][m].values())
+    assert list(result["mask_toward_prior"]) == ["comp"]  # only the composited DiT is taken apart
+    assert all(abs(v - 0.5) < 1e-6 for v in result["mask_toward_prior"]["comp"].values())
     assert result["mse"]["world/last"] != result["mse"]["world"]  # given only the frame before, it draws otherwise
 
 
