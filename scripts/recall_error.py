@@ -86,6 +86,18 @@ def held_out_windows(store: str, autoencoder, frames: int, count: int, seed: int
     return data, sorted(rng.choice(len(data), size=min(count, len(data)), replace=False).tolist())
 
 
+def composite_parts(dit, x0: torch.Tensor, noise: torch.Tensor, actions: torch.Tensor, mask: torch.Tensor):
+    """A prior-composited DiT's one-step estimate of the last frame taken apart: (its own estimate, the conv prior's
+    guess, the mask m toward the guess), each (B, C or 1, h, w). From pure noise the sample is (1 - m) x0_dit + m guess
+    (`worldsim.models.motion.composite_v` at sigma = 1), and the clean estimate there is -v."""
+    level = torch.zeros(x0.shape[:2])
+    level[:, -1] = 1.0
+    out = dit(torch.cat([x0[:, :-1], noise], 1), level, actions, mask, None)
+    weight, guess = out.composite_mask[:, -1].float(), out.prior_guess[:, -1].float()
+    own = (-out.prediction[:, -1].float() - weight * guess) / (1 - weight).clamp_min(1e-3)
+    return own, guess, weight
+
+
 @torch.no_grad()
 def main(argv=None) -> int:
     args = parse_args(argv)
@@ -145,15 +157,10 @@ def main(argv=None) -> int:
                 dit = functools.partial(dit, camera=camera - camera[:, :1])
             guesses[name] = sample_euler(dit, tuple(noise.shape), steps=1, noise=noise, context=x0[:, :-1],
                                          actions=actions, action_mask=mask)[:, 0]
-            if name in composited:  # one step from pure noise: the sample is (1 - m) x0_dit + m guess
-                out = dit(torch.cat([x0[:, :-1], noise], 1), torch.cat([torch.zeros(x0.shape[:2])[:, :-1],
-                          torch.ones(x0.shape[0], 1)], 1), actions, mask, None)
-                m_ = out.composite_mask[:, -1].float()  # (B, 1, h, w)
-                guess = out.prior_guess[:, -1].float()
-                guesses[f"{name}:prior"] = guess
-                guesses[f"{name}:dit"] = (-out.prediction[:, -1].float() - m_ * guess) / (1 - m_).clamp_min(1e-3)
-                masks[name]["recalled"] += float((m_ * recalled).sum())
-                masks[name]["other"] += float((m_ * (1 - recalled)).sum())
+            if name in composited:
+                guesses[f"{name}:dit"], guesses[f"{name}:prior"], weight = composite_parts(dit, x0, noise, actions, mask)
+                masks[name]["recalled"] += float((weight * recalled).sum())
+                masks[name]["other"] += float((weight * (1 - recalled)).sum())
             if args.memoryless:  # the same DiT with only the frame before: it cannot recall, so this is its prior
                 guesses[f"{name}/last"] = sample_euler(m["dit"], tuple(noise.shape), steps=1, noise=noise, context=x0[:, -2:-1],
                                                        actions=actions[:, -2:], action_mask=mask[:, -2:])[:, 0]
