@@ -134,3 +134,40 @@ def test_recall_weight_weighs_the_recalled_pixels_and_needs_a_camera():
         diffusion_loss(world, x0, actions, None, None, torch.Generator(), ObjectiveConfig(recall_weight=1.0))
     with pytest.raises(ValueError, match="recall_weight"):
         ObjectiveConfig(recall_weight=-1.0)
+
+
+def test_recall_own_weight_fits_the_dits_own_prediction_on_the_recalled_pixels():
+    """`objective.recall_own_weight`: with a prior composite, the DiT's prediction before the composite is fitted on the
+    recalled pixels of the denoised frames, and its gradient reaches the transformer's output layer even where the
+    mask leans wholly on the prior's guess."""
+    from worldsim.diffusion.objective import ObjectiveConfig, diffusion_loss
+
+    torch.manual_seed(0)
+    dit = DiT(DiTConfig(latent_channels=4, patch_size=1, dim=32, depth=2, heads=2, action_space=SPACE,
+                        action_substeps=2, previous_frame=True, previous_frames=2, conv_prior=8, prior_composite=True,
+                        qk_norm=False))
+    x0, actions = torch.randn(2, 5, 4, 4, 4), torch.randint(0, 5, (2, 5, 2, 1)).float()
+    recalled = torch.zeros(2, 5, 1, 4, 4, dtype=torch.bool)
+    recalled[:, 4, :, :, 3] = True
+
+    def loss(weight, recalled=recalled):  # the last frame denoised from pure noise after 4 clean ones
+        cfg = ObjectiveConfig(recall_own_weight=weight, pure_noise_prob=1.0)
+        return diffusion_loss(dit, x0, actions, None, None, torch.Generator().manual_seed(0), cfg, recalled=recalled,
+                              context_frames=4)
+
+    (base, _), (weighted, logs) = loss(0.0), loss(2.0)
+    assert "recall_own" not in loss(0.0)[1] and float(logs["recall_own"]) > 0
+    assert torch.allclose(weighted, base + 2.0 * logs["recall_own"])
+    assert float(loss(2.0, torch.zeros_like(recalled))[1]["recall_own"]) == 0.0  # nothing recalled: no term
+    with torch.no_grad():  # the mask wholly toward the guess: the composite passes the DiT's output layer nothing
+        dit.composite.linear.bias.fill_(30.0)
+    for weight, reaches in ((0.0, False), (2.0, True)):
+        dit.zero_grad()
+        loss(weight)[0].backward()
+        assert (dit.final.linear.weight.grad.abs().sum() > 1e-6) == reaches, weight
+    plain, _ = models()
+    with pytest.raises(ValueError, match="recall_own_weight > 0 needs a DiT that composites"):
+        diffusion_loss(plain, x0, actions, None, None, torch.Generator(), ObjectiveConfig(recall_own_weight=1.0),
+                       recalled=recalled)
+    with pytest.raises(ValueError, match="recall_own_weight"):
+        ObjectiveConfig(recall_own_weight=-1.0)

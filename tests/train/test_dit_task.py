@@ -232,5 +232,5 @@ def test_recall_weight_reads_the_recorded_camera_without_world_heads(tmp_path, m
         expected = recalled_patches(where, shape[-2] // p, shape[-1] // p).repeat_interleave(p, 2).repeat_interleave(p, 3)
         assert torch.equal(recalled[:, :, 0], expected)
     assert any(bool(r.any()) for _, r, _ in calls)  # the square went back to a column it had left
-    with pytest.raises(ValueError, match="recall_weight needs a camera"):  # no camera at all: one clear line
+    with pytest.raises(ValueError, match="recall_weight and recall_own_weight need a camera"):  # no camera: one line
         compose("train", [f"data={store}", f"vae={tmp_path / 'vae'}", "model=tiny", "objective.recall_weight=2.0"])

@@ -102,6 +102,11 @@ class ObjectiveConfig:
     # back of a walk; `worldsim.models.camera`) weigh 1 + recall_weight, so the few patches that ask for recall are
     # not drowned by those the last frame shows
     recall_weight: float = 0.0
+    # > 0 (a DiT that composites: prior_composite or motion_composite; with a camera as recall_weight): the DiT's own
+    # prediction, before the composite blends in the guess, is also fitted on those recalled pixels with this weight.
+    # Where the mask leans on the guess (which reads only the frames just before, so cannot recall) the composite
+    # passes the transformer little gradient there; this term gives it the whole of it
+    recall_own_weight: float = 0.0
     # Probability that a sample cut by a context scheme sees, as its newest context frame, the model's own
     # one-step sample of that frame (from pure noise, given the frames before it) instead of the real one:
     # what a rollout feeds back, so the model learns to continue from its own errors (self-forcing against drift)
@@ -116,6 +121,11 @@ class ObjectiveConfig:
     # A DiT with a motion gate (`DiTConfig.motion_gate`) also fits its gate to it, on every frame after a real one
     state_change_key: str = ""
     state_change_weight: float = 1.0
+
+    @property
+    def needs_recalled(self) -> bool:
+        """Whether the loss needs the recalled pixels (`recall_weight`, `recall_own_weight`), hence a camera."""
+        return self.recall_weight > 0 or self.recall_own_weight > 0
 
     def __post_init__(self) -> None:
         if self.time_sampling not in ("logit_normal", "uniform"):
@@ -136,7 +146,7 @@ class ObjectiveConfig:
             raise ValueError("own_context_reencode re-encodes self-forcing's own frames: set objective.own_context_prob > 0")
         if not (math.isfinite(self.state_change_weight) and self.state_change_weight >= 0):
             raise ValueError(f"state_change_weight must be finite and >= 0, got {self.state_change_weight}")
-        for name in ("change_weight", "object_weight", "ball_weight", "recall_weight"):
+        for name in ("change_weight", "object_weight", "ball_weight", "recall_weight", "recall_own_weight"):
             if not (math.isfinite(getattr(self, name)) and getattr(self, name) >= 0):
                 raise ValueError(f"{name} must be finite and >= 0, got {getattr(self, name)}")
         self.agent_box = tuple(int(v) for v in self.agent_box)
@@ -276,17 +286,18 @@ def diffusion_loss(
     if config.motion_weight > 0 or config.field_weight > 0 or config.prior_weight > 0:  # it also sees the clean frames
         extra["clean"] = x0
     out = model(add_noise(x0, noise, t), t, actions, action_mask, frame_index, **extra)
-    err = (out.prediction.float() - v_target(x0, noise, t).float()).pow(2)  # (B, T, C, h, w)
+    target = v_target(x0, noise, t).float()
+    err = (out.prediction.float() - target).pow(2)  # (B, T, C, h, w)
     pixel = pixel_weights(x0, config)
     if config.ball_weight > 0:  # (B, T, 1, h, w) from the data: 1 off the balls
         if ball_pixels is None:
             raise ValueError("objective.ball_weight > 0 needs the balls' latent weights (a store with ball state, "
                              "read through the latent cache)")
         pixel = ball_pixels.float() if pixel is None else pixel * ball_pixels.float()
+    if config.needs_recalled and recalled is None:
+        raise ValueError("objective.recall_weight and recall_own_weight need a camera that tells which places were seen "
+                         "before: camera_state (a store state) or a DiT with world heads (model_overrides.world_heads)")
     if config.recall_weight > 0:
-        if recalled is None:
-            raise ValueError("objective.recall_weight > 0 needs a camera that tells which places were seen before: "
-                             "camera_state (a store state) or a DiT with world heads (model_overrides.world_heads)")
         recall = 1.0 + config.recall_weight * recalled.float()
         pixel = recall if pixel is None else pixel * recall
     if pixel is not None:
@@ -296,6 +307,13 @@ def diffusion_loss(
     weight = (~is_context).float()
     diffusion = (per_frame * weight).sum() / weight.sum().clamp(min=1)
     loss, logs = diffusion, {"diffusion": diffusion.detach(), "noise_level": t.mean()}
+    if config.recall_own_weight > 0:  # the DiT's own prediction on the recalled pixels of the denoised frames
+        if getattr(out, "own_prediction", None) is None:
+            raise ValueError("objective.recall_own_weight > 0 needs a DiT that composites (model_overrides."
+                             "prior_composite or motion_composite): otherwise its prediction is its own already")
+        where = recalled.float() * weight[:, :, None, None, None]  # (B, T, 1, h, w)
+        own = ((out.own_prediction.float() - target).pow(2) * where).sum() / (where.sum() * x0.shape[2]).clamp(min=1)
+        loss, logs["recall_own"] = loss + config.recall_own_weight * own, own.detach()
     # the moved previous clean frame fitted to the clean frame: the motion kernel from the second frame on, the
     # motion field from the third (it reads two frames before)
     for name, weight, moved, first, needs in (

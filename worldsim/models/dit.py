@@ -161,6 +161,7 @@ class DiTOutput:
     motion_gate_logit: Tensor | None = None  # (B, T) the motion gate's "this move succeeds" logit on `clean` (when asked)
     motion: Tensor | None = None  # (B, T, C, h, w): `clean`'s previous frames moved by the motion kernel (when asked)
     composite_mask: Tensor | None = None  # (B, T, 1, h, w): the motion composite's mask m (motion_composite)
+    own_prediction: Tensor | None = None  # (B, T, C, h, w): with a composite, the DiT's own prediction before it
     field_motion: Tensor | None = None  # (B, T, C, h, w): `clean`'s previous frames moved by the motion field (when asked)
     prior_next: Tensor | None = None  # (B, T, C, h, w): the conv prior's guess of each frame from `clean` (when asked)
     prior_guess: Tensor | None = None  # (B, T, C, h, w): the conv prior's guess of each frame from the frames it read
@@ -394,6 +395,7 @@ class DiT(nn.Module):
         if self.composite is not None:  # toward the moved previous frame or the conv prior's guess
             mask = torch.sigmoid(unpatchify(self.composite(tokens, cond), p, 1, grid_h).float())  # (B, T, 1, h, w)
             toward = guess if self.config.prior_composite else moved
+            out.own_prediction = out.prediction
             out.prediction, out.composite_mask = composite_v(out.prediction, x, noise_level, toward, previous_level, mask), mask
         if self.motion is not None and clean is not None:
             out.motion, out.motion_gate_logit = moved_clean, gate_clean

@@ -150,9 +150,9 @@ class TrainConfig:
             raise ValueError(f"latent_cache=true encodes consecutive rows; frame_skip={self.frame_skip} needs latent_cache=false")
         if self.camera_state and not (self.task == "dit" and self.latent_cache):
             raise ValueError(f"camera_state={self.camera_state!r} needs task=dit with latent_cache=true")
-        if self.objective.recall_weight > 0 and not (self.camera_state or self.model_overrides.get("world_heads")):
-            raise ValueError("objective.recall_weight needs a camera that tells which places were seen before: "
-                             "camera_state=KEY (a store state) or model_overrides.world_heads")
+        if self.objective.needs_recalled and not (self.camera_state or self.model_overrides.get("world_heads")):
+            raise ValueError("objective.recall_weight and recall_own_weight need a camera that tells which places were "
+                             "seen before: camera_state=KEY (a store state) or model_overrides.world_heads")
         if self.reappear_repeat < 1 or (self.reappear_state and not (self.task == "dit" and self.latent_cache)) \
                 or self.reappear_hidden < 0 or (self.reappear_hidden and not self.reappear_state):
             raise ValueError(f"reappear_repeat must be >= 1, reappear_state needs task=dit with latent_cache=true and "

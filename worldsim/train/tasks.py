@@ -282,7 +282,7 @@ class DiTTask:
         # the view's origin at each frame (world heads, objective.recall_weight): where it went (`camera_state`), else
         # summed over the whole window's moves (a DiT with world heads)
         camera = None
-        if (self.model_config.world_heads or self.cfg.objective.recall_weight > 0) and "camera" in batch:
+        if (self.model_config.world_heads or self.cfg.objective.needs_recalled) and "camera" in batch:
             camera = batch["camera"].to(self.device)
         elif self.model_config.world_heads and actions is not None:
             camera = camera_positions(actions, mask, self.model.camera_table)  # the DiT's table (a buffer)
@@ -306,7 +306,7 @@ class DiTTask:
                                         self.cfg.objective.own_context_prob, self.cfg.objective.own_context_frames,
                                         reencode, camera if self.model_config.world_heads else None)
         recalled = None  # objective.recall_weight: the latent pixels only memory of older frames can draw
-        if camera is not None and self.cfg.objective.recall_weight > 0:
+        if camera is not None and self.cfg.objective.needs_recalled:
             p = self.model_config.patch_size
             grid = recalled_patches(camera, x0.shape[-2] // p, x0.shape[-1] // p)  # (B, T, gh, gw)
             recalled = grid.repeat_interleave(p, dim=2).repeat_interleave(p, dim=3)[:, :, None]
