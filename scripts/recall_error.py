@@ -87,15 +87,16 @@ def held_out_windows(store: str, autoencoder, frames: int, count: int, seed: int
 
 
 def composite_parts(dit, x0: torch.Tensor, noise: torch.Tensor, actions: torch.Tensor, mask: torch.Tensor):
-    """A prior-composited DiT's one-step estimate of the last frame taken apart: (its own estimate, the conv prior's
-    guess, the mask m toward the guess), each (B, C or 1, h, w). From pure noise the sample is (1 - m) x0_dit + m guess
-    (`worldsim.models.motion.composite_v` at sigma = 1), and the clean estimate there is -v."""
+    """A prior-composited DiT's one-step estimate of the last frame and its parts, from one forward: (the estimate,
+    its own estimate, the conv prior's guess, the mask m toward the guess), each (B, C or 1, h, w). From pure noise
+    the clean estimate is -v (what a one-step `sample_euler` returns) and it is (1 - m) x0_dit + m guess
+    (`worldsim.models.motion.composite_v` at sigma = 1)."""
     level = torch.zeros(x0.shape[:2])
     level[:, -1] = 1.0
     out = dit(torch.cat([x0[:, :-1], noise], 1), level, actions, mask, None)
     weight, guess = out.composite_mask[:, -1].float(), out.prior_guess[:, -1].float()
-    own = (-out.prediction[:, -1].float() - weight * guess) / (1 - weight).clamp_min(1e-3)
-    return own, guess, weight
+    sample = -out.prediction[:, -1].float()
+    return sample, (sample - weight * guess) / (1 - weight).clamp_min(1e-3), guess, weight
 
 
 @torch.no_grad()
@@ -155,12 +156,14 @@ def main(argv=None) -> int:
             dit = m["dit"]
             if args.model_camera and dit.config.world_heads:
                 dit = functools.partial(dit, camera=camera - camera[:, :1])
-            guesses[name] = sample_euler(dit, tuple(noise.shape), steps=1, noise=noise, context=x0[:, :-1],
-                                         actions=actions, action_mask=mask)[:, 0]
-            if name in composited:
-                guesses[f"{name}:dit"], guesses[f"{name}:prior"], weight = composite_parts(dit, x0, noise, actions, mask)
+            if name in composited:  # the sample and its parts from one forward
+                guesses[name], guesses[f"{name}:dit"], guesses[f"{name}:prior"], weight = composite_parts(
+                    dit, x0, noise, actions, mask)
                 masks[name]["recalled"] += float((weight * recalled).sum())
                 masks[name]["other"] += float((weight * (1 - recalled)).sum())
+            else:
+                guesses[name] = sample_euler(dit, tuple(noise.shape), steps=1, noise=noise, context=x0[:, :-1],
+                                             actions=actions, action_mask=mask)[:, 0]
             if args.memoryless:  # the same DiT with only the frame before: it cannot recall, so this is its prior
                 guesses[f"{name}/last"] = sample_euler(m["dit"], tuple(noise.shape), steps=1, noise=noise, context=x0[:, -2:-1],
                                                        actions=actions[:, -2:], action_mask=mask[:, -2:])[:, 0]

@@ -279,7 +279,7 @@ class DiTTask:
         change = batch["state_change"].to(self.device) if "state_change" in batch else None
         balls = batch["ball_pixels"].to(self.device) if "ball_pixels" in batch else None
         frame_index, context_frames = None, None
-        # the view's origin at each frame (world heads, objective.recall_weight): where it went (`camera_state`), else
+        # the view's origin at each frame (world heads, the recall weights): where it went (`camera_state`), else
         # summed over the whole window's moves (a DiT with world heads)
         camera = None
         if (self.model_config.world_heads or self.cfg.objective.needs_recalled) and "camera" in batch:
@@ -305,7 +305,7 @@ class DiTTask:
                 x0 = own_newest_context(module, x0, actions, mask, frame_index, context_frames, generator,
                                         self.cfg.objective.own_context_prob, self.cfg.objective.own_context_frames,
                                         reencode, camera if self.model_config.world_heads else None)
-        recalled = None  # objective.recall_weight: the latent pixels only memory of older frames can draw
+        recalled = None  # recall_weight, recall_own_weight: the latent pixels only memory of older frames can draw
         if camera is not None and self.cfg.objective.needs_recalled:
             p = self.model_config.patch_size
             grid = recalled_patches(camera, x0.shape[-2] // p, x0.shape[-1] // p)  # (B, T, gh, gw)
