@@ -1,6 +1,6 @@
 """Fit a DiT's motion field alone on a store's cached latents (worldsim.train.motion_field).
 
-    python scripts/fit_motion_field.py DIT_EXPORT STORE OUT [--width 32] [--radius 4] [--steps 1500] [--prior [--heads 2] [--frames 8] [--distill [--teacher EXPORT]]] [--schedule cosine] [--json F]
+    python scripts/fit_motion_field.py DIT_EXPORT STORE OUT [--width 32] [--radius 4] [--steps 1500] [--prior [--heads 2] [--frames 8] [--distill [--teacher EXPORT] | --widen]] [--schedule cosine] [--json F]
 """
 
 import argparse
@@ -35,6 +35,9 @@ def main() -> None:
                         help="frames a prior reads before each one (> 2: older ones too, DiTConfig.prior_frames)")
     parser.add_argument("--distill", action="store_true",
                         help="fit the fresh prior of --width to the replaced prior's guesses (a cheaper drop-in)")
+    parser.add_argument("--widen", action="store_true",
+                        help="widen the prior to --width (a multiple of its width) guessing exactly as before, instead "
+                             "of replacing it by a fresh one")
     parser.add_argument("--teacher", default=None,
                         help="with --distill: the DiT export whose conv prior is distilled (default: the replaced one); "
                              "how a distilled prior continues from its OUT")
@@ -53,7 +56,7 @@ def main() -> None:
                                   unroll=args.unroll, schedule=args.schedule,
                                   eval_every=args.eval_every, heads=args.heads,
                                   change_weight=args.change_weight, frames=args.frames, distill=args.distill,
-                                  teacher_export=args.teacher)
+                                  teacher_export=args.teacher, widen=args.widen)
     except (ValueError, OSError, ExportError) as e:
         sys.exit(f"fit_motion_field: {e}")
     if args.json:

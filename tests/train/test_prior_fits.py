@@ -1,6 +1,6 @@
 """Conv prior fits beyond the plain one: a committed prior (`DiTConfig.prior_heads`: several guesses of the next latent
 and one chosen, fitted winner-takes-all, so that where the next frame is one of a few outcomes the guess is one of
-them, not their mean), and a change-weighted fit (`--change-weight`)."""
+them, not their mean), a change-weighted fit (`--change-weight`), and a widened one (`--widen`)."""
 
 import json
 import subprocess
@@ -16,6 +16,7 @@ from worldsim.models.dit import DiTConfig
 from worldsim.models.motion import ConvPrior
 from worldsim.train.latent_cache import build_cache
 from worldsim.train.motion_field import field_dit
+from worldsim.train.warm_start import widened_prior
 
 from tiny_world_model import make_export
 
@@ -208,3 +209,47 @@ def test_a_narrower_prior_distilled_from_the_dits_own(prior_and_store, tmp_path)
     assert load_export(tmp_path / "s2")[1]["conv_prior_fit"]["teacher"] == str(fitted)
     run = _fit_script(tmp_path / "s", store, tmp_path / "x", "--width", "16", "--steps", "1", "--teacher", str(fitted))
     assert run.returncode != 0 and "for --distill" in run.stderr and run.stderr.count("\n") == 1, run.stderr
+
+
+def test_a_widened_prior_guesses_as_before_and_fits_on(prior_and_store, tmp_path):
+    """--widen --width 16 widens an 8-channel prior (Net2WiderNet: channel copies, the weights that read them split
+    at random): at step 0 its held-out error is the narrow prior's, every other weight is kept, and it fits on with
+    the copies apart. `widened_prior` keeps a committed, four-frame prior's guesses and choice too; widening to a width
+    that is not a larger multiple, or with --distill, is refused in one line."""
+    base, store = prior_and_store
+    fitted = tmp_path / "narrow"  # a prior that guesses something other than copying, so that equality means something
+    run = _fit_script(base, store, fitted, "--steps", "30", "--eval-every", "30", "--lr", "3e-3",
+                      "--json", str(tmp_path / "narrow.json"))
+    assert run.returncode == 0, run.stderr[-2000:]
+    narrow = json.loads((tmp_path / "narrow.json").read_text())["curve"][-1]["held_out_prior_mse"]
+    run = _fit_script(fitted, store, tmp_path / "wide", "--width", "16", "--widen", "--steps", "20",
+                      "--eval-every", "20", "--lr", "3e-3", "--json", str(tmp_path / "wide.json"))
+    assert run.returncode == 0, run.stderr[-2000:]
+    curve = json.loads((tmp_path / "wide.json").read_text())["curve"]
+    assert abs(curve[0]["held_out_prior_mse"] - narrow) < 1e-4, (curve[0], narrow)
+    assert curve[-1]["held_out_prior_mse"] < curve[0]["held_out_prior_mse"], curve
+    (before, _), (after, meta) = load_export(fitted), load_export(tmp_path / "wide")
+    assert after["dit"].config.conv_prior == 16 and meta["conv_prior_fit"]["widened_from_width"] == 8
+    own = before["dit"].state_dict()
+    for name, weight in after["dit"].state_dict().items():
+        if not name.startswith("prior."):
+            torch.testing.assert_close(weight, own[name])
+    bias = after["dit"].prior.blocks[0].conv1.bias  # the copies of channel 0 start with one bias and learnt apart
+    assert abs(float(bias[0].detach() - bias[1].detach())) > 1e-6
+
+    one = field_dit(before["dit"].eval(), 8, 0, "prior", heads=2, frames=4)
+    with torch.no_grad():  # make the added head, choice and older frames' input do something
+        for p in (one.prior.alt.weight, one.prior.choose.weight, one.prior.older.weight):
+            p.normal_(0, 0.1)
+    wide = widened_prior(one, 24).eval()
+    assert wide.config.conv_prior == 24
+    previous, earlier, older = torch.randn(2, 3, 4, 4, 4), torch.randn(2, 3, 4, 4, 4), torch.randn(2, 3, 2, 4, 4, 4)
+    cond = torch.randn(2, 3, one.config.dim)
+    with torch.no_grad():
+        for a, b in zip(one.eval().prior.hypotheses(previous, earlier, cond, older),
+                        wide.prior.hypotheses(previous, earlier, cond, older)):
+            torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
+    for args, message in ((["--width", "12", "--widen"], "larger multiple"), (["--width", "8", "--widen"], "larger"),
+                          (["--width", "16", "--widen", "--distill"], "widen")):
+        run = _fit_script(fitted, store, tmp_path / "x", "--steps", "1", *args)
+        assert run.returncode != 0 and message in run.stderr and run.stderr.count("\n") == 1, run.stderr[-2000:]

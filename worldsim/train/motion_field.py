@@ -33,7 +33,7 @@ from worldsim.export import load_export, write_export_like
 from worldsim.models.dit import DiT
 from worldsim.train.latent_cache import LatentWindowDataset, autoencoder_key, open_cache
 from worldsim.train.validation import holdout_episodes
-from worldsim.train.warm_start import with_config, with_prior_width
+from worldsim.train.warm_start import widened_prior, with_config, with_prior_width
 
 
 def field_dit(dit: DiT, width: int, radius: int, kind: str = "field", heads: int = 1, frames: int = 2) -> DiT:
@@ -90,7 +90,7 @@ def fit_motion_field(dit_export: str | os.PathLike, store: str | os.PathLike, ou
                      eval_every: int = 250, seed: int = 0, log=print, kind: str = "field",
                      unroll: int = 1, schedule: str = "constant", heads: int = 1,
                      change_weight: float = 0.0, frames: int = 2, distill: bool = False,
-                     teacher_export: str | os.PathLike | None = None) -> dict[str, Any]:
+                     teacher_export: str | os.PathLike | None = None, widen: bool = False) -> dict[str, Any]:
     """Fit the motion field of `dit_export`'s DiT on `store`'s cached latents; write the export to `out`; return
     the curve: held-out mean squared error of the moved previous latent against the next one, beside copying the
     previous latent (what the DiT's copy pathway starts from).
@@ -123,7 +123,9 @@ def fit_motion_field(dit_export: str | os.PathLike, store: str | os.PathLike, ou
     latents (a drop-in for the prior the DiT learnt to read); the curve then adds its held-out distance to them
     (`held_out_teacher_mse`) and the replaced prior's own error (`held_out_teacher_prior_mse`). `teacher_export`: the
     prior is distilled from that export's conv prior instead (same latents and actions), whatever its own width:
-    how a distilled prior continues from OUT (which holds only the new prior)."""
+    how a distilled prior continues from OUT (which holds only the new prior). `widen`: a `width` that is a larger
+    multiple of the prior's widens that prior instead, guessing exactly as before (`warm_start.widened_prior`), so
+    the fit continues from what it had learnt with more channels."""
     models, meta = load_export(dit_export)
     if "dit" not in models:
         raise ValueError(f"{dit_export} is an {meta['kind']} export; fitting a motion field needs a DiT export")
@@ -139,7 +141,12 @@ def fit_motion_field(dit_export: str | os.PathLike, store: str | os.PathLike, ou
         raise ValueError(f"frames={frames}: a prior (--prior) reads 2 frames or more, a motion field 2")
     source, teacher = models["dit"], None
     own = source.config.conv_prior if kind == "prior" else source.config.motion_field
-    if kind == "prior" and own and width is not None and width != own:
+    if widen and (kind != "prior" or distill or width is None):
+        raise ValueError(f"widen widens a DiT's conv prior to --width (--prior, no --distill), got kind {kind!r}, "
+                         f"width {width}, distill {distill}")
+    if widen:
+        source = widened_prior(source, width)
+    elif kind == "prior" and own and width is not None and width != own:
         source, teacher = with_prior_width(source, width)
     if teacher_export is not None:
         if not distill:
@@ -227,6 +234,7 @@ def fit_motion_field(dit_export: str | os.PathLike, store: str | os.PathLike, ou
     fit = {"from": str(dit_export), "out": str(out), "store": str(store), "width": width, "radius": radius,
            "steps": steps, "steps_before": before, "lr": lr, "schedule": schedule, "batch": batch, "unroll": unroll,
            **({"distilled_from_width": teacher.inp.out_channels} if distill else {}),
+           **({"widened_from_width": own} if widen else {}),
            **({"teacher": str(teacher_export)} if teacher_export is not None else {}),
            **({"frames": frames} if frames > 2 else {}),
            **({"heads": heads} if heads > 1 else {}), **({"change_weight": change_weight} if change_weight else {}),

@@ -19,6 +19,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+import torch
 from torch import nn
 
 from worldsim.export import load_export, write_export_like
@@ -87,6 +88,44 @@ def with_prior_width(dit: nn.Module, width: int) -> tuple[nn.Module, nn.Module]:
     missing, unexpected = new.load_state_dict(kept, strict=False)
     assert not unexpected and all(n.startswith("prior.") for n in missing), (missing, unexpected)
     return new, dit.prior
+
+
+def widened_prior(dit: nn.Module, width: int, seed: int = 0) -> nn.Module:
+    """A copy of `dit` whose conv prior is `width` channels wide (a multiple of its width), guessing exactly as before
+    (Net2WiderNet, Chen et al. 2016): each channel of the prior's residual stream and hidden layers becomes f = width
+    / old copies that read the same inputs, and each layer reading them splits every weight among the copies at
+    random fractions summing to 1. Copies sit side by side, so each of the 8 group-norm groups holds the copies of one
+    old group, whose mean and variance they keep. The uneven split makes the copies learn apart from the first step.
+    Every other weight is kept. ValueError if `dit` has no conv prior or `width` is not a multiple of its width."""
+    old = dit.config.conv_prior
+    if not old or width <= old or width % old:
+        raise ValueError(f"widening the conv prior needs a prior ({old or 'none'}) and a width that is a larger "
+                         f"multiple of its width, got {width}")
+    f = width // old
+    new, _ = with_prior_width(dit, width)
+    gen = torch.Generator().manual_seed(seed)
+
+    def split(weight: torch.Tensor, dim: int, start: int = 0) -> torch.Tensor:
+        """`weight` with its input channels start.. (along `dim`) each repeated f times, at random fractions."""
+        head, tail = weight.narrow(dim, 0, start), weight.narrow(dim, start, weight.shape[dim] - start)
+        tail = tail.repeat_interleave(f, dim)
+        grouped = list(tail.shape[:dim]) + [tail.shape[dim] // f, f] + list(tail.shape[dim + 1:])
+        r = (torch.rand(grouped, generator=gen) + 0.5).to(tail.dtype)  # fractions 1/4..3/4 for f = 2
+        r = (r / r.sum(dim + 1, keepdim=True)).reshape(tail.shape)
+        return torch.cat([head, tail * r], dim)
+
+    widened = {}
+    for name, w in dit.prior.state_dict().items():
+        target = new.prior.state_dict()[name]
+        if w.shape == target.shape:
+            widened[name] = w.clone()
+            continue
+        w = w.repeat_interleave(f, 0) if target.shape[0] != w.shape[0] else w  # copies of each output channel
+        if w.dim() > 1 and target.shape[1] != w.shape[1]:  # inputs: the old channels' copies, weights split
+            w = split(w, 1, start=w.shape[1] - old)  # the prior's input conv reads 2C frame channels first
+        widened[name] = w
+    new.prior.load_state_dict(widened)
+    return new
 
 
 def add_pathway(dit_export: str | os.PathLike, out: str | os.PathLike, **changes: Any) -> Path:
