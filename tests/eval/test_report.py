@@ -32,7 +32,7 @@ def test_real_vs_real_report_has_the_ceilings(tmp_path):
     assert cons["memoryless_vs_real_return"]["psnr"] < 100  # two different seeds: the other one is no memory of this one
     assert "skipped" in res["minecraft"]["minedojo"] and "MineDojo" in res["minecraft"]["minedojo"]["skipped"]
     md = r.markdown_path.read_text()
-    assert "memoryless vs real return" in md
+    assert "memoryless vs real return" in md and "autoencoder_ceiling" not in res  # no model, no autoencoder
     assert "## Probes" in md and "## Look away and back" in md and "**copy (the baseline)**" in md and "| real (ceiling) | push | 1.00 |" in md
     assert res["probes"][REAL]["fall_bounce_strict"] == {"passed": 1, "scored": 1}  # the truth follows itself
     assert "against the true restitution only: real (ceiling) 1/1." in md
@@ -53,6 +53,9 @@ def test_report_from_a_tiny_simulator_export(tiny_export, tmp_path):
     assert rvs["horizons"] == [1, 4] and rvs["psnr"][0]["mean"] < 40  # random weights: far from real
     assert set(res["probes"]) == {REAL, "autoregressive", "long-range", "hierarchical"}
     assert set(res["idm"]["schemes"]) == set(res["schemes"])
+    ceiling = res["autoencoder_ceiling"]  # the real frames through the model's autoencoder, one figure per horizon
+    assert ceiling["horizons"] == [1, 4] and all(0 < p["mean"] < 100 for p in ceiling["psnr"])
+    assert "**autoencoder (the ceiling)**" in r.markdown_path.read_text()
     assert len(res["videos"]) == 2 * 3 and (out / "plots" / "psnr_vs_scheme.png").exists()
     with av.open(str(out / res["videos"][0])) as c:
         frames = [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]

@@ -169,6 +169,10 @@ def markdown(results: dict[str, Any]) -> str:
     if copy:
         lines += ["**copy (the baseline)**: the last context frame repeated; a simulator must beat this to say more than "
                   "\"nothing changes\".", ""] + horizon_table(copy) + [""]
+    ceiling = results.get("autoencoder_ceiling")
+    if ceiling:
+        lines += ["**autoencoder (the ceiling)**: the real frames encoded and decoded by the simulator's autoencoder; "
+                  "no simulator draws closer to the real world than its perfect latents.", ""] + horizon_table(ceiling) + [""]
     floor = results.get("real_floor")
     if floor:
         lines += ["**real vs real (the floor)**: the same seeds and actions played again; this world runs in real time, "

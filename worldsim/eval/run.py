@@ -62,6 +62,17 @@ def _sim_or_real(p: Paired) -> np.ndarray:
     return p.sim if p.sim is not None else p.real.copy()
 
 
+def _autoencoder_ceiling(first: Paired, sim: Any, cfg: EvalConfig) -> dict[str, Any]:
+    """Real vs the simulator's autoencoder on the real frames: each episode's context, as much of it as the simulator
+    reads, and its continuation encoded and decoded in one pass. No simulator scores above what perfect latents draw."""
+    k = first.k
+    used = 1 + (min(sim.config.context_frames, 1 + (first.context - 1) // k) - 1) * k
+    m = first.real.shape[1]
+    drawn = np.stack([sim.reconstruct(ep.frames[first.context - used:first.context + m])[used:]
+                      for ep in first.episodes])
+    return per_horizon(first.real, drawn, k=k, horizons=tuple(cfg.horizons))
+
+
 def run_eval(cfg: EvalConfig) -> EvalResult:
     """Run every enabled measurement and write the report under `cfg.out`."""
     from worldsim.eval.report import write_report
@@ -105,6 +116,8 @@ def run_eval(cfg: EvalConfig) -> EvalResult:
         last = np.stack([ep.frames[first.context - 1] for ep in first.episodes])  # the last context frame
         results["copy_baseline"] = per_horizon(first.real, np.repeat(last[:, None], first.real.shape[1], axis=1),
                                                k=first.k, horizons=tuple(cfg.horizons))
+        if cfg.checkpoint is not None:
+            results["autoencoder_ceiling"] = _autoencoder_ceiling(first, next(iter(runners.values())).sim, cfg)
         if cfg.world in REAL_TIME_WORLDS:  # the same seed and actions do not give the same frames: measure by how much
             results["real_floor"] = per_horizon(first.real, replay_paired(cfg.world, first, size, seeds), k=first.k,
                                                 horizons=tuple(cfg.horizons))

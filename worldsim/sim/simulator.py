@@ -256,6 +256,15 @@ class Simulator:
             raise ValueError(f"{what} holds no frames")
         return frames
 
+    def reconstruct(self, frames: np.ndarray) -> np.ndarray:
+        """uint8 frames (T, H, W, 3) encoded and decoded in one pass, as the simulator encodes context and decodes
+        latents: what it would draw from perfect latents (the autoencoder's ceiling)."""
+        video = frames_to_float(torch.from_numpy(np.ascontiguousarray(self.check_frames(frames, "frames"))))
+        with torch.no_grad():
+            raw = self.autoencoder.encode(video.to(self.device)[None]).mode()
+            with self._autocast():
+                return frames_to_uint8(self.autoencoder.decode(raw).float())[0].cpu().numpy()
+
     # ------------------------------------------------------------------ start
     def start(self, frames: np.ndarray, actions: np.ndarray | None = None, has_action: np.ndarray | None = None) -> Track:
         """Encode context into a new track.
