@@ -139,3 +139,16 @@ def test_card_joins_a_stage_and_its_warm_started_continuation(tmp_path):
     line = _continuation("dit", tmp_path / "x-dit2", more, base)
     assert "50 more steps" in line and "worldsim/pretrained/x" in line
     assert "objective.time_sampling=uniform" in line and "previous_frame" in line and "run_dir" not in line
+
+
+def test_card_tables_put_the_autoencoder_ceiling_beside_the_simulator():
+    from worldsim.pretrained.card import eval_tables
+
+    results = json.loads((pretrained_path("probes") / "eval_results.json").read_text())
+    plain = eval_tables(results)
+    curve = {"horizons": [1, 16], "psnr": [{"mean": 36.9, "ci95": [34.9, 39.0]}, {"mean": 37.2, "ci95": [34.5, 39.9]}],
+             "ssim": [{"mean": 0.997, "ci95": [0.995, 0.998]}, {"mean": 0.996, "ci95": [0.995, 0.998]}]}
+    with_ceiling = eval_tables({**results, "autoencoder_ceiling": curve})
+    added = [line for line in with_ceiling if line not in plain]
+    assert added == ["| autoencoder (the ceiling) | 1 | 36.90 [34.90, 39.00] | 0.997 [0.995, 0.998] |",
+                     "| autoencoder (the ceiling) | 16 | 37.20 [34.50, 39.90] | 0.996 [0.995, 0.998] |"]

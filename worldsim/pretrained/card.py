@@ -235,7 +235,10 @@ def eval_tables(results: dict[str, Any]) -> list[str]:
     """Markdown tables of the headline numbers of a `worldsim eval` results.json."""
     lines = ["Real vs simulated on held-out seeds (same seed, same actions), mean over episodes [95% interval]:", "",
              "| context scheme | horizon (latent steps) | PSNR (dB) | SSIM |", "|---|---|---|---|"]
-    for scheme, curve in results["real_vs_sim"].items():
+    rows = list(results["real_vs_sim"].items())
+    if results.get("autoencoder_ceiling"):  # the real frames through the autoencoder: what perfect latents draw
+        rows.append(("autoencoder (the ceiling)", results["autoencoder_ceiling"]))
+    for scheme, curve in rows:
         for h, p, s in zip(curve["horizons"], curve["psnr"], curve["ssim"]):
             lines.append(f"| {scheme} | {h} | {p['mean']:.2f} [{p['ci95'][0]:.2f}, {p['ci95'][1]:.2f}] | "
                          f"{s['mean']:.3f} [{s['ci95'][0]:.3f}, {s['ci95'][1]:.3f}] |")
