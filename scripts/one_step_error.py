@@ -76,7 +76,7 @@ def one_step_error(export: str, store_path: str, windows: int = 512) -> dict:
             estimates["guess"] = out.prior_guess[:, -1:].float()
         estimates["copy"] = x0[:, -2:-1]
         real = frames_to_float(val.real)[:, -val.k:]
-        scores = {name: psnr(val._decode(torch.cat([x0[:, :-1], lat.to(x0.dtype)], 1))[:, -val.k:], real,
+        scores = {name: psnr(val._decode_tail(torch.cat([x0[:, :-1], lat.to(x0.dtype)], 1)), real,
                              data_range=2.0).mean(dim=1) for name, lat in estimates.items()}  # (V,) each
     result = {"export": str(export), "store": str(store_path), "windows": v,
               "all": {name: {"psnr": round(float(s.mean()), 3),

@@ -63,14 +63,12 @@ def _sim_or_real(p: Paired) -> np.ndarray:
 
 
 def _autoencoder_ceiling(first: Paired, sim: Any, cfg: EvalConfig) -> dict[str, Any]:
-    """Real vs the simulator's autoencoder on the real frames: each episode's context, as much of it as the simulator
-    reads, and its continuation encoded and decoded in one pass. No simulator scores above what perfect latents draw."""
-    k = first.k
-    used = 1 + (min(sim.config.context_frames, 1 + (first.context - 1) // k) - 1) * k
-    m = first.real.shape[1]
-    drawn = np.stack([sim.reconstruct(ep.frames[first.context - used:first.context + m])[used:]
-                      for ep in first.episodes])
-    return per_horizon(first.real, drawn, k=k, horizons=tuple(cfg.horizons))
+    """Real vs the simulator's autoencoder on the real frames: each episode's context (as many frames as the simulator
+    reads: `paired_rollouts` rolls exactly those) and its continuation encoded and decoded in one pass. No simulator
+    scores above what perfect latents draw."""
+    c, m = first.context, first.real.shape[1]
+    drawn = np.stack([sim.reconstruct(ep.frames[:c + m])[c:] for ep in first.episodes])
+    return per_horizon(first.real, drawn, k=first.k, horizons=tuple(cfg.horizons))
 
 
 def run_eval(cfg: EvalConfig) -> EvalResult:

@@ -105,24 +105,21 @@ def widened_prior(dit: nn.Module, width: int, seed: int = 0) -> nn.Module:
     new, _ = with_prior_width(dit, width)
     gen = torch.Generator().manual_seed(seed)
 
-    def split(weight: torch.Tensor, dim: int, start: int = 0) -> torch.Tensor:
-        """`weight` with its input channels start.. (along `dim`) each repeated f times, at random fractions."""
-        head, tail = weight.narrow(dim, 0, start), weight.narrow(dim, start, weight.shape[dim] - start)
-        tail = tail.repeat_interleave(f, dim)
-        grouped = list(tail.shape[:dim]) + [tail.shape[dim] // f, f] + list(tail.shape[dim + 1:])
-        r = (torch.rand(grouped, generator=gen) + 0.5).to(tail.dtype)  # fractions 1/4..3/4 for f = 2
-        r = (r / r.sum(dim + 1, keepdim=True)).reshape(tail.shape)
-        return torch.cat([head, tail * r], dim)
+    def split(weight: torch.Tensor, start: int) -> torch.Tensor:
+        """`weight` with its input channels start.. each repeated f times, at random fractions summing to 1."""
+        head, tail = weight[:, :start], weight[:, start:].repeat_interleave(f, 1)
+        r = torch.rand(tail.shape[0], tail.shape[1] // f, f, *tail.shape[2:], generator=gen).to(tail.dtype) + 0.5
+        return torch.cat([head, tail * (r / r.sum(2, keepdim=True)).flatten(1, 2)], 1)  # fractions 1/4..3/4 for f = 2
 
-    widened = {}
+    widened, targets = {}, new.prior.state_dict()
     for name, w in dit.prior.state_dict().items():
-        target = new.prior.state_dict()[name]
+        target = targets[name]
         if w.shape == target.shape:
             widened[name] = w.clone()
             continue
         w = w.repeat_interleave(f, 0) if target.shape[0] != w.shape[0] else w  # copies of each output channel
         if w.dim() > 1 and target.shape[1] != w.shape[1]:  # inputs: the old channels' copies, weights split
-            w = split(w, 1, start=w.shape[1] - old)  # the prior's input conv reads 2C frame channels first
+            w = split(w, start=w.shape[1] - old)  # the prior's input conv reads 2C frame channels first
         widened[name] = w
     new.prior.load_state_dict(widened)
     return new
