@@ -35,22 +35,30 @@ DRAWS = 8000  # candidates drawn at a time
 TRIES = 500  # draws at one frame before a ball is given up (the second frame narrows the velocity about 1000-fold)
 
 
-class Ball:
-    """One ball's free flight and its masks as the renderer draws them, vectorised over candidate (position, velocity)."""
+def flight(state: np.ndarray, frames: int, cfg: PhysicsConfig) -> np.ndarray:
+    """(N, 4) x, y, vx, vy at frame 0 -> (N, frames, 2) centres: the exact constant-acceleration flight."""
+    t = np.arange(frames) * cfg.dt
+    g = np.array([0.0, -cfg.gravity])
+    return state[:, None, :2] + state[:, None, 2:] * t[None, :, None] + 0.5 * g * (t ** 2)[None, :, None]
 
-    def __init__(self, cfg: PhysicsConfig, renderer: Renderer, radius: float) -> None:
-        self.cfg, self.renderer, self.radius = cfg, renderer, radius
+
+class Ball:
+    """One ball's free flight and its masks as the renderer draws them, vectorised over candidate (position, velocity).
+    Pixel (row, col) samples the world point at its centre, as `Renderer` does (`bound` checks every true flight
+    against the renderer's own frames)."""
+
+    def __init__(self, cfg: PhysicsConfig, radius: float) -> None:
+        self.cfg, self.radius = cfg, radius
+        self.xs = (np.arange(SIZE) + 0.5) * cfg.width / SIZE  # pixel-centre x of each column
+        self.ys = cfg.height - (np.arange(SIZE) + 0.5) * cfg.height / SIZE  # pixel-centre y of each row
 
     def centres(self, state: np.ndarray, frames: int) -> np.ndarray:
-        """(N, 4) x, y, vx, vy at frame 0 -> (N, frames, 2) centres, the exact constant-acceleration flight."""
-        t = np.arange(frames) * self.cfg.dt
-        g = np.array([0.0, -self.cfg.gravity])
-        return state[:, None, :2] + state[:, None, 2:] * t[None, :, None] + 0.5 * g * (t ** 2)[None, :, None]
+        return flight(state, frames, self.cfg)
 
     def masks(self, centres: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
         """(N, T, 2) centres -> (N, T, rows, cols) bool: the pixels whose centre lies in the disc (the renderer's rule)."""
-        dx = self.renderer._xs[cols][None, None, None, :] - centres[..., 0, None, None]
-        dy = self.renderer._ys[rows][None, None, :, None] - centres[..., 1, None, None]
+        dx = self.xs[cols][None, None, None, :] - centres[..., 0, None, None]
+        dy = self.ys[rows][None, None, :, None] - centres[..., 1, None, None]
         return dx * dx + dy * dy <= self.radius * self.radius
 
 
@@ -67,7 +75,7 @@ def true_flight(rng: np.random.Generator, cfg: PhysicsConfig, frames: int) -> tu
             step(world, np.zeros(2), cfg)
             centres.append(world.pos[0].copy())
         centres = np.array(centres)
-        analytic = Ball(cfg, None, r).centres(state[None], frames)[0]  # type: ignore[arg-type]
+        analytic = flight(state[None], frames, cfg)[0]
         if (centres > r + 0.1).all() and (centres < np.array([cfg.width, cfg.height]) - r - 0.1).all() \
                 and np.allclose(analytic, centres, rtol=0, atol=1e-9):  # nothing but gravity acted
             return r, state, centres
@@ -112,10 +120,10 @@ def bound(balls: int, contexts: list[int], k: int, samples: int, ae_psnr: float 
         mse, sharp, spread, lost = [], [], [], 0
         while len(mse) < balls:
             r, state, centres = true_flight(rng, cfg, context + k)
-            ball = Ball(cfg, renderer, r)
+            ball = Ball(cfg, r)
             lo, hi = centres.min(0) - r - 0.2, centres.max(0) + r + 0.2  # the pixels the ball can reach, with a margin
-            cols = np.arange(SIZE)[(renderer._xs >= lo[0]) & (renderer._xs <= hi[0])]
-            rows = np.arange(SIZE)[(renderer._ys >= lo[1]) & (renderer._ys <= hi[1])]
+            cols = np.arange(SIZE)[(ball.xs >= lo[0]) & (ball.xs <= hi[0])]
+            rows = np.arange(SIZE)[(ball.ys >= lo[1]) & (ball.ys <= hi[1])]
             truth = ball.masks(centres[None], rows, cols)[0]  # (context + k, h, w)
             drawn = np.stack([(renderer.render(c[None], np.array([r]), PALETTE[:1], np.array([-10.0, -10.0]), 0.0,
                                                np.zeros((0, 4))) != BACKGROUND).any(-1) for c in centres])
