@@ -52,9 +52,6 @@ class Ball:
         self.xs = (np.arange(SIZE) + 0.5) * cfg.width / SIZE  # pixel-centre x of each column
         self.ys = cfg.height - (np.arange(SIZE) + 0.5) * cfg.height / SIZE  # pixel-centre y of each row
 
-    def centres(self, state: np.ndarray, frames: int) -> np.ndarray:
-        return flight(state, frames, self.cfg)
-
     def masks(self, centres: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
         """(N, T, 2) centres -> (N, T, rows, cols) bool: the pixels whose centre lies in the disc (the renderer's rule)."""
         dx = self.xs[cols][None, None, None, :] - centres[..., 0, None, None]
@@ -90,7 +87,7 @@ def posterior(rng: np.random.Generator, ball: Ball, state: np.ndarray, truth: np
 
     def consistent(frames: int) -> np.ndarray:
         s = centre + (rng.uniform(-1, 1, (DRAWS, 4)) * half) @ axes.T
-        ok = (ball.masks(ball.centres(s, frames), rows, cols) == truth[None, :frames]).all(axis=(1, 2, 3))
+        ok = (ball.masks(flight(s, frames, ball.cfg), rows, cols) == truth[None, :frames]).all(axis=(1, 2, 3))
         return s[ok]
 
     for frames in range(1, context + 1):
@@ -133,7 +130,7 @@ def bound(balls: int, contexts: list[int], k: int, samples: int, ae_psnr: float 
             if post is None:
                 lost += 1
                 continue
-            p = ball.masks(ball.centres(post, context + k)[:, context:], rows, cols).mean(0)  # (k, h, w) P(ball there)
+            p = ball.masks(flight(post, context + k, cfg)[:, context:], rows, cols).mean(0)  # (k, h, w) P(ball there)
             y = truth[context:].astype(np.float64)
             colour2 = float((((PALETTE[rng.integers(len(PALETTE))].astype(np.float64) - BACKGROUND) / 127.5) ** 2).mean())
             mse.append(((y - p) ** 2).sum(axis=(1, 2)) * colour2 / SIZE ** 2)  # (k,) over the whole frame
@@ -142,7 +139,7 @@ def bound(balls: int, contexts: list[int], k: int, samples: int, ae_psnr: float 
         mse_a = np.array(mse)
         result["context"][str(context)] = {
             "balls": len(mse), "lost": lost,
-            "psnr": round(float(np.mean(10 * np.log10(4.0 / (mse_a + ae_mse)))), 2) if ae_psnr else None,
+            "psnr": round(float(np.mean(10 * np.log10(4.0 / (mse_a + ae_mse)))), 2) if ae_psnr is not None else None,
             "psnr_of_mean_mse_alone": round(float(10 * np.log10(4.0 / max(mse_a.mean(), 1e-12))), 2),
             "mse_alone": float(mse_a.mean()),
             "pixels_wrong_sharp_per_frame": round(float(np.mean(sharp)), 3),
