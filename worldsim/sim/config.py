@@ -53,6 +53,9 @@ class SimConfig:
     # Reward and termination from a frame model (`worldsim.models.frame_heads`, a .safetensors file) instead
     # of the DiT's heads: for sparse rewards the DiT's heads learn a constant (see that module)
     reward_model: str | None = None
+    # Show a palette world's frames through the export's pixel refiner when it has one (`refiner.safetensors`,
+    # `worldsim.models.frame_refiner`); false: the decoder's frames as they are
+    refine: bool = True
 
     def __post_init__(self) -> None:
         if self.sampler not in SAMPLERS:

@@ -45,6 +45,7 @@ from worldsim.hardware import cpu_has_native_bf16
 from worldsim.models.autoencoder import split_state, stack_states
 from worldsim.pretrained import resolve_checkpoint
 from worldsim.models.camera import camera_positions, camera_steps
+from worldsim.models.frame_refiner import export_refiner, first_shown, refine_shown
 from worldsim.models.kv_cache import KVCache, batch_item, cat_batch
 from worldsim.spaces import packed_dim, space_from_json
 from worldsim.sim.batch_cache import BatchCache
@@ -69,6 +70,7 @@ class Track:
     decoder_state: dict = field(default_factory=dict)  # the streaming decoder's past inputs (batch 1 tensors)
     encoder_state: dict = field(default_factory=dict)  # reencode: the streaming encoder's past inputs (batch 1)
     last_frame: np.ndarray | None = None  # uint8 (H, W, 3): the newest real or generated frame (a frame reward model reads it)
+    shown: np.ndarray | None = None  # a frame refiner's history: uint8 (history, H, W, 3), the last frames shown
     # a DiT with world heads: the view's origin (2,) at each kept frame and at the newest one (`worldsim.models.camera`)
     cameras: dict[int, Tensor] = field(default_factory=dict)
     camera: Tensor | None = None
@@ -193,6 +195,9 @@ class Simulator:
         self.sampler = partial(SAMPLER_FUNCTIONS[config.sampler], steps=config.sampling_steps,
                                guidance_scale=config.guidance_scale, shift=config.shift, device=self.device)
 
+        # A palette world's frames through the export's pixel refiner (`worldsim.models.frame_refiner`): shown only
+        self.refiner = export_refiner(resolve_checkpoint(checkpoint), self.k, ae.palette) if config.refine else None
+        self.refiner = self.refiner.to(self.device) if self.refiner is not None else None
         self.reward_model = None
         if config.reward_model is not None:
             from worldsim.models.frame_heads import load_frame_heads
@@ -299,6 +304,7 @@ class Simulator:
                 _, state = self.autoencoder.decode_stream(raw)  # the context decoded once: the decoder's past
         track = Track(length=n, decoder_state=state, last_frame=frames[-1],
                       encoder_state=encoder_state if self.reencode else {})
+        track.shown = first_shown(self.refiner, frames) if self.refiner is not None else None
         for i in range(n):
             track.latents[i], track.actions[i], track.masks[i] = z[0, i], act[0, i], mask[0, i]
         camera = None
@@ -423,6 +429,10 @@ class Simulator:
 
         if drawn is None:
             drawn = self._decode_new(tracks, new)
+        if self.refiner is not None:  # the frames shown, not the latents the DiT reads: those stay its own
+            drawn, shown = refine_shown(self.refiner, [t.shown for t in tracks], drawn, actions)
+            for t, h in zip(tracks, shown):
+                t.shown = h
         frames = drawn.cpu().numpy()  # (B, k, H, W, 3)
         terminated = (torch.sigmoid(logit) > 0.5).numpy()
         if self.reward_model is not None:
