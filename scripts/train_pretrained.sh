@@ -23,7 +23,8 @@
 # (the shipped phase 4 started from the committed phase-3 export); PROBES_PHASE5_FROM=DIR phase 5 alone from a
 # phase-4 export (the shipped phase 5 started from the committed phase-4 export); PROBES_PHASE6_FROM=DIR phase 6
 # alone from a phase-5 export (the shipped phase 6 started from the committed phase-5 export); PROBES_PHASE7_FROM=DIR
-# phase 7 alone from a phase-6 export (the shipped phase 7: the committed phase-6 export); CRAFTER_PHASE4_FROM=DIR
+# phase 7 alone from a phase-6 export (the shipped phase 7: the committed phase-6 export); PROBES_PHASE8=1 fits the
+# pixel refiner of the committed export (phase 8) and evaluates it; CRAFTER_PHASE4_FROM=DIR
 # Crafter's phase 4 alone from a phase-3 export (the shipped one started from the committed phase-3 export);
 # CRAFTER_PHASE5_FROM=DIR Crafter's phase 5 alone from a phase-4 export (the shipped one: the committed phase-4 export).
 #
@@ -307,6 +308,14 @@ phase7_probes() {
     $PY scripts/swap_decoder.py "$start" "$WORK/probes-vae7/export" "$WORK/probes-phase7/export"
 }
 
+# Phase 8 (probe world only, session 33): a pixel refiner for the frames shown (worldsim.models.frame_refiner), fitted
+# on the shipped export's own one-step frames and written beside it; the DiT and the autoencoder stay. The shipped one
+# was fitted by the scratch equivalent of this line on seeds 20,000-20,699 and 21,500-22,199 (68 CPU-min, 1 thread).
+phase8_probes() {
+  timed probes refiner $PY scripts/fit_refiner.py worldsim/pretrained/probes --episodes 1400 --first-seed 20000 \
+    --steps 3000 --lr 3e-4 --mse 10 --ce 0.1 --batch 16 --curve "$WORK/probes-refiner-curve.json"
+}
+
 evaluate() {  # evaluate NAME WORLD [SAMPLING_STEPS]: worldsim eval on the shipped export, the card, plots and a strip
   local name=$1 world=$2 steps=${SAMPLING_STEPS:-${3:-4}}
   rm -rf "$WORK/$name-eval" "$WORK/$name-rollout"
@@ -357,7 +366,9 @@ for name in "${@:-crafter probes}"; do
       probes)
         store=$WORK/probes.zarr
         [ -d "$store" ] || timed probes collect $WS collect env=probe episodes=400 seed=1000 out="$store" progress=false
-        if [ -n "${PROBES_PHASE7_FROM:-}" ]; then  # phase 7 alone, from a phase-6 export (how the shipped one was made)
+        if [ -n "${PROBES_PHASE8:-}" ]; then  # phase 8 alone: the refiner of the shipped export (how the shipped one was made)
+          phase8_probes
+        elif [ -n "${PROBES_PHASE7_FROM:-}" ]; then  # phase 7 alone, from a phase-6 export
           phase7_probes "$PROBES_PHASE7_FROM"
           ship probes "$WORK/probes-phase7/export"
           # served with its generated frames re-encoded as context (session 22: README, simulator section)

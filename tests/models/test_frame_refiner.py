@@ -112,3 +112,16 @@ def test_a_refiner_for_another_palette_is_refused_in_one_line(tmp_path):
     with pytest.raises(ValueError, match="refines 2 frames a step in 4 colours; this export's autoencoder draws 2 in 9"):
         Simulator(folder, SimConfig())
     assert Simulator(folder, SimConfig(refine=False)).refiner is None
+
+
+def test_probes_v0_shows_its_frames_through_its_refiner():
+    import gymnasium as gym
+
+    import worldsim  # noqa: F401  (registers the shipped simulators)
+
+    env = gym.make("worldsim/Probes-v0")
+    plain = gym.make("worldsim/Probes-v0", refine=False)
+    assert env.unwrapped.sim.refiner is not None and plain.unwrapped.sim.refiner is None
+    obs, _ = env.reset(seed=0)
+    assert env.step(0)[0].shape == (64, 64, 3)
+    env.close(), plain.close()
