@@ -67,7 +67,7 @@ def test_the_file_holds_the_refiner_and_refuses_other_files(tmp_path):
 def test_history_starts_from_the_context_and_moves_on():
     net = FrameRefiner(FrameRefinerConfig(PALETTE, 5))
     frames = np.arange(3)[:, None, None, None] * np.ones((3, 4, 4, 3), np.uint8)
-    shown = first_shown(net, frames)
+    shown = first_shown(net.cfg.history, frames)
     assert shown.shape == (4, 4, 4, 3) and [int(f[0, 0, 0]) for f in shown] == [0, 0, 1, 2]
     drawn = torch.from_numpy(np.stack([np.full((4, 4, 3), PALETTE[c], np.uint8) for c in (3, 4)]))  # (k, H, W, 3)
     out, moved = refine_shown(net, [shown], drawn[None], None)  # no action: shown as drawn
@@ -92,7 +92,7 @@ def test_the_simulator_shows_refined_frames_and_keeps_its_own_latents(refined_ex
     plain, refined = (Simulator(refined_export, SimConfig(refine=r, dtype="float32")) for r in (False, True))
     assert plain.refiner is None and refined.refiner is not None
     tracks = {s: [s.start(context), s.start(context[2:])] for s in (plain, refined)}
-    shown = [first_shown(refined.refiner, context), first_shown(refined.refiner, context[2:])]
+    shown = [first_shown(4, context), first_shown(4, context[2:])]
     changed = 0
     for step in range(3):
         acts = np.array([[step % 5], [(step + 2) % 5]])

@@ -96,10 +96,14 @@ class FrameRefiner(nn.Module):
         y = self.after(self.up(self.low(self.down(s))) + s)
         return self.out(y).reshape(b, cfg.frames, -1, h, w) + self.keep * near
 
+    def expected(self, logits: Tensor) -> Tensor:
+        """Logits (B, T, K, H, W) -> float (B, T, H, W, 3) in [0, 255]: each pixel's expected colour (what squared
+        error prefers)."""
+        return torch.einsum("btkhw,kc->bthwc", logits.float().softmax(2), self.colours)
+
     def frames_from(self, logits: Tensor) -> Tensor:
-        """Logits (B, T, K, H, W) -> uint8 (B, T, H, W, 3): each pixel's expected colour (what squared error prefers)."""
-        rgb = torch.einsum("btkhw,kc->bthwc", logits.float().softmax(2), self.colours)
-        return rgb.round().clamp(0, 255).to(torch.uint8)
+        """Logits (B, T, K, H, W) -> uint8 (B, T, H, W, 3): the expected colour, rounded."""
+        return self.expected(logits).round().clamp(0, 255).to(torch.uint8)
 
     @torch.no_grad()
     def refine(self, history: Tensor, proposal: Tensor, actions: Tensor) -> Tensor:
@@ -118,8 +122,9 @@ def load_frame_refiner(path: str | os.PathLike) -> tuple[FrameRefiner, dict[str,
     return load_tagged(path, FORMAT, "a frame refiner", build)
 
 
-def export_refiner(folder: str | os.PathLike, frames: int, palette: tuple | list | None) -> FrameRefiner | None:
-    """The export's refiner (`refiner.safetensors` beside its weights), or None when it has none.
+def export_refiner(folder: str | os.PathLike, frames: int, palette: tuple | list | None,
+                   device: torch.device | str = "cpu") -> FrameRefiner | None:
+    """The export's refiner (`refiner.safetensors` beside its weights) on `device`, or None when it has none.
 
     Raises:
         ValueError: a refiner drawn for another autoencoder (other k or palette).
@@ -131,7 +136,7 @@ def export_refiner(folder: str | os.PathLike, frames: int, palette: tuple | list
     if net.cfg.frames != frames or [tuple(c) for c in (palette or ())] != [tuple(c) for c in net.cfg.palette]:
         raise ValueError(f"{path} refines {net.cfg.frames} frames a step in {len(net.cfg.palette)} colours; this "
                          f"export's autoencoder draws {frames} in {len(palette or ())} (files from different runs?)")
-    return net
+    return net.to(device)
 
 
 def refine_shown(net: FrameRefiner, shown: list, drawn: Tensor, actions: Any | None) -> tuple[Tensor, list]:
@@ -141,13 +146,16 @@ def refine_shown(net: FrameRefiner, shown: list, drawn: Tensor, actions: Any | N
     if actions is not None:
         history = torch.from_numpy(np.stack(shown)).to(drawn.device)
         drawn = net.refine(history, drawn, torch.as_tensor(np.asarray(actions), device=drawn.device))
-    h = net.cfg.history
-    return drawn, [np.concatenate([s, f])[-h:] for s, f in zip(shown, drawn.cpu().numpy())]
+    return drawn, moved_on(shown, drawn.cpu().numpy())
 
 
-def first_shown(net: FrameRefiner, frames: np.ndarray) -> np.ndarray:
-    """A reset's context frames uint8 (T, H, W, 3) -> the refiner's history: the last `history`, the first repeated
-    in front when there are fewer."""
-    h = net.cfg.history
+def moved_on(shown: list, frames: np.ndarray) -> list:
+    """Each track's last shown frames (h, H, W, 3) followed by its new ones (k, H, W, 3): the last h of them."""
+    return [np.concatenate([s, f])[-len(s):] for s, f in zip(shown, frames)]
+
+
+def first_shown(history: int, frames: np.ndarray) -> np.ndarray:
+    """A reset's context frames uint8 (T, H, W, 3) -> the last `history` of them, the first repeated in front when
+    there are fewer: what a refiner reads before the first step."""
     frames = np.asarray(frames)
-    return np.concatenate([np.repeat(frames[:1], max(0, h - len(frames)), axis=0), frames])[-h:].copy()
+    return np.concatenate([np.repeat(frames[:1], max(0, history - len(frames)), axis=0), frames])[-history:].copy()

@@ -196,8 +196,7 @@ class Simulator:
                                guidance_scale=config.guidance_scale, shift=config.shift, device=self.device)
 
         # A palette world's frames through the export's pixel refiner (`worldsim.models.frame_refiner`): shown only
-        self.refiner = export_refiner(resolve_checkpoint(checkpoint), self.k, ae.palette) if config.refine else None
-        self.refiner = self.refiner.to(self.device) if self.refiner is not None else None
+        self.refiner = export_refiner(resolve_checkpoint(checkpoint), self.k, ae.palette, self.device) if config.refine else None
         self.reward_model = None
         if config.reward_model is not None:
             from worldsim.models.frame_heads import load_frame_heads
@@ -304,7 +303,7 @@ class Simulator:
                 _, state = self.autoencoder.decode_stream(raw)  # the context decoded once: the decoder's past
         track = Track(length=n, decoder_state=state, last_frame=frames[-1],
                       encoder_state=encoder_state if self.reencode else {})
-        track.shown = first_shown(self.refiner, frames) if self.refiner is not None else None
+        track.shown = first_shown(self.refiner.cfg.history, frames) if self.refiner is not None else None
         for i in range(n):
             track.latents[i], track.actions[i], track.masks[i] = z[0, i], act[0, i], mask[0, i]
         camera = None

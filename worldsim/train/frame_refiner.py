@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from worldsim.models.frame_refiner import FrameRefiner, first_shown, refine_shown
+from worldsim.models.frame_refiner import FrameRefiner, first_shown, moved_on, refine_shown
 from worldsim.spaces import pack_action
 
 WINDOW_KEYS = ("history", "proposal", "action", "target", "step")
@@ -32,8 +32,9 @@ def refiner_windows(sim: Any, world: str, seeds: list[int], steps: int = 1, stri
                     progress: bool = True) -> dict[str, np.ndarray]:
     """Windows of `sim` (a `Simulator` without a refiner) on the real world `world`, from each seed's episode.
 
-    Each episode is `episode_steps` real steps long (or ends sooner). Returns arrays history uint8 (N, h, H, W, 3), proposal and target uint8 (N, k, H, W, 3), action packed (N, D),
-    step (N,): the step after the real context (0 for the first).
+    Each episode is `episode_steps` real steps long (or ends sooner). Returns arrays history uint8 (N, h, H, W, 3),
+    proposal and target uint8 (N, k, H, W, 3), action packed (N, D), step (N,): the step after the real context (0 for
+    the first).
     """
     from worldsim.agents import make_policy
     from worldsim.envs import make_real_env
@@ -49,7 +50,7 @@ def refiner_windows(sim: Any, world: str, seeds: list[int], steps: int = 1, stri
 
     def flush() -> None:
         tracks = [sim.start(c, a) for c, a, _, _ in pending]
-        shown = [first_shown(refiner, c) if refiner is not None else np.asarray(c)[-history:] for c, _, _, _ in pending]
+        shown = [first_shown(history, c) for c, _, _, _ in pending]
         gens = [torch.Generator().manual_seed(i) for i in range(len(pending))]
         for j in range(steps):
             acts = np.stack([p[2][j] for p in pending])
@@ -57,10 +58,7 @@ def refiner_windows(sim: Any, world: str, seeds: list[int], steps: int = 1, stri
             for b, p in enumerate(pending):
                 out["history"].append(shown[b]), out["proposal"].append(drawn[b].numpy()), out["action"].append(acts[b])
                 out["target"].append(p[3][j * k:(j + 1) * k]), out["step"].append(j)
-            if refiner is not None:
-                _, shown = refine_shown(refiner, shown, drawn, acts)
-            else:
-                shown = [np.concatenate([s, f])[-history:] for s, f in zip(shown, drawn.numpy())]
+            shown = refine_shown(refiner, shown, drawn, acts)[1] if refiner is not None else moved_on(shown, drawn.numpy())
         pending.clear()
 
     try:
@@ -126,8 +124,7 @@ def fit_frame_refiner(net: FrameRefiner, windows: dict[str, np.ndarray], steps: 
         target = net.classes(data["target"][j])
         loss = ce * F.cross_entropy(logits.permute(0, 1, 3, 4, 2).reshape(-1, logits.shape[2]), target.reshape(-1))
         if mse:
-            rgb = torch.einsum("btkhw,kc->bthwc", logits.softmax(2), net.colours) / 127.5 - 1
-            loss = loss + mse * F.mse_loss(rgb, data["target"][j].float() / 127.5 - 1)
+            loss = loss + mse * F.mse_loss(net.expected(logits) / 127.5 - 1, data["target"][j].float() / 127.5 - 1)
         opt.zero_grad()
         loss.backward()
         opt.step()
